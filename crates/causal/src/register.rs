@@ -1,0 +1,343 @@
+//! Register keys: the stored state of one key and the two conflict modes.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Dot};
+use crate::dvv::Dvv;
+use crate::hlc::Timestamp;
+use crate::vv::VersionVector;
+
+/// How a register settles concurrent writes (a bucket property).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictMode {
+    /// Keep every concurrent value until a write whose context covers them (Riak `allow_mult`).
+    #[default]
+    Siblings,
+    /// Among writes that did not see each other, keep the one with the highest HLC timestamp,
+    /// ties broken by dot (so by node), and count the ones that lost (Cassandra's rule). A
+    /// write that saw another (through its node's state or its client's context) replaces
+    /// it whatever the clocks say, so clock skew never undoes a causally later write.
+    Lww,
+}
+
+impl std::str::FromStr for ConflictMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "siblings" => Ok(ConflictMode::Siblings),
+            "lww" => Ok(ConflictMode::Lww),
+            other => Err(format!("unknown conflict mode {other:?} (expected \"siblings\" or \"lww\")")),
+        }
+    }
+}
+
+/// One value of a register. `value: None` is a tombstone: a delete that still carries its
+/// causality, so a replica that missed the delete learns of it instead of resurrecting the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    pub value: Option<Bytes>,
+    pub timestamp: Timestamp,
+}
+
+impl std::fmt::Debug for Sibling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{:?}@{:?}", String::from_utf8_lossy(v), self.timestamp),
+            None => write!(f, "tombstone@{:?}", self.timestamp),
+        }
+    }
+}
+
+/// What a write did to the register.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub dot: Dot,
+    /// Siblings the write replaced.
+    pub superseded: usize,
+    /// Siblings left beside the new value (the write did not cover them).
+    pub siblings: usize,
+}
+
+/// What a merge of two replica states found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeOutcome {
+    /// The two states held writes neither had seen: a conflict.
+    pub concurrent: bool,
+    /// Under `lww`: values of concurrent writes discarded by the timestamp rule.
+    pub lww_discarded: u32,
+    /// The merge changed this replica's state.
+    pub changed: bool,
+}
+
+/// The state of one register key on one replica.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    dvv: Dvv<Sibling>,
+}
+
+impl Register {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn dvv(&self) -> &Dvv<Sibling> {
+        &self.dvv
+    }
+
+    /// The context a reader gets: covers every sibling, so writing with it resolves them all.
+    pub fn context(&self) -> &VersionVector {
+        self.dvv.context()
+    }
+
+    /// Nothing is known of this key here: never written, or collected.
+    pub fn is_unknown(&self) -> bool {
+        self.dvv.is_unknown()
+    }
+
+    /// Live values (tombstones left out), in dot order: deterministic on every replica.
+    pub fn values(&self) -> impl Iterator<Item = &Bytes> {
+        self.dvv.values().filter_map(|s| s.value.as_ref())
+    }
+
+    /// Known here but with no live value: deleted (a tombstone, or history without siblings).
+    pub fn is_deleted(&self) -> bool {
+        !self.is_unknown() && self.values().next().is_none()
+    }
+
+    pub fn sibling_count(&self) -> usize {
+        self.dvv.len()
+    }
+
+    /// The highest timestamp held: keeps a restarted node's clock ahead of its own data.
+    pub fn timestamp_max(&self) -> Timestamp {
+        self.dvv.values().map(|s| s.timestamp).max().unwrap_or_default()
+    }
+
+    /// A write (or, with `value: None`, a delete) coordinated by `actor` at `timestamp`.
+    ///
+    /// `siblings`: replaces what `client_context` covers, keeps the rest as siblings.
+    /// `lww`: the write saw this replica's state, so it replaces every sibling here; the
+    /// caller passes a timestamp above [`Register::timestamp_max`] (its HLC observed it).
+    pub fn write(
+        &mut self,
+        mode: ConflictMode,
+        actor: &Actor,
+        client_context: &VersionVector,
+        value: Option<Bytes>,
+        timestamp: Timestamp,
+    ) -> WriteOutcome {
+        let before = self.dvv.len();
+        let sibling = Sibling { value, timestamp };
+        let dot = match mode {
+            ConflictMode::Siblings => self.dvv.event(client_context, actor, sibling),
+            ConflictMode::Lww => {
+                let everything = self.dvv.context().clone().merged(client_context);
+                let dot = self.dvv.event(&everything, actor, sibling);
+                self.dvv.retain_only(&dot);
+                dot
+            }
+        };
+        let siblings = self.dvv.len() - 1;
+        WriteOutcome { dot, superseded: before - siblings, siblings }
+    }
+
+    /// Joins another replica's state of this key into this one.
+    pub fn merge(&mut self, mode: ConflictMode, other: &Register) -> MergeOutcome {
+        let before = self.clone();
+        let report = self.dvv.sync(&other.dvv);
+        let mut outcome = MergeOutcome { concurrent: report.concurrent(), ..Default::default() };
+        if mode == ConflictMode::Lww {
+            outcome.lww_discarded = self.settle_lww();
+        }
+        outcome.changed = *self != before;
+        outcome
+    }
+
+    /// Keeps only the highest (timestamp, dot) sibling; returns how many it discarded.
+    fn settle_lww(&mut self) -> u32 {
+        let Some(winner) = self
+            .dvv
+            .siblings()
+            .max_by(|(da, a), (db, b)| (a.timestamp, *da).cmp(&(b.timestamp, *db)))
+            .map(|(dot, _)| dot.clone())
+        else {
+            return 0;
+        };
+        let before = self.dvv.len();
+        self.dvv.retain_only(&winner);
+        (before - 1) as u32
+    }
+
+    /// A deleted key whose newest tombstone is older than the grace period. Collection must
+    /// also know that every replica holds the tombstone; that is the caller's to check.
+    pub fn is_collectable_tombstone(&self, now: Timestamp, grace_ms: u64) -> bool {
+        self.is_deleted()
+            && self.timestamp_max().physical_ms().saturating_add(grace_ms) <= now.physical_ms()
+    }
+}
+
+impl std::fmt::Debug for Register {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.dvv.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn b(s: &str) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn vals(r: &Register) -> Vec<&[u8]> {
+        r.values().map(|v| v.as_ref()).collect()
+    }
+
+    #[test]
+    fn lww_keeps_the_later_timestamp_and_counts_the_loser() {
+        let (n1, n2) = (Actor::from("n1"), Actor::from("n2"));
+        let mut r1 = Register::new();
+        let mut r2 = Register::new();
+        r1.write(ConflictMode::Lww, &n1, &VersionVector::new(), b("early"), Timestamp::new(10, 0));
+        r2.write(ConflictMode::Lww, &n2, &VersionVector::new(), b("late"), Timestamp::new(20, 0));
+        let out = r1.merge(ConflictMode::Lww, &r2);
+        assert!(out.concurrent);
+        assert_eq!(out.lww_discarded, 1);
+        assert_eq!(vals(&r1), [b"late"]);
+        r2.merge(ConflictMode::Lww, &r1);
+        assert_eq!(r1, r2);
+    }
+
+    #[test]
+    fn lww_ties_are_broken_by_node() {
+        let (n1, n2) = (Actor::from("n1"), Actor::from("n2"));
+        let mut r1 = Register::new();
+        let mut r2 = Register::new();
+        let t = Timestamp::new(10, 0);
+        r1.write(ConflictMode::Lww, &n1, &VersionVector::new(), b("from n1"), t);
+        r2.write(ConflictMode::Lww, &n2, &VersionVector::new(), b("from n2"), t);
+        r1.merge(ConflictMode::Lww, &r2);
+        assert_eq!(vals(&r1), [b"from n2"]);
+    }
+
+    #[test]
+    fn a_delete_is_a_tombstone_that_wins_over_the_stale_copy() {
+        let n1 = Actor::from("n1");
+        let mut r1 = Register::new();
+        r1.write(ConflictMode::Siblings, &n1, &VersionVector::new(), b("x"), Timestamp::new(1, 0));
+        let mut stale = r1.clone();
+        let ctx = r1.context().clone();
+        r1.write(ConflictMode::Siblings, &n1, &ctx, None, Timestamp::new(2, 0));
+        assert!(r1.is_deleted());
+        stale.merge(ConflictMode::Siblings, &r1);
+        assert!(stale.is_deleted(), "the replica that missed the delete learns it: {stale:?}");
+        let mut again = r1.clone();
+        again.merge(ConflictMode::Siblings, &Register::new());
+        assert!(again.is_deleted());
+    }
+
+    #[test]
+    fn a_delete_concurrent_with_a_write_keeps_the_write_visible() {
+        let (n1, n2) = (Actor::from("n1"), Actor::from("n2"));
+        let mut r1 = Register::new();
+        r1.write(ConflictMode::Siblings, &n1, &VersionVector::new(), b("x"), Timestamp::new(1, 0));
+        let mut r2 = r1.clone();
+        let ctx = r1.context().clone();
+        r1.write(ConflictMode::Siblings, &n1, &ctx, None, Timestamp::new(2, 0));
+        r2.write(ConflictMode::Siblings, &n2, &ctx, b("y"), Timestamp::new(2, 0));
+        r1.merge(ConflictMode::Siblings, &r2);
+        assert_eq!(vals(&r1), [b"y"]);
+        assert!(!r1.is_deleted());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write { at: usize, read_from: Option<usize>, value: Option<u8>, wall_ms: u64 },
+        Merge { from: usize, to: usize },
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, proptest::option::of(0..3usize), proptest::option::of(any::<u8>()), 0u64..50)
+                .prop_map(|(at, read_from, value, wall_ms)| Op::Write { at, read_from, value, wall_ms }),
+            (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Merge { from, to }),
+        ]
+    }
+
+    fn arb_mode() -> impl Strategy<Value = ConflictMode> {
+        prop_oneof![Just(ConflictMode::Siblings), Just(ConflictMode::Lww)]
+    }
+
+    /// Plays a history on three replicas, each with its own HLC, and returns every state seen.
+    fn play(mode: ConflictMode, ops: &[Op]) -> (Vec<Register>, Vec<Register>) {
+        let mut replicas = vec![Register::new(); 3];
+        let mut clocks = vec![crate::Hlc::new(); 3];
+        let mut seen = Vec::new();
+        for op in ops {
+            match *op {
+                Op::Write { at, read_from, value, wall_ms } => {
+                    let ctx = read_from.map(|r| replicas[r].context().clone()).unwrap_or_default();
+                    clocks[at].observe(replicas[at].timestamp_max(), wall_ms);
+                    let ts = clocks[at].now(wall_ms);
+                    let actor = Actor::new(format!("n{at}"), 0);
+                    replicas[at].write(mode, &actor, &ctx, value.map(|v| Bytes::from(vec![v])), ts);
+                    seen.push(replicas[at].clone());
+                }
+                Op::Merge { from, to } => {
+                    let other = replicas[from].clone();
+                    replicas[to].merge(mode, &other);
+                    seen.push(replicas[to].clone());
+                }
+            }
+        }
+        (seen, replicas)
+    }
+
+    fn merged(mode: ConflictMode, a: &Register, b: &Register) -> Register {
+        let mut m = a.clone();
+        m.merge(mode, b);
+        m
+    }
+
+    proptest! {
+        #[test]
+        fn register_merge_is_a_join_in_both_modes(mode in arb_mode(), ops in proptest::collection::vec(arb_op(), 1..40),
+                                                   picks in proptest::collection::vec(any::<proptest::sample::Index>(), 3)) {
+            let (seen, _) = play(mode, &ops);
+            let (a, b, c) = (picks[0].get(&seen), picks[1].get(&seen), picks[2].get(&seen));
+            prop_assert_eq!(merged(mode, a, b), merged(mode, b, a));
+            prop_assert_eq!(merged(mode, &merged(mode, a, b), c), merged(mode, a, &merged(mode, b, c)));
+            prop_assert_eq!(&merged(mode, a, a), a);
+        }
+
+        #[test]
+        fn lww_picks_the_same_single_winner_on_every_replica(ops in proptest::collection::vec(arb_op(), 1..40)) {
+            // Blind writes, as LWW clients make them: a write with a context replaces what it
+            // saw whatever the timestamps (causality first), so "highest timestamp wins" is
+            // the rule among writes that did not see each other.
+            let ops: Vec<Op> = ops.into_iter().map(|op| match op {
+                Op::Write { at, value, wall_ms, .. } => Op::Write { at, read_from: None, value, wall_ms },
+                merge => merge,
+            }).collect();
+            let (seen, mut replicas) = play(ConflictMode::Lww, &ops);
+            // Full exchange: every replica merges every other.
+            for _ in 0..2 {
+                for to in 0..3 {
+                    for from in 0..3 {
+                        let other = replicas[from].clone();
+                        replicas[to].merge(ConflictMode::Lww, &other);
+                    }
+                }
+            }
+            prop_assert!(replicas.iter().all(|r| r == &replicas[0]));
+            prop_assert!(replicas[0].sibling_count() <= 1);
+            // The winner carries the highest timestamp ever written.
+            let highest = seen.iter().map(|r| r.timestamp_max()).max().unwrap_or_default();
+            prop_assert_eq!(replicas[0].timestamp_max(), highest);
+        }
+    }
+}

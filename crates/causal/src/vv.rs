@@ -1,0 +1,163 @@
+//! Version vectors: for each actor, the number of its events seen (all of 1..=n).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::collections::btree_map;
+
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Dot};
+
+/// For each actor, the highest counter `n` such that all of its dots `1..=n` have been seen.
+///
+/// Invariant: no entry is 0 (an absent actor means 0), so equal histories give equal vectors
+/// and equal encodings.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VersionVector {
+    entries: BTreeMap<Actor, u64>,
+}
+
+impl VersionVector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, actor: &Actor) -> u64 {
+        self.entries.get(actor).copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn iter(&self) -> btree_map::Iter<'_, Actor, u64> {
+        self.entries.iter()
+    }
+
+    /// Whether the event `dot` is part of this history.
+    pub fn contains(&self, dot: &Dot) -> bool {
+        dot.counter <= self.get(&dot.actor)
+    }
+
+    /// Records that every event of `actor` up to `counter` has been seen.
+    pub fn observe(&mut self, actor: &Actor, counter: u64) {
+        if counter == 0 {
+            return;
+        }
+        match self.entries.get_mut(actor) {
+            Some(n) => *n = (*n).max(counter),
+            None => {
+                self.entries.insert(actor.clone(), counter);
+            }
+        }
+    }
+
+    pub fn observe_dot(&mut self, dot: &Dot) {
+        self.observe(&dot.actor, dot.counter);
+    }
+
+    /// The next event of `actor`: one past everything seen of it. Records it as seen.
+    pub fn next_dot(&mut self, actor: &Actor) -> Dot {
+        let counter = self.get(actor).checked_add(1).expect("a u64 event counter cannot overflow");
+        self.observe(actor, counter);
+        Dot::new(actor.clone(), counter)
+    }
+
+    /// Pointwise maximum: the union of two histories.
+    pub fn merge(&mut self, other: &VersionVector) {
+        for (actor, &n) in &other.entries {
+            self.observe(actor, n);
+        }
+    }
+
+    pub fn merged(mut self, other: &VersionVector) -> VersionVector {
+        self.merge(other);
+        self
+    }
+
+    /// Whether every event in `other` is also in `self`.
+    pub fn descends(&self, other: &VersionVector) -> bool {
+        other.entries.iter().all(|(actor, &n)| self.get(actor) >= n)
+    }
+
+    /// Causal order: `Less` if `self` happened before `other`, `None` if concurrent.
+    pub fn causal_cmp(&self, other: &VersionVector) -> Option<Ordering> {
+        match (self.descends(other), other.descends(self)) {
+            (true, true) => Some(Ordering::Equal),
+            (true, false) => Some(Ordering::Greater),
+            (false, true) => Some(Ordering::Less),
+            (false, false) => None,
+        }
+    }
+
+    pub fn concurrent(&self, other: &VersionVector) -> bool {
+        self.causal_cmp(other).is_none()
+    }
+}
+
+impl std::fmt::Debug for VersionVector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.entries.iter().map(|(a, n)| (a.to_string(), n))).finish()
+    }
+}
+
+impl FromIterator<(Actor, u64)> for VersionVector {
+    fn from_iter<I: IntoIterator<Item = (Actor, u64)>>(iter: I) -> Self {
+        let mut vv = VersionVector::new();
+        for (actor, n) in iter {
+            vv.observe(&actor, n);
+        }
+        vv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn arb_vv() -> impl Strategy<Value = VersionVector> {
+        proptest::collection::vec((0u8..4, 0u64..6), 0..5).prop_map(|pairs| {
+            pairs.into_iter().map(|(a, n)| (Actor::new(format!("n{a}"), 0), n)).collect()
+        })
+    }
+
+    #[test]
+    fn next_dot_counts_from_one_and_is_recorded() {
+        let mut vv = VersionVector::new();
+        let a = Actor::from("n1");
+        assert_eq!(vv.next_dot(&a).counter, 1);
+        assert_eq!(vv.next_dot(&a).counter, 2);
+        assert!(vv.contains(&Dot::new(a.clone(), 2)));
+        assert!(!vv.contains(&Dot::new(a, 3)));
+    }
+
+    #[test]
+    fn zero_entries_are_never_stored() {
+        let vv: VersionVector = [(Actor::from("n1"), 0)].into_iter().collect();
+        assert_eq!(vv, VersionVector::new());
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_a_join(a in arb_vv(), b in arb_vv(), c in arb_vv()) {
+            prop_assert_eq!(a.clone().merged(&b), b.clone().merged(&a));
+            prop_assert_eq!(a.clone().merged(&b).merged(&c), a.clone().merged(&b.clone().merged(&c)));
+            prop_assert_eq!(a.clone().merged(&a), a.clone());
+            let m = a.clone().merged(&b);
+            prop_assert!(m.descends(&a) && m.descends(&b));
+        }
+
+        #[test]
+        fn causal_order_is_antisymmetric(a in arb_vv(), b in arb_vv()) {
+            let ab = a.causal_cmp(&b);
+            let ba = b.causal_cmp(&a);
+            prop_assert_eq!(ab.map(Ordering::reverse), ba);
+            prop_assert_eq!(ab == Some(Ordering::Equal), a == b);
+        }
+    }
+}
