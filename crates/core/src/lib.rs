@@ -1,0 +1,2 @@
+//! The sans-io driftkv node: protocol logic as a deterministic state machine.
+pub mod store;

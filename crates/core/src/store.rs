@@ -1,0 +1,173 @@
+//! The storage boundary: a synchronous byte key-value store the core reads and writes.
+//!
+//! Synchronous on purpose (as raft-rs's `Storage`): the embedded engines behind it are
+//! synchronous, and a sans-io core cannot await. Durability is the caller's loop: after a batch
+//! of inputs it calls [`Store::sync`] (group commit) before sending what the batch produced, so
+//! nothing is acknowledged before it is durable under the configured policy.
+
+use std::collections::BTreeMap;
+
+/// Why a store operation failed. The node answers the request with an error and keeps serving.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// How long a write may wait before it is on stable storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// fsync after every write: slowest, nothing acknowledged is ever lost.
+    EveryWrite,
+    /// Writes of one batch are synced once, before the batch's acknowledgements leave.
+    #[default]
+    GroupCommit,
+    /// Never fsync explicitly: the OS decides. A crash loses recent writes.
+    None,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "every-write" | "fsync" | "always" => Ok(Durability::EveryWrite),
+            "group-commit" | "group" | "batch" => Ok(Durability::GroupCommit),
+            "none" => Ok(Durability::None),
+            other => Err(format!("unknown durability {other:?} (expected every-write, group-commit or none)")),
+        }
+    }
+}
+
+/// A byte-ordered key-value store. Keys sort as byte strings; `scan` walks them in order.
+///
+/// Every backend must pass the conformance suite in the storage crate.
+pub trait Store {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+    /// Up to `limit` entries whose key starts with `prefix` and sorts strictly after `after`
+    /// (from the start of the prefix when `None`), in key order.
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Makes every write so far durable (a no-op under [`Durability::None`]).
+    fn sync(&mut self) -> Result<(), StoreError>;
+}
+
+/// An in-memory store that models a disk: writes land in a volatile layer that `sync` makes
+/// durable and `crash` throws away. Used by tests and the simulator.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    durable: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Writes not yet synced: `None` is a delete.
+    volatile: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    durability: Durability,
+}
+
+impl MemStore {
+    pub fn new(durability: Durability) -> Self {
+        MemStore { durability, ..Default::default() }
+    }
+
+    /// Loses everything not synced, as a power cut would.
+    pub fn crash(&mut self) {
+        self.volatile.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.view().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn view(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
+        let mut merged: BTreeMap<&Vec<u8>, Option<&Vec<u8>>> = self.durable.iter().map(|(k, v)| (k, Some(v))).collect();
+        for (k, v) in &self.volatile {
+            merged.insert(k, v.as_ref());
+        }
+        merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)))
+    }
+
+    fn settle(&mut self) {
+        if self.durability == Durability::EveryWrite {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for (k, v) in std::mem::take(&mut self.volatile) {
+            match v {
+                Some(v) => self.durable.insert(k, v),
+                None => self.durable.remove(&k),
+            };
+        }
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(match self.volatile.get(key) {
+            Some(v) => v.clone(),
+            None => self.durable.get(key).cloned(),
+        })
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.volatile.insert(key.to_vec(), Some(value.to_vec()));
+        self.settle();
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.volatile.insert(key.to_vec(), None);
+        self.settle();
+        Ok(())
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self
+            .view()
+            .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_slice() > a))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        // A policy of `None` never syncs on purpose; the OS would flush eventually, which the
+        // simulator models as "survives only a clean shutdown".
+        if self.durability != Durability::None {
+            self.flush();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_loses_exactly_the_unsynced_writes() {
+        let mut s = MemStore::new(Durability::GroupCommit);
+        s.put(b"a", b"1").unwrap();
+        s.sync().unwrap();
+        s.put(b"b", b"2").unwrap();
+        s.delete(b"a").unwrap();
+        assert_eq!(s.get(b"a").unwrap(), None);
+        s.crash();
+        assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn every_write_durability_survives_a_crash() {
+        let mut s = MemStore::new(Durability::EveryWrite);
+        s.put(b"a", b"1").unwrap();
+        s.crash();
+        assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
+    }
+}
