@@ -19,7 +19,10 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(node: impl Into<Arc<str>>, incarnation: u32) -> Self {
-        Actor { node: node.into(), incarnation }
+        Actor {
+            node: node.into(),
+            incarnation,
+        }
     }
 }
 

@@ -28,7 +28,10 @@ pub struct Dvv<V> {
 
 impl<V> Default for Dvv<V> {
     fn default() -> Self {
-        Dvv { siblings: BTreeMap::new(), context: VersionVector::new() }
+        Dvv {
+            siblings: BTreeMap::new(),
+            context: VersionVector::new(),
+        }
     }
 }
 
@@ -65,8 +68,13 @@ impl<V: Clone + PartialEq> Dvv<V> {
     }
 
     /// The siblings a client context covers, i.e. those a write with that context replaces.
-    pub fn covered_by<'a>(&'a self, client_context: &'a VersionVector) -> impl Iterator<Item = &'a Dot> {
-        self.siblings.keys().filter(move |dot| client_context.contains(dot))
+    pub fn covered_by<'a>(
+        &'a self,
+        client_context: &'a VersionVector,
+    ) -> impl Iterator<Item = &'a Dot> {
+        self.siblings
+            .keys()
+            .filter(move |dot| client_context.contains(dot))
     }
 
     /// A new write coordinated by `actor`: drops the siblings `client_context` covers, adds
@@ -90,7 +98,8 @@ impl<V: Clone + PartialEq> Dvv<V> {
     pub fn sync(&mut self, other: &Dvv<V>) -> SyncReport {
         let mut report = SyncReport::default();
         // Ours survive unless the other side saw them and dropped them.
-        self.siblings.retain(|dot, _| other.siblings.contains_key(dot) || !other.context.contains(dot));
+        self.siblings
+            .retain(|dot, _| other.siblings.contains_key(dot) || !other.context.contains(dot));
         for (dot, value) in &other.siblings {
             if self.siblings.contains_key(dot) {
                 debug_assert!(self.siblings.get(dot) == Some(value), "one dot, one value");
@@ -101,8 +110,11 @@ impl<V: Clone + PartialEq> Dvv<V> {
                 report.new_from_other += 1;
             }
         }
-        report.new_to_other =
-            self.siblings.keys().filter(|dot| !other.context.contains(dot)).count() as u32;
+        report.new_to_other = self
+            .siblings
+            .keys()
+            .filter(|dot| !other.context.contains(dot))
+            .count() as u32;
         self.context.merge(&other.context);
         report
     }
@@ -110,7 +122,10 @@ impl<V: Clone + PartialEq> Dvv<V> {
     pub fn check_invariants(&self) -> Result<(), String> {
         for dot in self.siblings.keys() {
             if !self.context.contains(dot) {
-                return Err(format!("sibling {dot:?} is not in the context {:?}", self.context));
+                return Err(format!(
+                    "sibling {dot:?} is not in the context {:?}",
+                    self.context
+                ));
             }
         }
         Ok(())
@@ -134,7 +149,10 @@ impl SyncReport {
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Dvv<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dvv").field("siblings", &self.siblings).field("context", &self.context).finish()
+        f.debug_struct("Dvv")
+            .field("siblings", &self.siblings)
+            .field("context", &self.context)
+            .finish()
     }
 }
 
@@ -148,7 +166,11 @@ pub(crate) mod tests {
     pub enum Op {
         /// Replica `at` coordinates a write; the client read its context from replica `read_from`
         /// (or wrote blind).
-        Write { at: usize, read_from: Option<usize>, value: u32 },
+        Write {
+            at: usize,
+            read_from: Option<usize>,
+            value: u32,
+        },
         /// Replica `to` merges the state of replica `from`.
         Sync { from: usize, to: usize },
     }
@@ -157,8 +179,13 @@ pub(crate) mod tests {
 
     pub fn arb_op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0..REPLICAS, proptest::option::of(0..REPLICAS), 0u32..1000)
-                .prop_map(|(at, read_from, value)| Op::Write { at, read_from, value }),
+            (0..REPLICAS, proptest::option::of(0..REPLICAS), 0u32..1000).prop_map(
+                |(at, read_from, value)| Op::Write {
+                    at,
+                    read_from,
+                    value
+                }
+            ),
             (0..REPLICAS, 0..REPLICAS).prop_map(|(from, to)| Op::Sync { from, to }),
         ]
     }
@@ -173,8 +200,14 @@ pub(crate) mod tests {
         let mut seen = Vec::new();
         for op in ops {
             match *op {
-                Op::Write { at, read_from, value } => {
-                    let ctx = read_from.map(|r| replicas[r].context().clone()).unwrap_or_default();
+                Op::Write {
+                    at,
+                    read_from,
+                    value,
+                } => {
+                    let ctx = read_from
+                        .map(|r| replicas[r].context().clone())
+                        .unwrap_or_default();
                     replicas[at].event(&ctx, &actor(at), value);
                     seen.push(replicas[at].clone());
                 }

@@ -89,7 +89,11 @@ mod tests {
         let mut c = Hlc::new();
         assert_eq!(c.now(100), Timestamp::new(100, 0));
         assert_eq!(c.now(100), Timestamp::new(100, 1));
-        assert_eq!(c.now(90), Timestamp::new(100, 2), "a clock stepping back does not reorder");
+        assert_eq!(
+            c.now(90),
+            Timestamp::new(100, 2),
+            "a clock stepping back does not reorder"
+        );
         assert_eq!(c.now(101), Timestamp::new(101, 0));
     }
 

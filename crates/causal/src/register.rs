@@ -28,7 +28,9 @@ impl std::str::FromStr for ConflictMode {
         match s {
             "siblings" => Ok(ConflictMode::Siblings),
             "lww" => Ok(ConflictMode::Lww),
-            other => Err(format!("unknown conflict mode {other:?} (expected \"siblings\" or \"lww\")")),
+            other => Err(format!(
+                "unknown conflict mode {other:?} (expected \"siblings\" or \"lww\")"
+            )),
         }
     }
 }
@@ -112,7 +114,11 @@ impl Register {
 
     /// The highest timestamp held: keeps a restarted node's clock ahead of its own data.
     pub fn timestamp_max(&self) -> Timestamp {
-        self.dvv.values().map(|s| s.timestamp).max().unwrap_or_default()
+        self.dvv
+            .values()
+            .map(|s| s.timestamp)
+            .max()
+            .unwrap_or_default()
     }
 
     /// A write (or, with `value: None`, a delete) coordinated by `actor` at `timestamp`.
@@ -140,14 +146,21 @@ impl Register {
             }
         };
         let siblings = self.dvv.len() - 1;
-        WriteOutcome { dot, superseded: before - siblings, siblings }
+        WriteOutcome {
+            dot,
+            superseded: before - siblings,
+            siblings,
+        }
     }
 
     /// Joins another replica's state of this key into this one.
     pub fn merge(&mut self, mode: ConflictMode, other: &Register) -> MergeOutcome {
         let before = self.clone();
         let report = self.dvv.sync(&other.dvv);
-        let mut outcome = MergeOutcome { concurrent: report.concurrent(), ..Default::default() };
+        let mut outcome = MergeOutcome {
+            concurrent: report.concurrent(),
+            ..Default::default()
+        };
         if mode == ConflictMode::Lww {
             outcome.lww_discarded = self.settle_lww();
         }
@@ -202,8 +215,20 @@ mod tests {
         let (n1, n2) = (Actor::from("n1"), Actor::from("n2"));
         let mut r1 = Register::new();
         let mut r2 = Register::new();
-        r1.write(ConflictMode::Lww, &n1, &VersionVector::new(), b("early"), Timestamp::new(10, 0));
-        r2.write(ConflictMode::Lww, &n2, &VersionVector::new(), b("late"), Timestamp::new(20, 0));
+        r1.write(
+            ConflictMode::Lww,
+            &n1,
+            &VersionVector::new(),
+            b("early"),
+            Timestamp::new(10, 0),
+        );
+        r2.write(
+            ConflictMode::Lww,
+            &n2,
+            &VersionVector::new(),
+            b("late"),
+            Timestamp::new(20, 0),
+        );
         let out = r1.merge(ConflictMode::Lww, &r2);
         assert!(out.concurrent);
         assert_eq!(out.lww_discarded, 1);
@@ -218,8 +243,20 @@ mod tests {
         let mut r1 = Register::new();
         let mut r2 = Register::new();
         let t = Timestamp::new(10, 0);
-        r1.write(ConflictMode::Lww, &n1, &VersionVector::new(), b("from n1"), t);
-        r2.write(ConflictMode::Lww, &n2, &VersionVector::new(), b("from n2"), t);
+        r1.write(
+            ConflictMode::Lww,
+            &n1,
+            &VersionVector::new(),
+            b("from n1"),
+            t,
+        );
+        r2.write(
+            ConflictMode::Lww,
+            &n2,
+            &VersionVector::new(),
+            b("from n2"),
+            t,
+        );
         r1.merge(ConflictMode::Lww, &r2);
         assert_eq!(vals(&r1), [b"from n2"]);
     }
@@ -228,13 +265,28 @@ mod tests {
     fn a_delete_is_a_tombstone_that_wins_over_the_stale_copy() {
         let n1 = Actor::from("n1");
         let mut r1 = Register::new();
-        r1.write(ConflictMode::Siblings, &n1, &VersionVector::new(), b("x"), Timestamp::new(1, 0));
+        r1.write(
+            ConflictMode::Siblings,
+            &n1,
+            &VersionVector::new(),
+            b("x"),
+            Timestamp::new(1, 0),
+        );
         let mut stale = r1.clone();
         let ctx = r1.context().clone();
-        r1.write(ConflictMode::Siblings, &n1, &ctx, None, Timestamp::new(2, 0));
+        r1.write(
+            ConflictMode::Siblings,
+            &n1,
+            &ctx,
+            None,
+            Timestamp::new(2, 0),
+        );
         assert!(r1.is_deleted());
         stale.merge(ConflictMode::Siblings, &r1);
-        assert!(stale.is_deleted(), "the replica that missed the delete learns it: {stale:?}");
+        assert!(
+            stale.is_deleted(),
+            "the replica that missed the delete learns it: {stale:?}"
+        );
         let mut again = r1.clone();
         again.merge(ConflictMode::Siblings, &Register::new());
         assert!(again.is_deleted());
@@ -244,11 +296,29 @@ mod tests {
     fn a_delete_concurrent_with_a_write_keeps_the_write_visible() {
         let (n1, n2) = (Actor::from("n1"), Actor::from("n2"));
         let mut r1 = Register::new();
-        r1.write(ConflictMode::Siblings, &n1, &VersionVector::new(), b("x"), Timestamp::new(1, 0));
+        r1.write(
+            ConflictMode::Siblings,
+            &n1,
+            &VersionVector::new(),
+            b("x"),
+            Timestamp::new(1, 0),
+        );
         let mut r2 = r1.clone();
         let ctx = r1.context().clone();
-        r1.write(ConflictMode::Siblings, &n1, &ctx, None, Timestamp::new(2, 0));
-        r2.write(ConflictMode::Siblings, &n2, &ctx, b("y"), Timestamp::new(2, 0));
+        r1.write(
+            ConflictMode::Siblings,
+            &n1,
+            &ctx,
+            None,
+            Timestamp::new(2, 0),
+        );
+        r2.write(
+            ConflictMode::Siblings,
+            &n2,
+            &ctx,
+            b("y"),
+            Timestamp::new(2, 0),
+        );
         r1.merge(ConflictMode::Siblings, &r2);
         assert_eq!(vals(&r1), [b"y"]);
         assert!(!r1.is_deleted());
@@ -256,14 +326,32 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Write { at: usize, read_from: Option<usize>, value: Option<u8>, wall_ms: u64 },
-        Merge { from: usize, to: usize },
+        Write {
+            at: usize,
+            read_from: Option<usize>,
+            value: Option<u8>,
+            wall_ms: u64,
+        },
+        Merge {
+            from: usize,
+            to: usize,
+        },
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0..3usize, proptest::option::of(0..3usize), proptest::option::of(any::<u8>()), 0u64..50)
-                .prop_map(|(at, read_from, value, wall_ms)| Op::Write { at, read_from, value, wall_ms }),
+            (
+                0..3usize,
+                proptest::option::of(0..3usize),
+                proptest::option::of(any::<u8>()),
+                0u64..50
+            )
+                .prop_map(|(at, read_from, value, wall_ms)| Op::Write {
+                    at,
+                    read_from,
+                    value,
+                    wall_ms
+                }),
             (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Merge { from, to }),
         ]
     }
@@ -279,8 +367,15 @@ mod tests {
         let mut seen = Vec::new();
         for op in ops {
             match *op {
-                Op::Write { at, read_from, value, wall_ms } => {
-                    let ctx = read_from.map(|r| replicas[r].context().clone()).unwrap_or_default();
+                Op::Write {
+                    at,
+                    read_from,
+                    value,
+                    wall_ms,
+                } => {
+                    let ctx = read_from
+                        .map(|r| replicas[r].context().clone())
+                        .unwrap_or_default();
                     clocks[at].observe(replicas[at].timestamp_max(), wall_ms);
                     let ts = clocks[at].now(wall_ms);
                     let actor = Actor::new(format!("n{at}"), 0);

@@ -29,7 +29,9 @@ pub enum TokenError {
     NotBase64,
     #[error("causal context token is truncated")]
     Truncated,
-    #[error("causal context token has format version {0}, this node reads version {TOKEN_FORMAT_VERSION}")]
+    #[error(
+        "causal context token has format version {0}, this node reads version {TOKEN_FORMAT_VERSION}"
+    )]
     UnknownVersion(u8),
     #[error("causal context token is corrupt (checksum mismatch)")]
     Corrupt,
@@ -52,7 +54,10 @@ pub struct ContextToken;
 
 impl ContextToken {
     pub fn encode(context: &VersionVector, bucket: &[u8], key: &[u8]) -> String {
-        let body = Body { key_check: key_check(bucket, key), context: context.clone() };
+        let body = Body {
+            key_check: key_check(bucket, key),
+            context: context.clone(),
+        };
         let mut bytes = vec![TOKEN_FORMAT_VERSION];
         bytes.extend(postcard::to_allocvec(&body).expect("encoding to a Vec cannot fail"));
         let sum = xxhash_rust::xxh3::xxh3_64(&bytes).to_le_bytes();
@@ -65,7 +70,9 @@ impl ContextToken {
         if token.len() > TOKEN_CHARS_MAX {
             return Err(TokenError::TooLong(token.len()));
         }
-        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| TokenError::NotBase64)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| TokenError::NotBase64)?;
         if bytes.len() < 1 + CHECKSUM_BYTES {
             return Err(TokenError::Truncated);
         }
@@ -106,26 +113,47 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_context() -> impl Strategy<Value = VersionVector> {
-        proptest::collection::vec(("[a-z0-9]{1,8}", 0u32..3, 1u64..u64::MAX), 0..8)
-            .prop_map(|v| v.into_iter().map(|(n, i, c)| (Actor::new(n, i), c)).collect())
+        proptest::collection::vec(("[a-z0-9]{1,8}", 0u32..3, 1u64..u64::MAX), 0..8).prop_map(|v| {
+            v.into_iter()
+                .map(|(n, i, c)| (Actor::new(n, i), c))
+                .collect()
+        })
     }
 
     #[test]
     fn a_token_for_another_key_is_refused() {
         let vv: VersionVector = [(Actor::from("n1"), 3)].into_iter().collect();
         let t = ContextToken::encode(&vv, b"default", b"a");
-        assert_eq!(ContextToken::decode(&t, b"default", b"b"), Err(TokenError::WrongKey));
-        assert_eq!(ContextToken::decode(&t, b"other", b"a"), Err(TokenError::WrongKey));
+        assert_eq!(
+            ContextToken::decode(&t, b"default", b"b"),
+            Err(TokenError::WrongKey)
+        );
+        assert_eq!(
+            ContextToken::decode(&t, b"other", b"a"),
+            Err(TokenError::WrongKey)
+        );
         assert_eq!(ContextToken::decode(&t, b"default", b"a"), Ok(vv));
     }
 
     #[test]
     fn garbage_gives_clear_errors() {
-        assert_eq!(ContextToken::decode("", b"d", b"k"), Err(TokenError::Truncated));
-        assert_eq!(ContextToken::decode("!!!", b"d", b"k"), Err(TokenError::NotBase64));
-        assert_eq!(ContextToken::decode(&"A".repeat(TOKEN_CHARS_MAX + 1), b"d", b"k"), Err(TokenError::TooLong(TOKEN_CHARS_MAX + 1)));
+        assert_eq!(
+            ContextToken::decode("", b"d", b"k"),
+            Err(TokenError::Truncated)
+        );
+        assert_eq!(
+            ContextToken::decode("!!!", b"d", b"k"),
+            Err(TokenError::NotBase64)
+        );
+        assert_eq!(
+            ContextToken::decode(&"A".repeat(TOKEN_CHARS_MAX + 1), b"d", b"k"),
+            Err(TokenError::TooLong(TOKEN_CHARS_MAX + 1))
+        );
         let other_version = URL_SAFE_NO_PAD.encode([9u8, 0, 0, 0, 0, 0]);
-        assert_eq!(ContextToken::decode(&other_version, b"d", b"k"), Err(TokenError::UnknownVersion(9)));
+        assert_eq!(
+            ContextToken::decode(&other_version, b"d", b"k"),
+            Err(TokenError::UnknownVersion(9))
+        );
     }
 
     proptest! {

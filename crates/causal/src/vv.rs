@@ -62,7 +62,10 @@ impl VersionVector {
 
     /// The next event of `actor`: one past everything seen of it. Records it as seen.
     pub fn next_dot(&mut self, actor: &Actor) -> Dot {
-        let counter = self.get(actor).checked_add(1).expect("a u64 event counter cannot overflow");
+        let counter = self
+            .get(actor)
+            .checked_add(1)
+            .expect("a u64 event counter cannot overflow");
         self.observe(actor, counter);
         Dot::new(actor.clone(), counter)
     }
@@ -101,7 +104,9 @@ impl VersionVector {
 
 impl std::fmt::Debug for VersionVector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.entries.iter().map(|(a, n)| (a.to_string(), n))).finish()
+        f.debug_map()
+            .entries(self.entries.iter().map(|(a, n)| (a.to_string(), n)))
+            .finish()
     }
 }
 
@@ -122,7 +127,10 @@ mod tests {
 
     pub(crate) fn arb_vv() -> impl Strategy<Value = VersionVector> {
         proptest::collection::vec((0u8..4, 0u64..6), 0..5).prop_map(|pairs| {
-            pairs.into_iter().map(|(a, n)| (Actor::new(format!("n{a}"), 0), n)).collect()
+            pairs
+                .into_iter()
+                .map(|(a, n)| (Actor::new(format!("n{a}"), 0), n))
+                .collect()
         })
     }
 

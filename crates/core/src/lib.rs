@@ -1,2 +1,16 @@
 //! The sans-io driftkv node: protocol logic as a deterministic state machine.
+//!
+//! No sockets, threads, clocks or randomness: time and storage are passed in, effects come out
+//! as [`node::Output`] values. The tokio node and the simulator drive the very same code.
+
+pub mod config;
+pub mod keys;
+pub mod local;
+pub mod node;
+pub mod stats;
 pub mod store;
+
+pub use config::{BucketProps, NodeConfig};
+pub use node::{ClientId, Input, Node, NodeError, Output};
+pub use stats::Stats;
+pub use store::{Durability, Entries, MemStore, Store, StoreError};

@@ -36,10 +36,15 @@ impl std::str::FromStr for Durability {
             "every-write" | "fsync" | "always" => Ok(Durability::EveryWrite),
             "group-commit" | "group" | "batch" => Ok(Durability::GroupCommit),
             "none" => Ok(Durability::None),
-            other => Err(format!("unknown durability {other:?} (expected every-write, group-commit or none)")),
+            other => Err(format!(
+                "unknown durability {other:?} (expected every-write, group-commit or none)"
+            )),
         }
     }
 }
+
+/// Key-value pairs in key order, as `scan` returns them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A byte-ordered key-value store. Keys sort as byte strings; `scan` walks them in order.
 ///
@@ -50,7 +55,12 @@ pub trait Store {
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
     /// Up to `limit` entries whose key starts with `prefix` and sorts strictly after `after`
     /// (from the start of the prefix when `None`), in key order.
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
     /// Makes every write so far durable (a no-op under [`Durability::None`]).
     fn sync(&mut self) -> Result<(), StoreError>;
 }
@@ -67,7 +77,10 @@ pub struct MemStore {
 
 impl MemStore {
     pub fn new(durability: Durability) -> Self {
-        MemStore { durability, ..Default::default() }
+        MemStore {
+            durability,
+            ..Default::default()
+        }
     }
 
     /// Loses everything not synced, as a power cut would.
@@ -84,7 +97,8 @@ impl MemStore {
     }
 
     fn view(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
-        let mut merged: BTreeMap<&Vec<u8>, Option<&Vec<u8>>> = self.durable.iter().map(|(k, v)| (k, Some(v))).collect();
+        let mut merged: BTreeMap<&Vec<u8>, Option<&Vec<u8>>> =
+            self.durable.iter().map(|(k, v)| (k, Some(v))).collect();
         for (k, v) in &self.volatile {
             merged.insert(k, v.as_ref());
         }
@@ -127,7 +141,12 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
         Ok(self
             .view()
             .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_slice() > a))

@@ -34,14 +34,23 @@ impl PnCounter {
     /// Adds `delta` (negative to decrement) on behalf of `actor`, the coordinating node.
     pub fn apply(&mut self, actor: &Actor, delta: i64) -> Result<(), CounterOverflow> {
         let totals = self.entries.entry(actor.clone()).or_default();
-        let slot = if delta >= 0 { &mut totals.increments } else { &mut totals.decrements };
-        *slot = slot.checked_add(delta.unsigned_abs()).ok_or(CounterOverflow)?;
+        let slot = if delta >= 0 {
+            &mut totals.increments
+        } else {
+            &mut totals.decrements
+        };
+        *slot = slot
+            .checked_add(delta.unsigned_abs())
+            .ok_or(CounterOverflow)?;
         Ok(())
     }
 
     /// The counter's value. `i128`: the sum of per-node `u64` totals cannot overflow it.
     pub fn value(&self) -> i128 {
-        self.entries.values().map(|t| t.increments as i128 - t.decrements as i128).sum()
+        self.entries
+            .values()
+            .map(|t| t.increments as i128 - t.decrements as i128)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -50,7 +59,9 @@ impl PnCounter {
 
     /// Per node, its net contribution: what the key inspector shows.
     pub fn contributions(&self) -> impl Iterator<Item = (&Actor, i128)> {
-        self.entries.iter().map(|(a, t)| (a, t.increments as i128 - t.decrements as i128))
+        self.entries
+            .iter()
+            .map(|(a, t)| (a, t.increments as i128 - t.decrements as i128))
     }
 }
 
@@ -72,7 +83,13 @@ impl Crdt for PnCounter {
 
 impl std::fmt::Debug for PnCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.entries.iter().map(|(a, t)| (a.to_string(), (t.increments, t.decrements)))).finish()
+        f.debug_map()
+            .entries(
+                self.entries
+                    .iter()
+                    .map(|(a, t)| (a.to_string(), (t.increments, t.decrements))),
+            )
+            .finish()
     }
 }
 

@@ -86,7 +86,10 @@ impl Crdt for AwSet {
         for (member, dots) in &other.members {
             for d in dots {
                 if !self.context.contains(d) {
-                    self.members.entry(member.clone()).or_default().insert(d.clone());
+                    self.members
+                        .entry(member.clone())
+                        .or_default()
+                        .insert(d.clone());
                 }
             }
         }
@@ -98,7 +101,14 @@ impl Crdt for AwSet {
 impl std::fmt::Debug for AwSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwSet")
-            .field("members", &self.members.iter().map(|(m, d)| (String::from_utf8_lossy(m), d)).collect::<Vec<_>>())
+            .field(
+                "members",
+                &self
+                    .members
+                    .iter()
+                    .map(|(m, d)| (String::from_utf8_lossy(m), d))
+                    .collect::<Vec<_>>(),
+            )
             .field("context", &self.context)
             .finish()
     }
@@ -135,7 +145,14 @@ mod tests {
     /// Plays a history; returns the states reached, the final replicas, and for each add its
     /// member and dot plus, for each remove, the dots of that member it observed.
     #[allow(clippy::type_complexity)]
-    fn play(ops: &[Op]) -> (Vec<AwSet>, Vec<AwSet>, Vec<(u8, Dot)>, Vec<(u8, BTreeSet<Dot>)>) {
+    fn play(
+        ops: &[Op],
+    ) -> (
+        Vec<AwSet>,
+        Vec<AwSet>,
+        Vec<(u8, Dot)>,
+        Vec<(u8, BTreeSet<Dot>)>,
+    ) {
         let mut replicas = vec![AwSet::new(); 3];
         let (mut seen, mut adds, mut removes) = (Vec::new(), Vec::new(), Vec::new());
         for op in ops {

@@ -1,0 +1,74 @@
+//! A node's configuration as the core sees it: identity, replication, limits, bucket properties.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use driftkv_causal::ConflictMode;
+use driftkv_ring::{NodeId, RingConfig};
+use driftkv_wire::Quorum;
+
+/// Properties of one bucket (the same on every node).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketProps {
+    pub mode: ConflictMode,
+    /// Replicas for this bucket's keys: at most the cluster's N. `None`: the cluster's.
+    pub n: Option<usize>,
+    pub r: Option<Quorum>,
+    pub w: Option<Quorum>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Changes when the node comes back without its data: see `driftkv_causal::Actor`.
+    pub incarnation: u32,
+    pub ring: RingConfig,
+    pub r: Quorum,
+    pub w: Quorum,
+    pub buckets: BTreeMap<Bytes, BucketProps>,
+    /// A coordinator gives up on replicas that have not answered by then.
+    pub request_timeout_ms: u64,
+    /// Inspection (`/kv/{key}/replicas`) waits at most this long for each copy.
+    pub inspect_timeout_ms: u64,
+    pub read_repair: bool,
+    pub hinted_handoff: bool,
+    pub key_bytes_max: usize,
+    pub bucket_bytes_max: usize,
+    pub value_bytes_max: usize,
+    /// Members added or removed by one set request.
+    pub set_update_members_max: usize,
+    /// Hints kept at most; past it a fallback still stores the write but keeps no hint.
+    pub hints_max: usize,
+    /// A hint not handed off by then is dropped (anti-entropy still repairs the primary).
+    pub hint_age_max_ms: u64,
+    /// Hints in flight to one node at once.
+    pub handoff_batch_max: usize,
+}
+
+impl NodeConfig {
+    pub fn new(id: impl Into<NodeId>) -> Self {
+        NodeConfig {
+            id: id.into(),
+            incarnation: 0,
+            ring: RingConfig::default(),
+            r: Quorum::Quorum,
+            w: Quorum::Quorum,
+            buckets: BTreeMap::new(),
+            request_timeout_ms: 2_000,
+            inspect_timeout_ms: 500,
+            read_repair: true,
+            hinted_handoff: true,
+            key_bytes_max: 1024,
+            bucket_bytes_max: 255,
+            value_bytes_max: 4 * 1024 * 1024,
+            set_update_members_max: 1024,
+            hints_max: 100_000,
+            hint_age_max_ms: 24 * 3600 * 1000,
+            handoff_batch_max: 64,
+        }
+    }
+
+    pub fn bucket(&self, bucket: &[u8]) -> BucketProps {
+        self.buckets.get(bucket).cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,1343 @@
+//! The node state machine: coordinates reads and writes, serves replica requests, repairs
+//! stale replicas, and hands hints off. Inputs are client requests, peer messages and timer
+//! ticks with the current time; outputs are messages and replies. Nothing else leaves.
+//!
+//! Shaped after Riak's get and put cores: a coordinator collects replica answers one by one,
+//! answers once it has enough, and decides what to do after (read repair).
+//!
+//! The caller's loop (tokio node or simulator) is: feed inputs, then `Store::sync` per the
+//! durability policy, then deliver the outputs. So a replica never acknowledges a write and a
+//! coordinator never answers before the write is durable.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use driftkv_causal::{Actor, ConflictMode, Hlc, Register, VersionVector};
+use driftkv_ring::{NodeId, PartitionId, Ring, Role};
+use driftkv_wire::{
+    ErrorKind, Key, MemberInfo, MemberState, Message, Object, ObjectKind, Quorum, ReplicaView,
+    Reply, ReqId, Request,
+};
+
+use crate::config::NodeConfig;
+use crate::keys;
+use crate::stats::Stats;
+use crate::store::{Store, StoreError};
+
+/// A client connection's handle, chosen by the shell; replies name it.
+pub type ClientId = u64;
+
+/// Something that happened to the node.
+#[derive(Clone, Debug)]
+pub enum Input {
+    Request {
+        client: ClientId,
+        request: Request,
+    },
+    Message {
+        from: NodeId,
+        message: Message,
+    },
+    /// Time passed: expire requests, hand hints off.
+    Tick,
+}
+
+/// Something the node wants done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Send { to: NodeId, message: Message },
+    Reply { client: ClientId, reply: Reply },
+}
+
+/// Who is waiting for a coordinated request's answer.
+#[derive(Clone, Debug)]
+enum Waiter {
+    Local(ClientId),
+    /// Another node forwarded the request; answer with `ForwardReply`.
+    Remote {
+        node: NodeId,
+        req: ReqId,
+    },
+}
+
+#[derive(Debug)]
+struct WriteCoord {
+    waiter: Waiter,
+    needed: usize,
+    targets: usize,
+    acks: usize,
+    nacks: usize,
+    /// Replicas not yet answered, each with the primary it stands in for (if a fallback). At
+    /// the deadline the coordinator keeps a hint for each, so a replica that missed the write
+    /// still gets it when it is back.
+    awaiting: Vec<(NodeId, Option<NodeId>)>,
+    key: Key,
+    partition: PartitionId,
+    object: Object,
+    answered: bool,
+    reply: Reply,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct ReadCoord {
+    waiter: Waiter,
+    request: Request,
+    mode: ConflictMode,
+    needed: usize,
+    targets: Vec<NodeId>,
+    replies: Vec<(NodeId, Option<Object>)>,
+    answered: bool,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct InspectCoord {
+    waiter: Waiter,
+    key: Key,
+    views: Vec<ReplicaView>,
+    waiting: usize,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct Handoff {
+    target: NodeId,
+    hint_key: Vec<u8>,
+    sent: Vec<u8>,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Write(WriteCoord),
+    Read(ReadCoord),
+    Inspect(InspectCoord),
+    Forwarded { client: ClientId, deadline_ms: u64 },
+    Handoff(Handoff),
+}
+
+/// A stored hint: the copy a fallback holds for a primary, and when it was first stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HintRecord {
+    created_ms: u64,
+    object: Object,
+}
+
+/// One driftkv node's protocol state. See the module docs for the caller's loop.
+pub struct Node {
+    cfg: NodeConfig,
+    actor: Actor,
+    hlc: Hlc,
+    members: BTreeMap<NodeId, MemberInfo>,
+    ring: Ring,
+    next_req: ReqId,
+    pending: BTreeMap<ReqId, Pending>,
+    /// Hint records on disk, per primary they wait for.
+    hints: BTreeMap<NodeId, usize>,
+    stats: Stats,
+}
+
+/// The node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Node {
+    /// Opens a node over its store: counts the hints waiting on disk.
+    pub fn open(cfg: NodeConfig, store: &dyn Store) -> Result<Node, NodeError> {
+        let ring = Ring::new(cfg.ring.clone(), [cfg.id.clone()])
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        let mut hints: BTreeMap<NodeId, usize> = BTreeMap::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let batch = store.scan(&[keys::HINT], after.as_deref(), 1024)?;
+            let Some((last, _)) = batch.last() else { break };
+            after = Some(last.clone());
+            for (raw, _) in &batch {
+                if let Some((node, _)) = keys::parse_hint_key(raw) {
+                    *hints.entry(node).or_default() += 1;
+                }
+            }
+        }
+        let me = MemberInfo {
+            id: cfg.id.clone(),
+            listen: String::new(),
+            http: String::new(),
+            state: MemberState::Up,
+        };
+        Ok(Node {
+            actor: Actor::new(cfg.id.as_str(), cfg.incarnation),
+            hlc: Hlc::new(),
+            members: BTreeMap::from([(cfg.id.clone(), me)]),
+            ring,
+            next_req: 1,
+            pending: BTreeMap::new(),
+            hints,
+            stats: Stats::default(),
+            cfg,
+        })
+    }
+
+    pub fn id(&self) -> &NodeId {
+        &self.cfg.id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members.values()
+    }
+
+    pub fn hints_pending(&self) -> usize {
+        self.hints.values().sum()
+    }
+
+    pub fn requests_pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The membership layer's current view. The ring follows the member set; requests avoid
+    /// members that are not up.
+    pub fn set_members(&mut self, members: impl IntoIterator<Item = MemberInfo>) {
+        let mut next: BTreeMap<NodeId, MemberInfo> =
+            members.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let me = next
+            .entry(self.cfg.id.clone())
+            .or_insert_with(|| MemberInfo {
+                id: self.cfg.id.clone(),
+                listen: String::new(),
+                http: String::new(),
+                state: MemberState::Up,
+            });
+        me.state = MemberState::Up;
+        let same_set = next.len() == self.members.len() && next.keys().eq(self.members.keys());
+        self.members = next;
+        if !same_set {
+            self.ring = Ring::new(self.cfg.ring.clone(), self.members.keys().cloned()).expect(
+                "the config was validated when the node opened and members are never empty",
+            );
+        }
+    }
+
+    fn is_up(&self, node: &NodeId) -> bool {
+        self.members
+            .get(node)
+            .is_some_and(|m| m.state == MemberState::Up)
+    }
+
+    fn new_req(&mut self) -> ReqId {
+        let id = self.next_req;
+        self.next_req += 1;
+        id
+    }
+
+    /// Takes one input at wall-clock time `now_ms`; appends what it wants done to `out`.
+    pub fn handle(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        input: Input,
+        out: &mut Vec<Output>,
+    ) {
+        match input {
+            Input::Request { client, request } => {
+                self.on_request(store, now_ms, Waiter::Local(client), request, false, out)
+            }
+            Input::Message { from, message } => self.on_message(store, now_ms, from, message, out),
+            Input::Tick => self.on_tick(store, now_ms, out),
+        }
+    }
+
+    fn answer(&mut self, waiter: Waiter, reply: Reply, out: &mut Vec<Output>) {
+        if matches!(
+            reply,
+            Reply::Error {
+                kind: ErrorKind::Unavailable,
+                ..
+            }
+        ) {
+            self.stats.unavailable += 1;
+        }
+        match waiter {
+            Waiter::Local(client) => out.push(Output::Reply { client, reply }),
+            Waiter::Remote { node, req } => out.push(Output::Send {
+                to: node,
+                message: Message::ForwardReply { req, reply },
+            }),
+        }
+    }
+
+    fn validate(&self, request: &Request) -> Result<(), String> {
+        let key = request.key();
+        if key.key.is_empty() {
+            return Err("key is empty".into());
+        }
+        if key.key.len() > self.cfg.key_bytes_max {
+            return Err(format!(
+                "key is {} bytes, the limit is {}",
+                key.key.len(),
+                self.cfg.key_bytes_max
+            ));
+        }
+        if key.bucket.is_empty() || key.bucket.len() > self.cfg.bucket_bytes_max {
+            return Err(format!(
+                "bucket name must be 1 to {} bytes",
+                self.cfg.bucket_bytes_max
+            ));
+        }
+        match request {
+            Request::Put { value: Some(v), .. } if v.len() > self.cfg.value_bytes_max => {
+                Err(format!(
+                    "value is {} bytes, the limit is {}",
+                    v.len(),
+                    self.cfg.value_bytes_max
+                ))
+            }
+            Request::SetUpdate { add, remove, .. } => {
+                if add.len() + remove.len() > self.cfg.set_update_members_max {
+                    return Err(format!(
+                        "a set update may name at most {} members",
+                        self.cfg.set_update_members_max
+                    ));
+                }
+                match add
+                    .iter()
+                    .chain(remove)
+                    .find(|m| m.len() > self.cfg.key_bytes_max)
+                {
+                    Some(m) => Err(format!(
+                        "set member is {} bytes, the limit is {}",
+                        m.len(),
+                        self.cfg.key_bytes_max
+                    )),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Replicas for a key in this bucket (the bucket's N, at most the ring's).
+    fn n_for(&self, key: &Key) -> usize {
+        let ring_n = self.ring.n_effective();
+        self.cfg
+            .bucket(&key.bucket)
+            .n
+            .map_or(ring_n, |n| n.clamp(1, ring_n))
+    }
+
+    /// Up primaries, then fallbacks standing in for down primaries: where a request goes.
+    fn targets(&self, partition: PartitionId, n: usize) -> Vec<(NodeId, Option<NodeId>)> {
+        let primaries = &self.ring.owners(partition)[..n.min(self.ring.owners(partition).len())];
+        self.ring
+            .preference_list(partition, |node| self.is_up(node))
+            .into_iter()
+            .filter_map(|t| match t.role {
+                Role::Primary => primaries.contains(&t.node).then_some((t.node, None)),
+                Role::Fallback { for_node } => primaries
+                    .contains(&for_node)
+                    .then_some((t.node, Some(for_node))),
+            })
+            .collect()
+    }
+
+    /// Down primaries of `partition` that no fallback in `targets` stands in for.
+    fn uncovered_primaries(
+        &self,
+        partition: PartitionId,
+        n: usize,
+        targets: &[(NodeId, Option<NodeId>)],
+    ) -> Vec<NodeId> {
+        self.ring
+            .owners(partition)
+            .iter()
+            .take(n)
+            .filter(|p| {
+                !targets
+                    .iter()
+                    .any(|(node, hint)| node == *p || hint.as_ref() == Some(*p))
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn on_request(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        waiter: Waiter,
+        request: Request,
+        forwarded: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if let Err(message) = self.validate(&request) {
+            return self.answer(waiter, Reply::error(ErrorKind::BadRequest, message), out);
+        }
+        let key = request.key().clone();
+        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        let n = self.n_for(&key);
+        let props = self.cfg.bucket(&key.bucket);
+        let level = |q: Quorum, bucket: Option<Quorum>, default: Quorum| {
+            q.resolve(n, bucket.unwrap_or(default))
+        };
+        match &request {
+            Request::Inspect { .. } => {
+                self.start_inspect(store, now_ms, waiter, key, partition, n, out)
+            }
+            Request::Get { r, .. } | Request::CounterGet { r, .. } | Request::SetGet { r, .. } => {
+                match level(*r, props.r, self.cfg.r) {
+                    Ok(needed) => self.start_read(
+                        store,
+                        now_ms,
+                        waiter,
+                        request.clone(),
+                        partition,
+                        n,
+                        needed,
+                        props.mode,
+                        out,
+                    ),
+                    Err(e) => self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out),
+                }
+            }
+            Request::Put { w, .. }
+            | Request::CounterAdd { w, .. }
+            | Request::SetUpdate { w, .. } => {
+                let needed = match level(*w, props.w, self.cfg.w) {
+                    Ok(needed) => needed,
+                    Err(e) => {
+                        return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out);
+                    }
+                };
+                let targets = self.targets(partition, n);
+                let is_replica = targets.iter().any(|(node, _)| *node == self.cfg.id);
+                match (&waiter, targets.first()) {
+                    // A write that arrives at a node outside its replicas goes to one that is:
+                    // the coordinator issues the new dot under its own actor.
+                    (Waiter::Local(client), Some((first, _))) if !is_replica && !forwarded => {
+                        let (client, to) = (*client, first.clone());
+                        let req = self.new_req();
+                        self.stats.forwarded += 1;
+                        self.pending.insert(
+                            req,
+                            Pending::Forwarded {
+                                client,
+                                deadline_ms: now_ms + self.cfg.request_timeout_ms * 2,
+                            },
+                        );
+                        out.push(Output::Send {
+                            to,
+                            message: Message::Forward { req, request },
+                        });
+                    }
+                    // A forwarded write is coordinated here even if this node's view disagrees
+                    // that it is a replica, rather than bounce it around.
+                    _ => self.coordinate_write(
+                        store, now_ms, waiter, request, partition, n, targets, needed, props.mode,
+                        out,
+                    ),
+                }
+            }
+        }
+    }
+
+    fn load(
+        &mut self,
+        store: &dyn Store,
+        partition: PartitionId,
+        key: &Key,
+    ) -> Result<Option<Object>, String> {
+        let raw = store.get(&keys::data_key(partition, key)).map_err(|e| {
+            self.stats.storage_errors += 1;
+            e.to_string()
+        })?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => driftkv_wire::decode_object(&raw).map(Some).map_err(|e| {
+                self.stats.storage_errors += 1;
+                format!("stored record of {key:?} is unreadable: {e}")
+            }),
+        }
+    }
+
+    fn save(
+        &mut self,
+        store: &mut dyn Store,
+        partition: PartitionId,
+        key: &Key,
+        object: &Object,
+    ) -> Result<(), String> {
+        store
+            .put(
+                &keys::data_key(partition, key),
+                &driftkv_wire::encode_object(object),
+            )
+            .map_err(|e| {
+                self.stats.storage_errors += 1;
+                e.to_string()
+            })
+    }
+
+    /// Merges `incoming` into the stored state of `key`; returns the merged state.
+    fn merge_into_store(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        partition: PartitionId,
+        key: &Key,
+        incoming: &Object,
+    ) -> Result<Object, String> {
+        if let Object::Register(r) = incoming {
+            // So a later LWW write coordinated here orders after what it just learned.
+            self.hlc.observe(r.timestamp_max(), now_ms);
+        }
+        let mode = self.cfg.bucket(&key.bucket).mode;
+        let merged = match self.load(store, partition, key)? {
+            None => incoming.clone(),
+            Some(mut local) => {
+                let outcome = local.merge(mode, incoming);
+                self.stats.conflicts += outcome.concurrent as u64;
+                self.stats.lww_discarded += outcome.lww_discarded as u64;
+                if !outcome.changed {
+                    return Ok(local);
+                }
+                local
+            }
+        };
+        self.save(store, partition, key, &merged)?;
+        Ok(merged)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn coordinate_write(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        waiter: Waiter,
+        request: Request,
+        partition: PartitionId,
+        n: usize,
+        targets: Vec<(NodeId, Option<NodeId>)>,
+        needed: usize,
+        mode: ConflictMode,
+        out: &mut Vec<Output>,
+    ) {
+        self.stats.writes += 1;
+        if targets.len() < needed {
+            let reply = Reply::Error {
+                kind: ErrorKind::Unavailable,
+                message: format!(
+                    "only {} of the {} replicas needed are reachable",
+                    targets.len(),
+                    needed
+                ),
+                answered: 0,
+                needed: needed as u8,
+            };
+            return self.answer(waiter, reply, out);
+        }
+        let key = request.key().clone();
+        let local = match self.load(store, partition, &key) {
+            Ok(local) => local,
+            Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
+        };
+        let kind = match &request {
+            Request::Put { .. } => ObjectKind::Register,
+            Request::CounterAdd { .. } => ObjectKind::Counter,
+            _ => ObjectKind::Set,
+        };
+        let mut object = local.unwrap_or_else(|| Object::empty(kind));
+        let reply = match (&mut object, request) {
+            (Object::Register(reg), Request::Put { value, context, .. }) => {
+                self.hlc.observe(reg.timestamp_max(), now_ms);
+                let ts = self.hlc.now(now_ms);
+                reg.write(mode, &self.actor, &context, value, ts);
+                Reply::Written {
+                    context: reg.context().clone(),
+                }
+            }
+            (Object::Counter(counter), Request::CounterAdd { delta, .. }) => {
+                match counter.apply(&self.actor, delta) {
+                    Ok(()) => Reply::Counter {
+                        value: counter.value(),
+                    },
+                    Err(_) => {
+                        return self.answer(
+                            waiter,
+                            Reply::error(ErrorKind::BadRequest, "counter would overflow"),
+                            out,
+                        );
+                    }
+                }
+            }
+            (Object::Set(set), Request::SetUpdate { add, remove, .. }) => {
+                for m in &remove {
+                    set.remove(m);
+                }
+                for m in add {
+                    set.add(&self.actor, m);
+                }
+                Reply::Written {
+                    context: set.context().clone(),
+                }
+            }
+            (held, _) => {
+                let message = format!("key holds a {}, not a {}", held.kind().name(), kind.name());
+                return self.answer(waiter, Reply::error(ErrorKind::WrongType, message), out);
+            }
+        };
+        if let Err(e) = self.save(store, partition, &key, &object) {
+            return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
+        }
+        // Down primaries with no fallback (a cluster of exactly N nodes has none) get their
+        // copy from a hint kept here, as Cassandra's coordinators do.
+        if self.cfg.hinted_handoff {
+            for primary in self.uncovered_primaries(partition, n, &targets) {
+                if primary != self.cfg.id {
+                    self.store_hint(store, now_ms, &primary, partition, &key, &object);
+                }
+            }
+        }
+        let req = self.new_req();
+        let mut awaiting = Vec::new();
+        let mut local = 0;
+        for (node, hint) in &targets {
+            if *node == self.cfg.id {
+                if let Some(primary) = hint {
+                    self.store_hint(store, now_ms, primary, partition, &key, &object);
+                }
+                local = 1;
+                continue;
+            }
+            awaiting.push((node.clone(), hint.clone()));
+            let message = Message::ReplicaWrite {
+                req,
+                key: key.clone(),
+                object: object.clone(),
+                hint: hint.clone(),
+            };
+            out.push(Output::Send {
+                to: node.clone(),
+                message,
+            });
+        }
+        let mut coord = WriteCoord {
+            waiter,
+            needed,
+            targets: awaiting.len() + 1,
+            acks: 1,
+            nacks: 0,
+            awaiting,
+            key,
+            partition,
+            object,
+            answered: false,
+            reply,
+            deadline_ms: now_ms + self.cfg.request_timeout_ms,
+        };
+        debug_assert!(
+            local == 1 || !targets.is_empty(),
+            "the coordinator stored the write itself"
+        );
+        self.progress_write(&mut coord, out);
+        if !coord.awaiting.is_empty() {
+            self.pending.insert(req, Pending::Write(coord));
+        }
+    }
+
+    fn progress_write(&mut self, coord: &mut WriteCoord, out: &mut Vec<Output>) {
+        if coord.answered {
+            return;
+        }
+        if coord.acks >= coord.needed {
+            coord.answered = true;
+            self.answer(coord.waiter.clone(), coord.reply.clone(), out);
+        } else if coord.targets - coord.nacks < coord.needed {
+            coord.answered = true;
+            let reply = Reply::Error {
+                kind: ErrorKind::Unavailable,
+                message: format!(
+                    "{} of {} replicas acknowledged the write, {} needed",
+                    coord.acks, coord.targets, coord.needed
+                ),
+                answered: coord.acks as u8,
+                needed: coord.needed as u8,
+            };
+            self.answer(coord.waiter.clone(), reply, out);
+        }
+    }
+
+    fn store_hint(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        primary: &NodeId,
+        partition: PartitionId,
+        key: &Key,
+        object: &Object,
+    ) {
+        let hint_key = keys::hint_key(primary, &keys::data_key(partition, key));
+        let existing = match store.get(&hint_key) {
+            Ok(existing) => existing,
+            Err(_) => {
+                self.stats.storage_errors += 1;
+                return;
+            }
+        };
+        let record = match existing
+            .as_deref()
+            .map(|raw| driftkv_wire::decode::<HintRecord>(driftkv_wire::RECORD_FORMAT_VERSION, raw))
+        {
+            Some(Ok(mut held)) => {
+                held.object.merge(self.cfg.bucket(&key.bucket).mode, object);
+                held
+            }
+            _ => {
+                if self.hints_pending() >= self.cfg.hints_max {
+                    self.stats.hints_refused += 1;
+                    return;
+                }
+                *self.hints.entry(primary.clone()).or_default() += 1;
+                self.stats.hints_stored += 1;
+                HintRecord {
+                    created_ms: now_ms,
+                    object: object.clone(),
+                }
+            }
+        };
+        if store
+            .put(
+                &hint_key,
+                &driftkv_wire::encode(driftkv_wire::RECORD_FORMAT_VERSION, &record),
+            )
+            .is_err()
+        {
+            self.stats.storage_errors += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_read(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        waiter: Waiter,
+        request: Request,
+        partition: PartitionId,
+        n: usize,
+        needed: usize,
+        mode: ConflictMode,
+        out: &mut Vec<Output>,
+    ) {
+        self.stats.reads += 1;
+        let targets: Vec<NodeId> = self
+            .targets(partition, n)
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect();
+        if targets.len() < needed {
+            let reply = Reply::Error {
+                kind: ErrorKind::Unavailable,
+                message: format!(
+                    "only {} of the {} replicas needed are reachable",
+                    targets.len(),
+                    needed
+                ),
+                answered: 0,
+                needed: needed as u8,
+            };
+            return self.answer(waiter, reply, out);
+        }
+        let key = request.key().clone();
+        let kind = match request {
+            Request::CounterGet { .. } => ObjectKind::Counter,
+            Request::SetGet { .. } => ObjectKind::Set,
+            _ => ObjectKind::Register,
+        };
+        let req = self.new_req();
+        let mut replies = Vec::with_capacity(targets.len());
+        for node in &targets {
+            if *node == self.cfg.id {
+                match self.load(store, partition, &key) {
+                    Ok(object) => replies.push((node.clone(), object)),
+                    Err(e) => {
+                        return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
+                    }
+                }
+            } else {
+                out.push(Output::Send {
+                    to: node.clone(),
+                    message: Message::ReplicaRead {
+                        req,
+                        key: key.clone(),
+                        kind,
+                    },
+                });
+            }
+        }
+        let coord = ReadCoord {
+            waiter,
+            request,
+            mode,
+            needed,
+            targets,
+            replies,
+            answered: false,
+            deadline_ms: now_ms + self.cfg.request_timeout_ms,
+        };
+        self.pending.insert(req, Pending::Read(coord));
+        self.progress_read(store, req, false, out);
+    }
+
+    /// Answers once R replicas replied; once all replied (or `expired`), repairs the stale.
+    fn progress_read(
+        &mut self,
+        store: &mut dyn Store,
+        req: ReqId,
+        expired: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(Pending::Read(coord)) = self.pending.get_mut(&req) else {
+            return;
+        };
+        let (merged, conflicts, discarded) = merge_all(
+            coord.mode,
+            coord.replies.iter().filter_map(|(_, o)| o.as_ref()),
+        );
+        let mut answer = None;
+        if !coord.answered && coord.replies.len() >= coord.needed {
+            coord.answered = true;
+            answer = Some((
+                coord.waiter.clone(),
+                render_read(&coord.request, merged.as_ref()),
+            ));
+        } else if !coord.answered && expired {
+            coord.answered = true;
+            let reply = Reply::Error {
+                kind: ErrorKind::Unavailable,
+                message: format!(
+                    "{} of {} replicas answered in time, {} needed",
+                    coord.replies.len(),
+                    coord.targets.len(),
+                    coord.needed
+                ),
+                answered: coord.replies.len() as u8,
+                needed: coord.needed as u8,
+            };
+            answer = Some((coord.waiter.clone(), reply));
+        }
+        let done = expired || coord.replies.len() == coord.targets.len();
+        if let Some((waiter, reply)) = answer {
+            if matches!(&reply, Reply::Values { values, .. } if values.len() > 1) {
+                self.stats.sibling_reads += 1;
+            }
+            self.answer(waiter, reply, out);
+        }
+        if !done {
+            return;
+        }
+        let Some(Pending::Read(coord)) = self.pending.remove(&req) else {
+            unreachable!()
+        };
+        // Counted once per read, on its final merge: the conflict the read resolved.
+        self.stats.conflicts += conflicts;
+        self.stats.lww_discarded += discarded;
+        let (Some(merged), true) = (merged, self.cfg.read_repair) else {
+            return;
+        };
+        let key = coord.request.key().clone();
+        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        for (node, object) in &coord.replies {
+            if object.as_ref() == Some(&merged) {
+                continue;
+            }
+            self.stats.stale_replicas_found += 1;
+            if *node == self.cfg.id {
+                let _ = self.merge_into_store(store, 0, partition, &key, &merged);
+            } else {
+                self.stats.read_repairs_sent += 1;
+                out.push(Output::Send {
+                    to: node.clone(),
+                    message: Message::Repair {
+                        key: key.clone(),
+                        object: merged.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_inspect(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        waiter: Waiter,
+        key: Key,
+        partition: PartitionId,
+        n: usize,
+        out: &mut Vec<Output>,
+    ) {
+        let req = self.new_req();
+        let mut views = Vec::new();
+        let mut waiting = 0;
+        let owners: Vec<NodeId> = self
+            .ring
+            .owners(partition)
+            .iter()
+            .take(n)
+            .cloned()
+            .collect();
+        for node in owners {
+            let (reachable, object) = if node == self.cfg.id {
+                match self.load(store, partition, &key) {
+                    Ok(object) => (true, object),
+                    Err(e) => {
+                        return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
+                    }
+                }
+            } else if self.is_up(&node) {
+                waiting += 1;
+                out.push(Output::Send {
+                    to: node.clone(),
+                    message: Message::ReplicaRead {
+                        req,
+                        key: key.clone(),
+                        kind: ObjectKind::Register,
+                    },
+                });
+                (false, None)
+            } else {
+                (false, None)
+            };
+            views.push(ReplicaView {
+                node,
+                reachable,
+                object,
+            });
+        }
+        let coord = InspectCoord {
+            waiter,
+            key,
+            views,
+            waiting,
+            deadline_ms: now_ms + self.cfg.inspect_timeout_ms,
+        };
+        if waiting == 0 {
+            let reply = Reply::Replicas {
+                key: coord.key,
+                replicas: coord.views,
+            };
+            return self.answer(coord.waiter, reply, out);
+        }
+        self.pending.insert(req, Pending::Inspect(coord));
+    }
+
+    fn on_message(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        from: NodeId,
+        message: Message,
+        out: &mut Vec<Output>,
+    ) {
+        match message {
+            Message::Forward { req, request } => self.on_request(
+                store,
+                now_ms,
+                Waiter::Remote { node: from, req },
+                request,
+                true,
+                out,
+            ),
+            Message::ForwardReply { req, reply } => {
+                if let Some(Pending::Forwarded { client, .. }) = self.pending.remove(&req) {
+                    out.push(Output::Reply { client, reply });
+                }
+            }
+            Message::ReplicaWrite {
+                req,
+                key,
+                object,
+                hint,
+            } => {
+                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                let ok = self
+                    .merge_into_store(store, now_ms, partition, &key, &object)
+                    .is_ok();
+                if let (true, Some(primary)) = (ok, &hint) {
+                    self.store_hint(store, now_ms, primary, partition, &key, &object);
+                }
+                out.push(Output::Send {
+                    to: from,
+                    message: Message::ReplicaWriteAck { req, ok },
+                });
+            }
+            Message::ReplicaWriteAck { req, ok } => self.on_write_ack(store, from, req, ok, out),
+            Message::ReplicaRead { req, key, .. } => {
+                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                // An unreadable record answers as missing: the coordinator repairs it.
+                let object = self.load(store, partition, &key).unwrap_or(None);
+                out.push(Output::Send {
+                    to: from,
+                    message: Message::ReplicaReadReply { req, object },
+                });
+            }
+            Message::ReplicaReadReply { req, object } => match self.pending.get_mut(&req) {
+                Some(Pending::Read(coord))
+                    if coord.targets.contains(&from)
+                        && !coord.replies.iter().any(|(n, _)| *n == from) =>
+                {
+                    coord.replies.push((from, object));
+                    self.progress_read(store, req, false, out);
+                }
+                Some(Pending::Inspect(coord)) => {
+                    if let Some(view) = coord
+                        .views
+                        .iter_mut()
+                        .find(|v| v.node == from && !v.reachable)
+                    {
+                        view.reachable = true;
+                        view.object = object;
+                        coord.waiting -= 1;
+                    }
+                    if coord.waiting == 0 {
+                        let Some(Pending::Inspect(coord)) = self.pending.remove(&req) else {
+                            unreachable!()
+                        };
+                        self.answer(
+                            coord.waiter,
+                            Reply::Replicas {
+                                key: coord.key,
+                                replicas: coord.views,
+                            },
+                            out,
+                        );
+                    }
+                }
+                _ => {}
+            },
+            Message::Repair { key, object } => {
+                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                let _ = self.merge_into_store(store, now_ms, partition, &key, &object);
+            }
+        }
+    }
+
+    fn on_write_ack(
+        &mut self,
+        store: &mut dyn Store,
+        from: NodeId,
+        req: ReqId,
+        ok: bool,
+        out: &mut Vec<Output>,
+    ) {
+        match self.pending.remove(&req) {
+            Some(Pending::Write(mut coord)) => {
+                let Some(at) = coord.awaiting.iter().position(|(node, _)| *node == from) else {
+                    // A duplicate or stray acknowledgement counts once.
+                    self.pending.insert(req, Pending::Write(coord));
+                    return;
+                };
+                let (_, hint) = coord.awaiting.swap_remove(at);
+                if ok {
+                    coord.acks += 1;
+                } else {
+                    coord.nacks += 1;
+                    self.hint_missed_write(store, &coord, &from, hint.as_ref());
+                }
+                self.progress_write(&mut coord, out);
+                if !coord.awaiting.is_empty() {
+                    self.pending.insert(req, Pending::Write(coord));
+                }
+            }
+            Some(Pending::Handoff(handoff)) => {
+                if !ok {
+                    return;
+                }
+                // Delete the hint only if no newer write merged into it meanwhile.
+                if store.get(&handoff.hint_key).ok().flatten().as_deref() == Some(&handoff.sent[..])
+                {
+                    if store.delete(&handoff.hint_key).is_ok() {
+                        self.stats.hints_delivered += 1;
+                        self.forget_hint(&handoff.target);
+                    } else {
+                        self.stats.storage_errors += 1;
+                    }
+                }
+            }
+            Some(other) => {
+                self.pending.insert(req, other);
+            }
+            None => {}
+        }
+    }
+
+    fn hint_missed_write(
+        &mut self,
+        store: &mut dyn Store,
+        coord: &WriteCoord,
+        node: &NodeId,
+        hint: Option<&NodeId>,
+    ) {
+        let now_ms = coord
+            .deadline_ms
+            .saturating_sub(self.cfg.request_timeout_ms);
+        self.hint_missed_write_at(store, now_ms, coord, node, hint);
+    }
+
+    /// Keeps a hint for the primary behind a replica that did not take a write.
+    fn hint_missed_write_at(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        coord: &WriteCoord,
+        node: &NodeId,
+        hint: Option<&NodeId>,
+    ) {
+        let primary = hint.unwrap_or(node).clone();
+        if self.cfg.hinted_handoff && primary != self.cfg.id {
+            self.store_hint(
+                store,
+                now_ms,
+                &primary,
+                coord.partition,
+                &coord.key,
+                &coord.object,
+            );
+        }
+    }
+
+    fn forget_hint(&mut self, target: &NodeId) {
+        if let Some(count) = self.hints.get_mut(target) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.hints.remove(target);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+        let expired: Vec<ReqId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| match p {
+                Pending::Write(c) => c.deadline_ms <= now_ms,
+                Pending::Read(c) => c.deadline_ms <= now_ms,
+                Pending::Inspect(c) => c.deadline_ms <= now_ms,
+                Pending::Forwarded { deadline_ms, .. } => *deadline_ms <= now_ms,
+                Pending::Handoff(h) => h.deadline_ms <= now_ms,
+            })
+            .map(|(req, _)| *req)
+            .collect();
+        for req in expired {
+            match self.pending.get(&req) {
+                Some(Pending::Read(_)) => self.progress_read(store, req, true, out),
+                _ => match self.pending.remove(&req) {
+                    Some(Pending::Write(mut coord)) => {
+                        // Replicas that never answered count as failed, and get a hint.
+                        for (node, hint) in std::mem::take(&mut coord.awaiting) {
+                            coord.nacks += 1;
+                            self.hint_missed_write_at(store, now_ms, &coord, &node, hint.as_ref());
+                        }
+                        self.progress_write(&mut coord, out);
+                    }
+                    Some(Pending::Inspect(coord)) => self.answer(
+                        coord.waiter,
+                        Reply::Replicas {
+                            key: coord.key,
+                            replicas: coord.views,
+                        },
+                        out,
+                    ),
+                    Some(Pending::Forwarded { client, .. }) => {
+                        let reply = Reply::error(
+                            ErrorKind::Unavailable,
+                            "the coordinating replica did not answer in time",
+                        );
+                        self.answer(Waiter::Local(client), reply, out);
+                    }
+                    _ => {}
+                },
+            }
+        }
+        if self.cfg.hinted_handoff {
+            self.hand_off(store, now_ms, out);
+        }
+    }
+
+    /// Sends hints to their primaries that are up again, a bounded batch per primary.
+    fn hand_off(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+        let waiting: Vec<NodeId> = self.hints.keys().cloned().collect();
+        for target in waiting {
+            let up = self.is_up(&target);
+            let in_flight: Vec<Vec<u8>> = self
+                .pending
+                .values()
+                .filter_map(|p| match p {
+                    Pending::Handoff(h) if h.target == target => Some(h.hint_key.clone()),
+                    _ => None,
+                })
+                .collect();
+            if up && in_flight.len() >= self.cfg.handoff_batch_max {
+                continue;
+            }
+            let room = self.cfg.handoff_batch_max - in_flight.len().min(self.cfg.handoff_batch_max);
+            let batch = match store.scan(&keys::hint_prefix(&target), None, room + in_flight.len())
+            {
+                Ok(batch) => batch,
+                Err(_) => {
+                    self.stats.storage_errors += 1;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                self.hints.remove(&target);
+                continue;
+            }
+            for (hint_key, raw) in batch {
+                if in_flight.contains(&hint_key) {
+                    continue;
+                }
+                let record =
+                    driftkv_wire::decode::<HintRecord>(driftkv_wire::RECORD_FORMAT_VERSION, &raw);
+                let expired = record.as_ref().map_or(true, |r| {
+                    r.created_ms.saturating_add(self.cfg.hint_age_max_ms) <= now_ms
+                });
+                if expired {
+                    if store.delete(&hint_key).is_ok() {
+                        self.stats.hints_expired += 1;
+                        self.forget_hint(&target);
+                    }
+                    continue;
+                }
+                if !up {
+                    continue;
+                }
+                let Some((_, data_key)) = keys::parse_hint_key(&hint_key) else {
+                    continue;
+                };
+                let Some((_, key)) = keys::parse_data_key(data_key) else {
+                    continue;
+                };
+                let record = record.expect("checked above");
+                let req = self.new_req();
+                out.push(Output::Send {
+                    to: target.clone(),
+                    message: Message::ReplicaWrite {
+                        req,
+                        key,
+                        object: record.object,
+                        hint: None,
+                    },
+                });
+                let handoff = Handoff {
+                    target: target.clone(),
+                    hint_key,
+                    sent: raw,
+                    deadline_ms: now_ms + self.cfg.request_timeout_ms,
+                };
+                self.pending.insert(req, Pending::Handoff(handoff));
+            }
+        }
+    }
+
+    /// This node's own copy of a key, for tests and tools (no network, no repair).
+    pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
+        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        self.load(store, partition, key)
+    }
+}
+
+/// The join of every replica's copy: what a read answers and read repair sends.
+/// Also returns how many pairwise merges met concurrent writes, and how many values `lww`
+/// discarded on the way.
+pub fn merge_all<'a>(
+    mode: ConflictMode,
+    objects: impl Iterator<Item = &'a Object>,
+) -> (Option<Object>, u64, u64) {
+    let mut merged: Option<Object> = None;
+    let (mut conflicts, mut discarded) = (0, 0);
+    for object in objects {
+        match &mut merged {
+            None => merged = Some(object.clone()),
+            Some(m) => {
+                let outcome = m.merge(mode, object);
+                conflicts += outcome.concurrent as u64;
+                discarded += outcome.lww_discarded as u64;
+            }
+        }
+    }
+    (merged, conflicts, discarded)
+}
+
+/// The client's answer to a read, from the merged replica state.
+fn render_read(request: &Request, merged: Option<&Object>) -> Reply {
+    let wrong = |held: &Object, wanted: ObjectKind| {
+        Reply::error(
+            ErrorKind::WrongType,
+            format!(
+                "key holds a {}, not a {}",
+                held.kind().name(),
+                wanted.name()
+            ),
+        )
+    };
+    match (request, merged) {
+        (Request::Get { .. }, None) => Reply::NotFound {
+            context: VersionVector::new(),
+        },
+        (Request::Get { .. }, Some(Object::Register(reg))) => render_register(reg),
+        (Request::Get { .. }, Some(other)) => wrong(other, ObjectKind::Register),
+        (Request::CounterGet { .. }, None) => Reply::Counter { value: 0 },
+        (Request::CounterGet { .. }, Some(Object::Counter(c))) => {
+            Reply::Counter { value: c.value() }
+        }
+        (Request::CounterGet { .. }, Some(other)) => wrong(other, ObjectKind::Counter),
+        (Request::SetGet { .. }, None) => Reply::Set {
+            members: Vec::new(),
+        },
+        (Request::SetGet { .. }, Some(Object::Set(s))) => Reply::Set {
+            members: s.members().cloned().collect(),
+        },
+        (Request::SetGet { .. }, Some(other)) => wrong(other, ObjectKind::Set),
+        _ => Reply::error(ErrorKind::Internal, "not a read"),
+    }
+}
+
+fn render_register(reg: &Register) -> Reply {
+    let values: Vec<Bytes> = reg.values().cloned().collect();
+    if values.is_empty() {
+        Reply::NotFound {
+            context: reg.context().clone(),
+        }
+    } else {
+        Reply::Values {
+            values,
+            context: reg.context().clone(),
+        }
+    }
+}
+
+/// Convenience for tests: the live values of a register object.
+pub fn register_values(object: &Object) -> Vec<Bytes> {
+    match object {
+        Object::Register(r) => r.values().cloned().collect(),
+        _ => Vec::new(),
+    }
+}

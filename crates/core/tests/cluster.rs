@@ -1,0 +1,482 @@
+//! Protocol behaviour of several nodes wired by the in-process network of `core::local`: no
+//! sockets, no clock. A test advances time to fire timeouts and handoff.
+
+use bytes::Bytes;
+use driftkv_causal::{ConflictMode, VersionVector};
+use driftkv_core::local::{LocalCluster as Harness, name};
+use driftkv_core::node::register_values;
+use driftkv_core::{BucketProps, Input};
+use driftkv_wire::{ErrorKind, Key, Quorum, Reply, Request};
+
+fn values(reply: &Reply) -> Vec<String> {
+    match reply {
+        Reply::Values { values, .. } => {
+            let mut v: Vec<String> = values
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+        other => panic!("expected values, got {other:?}"),
+    }
+}
+
+fn context(reply: &Reply) -> VersionVector {
+    match reply {
+        Reply::Values { context, .. }
+        | Reply::Written { context }
+        | Reply::NotFound { context } => context.clone(),
+        other => panic!("expected a context, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_write_to_one_node_reaches_every_replica() {
+    let mut h = Harness::new(3, |_| {});
+    let reply = h.put(0, "name", "Alice", VersionVector::new(), Quorum::Quorum);
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    assert_eq!(h.copies("name"), vec![vec!["Alice".to_string()]; 3]);
+    for i in 0..3 {
+        assert_eq!(values(&h.get(i, "name", Quorum::One)), ["Alice"]);
+    }
+}
+
+#[test]
+fn w_one_answers_before_the_other_replicas_have_the_write() {
+    let mut h = Harness::new(3, |_| {});
+    let client = 99;
+    let request = Request::Put {
+        key: Key::default_bucket("k"),
+        value: Some(Bytes::from("v")),
+        context: VersionVector::new(),
+        w: Quorum::One,
+    };
+    h.step(0, Input::Request { client, request });
+    assert!(
+        h.replies
+            .iter()
+            .any(|(_, c, r)| *c == client && matches!(r, Reply::Written { .. })),
+        "answered from the local write alone"
+    );
+    let copies = h.copies("k");
+    assert_eq!(
+        copies.iter().filter(|c| c.is_empty()).count(),
+        2,
+        "replication is asynchronous: {copies:?}"
+    );
+    h.deliver_all();
+    assert_eq!(h.copies("k"), vec![vec!["v".to_string()]; 3]);
+}
+
+#[test]
+fn a_quorum_write_with_one_node_down_succeeds_and_the_node_catches_up_by_handoff() {
+    let mut h = Harness::new(3, |_| {});
+    h.set_up(2, false);
+    let reply = h.put(0, "hh", "v1", VersionVector::new(), Quorum::Quorum);
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    assert_eq!(h.copies("hh")[2], Vec::<String>::new());
+    assert!(
+        h.nodes[0].hints_pending() >= 1,
+        "the coordinator keeps a hint for the down primary"
+    );
+    h.set_up(2, true);
+    h.tick(100);
+    assert_eq!(h.copies("hh")[2], ["v1"]);
+    h.tick(100);
+    assert_eq!(h.nodes[0].hints_pending(), 0, "a delivered hint is deleted");
+    assert!(h.nodes[0].stats().hints_delivered >= 1);
+}
+
+#[test]
+fn a_write_needing_more_replicas_than_are_up_fails_with_the_count() {
+    let mut h = Harness::new(3, |_| {});
+    h.set_up(1, false);
+    h.set_up(2, false);
+    let reply = h.put(0, "k", "v", VersionVector::new(), Quorum::All);
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                kind: ErrorKind::Unavailable,
+                needed: 3,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+}
+
+#[test]
+fn a_replica_that_never_answers_makes_a_quorum_write_time_out_with_the_count() {
+    let mut h = Harness::new(3, |_| {});
+    // The membership layer has not noticed yet: nodes 2 and 3 look up but drop everything.
+    h.up[1] = false;
+    h.up[2] = false;
+    let reply = h.put(0, "k", "v", VersionVector::new(), Quorum::Quorum);
+    match reply {
+        Reply::Error {
+            kind: ErrorKind::Unavailable,
+            answered: 1,
+            needed: 2,
+            ..
+        } => {}
+        other => panic!("expected 503 with 1 of 2, got {other:?}"),
+    }
+    assert!(
+        h.nodes[0].hints_pending() >= 2,
+        "the replicas that missed the write get hints"
+    );
+}
+
+#[test]
+fn blind_concurrent_writes_become_siblings_and_a_context_write_resolves_them() {
+    let mut h = Harness::new(3, |_| {});
+    h.put(0, "s1", "a", VersionVector::new(), Quorum::All);
+    h.put(1, "s1", "b", VersionVector::new(), Quorum::All);
+    let read = h.get(2, "s1", Quorum::All);
+    assert_eq!(values(&read), ["a", "b"]);
+    assert_eq!(
+        h.copies("s1"),
+        vec![vec!["a".to_string(), "b".to_string()]; 3]
+    );
+    h.put(1, "s1", "c", context(&read), Quorum::All);
+    assert_eq!(values(&h.get(0, "s1", Quorum::All)), ["c"]);
+    assert_eq!(h.copies("s1"), vec![vec!["c".to_string()]; 3]);
+}
+
+#[test]
+fn lww_keeps_one_of_two_concurrent_writes_and_counts_the_conflict() {
+    let mut h = Harness::new(3, |cfg| {
+        cfg.buckets.insert(
+            Bytes::from("default"),
+            BucketProps {
+                mode: ConflictMode::Lww,
+                ..Default::default()
+            },
+        );
+    });
+    // Replication cut: each write lands on its coordinator only, then the network heals.
+    h.up[1] = false;
+    h.up[2] = false;
+    let client = 7;
+    let put = |v: &str| Request::Put {
+        key: Key::default_bucket("k"),
+        value: Some(Bytes::from(v.to_string())),
+        context: VersionVector::new(),
+        w: Quorum::One,
+    };
+    h.step(
+        0,
+        Input::Request {
+            client,
+            request: put("first"),
+        },
+    );
+    h.queue.clear();
+    h.up = vec![false, true, false];
+    h.now_ms += 5;
+    h.step(
+        1,
+        Input::Request {
+            client,
+            request: put("second"),
+        },
+    );
+    h.queue.clear();
+    h.up = vec![true; 3];
+    let read = h.get(2, "k", Quorum::All);
+    assert_eq!(values(&read), ["second"], "the later timestamp wins");
+    h.deliver_all();
+    let conflicts: u64 = h.nodes.iter().map(|n| n.stats().conflicts).sum();
+    let discarded: u64 = h.nodes.iter().map(|n| n.stats().lww_discarded).sum();
+    assert!(
+        conflicts >= 1 && discarded >= 1,
+        "conflicts {conflicts}, discarded {discarded}"
+    );
+}
+
+#[test]
+fn read_repair_heals_a_stale_replica() {
+    let mut h = Harness::new(3, |_| {});
+    h.put(0, "k", "old", VersionVector::new(), Quorum::All);
+    // n3 misses the overwrite, and no hint reaches it.
+    h.up[2] = false;
+    let read = h.get(0, "k", Quorum::Quorum);
+    let ctx = context(&read);
+    let client = 5;
+    let request = Request::Put {
+        key: Key::default_bucket("k"),
+        value: Some(Bytes::from("new")),
+        context: ctx,
+        w: Quorum::Quorum,
+    };
+    h.step(0, Input::Request { client, request });
+    h.deliver_all();
+    h.up[2] = true;
+    assert_eq!(h.copies("k")[2], ["old"]);
+    let read = h.get(1, "k", Quorum::One);
+    assert_eq!(values(&read), ["new"]);
+    // The read answers after R replies, then waits for the rest and repairs.
+    h.tick(10);
+    assert_eq!(h.copies("k"), vec![vec!["new".to_string()]; 3]);
+    assert!(h.nodes[1].stats().read_repairs_sent >= 1);
+}
+
+#[test]
+fn counters_converge_to_the_sum_of_increments_through_every_node() {
+    let mut h = Harness::new(3, |_| {});
+    let key = Key::default_bucket("hits");
+    for round in 0..10 {
+        for i in 0..3 {
+            let reply = h.request(
+                i,
+                Request::CounterAdd {
+                    key: key.clone(),
+                    delta: if round == 9 { -1 } else { 1 },
+                    w: Quorum::One,
+                },
+            );
+            assert!(matches!(reply, Reply::Counter { .. }), "{reply:?}");
+        }
+    }
+    for i in 0..3 {
+        assert_eq!(
+            h.request(
+                i,
+                Request::CounterGet {
+                    key: key.clone(),
+                    r: Quorum::One
+                }
+            ),
+            Reply::Counter { value: 24 }
+        );
+    }
+}
+
+#[test]
+fn sets_converge_with_add_wins() {
+    let mut h = Harness::new(3, |_| {});
+    let key = Key::default_bucket("tags");
+    let b = |s: &str| Bytes::from(s.to_string());
+    h.request(
+        0,
+        Request::SetUpdate {
+            key: key.clone(),
+            add: vec![b("x"), b("y")],
+            remove: vec![],
+            w: Quorum::All,
+        },
+    );
+    // n1 removes x while n2, cut off, re-adds it: the add wins.
+    h.up[1] = false;
+    h.request(
+        0,
+        Request::SetUpdate {
+            key: key.clone(),
+            add: vec![],
+            remove: vec![b("x")],
+            w: Quorum::One,
+        },
+    );
+    h.up = vec![false, true, false];
+    h.request(
+        1,
+        Request::SetUpdate {
+            key: key.clone(),
+            add: vec![b("x")],
+            remove: vec![],
+            w: Quorum::One,
+        },
+    );
+    h.up = vec![true; 3];
+    let reply = h.request(
+        2,
+        Request::SetGet {
+            key: key.clone(),
+            r: Quorum::All,
+        },
+    );
+    assert_eq!(
+        reply,
+        Reply::Set {
+            members: vec![b("x"), b("y")]
+        }
+    );
+}
+
+#[test]
+fn a_write_to_a_node_outside_the_replicas_is_forwarded_to_one() {
+    let mut h = Harness::new(5, |_| {});
+    // Find a key whose replicas exclude n1.
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let p = h.nodes[0]
+                .ring()
+                .partition_for_key(b"default", k.as_bytes());
+            !h.nodes[0].ring().owners(p).contains(&name(0))
+        })
+        .unwrap();
+    let reply = h.put(0, &key, "v", VersionVector::new(), Quorum::Quorum);
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    assert_eq!(h.nodes[0].stats().forwarded, 1);
+    assert!(
+        h.copies(&key)[0].is_empty(),
+        "the forwarding node keeps no copy"
+    );
+    assert_eq!(
+        h.copies(&key)
+            .iter()
+            .filter(|c| *c == &["v".to_string()])
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_fallback_keeps_a_hint_and_hands_it_to_the_returning_primary() {
+    let mut h = Harness::new(5, |_| {});
+    let key = "sloppy";
+    let p = h.nodes[0]
+        .ring()
+        .partition_for_key(b"default", key.as_bytes());
+    let owners = h.nodes[0].ring().owners(p).to_vec();
+    let down = h.index(&owners[2]);
+    h.set_up(down, false);
+    let reply = h.put(
+        h.index(&owners[0]),
+        key,
+        "v",
+        VersionVector::new(),
+        Quorum::All,
+    );
+    assert!(
+        matches!(reply, Reply::Written { .. }),
+        "sloppy quorum: a fallback counts toward W: {reply:?}"
+    );
+    let holders = h.copies(key).iter().filter(|c| !c.is_empty()).count();
+    assert_eq!(holders, 3, "two primaries and one fallback hold the write");
+    h.set_up(down, true);
+    h.tick(100);
+    h.tick(100);
+    assert_eq!(h.copies(key)[down], ["v"]);
+    assert_eq!(h.nodes.iter().map(|n| n.hints_pending()).sum::<usize>(), 0);
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason_and_the_node_keeps_serving() {
+    let mut h = Harness::new(3, |cfg| cfg.value_bytes_max = 16);
+    let big = "x".repeat(17);
+    let reply = h.put(0, "k", &big, VersionVector::new(), Quorum::One);
+    assert!(
+        matches!(&reply, Reply::Error { kind: ErrorKind::BadRequest, message, .. } if message.contains("limit")),
+        "{reply:?}"
+    );
+    let reply = h.put(0, &"k".repeat(2000), "v", VersionVector::new(), Quorum::One);
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                kind: ErrorKind::BadRequest,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    let reply = h.put(0, "k", "v", VersionVector::new(), Quorum::Count(4));
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                kind: ErrorKind::BadRequest,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    let reply = h.request(
+        0,
+        Request::CounterAdd {
+            key: Key::default_bucket("reg"),
+            delta: 1,
+            w: Quorum::One,
+        },
+    );
+    assert!(matches!(reply, Reply::Counter { value: 1 }));
+    let reply = h.get(0, "reg", Quorum::One);
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                kind: ErrorKind::WrongType,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    assert!(matches!(
+        h.put(0, "k", "fine", VersionVector::new(), Quorum::One),
+        Reply::Written { .. }
+    ));
+}
+
+#[test]
+fn inspect_shows_each_copy_and_never_repairs() {
+    let mut h = Harness::new(3, |_| {});
+    h.put(0, "k", "old", VersionVector::new(), Quorum::All);
+    h.up[2] = false;
+    let ctx = context(&h.get(0, "k", Quorum::Quorum));
+    h.put(0, "k", "new", ctx, Quorum::Quorum);
+    h.up[2] = true;
+    let reply = h.request(
+        1,
+        Request::Inspect {
+            key: Key::default_bucket("k"),
+        },
+    );
+    let Reply::Replicas { replicas, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    let seen: Vec<(String, bool, Vec<Bytes>)> = replicas
+        .iter()
+        .map(|r| {
+            (
+                r.node.to_string(),
+                r.reachable,
+                r.object.as_ref().map(register_values).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|(_, reachable, _)| *reachable));
+    assert_eq!(h.copies("k")[2], ["old"], "inspection does not repair");
+}
+
+#[test]
+fn a_delete_while_a_node_is_down_does_not_come_back() {
+    let mut h = Harness::new(3, |_| {});
+    h.put(0, "gone", "x", VersionVector::new(), Quorum::All);
+    let ctx = context(&h.get(0, "gone", Quorum::All));
+    h.set_up(1, false);
+    let reply = h.request(
+        0,
+        Request::Put {
+            key: Key::default_bucket("gone"),
+            value: None,
+            context: ctx,
+            w: Quorum::Quorum,
+        },
+    );
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    h.set_up(1, true);
+    h.tick(100);
+    h.tick(100);
+    for i in 0..3 {
+        assert!(matches!(
+            h.get(i, "gone", Quorum::All),
+            Reply::NotFound { .. }
+        ));
+    }
+    assert_eq!(h.copies("gone"), vec![Vec::<String>::new(); 3]);
+}

@@ -1,0 +1,106 @@
+//! Identifiers the ring hands out and the stable key hash that maps keys onto partitions.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use xxhash_rust::xxh3::Xxh3Default;
+
+/// A cluster member's name. Cheap to clone: rings, preference lists and hints copy it a lot.
+///
+/// Ordered and hashed by its string, so sorting members is sorting names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(name: &str) -> Self {
+        NodeId(Arc::from(name))
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(name: String) -> Self {
+        NodeId(Arc::from(name))
+    }
+}
+
+impl AsRef<str> for NodeId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+// Sound because the derived Ord/Eq/Hash of `Arc<str>` are those of the `str` it holds, so
+// maps keyed by `NodeId` can be queried with a plain `&str`.
+impl Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+// Written by hand (not via serde's `rc` feature) so the wire form is a plain string whatever
+// features the workspace enables.
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(NodeId::from)
+    }
+}
+
+/// One of the ring's fixed partitions, `0..partitions`. Serialized as a plain `u32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartitionId(pub u32);
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The 64-bit hash that places a key on the ring.
+///
+/// xxh3-64 (default seed) over `len(bucket) as u64 LE ‖ bucket ‖ len(key) as u64 LE ‖ key`.
+/// The length prefixes keep `("ab", "c")` and `("a", "bc")` apart. This value decides where
+/// data lives on disk and across the cluster, so it must never change between releases: it is
+/// a specified function, not `std`'s `DefaultHasher` (whose output is allowed to change), and
+/// tests pin exact values.
+pub fn key_hash(bucket: &[u8], key: &[u8]) -> u64 {
+    // Streaming gives the same digest as hashing the concatenation, without allocating it.
+    let mut hasher = Xxh3Default::new();
+    hasher.update(&(bucket.len() as u64).to_le_bytes());
+    hasher.update(bucket);
+    hasher.update(&(key.len() as u64).to_le_bytes());
+    hasher.update(key);
+    hasher.digest()
+}
+
+/// Where a node's `vnode`-th point sits on the hash circle: xxh3-64 over
+/// `len(name) as u64 LE ‖ name ‖ vnode as u32 LE`. Stable for the same reason as [`key_hash`]:
+/// a change would reshuffle every partition's owners.
+pub(crate) fn vnode_hash(node: &NodeId, vnode: u32) -> u64 {
+    let name = node.as_str().as_bytes();
+    let mut hasher = Xxh3Default::new();
+    hasher.update(&(name.len() as u64).to_le_bytes());
+    hasher.update(name);
+    hasher.update(&vnode.to_le_bytes());
+    hasher.digest()
+}

@@ -1,0 +1,354 @@
+//! Requests, replies and the messages nodes exchange.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use driftkv_causal::VersionVector;
+use driftkv_ring::NodeId;
+
+use crate::object::{Key, Object, ObjectKind};
+
+/// Identifies one request a node coordinates; unique per node for its lifetime.
+pub type ReqId = u64;
+
+/// How many replicas must answer: a consistency level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Quorum {
+    /// The node's configured default.
+    #[default]
+    Default,
+    One,
+    /// A majority of N: `N / 2 + 1`.
+    Quorum,
+    All,
+    Count(u8),
+}
+
+impl Quorum {
+    /// Parses `one`, `quorum`, `all`, `default` or a number.
+    pub fn parse(s: &str) -> Result<Quorum, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "default" | "" => Ok(Quorum::Default),
+            "one" => Ok(Quorum::One),
+            "quorum" => Ok(Quorum::Quorum),
+            "all" => Ok(Quorum::All),
+            n => match n.parse::<u8>() {
+                Ok(k) if k >= 1 => Ok(Quorum::Count(k)),
+                _ => Err(format!(
+                    "unknown consistency level {s:?}: use one, quorum, all or a number from 1 to N"
+                )),
+            },
+        }
+    }
+
+    /// How many replies out of `n` this level needs, or an error naming the problem.
+    pub fn resolve(self, n: usize, default: Quorum) -> Result<usize, String> {
+        let level = if self == Quorum::Default {
+            default
+        } else {
+            self
+        };
+        let k = match level {
+            Quorum::Default | Quorum::Quorum => n / 2 + 1,
+            Quorum::One => 1,
+            Quorum::All => n,
+            Quorum::Count(k) => k as usize,
+        };
+        if k == 0 || k > n {
+            return Err(format!(
+                "consistency level {k} is outside 1..={n} (N = {n})"
+            ));
+        }
+        Ok(k)
+    }
+}
+
+/// A client operation, as the HTTP and RESP front-ends hand it to the core (and as a node
+/// forwards it to a replica that can coordinate it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Get {
+        key: Key,
+        r: Quorum,
+    },
+    /// A write, or with `value: None` a delete. `context` is what the client read (empty for
+    /// a blind write).
+    Put {
+        key: Key,
+        value: Option<Bytes>,
+        context: VersionVector,
+        w: Quorum,
+    },
+    CounterAdd {
+        key: Key,
+        delta: i64,
+        w: Quorum,
+    },
+    CounterGet {
+        key: Key,
+        r: Quorum,
+    },
+    SetUpdate {
+        key: Key,
+        add: Vec<Bytes>,
+        remove: Vec<Bytes>,
+        w: Quorum,
+    },
+    SetGet {
+        key: Key,
+        r: Quorum,
+    },
+    /// Each primary's own copy, untouched: inspection never repairs.
+    Inspect {
+        key: Key,
+    },
+}
+
+impl Request {
+    pub fn key(&self) -> &Key {
+        match self {
+            Request::Get { key, .. }
+            | Request::Put { key, .. }
+            | Request::CounterAdd { key, .. }
+            | Request::CounterGet { key, .. }
+            | Request::SetUpdate { key, .. }
+            | Request::SetGet { key, .. }
+            | Request::Inspect { key } => key,
+        }
+    }
+
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::Put { .. } | Request::CounterAdd { .. } | Request::SetUpdate { .. }
+        )
+    }
+}
+
+/// What went wrong, so each front-end picks its status code or error line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request itself is wrong (bad level, oversized key, ...): HTTP 400.
+    BadRequest,
+    /// The key holds another kind of object: HTTP 409, RESP WRONGTYPE.
+    WrongType,
+    /// Too few replicas answered in time: HTTP 503.
+    Unavailable,
+    /// A local failure (storage): HTTP 500.
+    Internal,
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// One or more live values (more than one: concurrent siblings) and a context covering all.
+    Values {
+        values: Vec<Bytes>,
+        context: VersionVector,
+    },
+    /// Missing or deleted; the context covers the tombstone, if any.
+    NotFound {
+        context: VersionVector,
+    },
+    Written {
+        context: VersionVector,
+    },
+    Counter {
+        value: i128,
+    },
+    Set {
+        members: Vec<Bytes>,
+    },
+    Replicas {
+        key: Key,
+        replicas: Vec<ReplicaView>,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+        answered: u8,
+        needed: u8,
+    },
+}
+
+impl Reply {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
+        Reply::Error {
+            kind,
+            message: message.into(),
+            answered: 0,
+            needed: 0,
+        }
+    }
+}
+
+/// One replica's copy of a key as `Inspect` found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    pub node: NodeId,
+    pub reachable: bool,
+    pub object: Option<Object>,
+}
+
+/// A node's state as the membership layer sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MemberState {
+    Up,
+    Suspect,
+    Down,
+    Leaving,
+}
+
+impl MemberState {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberState::Up => "up",
+            MemberState::Suspect => "suspect",
+            MemberState::Down => "down",
+            MemberState::Leaving => "leaving",
+        }
+    }
+}
+
+/// A cluster member: its name, addresses, and whether it is reachable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub listen: String,
+    pub http: String,
+    pub state: MemberState,
+}
+
+/// The first frame on every node-to-node connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub cluster: String,
+    pub protocol_version: u16,
+    pub node: NodeId,
+    pub listen: String,
+    pub http: String,
+}
+
+/// Node-to-node messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A node that cannot coordinate a write hands it to one that can.
+    Forward {
+        req: ReqId,
+        request: Request,
+    },
+    ForwardReply {
+        req: ReqId,
+        reply: Reply,
+    },
+    /// The coordinator's new state of a key, for a replica to merge and store. `hint` names
+    /// the primary this copy stands in for when the receiver is a fallback.
+    ReplicaWrite {
+        req: ReqId,
+        key: Key,
+        object: Object,
+        hint: Option<NodeId>,
+    },
+    ReplicaWriteAck {
+        req: ReqId,
+        ok: bool,
+    },
+    ReplicaRead {
+        req: ReqId,
+        key: Key,
+        kind: ObjectKind,
+    },
+    ReplicaReadReply {
+        req: ReqId,
+        object: Option<Object>,
+    },
+    /// Read repair: merge this state; no answer expected.
+    Repair {
+        key: Key,
+        object: Object,
+    },
+}
+
+/// A message with its sender, as framed on a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    Hello(Hello),
+    Message { from: NodeId, message: Message },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{WireError, decode_envelope, encode_envelope};
+    use proptest::prelude::*;
+
+    #[test]
+    fn quorum_levels_resolve_against_n() {
+        assert_eq!(Quorum::Quorum.resolve(3, Quorum::Quorum), Ok(2));
+        assert_eq!(Quorum::One.resolve(3, Quorum::Quorum), Ok(1));
+        assert_eq!(Quorum::All.resolve(5, Quorum::Quorum), Ok(5));
+        assert_eq!(Quorum::Default.resolve(3, Quorum::All), Ok(3));
+        assert!(Quorum::Count(4).resolve(3, Quorum::Quorum).is_err());
+        assert!(Quorum::parse("most").is_err());
+        assert!(Quorum::parse("0").is_err());
+        assert_eq!(Quorum::parse("QUORUM"), Ok(Quorum::Quorum));
+    }
+
+    fn arb_request() -> impl Strategy<Value = Request> {
+        let key = (
+            proptest::collection::vec(any::<u8>(), 0..8),
+            proptest::collection::vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(b, k)| Key::new(b, k));
+        prop_oneof![
+            (
+                key.clone(),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32))
+            )
+                .prop_map(|(key, v)| Request::Put {
+                    key,
+                    value: v.map(Bytes::from),
+                    context: VersionVector::new(),
+                    w: Quorum::All
+                }),
+            (key.clone(), any::<i64>()).prop_map(|(key, delta)| Request::CounterAdd {
+                key,
+                delta,
+                w: Quorum::One
+            }),
+            key.prop_map(|key| Request::Get {
+                key,
+                r: Quorum::Count(2)
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn envelopes_round_trip(req in arb_request(), id in any::<u64>()) {
+            let env = Envelope::Message { from: NodeId::from("n1"), message: Message::Forward { req: id, request: req } };
+            prop_assert_eq!(decode_envelope(&encode_envelope(&env)), Ok(env));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_envelope(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_frame_of_another_version_is_refused() {
+        let mut bytes = encode_envelope(&Envelope::Hello(Hello {
+            cluster: "c".into(),
+            protocol_version: 1,
+            node: NodeId::from("n1"),
+            listen: String::new(),
+            http: String::new(),
+        }));
+        bytes[0] = 99;
+        assert!(matches!(
+            decode_envelope(&bytes),
+            Err(WireError::Version { found: 99, .. })
+        ));
+    }
+}
