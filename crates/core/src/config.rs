@@ -7,6 +7,8 @@ use driftkv_causal::ConflictMode;
 use driftkv_ring::{NodeId, RingConfig};
 use driftkv_wire::Quorum;
 
+use crate::membership::GossipConfig;
+
 /// Properties of one bucket (the same on every node).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BucketProps {
@@ -20,6 +22,12 @@ pub struct BucketProps {
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: NodeId,
+    /// Node-to-node and HTTP addresses, as gossip tells them to other members.
+    pub listen: String,
+    pub http: String,
+    /// Addresses of members to join through.
+    pub seeds: Vec<String>,
+    pub gossip: GossipConfig,
     /// Changes when the node comes back without its data: see `driftkv_causal::Actor`.
     pub incarnation: u32,
     pub ring: RingConfig,
@@ -49,6 +57,10 @@ impl NodeConfig {
     pub fn new(id: impl Into<NodeId>) -> Self {
         NodeConfig {
             id: id.into(),
+            listen: String::new(),
+            http: String::new(),
+            seeds: Vec::new(),
+            gossip: GossipConfig::default(),
             incarnation: 0,
             ring: RingConfig::default(),
             r: Quorum::Quorum,

@@ -6,11 +6,13 @@
 pub mod config;
 pub mod keys;
 pub mod local;
+pub mod membership;
 pub mod node;
 pub mod stats;
 pub mod store;
 
 pub use config::{BucketProps, NodeConfig};
+pub use membership::GossipConfig;
 pub use node::{ClientId, Input, Node, NodeError, Output};
 pub use stats::Stats;
 pub use store::{Durability, Entries, MemStore, Store, StoreError};

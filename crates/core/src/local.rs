@@ -33,8 +33,8 @@ impl LocalCluster {
         for i in 0..count {
             let mut cfg = NodeConfig::new(name(i));
             tweak(&mut cfg);
-            let store = MemStore::new(Durability::GroupCommit);
-            nodes.push(Node::open(cfg, &store).unwrap());
+            let mut store = MemStore::new(Durability::GroupCommit);
+            nodes.push(Node::open(cfg, &mut store).unwrap());
             stores.push(store);
         }
         let mut h = LocalCluster {
@@ -84,6 +84,8 @@ impl LocalCluster {
         for o in out {
             match o {
                 Output::Send { to, message } => self.queue.push_back((name(i), to, message)),
+                // Seeds are for real networks: this cluster's view is set by hand.
+                Output::Dial { .. } => {}
                 Output::Reply { client, reply } => self.replies.push((i, client, reply)),
             }
         }

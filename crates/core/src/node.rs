@@ -21,6 +21,7 @@ use driftkv_wire::{
 
 use crate::config::NodeConfig;
 use crate::keys;
+use crate::membership::{Change, Membership, Remembered};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
@@ -45,8 +46,19 @@ pub enum Input {
 /// Something the node wants done.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
-    Send { to: NodeId, message: Message },
-    Reply { client: ClientId, reply: Reply },
+    Send {
+        to: NodeId,
+        message: Message,
+    },
+    /// A message for an address whose node is not known yet (a `--join` seed).
+    Dial {
+        addr: String,
+        message: Message,
+    },
+    Reply {
+        client: ClientId,
+        reply: Reply,
+    },
 }
 
 /// Who is waiting for a coordinated request's answer.
@@ -130,6 +142,7 @@ pub struct Node {
     actor: Actor,
     hlc: Hlc,
     members: BTreeMap<NodeId, MemberInfo>,
+    membership: Membership,
     ring: Ring,
     next_req: ReqId,
     pending: BTreeMap<ReqId, Pending>,
@@ -148,10 +161,40 @@ pub enum NodeError {
 }
 
 impl Node {
-    /// Opens a node over its store: counts the hints waiting on disk.
-    pub fn open(cfg: NodeConfig, store: &dyn Store) -> Result<Node, NodeError> {
-        let ring = Ring::new(cfg.ring.clone(), [cfg.id.clone()])
-            .map_err(|e| NodeError::Config(e.to_string()))?;
+    /// Opens a node over its store: counts the hints waiting on disk, recalls the members it
+    /// knew, and starts a new generation (so gossip tells its peers it restarted).
+    pub fn open(cfg: NodeConfig, store: &mut dyn Store) -> Result<Node, NodeError> {
+        let generation_key = keys::meta_key("generation");
+        let generation = match store.get(&generation_key)? {
+            Some(raw) => {
+                let bytes: [u8; 8] = raw.as_slice().try_into().map_err(|_| {
+                    StoreError::Corrupt("the generation record is not 8 bytes".into())
+                })?;
+                u64::from_be_bytes(bytes) + 1
+            }
+            None => 1,
+        };
+        store.put(&generation_key, &generation.to_be_bytes())?;
+        let remembered: Vec<Remembered> = match store.get(&keys::meta_key("members"))? {
+            Some(raw) => driftkv_wire::decode(1, &raw).map_err(|e| {
+                StoreError::Corrupt(format!("the membership record is unreadable: {e}"))
+            })?,
+            None => Vec::new(),
+        };
+        let membership = Membership::new(
+            cfg.id.clone(),
+            cfg.listen.clone(),
+            cfg.http.clone(),
+            generation,
+            cfg.gossip.clone(),
+            cfg.seeds.clone(),
+            remembered,
+        );
+        let ring = Ring::new(
+            cfg.ring.clone(),
+            membership.view().into_iter().map(|m| m.id),
+        )
+        .map_err(|e| NodeError::Config(e.to_string()))?;
         let mut hints: BTreeMap<NodeId, usize> = BTreeMap::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -164,16 +207,15 @@ impl Node {
                 }
             }
         }
-        let me = MemberInfo {
-            id: cfg.id.clone(),
-            listen: String::new(),
-            http: String::new(),
-            state: MemberState::Up,
-        };
         Ok(Node {
             actor: Actor::new(cfg.id.as_str(), cfg.incarnation),
             hlc: Hlc::new(),
-            members: BTreeMap::from([(cfg.id.clone(), me)]),
+            members: membership
+                .view()
+                .into_iter()
+                .map(|m| (m.id.clone(), m))
+                .collect(),
+            membership,
             ring,
             next_req: 1,
             pending: BTreeMap::new(),
@@ -211,26 +253,46 @@ impl Node {
         self.pending.len()
     }
 
-    /// The membership layer's current view. The ring follows the member set; requests avoid
-    /// members that are not up.
+    /// Sets the member view by hand (tests, fixed clusters); gossip no longer changes it.
     pub fn set_members(&mut self, members: impl IntoIterator<Item = MemberInfo>) {
-        let mut next: BTreeMap<NodeId, MemberInfo> =
-            members.into_iter().map(|m| (m.id.clone(), m)).collect();
-        let me = next
-            .entry(self.cfg.id.clone())
-            .or_insert_with(|| MemberInfo {
-                id: self.cfg.id.clone(),
-                listen: String::new(),
-                http: String::new(),
-                state: MemberState::Up,
-            });
-        me.state = MemberState::Up;
-        let same_set = next.len() == self.members.len() && next.keys().eq(self.members.keys());
-        self.members = next;
-        if !same_set {
+        let members: Vec<MemberInfo> = members.into_iter().collect();
+        self.membership.pin(&members);
+        self.apply_membership(Change {
+            members: true,
+            states: true,
+            persist: false,
+        });
+    }
+
+    /// The listen address of a member, for the shell to send to.
+    pub fn address_of(&self, id: &NodeId) -> Option<&str> {
+        self.membership.address(id)
+    }
+
+    /// Refreshes the view (and the ring, when the member set changed) after gossip.
+    fn apply_membership(&mut self, change: Change) {
+        if change.states || change.members {
+            self.members = self
+                .membership
+                .view()
+                .into_iter()
+                .map(|m| (m.id.clone(), m))
+                .collect();
+        }
+        if change.members {
             self.ring = Ring::new(self.cfg.ring.clone(), self.members.keys().cloned()).expect(
                 "the config was validated when the node opened and members are never empty",
             );
+        }
+    }
+
+    fn persist_membership(&mut self, store: &mut dyn Store, change: Change) {
+        if !(change.members || change.persist) {
+            return;
+        }
+        let record = driftkv_wire::encode(1, &self.membership.remembered());
+        if store.put(&keys::meta_key("members"), &record).is_err() {
+            self.stats.storage_errors += 1;
         }
     }
 
@@ -258,7 +320,11 @@ impl Node {
             Input::Request { client, request } => {
                 self.on_request(store, now_ms, Waiter::Local(client), request, false, out)
             }
-            Input::Message { from, message } => self.on_message(store, now_ms, from, message, out),
+            Input::Message { from, message } => {
+                let change = self.membership.heard_from(&from, now_ms);
+                self.apply_membership(change);
+                self.on_message(store, now_ms, from, message, out)
+            }
             Input::Tick => self.on_tick(store, now_ms, out),
         }
     }
@@ -989,6 +1055,14 @@ impl Node {
                 });
             }
             Message::ReplicaWriteAck { req, ok } => self.on_write_ack(store, from, req, ok, out),
+            Message::Gossip { members } => {
+                let (change, answer) = self.membership.on_gossip(&from, members, now_ms);
+                self.apply_membership(change);
+                self.persist_membership(store, change);
+                if let Some(message) = answer {
+                    out.push(Output::Send { to: from, message });
+                }
+            }
             Message::ReplicaRead { req, key, .. } => {
                 let partition = self.ring.partition_for_key(&key.bucket, &key.key);
                 // An unreadable record answers as missing: the coordinator repairs it.
@@ -1133,6 +1207,23 @@ impl Node {
     }
 
     fn on_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+        let (change, peers, seeds, gossip) = self.membership.tick(now_ms);
+        self.apply_membership(change);
+        self.persist_membership(store, change);
+        if let Some(gossip) = gossip {
+            for to in peers {
+                out.push(Output::Send {
+                    to,
+                    message: gossip.clone(),
+                });
+            }
+            for addr in seeds {
+                out.push(Output::Dial {
+                    addr,
+                    message: gossip.clone(),
+                });
+            }
+        }
         let expired: Vec<ReqId> = self
             .pending
             .iter()

@@ -8,8 +8,8 @@ pub mod message;
 pub mod object;
 
 pub use message::{
-    Envelope, ErrorKind, Hello, MemberInfo, MemberState, Message, Quorum, ReplicaView, Reply,
-    ReqId, Request,
+    Envelope, ErrorKind, Hello, MemberDigest, MemberInfo, MemberState, Message, Quorum,
+    ReplicaView, Reply, ReqId, Request,
 };
 pub use object::{Key, Object, ObjectKind};
 

@@ -267,6 +267,23 @@ pub enum Message {
         key: Key,
         object: Object,
     },
+    /// Membership gossip: the sender's view of every member it knows, itself included.
+    Gossip {
+        members: Vec<MemberDigest>,
+    },
+}
+
+/// One member as gossip carries it. `(generation, heartbeat)` only grows while the member is
+/// alive: `generation` on every restart, `heartbeat` on every gossip round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberDigest {
+    pub id: NodeId,
+    pub listen: String,
+    pub http: String,
+    pub generation: u64,
+    pub heartbeat: u64,
+    /// The member announced it is leaving the cluster.
+    pub leaving: bool,
 }
 
 /// A message with its sender, as framed on a connection.

@@ -1,0 +1,544 @@
+//! Membership by heartbeat gossip with failure detection, as a pure state machine.
+//!
+//! Every member keeps a table of `(generation, heartbeat)` per member. Each gossip round a node
+//! bumps its own heartbeat and sends the whole table to a few peers; a receiver keeps the larger
+//! pair per member and notes when it last saw each member's pair grow. A member whose pair has
+//! not grown for `suspect_after_ms` is suspect, for `down_after_ms` down. A restart bumps the
+//! generation, so a returning node is up again at its first gossip. Down members stay in the
+//! ring (failures are transient, as in Dynamo); only joining and leaving change it.
+//!
+//! The design is gossip-style failure detection (van Renesse et al.) rather than SWIM: it lives
+//! in the sans-io core, so the simulator runs exactly what the servers run.
+
+use std::collections::BTreeMap;
+
+use driftkv_ring::NodeId;
+use driftkv_wire::{MemberDigest, MemberInfo, MemberState, Message};
+
+/// Timing of gossip and failure detection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GossipConfig {
+    pub interval_ms: u64,
+    /// Peers a round sends to (all of them while the cluster is at most twice this).
+    pub fanout: usize,
+    pub suspect_after_ms: u64,
+    pub down_after_ms: u64,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        GossipConfig {
+            interval_ms: 300,
+            fanout: 4,
+            suspect_after_ms: 1_500,
+            down_after_ms: 3_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+    listen: String,
+    http: String,
+    generation: u64,
+    heartbeat: u64,
+    leaving: bool,
+    /// When this node last saw the member's `(generation, heartbeat)` grow, or heard from it
+    /// directly. `None`: never since this node started (a member remembered from disk).
+    heard_ms: Option<u64>,
+    state: MemberState,
+}
+
+/// What a gossip input changed, so the node knows whether to rebuild its ring or persist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// A member was added or removed: the ring changes.
+    pub members: bool,
+    /// A member's up/suspect/down state changed.
+    pub states: bool,
+    /// Addresses or generations changed: worth persisting.
+    pub persist: bool,
+}
+
+impl Change {
+    fn or(self, other: Change) -> Change {
+        Change {
+            members: self.members || other.members,
+            states: self.states || other.states,
+            persist: self.persist || other.persist,
+        }
+    }
+}
+
+/// A member as persisted, so a restarted node knows its cluster before anyone answers.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    pub id: NodeId,
+    pub listen: String,
+    pub http: String,
+    pub generation: u64,
+}
+
+pub struct Membership {
+    me: NodeId,
+    cfg: GossipConfig,
+    peers: BTreeMap<NodeId, Peer>,
+    /// Addresses to contact while no peer is up (the `--join` list).
+    seeds: Vec<String>,
+    next_round_ms: u64,
+    cursor: usize,
+    /// Once a caller sets the view by hand, gossip no longer changes it (tests, fixed views).
+    pinned: bool,
+}
+
+impl Membership {
+    pub fn new(
+        me: NodeId,
+        listen: String,
+        http: String,
+        generation: u64,
+        cfg: GossipConfig,
+        seeds: Vec<String>,
+        remembered: Vec<Remembered>,
+    ) -> Membership {
+        let mut peers = BTreeMap::new();
+        for r in remembered {
+            if r.id == me {
+                continue;
+            }
+            peers.insert(
+                r.id,
+                Peer {
+                    listen: r.listen,
+                    http: r.http,
+                    generation: r.generation,
+                    heartbeat: 0,
+                    leaving: false,
+                    heard_ms: None,
+                    state: MemberState::Down,
+                },
+            );
+        }
+        peers.insert(
+            me.clone(),
+            Peer {
+                listen,
+                http,
+                generation,
+                heartbeat: 0,
+                leaving: false,
+                heard_ms: Some(0),
+                state: MemberState::Up,
+            },
+        );
+        Membership {
+            me,
+            cfg,
+            peers,
+            seeds,
+            next_round_ms: 0,
+            cursor: 0,
+            pinned: false,
+        }
+    }
+
+    /// Every member with its current state, in id order.
+    pub fn view(&self) -> Vec<MemberInfo> {
+        self.peers
+            .iter()
+            .map(|(id, p)| MemberInfo {
+                id: id.clone(),
+                listen: p.listen.clone(),
+                http: p.http.clone(),
+                state: if p.leaving {
+                    MemberState::Leaving
+                } else {
+                    p.state
+                },
+            })
+            .collect()
+    }
+
+    pub fn remembered(&self) -> Vec<Remembered> {
+        self.peers
+            .iter()
+            .map(|(id, p)| Remembered {
+                id: id.clone(),
+                listen: p.listen.clone(),
+                http: p.http.clone(),
+                generation: p.generation,
+            })
+            .collect()
+    }
+
+    pub fn address(&self, id: &NodeId) -> Option<&str> {
+        self.peers
+            .get(id)
+            .map(|p| p.listen.as_str())
+            .filter(|a| !a.is_empty())
+    }
+
+    /// Replaces the view by hand and stops gossip from changing it.
+    pub fn pin(&mut self, members: &[MemberInfo]) {
+        self.pinned = true;
+        let mine = self.peers.get(&self.me).cloned();
+        self.peers.clear();
+        for m in members {
+            self.peers.insert(
+                m.id.clone(),
+                Peer {
+                    listen: m.listen.clone(),
+                    http: m.http.clone(),
+                    generation: 0,
+                    heartbeat: 0,
+                    leaving: m.state == MemberState::Leaving,
+                    heard_ms: None,
+                    state: if m.state == MemberState::Leaving {
+                        MemberState::Up
+                    } else {
+                        m.state
+                    },
+                },
+            );
+        }
+        let me = self
+            .peers
+            .entry(self.me.clone())
+            .or_insert_with(|| mine.unwrap());
+        me.state = MemberState::Up;
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// This node is leaving: gossip says so from now on.
+    pub fn set_leaving(&mut self) {
+        if let Some(me) = self.peers.get_mut(&self.me) {
+            me.leaving = true;
+        }
+    }
+
+    fn digests(&self) -> Vec<MemberDigest> {
+        self.peers
+            .iter()
+            .map(|(id, p)| MemberDigest {
+                id: id.clone(),
+                listen: p.listen.clone(),
+                http: p.http.clone(),
+                generation: p.generation,
+                heartbeat: p.heartbeat,
+                leaving: p.leaving,
+            })
+            .collect()
+    }
+
+    fn gossip(&self) -> Message {
+        Message::Gossip {
+            members: self.digests(),
+        }
+    }
+
+    /// Advances failure detection and, when a round is due, returns gossip to send: to peers by
+    /// id, and to seed addresses while no peer is up.
+    pub fn tick(&mut self, now_ms: u64) -> (Change, Vec<NodeId>, Vec<String>, Option<Message>) {
+        if self.pinned {
+            return (Change::default(), Vec::new(), Vec::new(), None);
+        }
+        let change = self.detect(now_ms);
+        if now_ms < self.next_round_ms {
+            return (change, Vec::new(), Vec::new(), None);
+        }
+        self.next_round_ms = now_ms + self.cfg.interval_ms;
+        if let Some(me) = self.peers.get_mut(&self.me) {
+            me.heartbeat += 1;
+            me.heard_ms = Some(now_ms);
+        }
+        let others: Vec<NodeId> = self
+            .peers
+            .keys()
+            .filter(|id| **id != self.me)
+            .cloned()
+            .collect();
+        let targets = if others.len() <= 2 * self.cfg.fanout {
+            others.clone()
+        } else {
+            let picked = (0..self.cfg.fanout)
+                .map(|i| others[(self.cursor + i) % others.len()].clone())
+                .collect();
+            self.cursor = (self.cursor + self.cfg.fanout) % others.len();
+            picked
+        };
+        let lonely = !self
+            .peers
+            .iter()
+            .any(|(id, p)| *id != self.me && p.state == MemberState::Up);
+        let seeds = if lonely {
+            self.seeds.clone()
+        } else {
+            Vec::new()
+        };
+        (change, targets, seeds, Some(self.gossip()))
+    }
+
+    fn detect(&mut self, now_ms: u64) -> Change {
+        let mut change = Change::default();
+        for (id, p) in self.peers.iter_mut() {
+            if *id == self.me {
+                continue;
+            }
+            let state = match p.heard_ms {
+                None => MemberState::Down,
+                Some(t) if now_ms.saturating_sub(t) >= self.cfg.down_after_ms => MemberState::Down,
+                Some(t) if now_ms.saturating_sub(t) >= self.cfg.suspect_after_ms => {
+                    MemberState::Suspect
+                }
+                Some(_) => MemberState::Up,
+            };
+            if state != p.state {
+                p.state = state;
+                change.states = true;
+            }
+        }
+        change
+    }
+
+    /// A message arrived from `from`: it is alive.
+    pub fn heard_from(&mut self, from: &NodeId, now_ms: u64) -> Change {
+        if self.pinned {
+            return Change::default();
+        }
+        match self.peers.get_mut(from) {
+            Some(p) if *from != self.me => {
+                p.heard_ms = Some(now_ms);
+                if p.state != MemberState::Up {
+                    p.state = MemberState::Up;
+                    return Change {
+                        states: true,
+                        ..Change::default()
+                    };
+                }
+                Change::default()
+            }
+            _ => Change::default(),
+        }
+    }
+
+    /// Merges a peer's gossip. Returns what changed and, when the sender was new or thought
+    /// down, gossip to answer it with so it learns the cluster at once.
+    pub fn on_gossip(
+        &mut self,
+        from: &NodeId,
+        digests: Vec<MemberDigest>,
+        now_ms: u64,
+    ) -> (Change, Option<Message>) {
+        if self.pinned {
+            return (Change::default(), None);
+        }
+        let sender_was_up = self
+            .peers
+            .get(from)
+            .is_some_and(|p| p.state == MemberState::Up);
+        let mut change = Change::default();
+        for d in digests {
+            if d.id == self.me {
+                // Someone remembers an older life of this node: outgrow it.
+                let me = self
+                    .peers
+                    .get_mut(&self.me)
+                    .expect("a node is its own member");
+                if d.generation > me.generation {
+                    me.generation = d.generation + 1;
+                    me.heartbeat = 0;
+                    change.persist = true;
+                }
+                continue;
+            }
+            match self.peers.get_mut(&d.id) {
+                None => {
+                    self.peers.insert(
+                        d.id,
+                        Peer {
+                            listen: d.listen,
+                            http: d.http,
+                            generation: d.generation,
+                            heartbeat: d.heartbeat,
+                            leaving: d.leaving,
+                            heard_ms: Some(now_ms),
+                            state: MemberState::Up,
+                        },
+                    );
+                    change = change.or(Change {
+                        members: true,
+                        states: true,
+                        persist: true,
+                    });
+                }
+                Some(p) => {
+                    if (d.generation, d.heartbeat) > (p.generation, p.heartbeat) {
+                        if d.generation != p.generation || d.listen != p.listen || d.http != p.http
+                        {
+                            change.persist = true;
+                        }
+                        if d.leaving != p.leaving {
+                            change.states = true;
+                        }
+                        p.generation = d.generation;
+                        p.heartbeat = d.heartbeat;
+                        p.listen = d.listen;
+                        p.http = d.http;
+                        p.leaving = d.leaving;
+                        p.heard_ms = Some(now_ms);
+                        if p.state != MemberState::Up {
+                            p.state = MemberState::Up;
+                            change.states = true;
+                        }
+                    }
+                }
+            }
+        }
+        change = change.or(self.heard_from(from, now_ms));
+        let answer = (!sender_was_up).then(|| self.gossip());
+        (change, answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> Membership {
+        Membership::new(
+            NodeId::from(id),
+            format!("{id}:1"),
+            format!("{id}:2"),
+            1,
+            GossipConfig::default(),
+            vec!["seed:1".into()],
+            Vec::new(),
+        )
+    }
+
+    fn digests(m: &Message) -> Vec<MemberDigest> {
+        match m {
+            Message::Gossip { members } => members.clone(),
+            other => panic!("not gossip: {other:?}"),
+        }
+    }
+
+    fn states(m: &Membership) -> Vec<(String, MemberState)> {
+        m.view()
+            .into_iter()
+            .map(|i| (i.id.as_str().to_string(), i.state))
+            .collect()
+    }
+
+    #[test]
+    fn a_lonely_node_gossips_to_its_seeds_and_learns_the_cluster_from_the_answer() {
+        let mut a = member("a");
+        let mut b = member("b");
+        let (_, to, seeds, msg) = a.tick(0);
+        assert!(to.is_empty());
+        assert_eq!(seeds, ["seed:1"]);
+        let (change, answer) = b.on_gossip(&NodeId::from("a"), digests(&msg.unwrap()), 0);
+        assert!(change.members);
+        let answer = answer.expect("a new member gets an answer");
+        let (change, again) = a.on_gossip(&NodeId::from("b"), digests(&answer), 1);
+        assert!(change.members);
+        assert!(again.is_some(), "b was new to a: a answers once");
+        assert_eq!(
+            states(&a),
+            [("a".into(), MemberState::Up), ("b".into(), MemberState::Up)]
+        );
+        let (_, to, seeds, _) = a.tick(1_000);
+        assert_eq!(to, [NodeId::from("b")]);
+        assert!(seeds.is_empty(), "seeds only while no peer is up");
+    }
+
+    #[test]
+    fn silence_makes_a_member_suspect_then_down_and_a_restart_brings_it_back() {
+        let mut a = member("a");
+        let mut b = member("b");
+        let (_, _, _, msg) = b.tick(0);
+        a.on_gossip(&NodeId::from("b"), digests(&msg.unwrap()), 0);
+        let cfg = GossipConfig::default();
+        a.tick(cfg.suspect_after_ms);
+        assert_eq!(states(&a)[1].1, MemberState::Suspect);
+        a.tick(cfg.down_after_ms);
+        assert_eq!(states(&a)[1].1, MemberState::Down);
+        // An old heartbeat relayed by a third node does not revive it...
+        a.on_gossip(
+            &NodeId::from("c"),
+            digests(&msg_of(&b)),
+            cfg.down_after_ms + 1,
+        );
+        a.tick(cfg.down_after_ms + 2);
+        assert_eq!(states(&a)[1].1, MemberState::Down);
+        // ...a restart (a new generation) does.
+        let mut b2 = Membership::new(
+            NodeId::from("b"),
+            "b:1".into(),
+            "b:2".into(),
+            2,
+            cfg.clone(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let (_, _, _, msg) = b2.tick(cfg.down_after_ms + 10);
+        let (change, _) = a.on_gossip(
+            &NodeId::from("c"),
+            digests(&msg.unwrap()),
+            cfg.down_after_ms + 10,
+        );
+        assert!(change.states && change.persist);
+        assert_eq!(states(&a)[1].1, MemberState::Up);
+    }
+
+    fn msg_of(m: &Membership) -> Message {
+        m.gossip()
+    }
+
+    #[test]
+    fn remembered_members_start_down_until_heard() {
+        let a = Membership::new(
+            NodeId::from("a"),
+            "a:1".into(),
+            "a:2".into(),
+            3,
+            GossipConfig::default(),
+            Vec::new(),
+            vec![Remembered {
+                id: NodeId::from("b"),
+                listen: "b:1".into(),
+                http: "b:2".into(),
+                generation: 7,
+            }],
+        );
+        assert_eq!(states(&a)[1].1, MemberState::Down);
+        assert_eq!(a.address(&NodeId::from("b")), Some("b:1"));
+    }
+
+    #[test]
+    fn large_clusters_gossip_to_a_rotating_fanout() {
+        let mut a = member("a");
+        for i in 0..20 {
+            let id = format!("p{i:02}");
+            let d = MemberDigest {
+                id: NodeId::from(id.as_str()),
+                listen: id.clone(),
+                http: id.clone(),
+                generation: 1,
+                heartbeat: 1,
+                leaving: false,
+            };
+            a.on_gossip(&NodeId::from(id.as_str()), vec![d], 0);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for round in 0..5 {
+            let (_, to, _, _) = a.tick(round * 1_000);
+            assert_eq!(to.len(), GossipConfig::default().fanout);
+            seen.extend(to);
+        }
+        assert_eq!(seen.len(), 20, "every peer is reached within a few rounds");
+    }
+}
