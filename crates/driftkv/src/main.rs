@@ -1,8 +1,14 @@
 //! The `driftkv` binary: subcommands over the library crates.
 
+mod client;
 mod demo;
+mod tour;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use driftkv_server::{FileConfig, ServerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -17,13 +23,124 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Walks through replication, stale reads, a down node, siblings, LWW and counters on a
-    /// three-node cluster, narrating each step.
-    Demo,
+    /// Runs one node of a cluster.
+    Node(NodeArgs),
+    /// Starts three local nodes and walks through replication, stale reads, a down node,
+    /// siblings, LWW and counters with real requests.
+    Demo(demo::DemoArgs),
+    /// The demo's story told in-process and instantly (no sockets, no files).
+    Tour,
+    /// Writes a value: `driftkv put KEY VALUE`.
+    Put(client::PutArgs),
+    /// Reads a key: prints its value, or its siblings.
+    Get(client::GetArgs),
+    /// Deletes a key (writes a tombstone).
+    Del(client::DelArgs),
+    /// Shows the cluster as one node sees it.
+    Status(client::StatusArgs),
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// A TOML file with any of the settings below (flags override it), and `[buckets.NAME]`
+    /// tables with `mode = "siblings"|"lww"`, `n`, `r`, `w`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's name, unique in the cluster.
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Node-to-node address (default 127.0.0.1:7070).
+    #[arg(long)]
+    listen: Option<String>,
+    /// HTTP API address (default 127.0.0.1:8080).
+    #[arg(long)]
+    http: Option<String>,
+    /// Redis-protocol address (optional).
+    #[arg(long)]
+    resp: Option<String>,
+    /// Any existing member's node-to-node address; repeatable.
+    #[arg(long)]
+    join: Vec<String>,
+    /// Replicas per key (cluster default).
+    #[arg(long)]
+    n: Option<usize>,
+    /// Default read quorum: one, quorum, all or a number.
+    #[arg(long)]
+    r: Option<String>,
+    /// Default write quorum: one, quorum, all or a number.
+    #[arg(long)]
+    w: Option<String>,
+    /// Cluster name; nodes of other clusters are refused.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// every-write, group-commit (default) or none.
+    #[arg(long)]
+    durability: Option<String>,
+    /// Partitions of the ring (default 64); the same on every node.
+    #[arg(long)]
+    partitions: Option<u32>,
+}
+
+impl NodeArgs {
+    fn config(self) -> anyhow::Result<ServerConfig> {
+        let mut f = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                FileConfig::parse(&text).map_err(anyhow::Error::msg)?
+            }
+            None => FileConfig::default(),
+        };
+        macro_rules! take {
+            ($($field:ident),*) => { $( if self.$field.is_some() { f.$field = self.$field; } )* };
+        }
+        take!(
+            id, data_dir, listen, http, resp, n, r, w, cluster, durability, partitions
+        );
+        if !self.join.is_empty() {
+            f.join = self.join;
+        }
+        ServerConfig::from_file(f).map_err(anyhow::Error::msg)
+    }
+}
+
+fn logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTKV_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Demo => demo::run(&mut std::io::stdout()),
+    let cli = Cli::parse();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
+    match cli.command {
+        Command::Node(args) => {
+            let cfg = args.config()?;
+            logging();
+            runtime()?.block_on(async move {
+                let running = driftkv_server::start(cfg).await?;
+                tokio::select! {
+                    _ = running.done => {}
+                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                }
+                anyhow::Ok(())
+            })
+        }
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::Tour => tour::run(&mut std::io::stdout()),
+        Command::Put(a) => runtime()?.block_on(client::put(a)),
+        Command::Get(a) => runtime()?.block_on(client::get(a)),
+        Command::Del(a) => runtime()?.block_on(client::del(a)),
+        Command::Status(a) => runtime()?.block_on(client::status(a)),
     }
 }

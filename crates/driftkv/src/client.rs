@@ -1,0 +1,212 @@
+//! `driftkv put|get|del|status`: a small client of the HTTP API.
+//!
+//! `get` prints the value on stdout and the causal context on stderr (`context: TOKEN`), so
+//! `driftkv put KEY NEW --context TOKEN` can resolve siblings from a shell.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct Target {
+    /// A node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    node: String,
+    /// The bucket (default: `default`).
+    #[arg(long)]
+    bucket: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PutArgs {
+    key: String,
+    value: String,
+    #[command(flatten)]
+    target: Target,
+    /// Write quorum: one, quorum, all or a number.
+    #[arg(short, long)]
+    w: Option<String>,
+    /// The context token a read gave (omit for a blind write).
+    #[arg(long)]
+    context: Option<String>,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    key: String,
+    #[command(flatten)]
+    target: Target,
+    /// Read quorum: one, quorum, all or a number.
+    #[arg(short, long)]
+    r: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DelArgs {
+    key: String,
+    #[command(flatten)]
+    target: Target,
+    #[arg(short, long)]
+    w: Option<String>,
+    #[arg(long)]
+    context: Option<String>,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// A node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    node: String,
+}
+
+/// Percent-encodes a path segment.
+pub fn segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn url(t: &Target, key: &str, level: Option<(&str, &Option<String>)>) -> String {
+    let base = t.node.trim_end_matches('/');
+    let path = match &t.bucket {
+        Some(b) => format!("{base}/buckets/{}/kv/{}", segment(b), segment(key)),
+        None => format!("{base}/kv/{}", segment(key)),
+    };
+    match level {
+        Some((name, Some(v))) => format!("{path}?{name}={}", segment(v)),
+        _ => path,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client builds")
+}
+
+async fn fail(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or(body);
+    anyhow::anyhow!("{status}: {message}")
+}
+
+fn print_context(resp: &reqwest::Response) {
+    if let Some(ctx) = resp
+        .headers()
+        .get("x-causal-context")
+        .and_then(|v| v.to_str().ok())
+    {
+        eprintln!("context: {ctx}");
+    }
+}
+
+pub async fn put(a: PutArgs) -> anyhow::Result<()> {
+    let mut req = client()
+        .put(url(&a.target, &a.key, Some(("w", &a.w))))
+        .body(a.value);
+    if let Some(ctx) = &a.context {
+        req = req.header("X-Causal-Context", ctx);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", a.target.node))?;
+    if !resp.status().is_success() {
+        return Err(fail(resp).await);
+    }
+    print_context(&resp);
+    Ok(())
+}
+
+pub async fn get(a: GetArgs) -> anyhow::Result<()> {
+    let resp = client()
+        .get(url(&a.target, &a.key, Some(("r", &a.r))))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", a.target.node))?;
+    match resp.status().as_u16() {
+        200 => {
+            print_context(&resp);
+            let body = resp.bytes().await?;
+            println!("{}", String::from_utf8_lossy(&body));
+            Ok(())
+        }
+        300 => {
+            print_context(&resp);
+            let body: Value = resp.json().await?;
+            let siblings = body["siblings"].as_array().cloned().unwrap_or_default();
+            println!(
+                "{} siblings (concurrent writes); write with the context to resolve:",
+                siblings.len()
+            );
+            for s in siblings {
+                println!("  {s}");
+            }
+            Ok(())
+        }
+        404 => bail!("{}: not found", a.key),
+        _ => Err(fail(resp).await),
+    }
+}
+
+pub async fn del(a: DelArgs) -> anyhow::Result<()> {
+    let mut req = client().delete(url(&a.target, &a.key, Some(("w", &a.w))));
+    if let Some(ctx) = &a.context {
+        req = req.header("X-Causal-Context", ctx);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", a.target.node))?;
+    if !resp.status().is_success() {
+        return Err(fail(resp).await);
+    }
+    Ok(())
+}
+
+pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
+    let base = a.node.trim_end_matches('/');
+    let resp = client()
+        .get(format!("{base}/cluster"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", a.node))?;
+    if !resp.status().is_success() {
+        return Err(fail(resp).await);
+    }
+    let v: Value = resp.json().await?;
+    println!(
+        "node {}: n={}, {} partitions, {} hints waiting",
+        v["node"].as_str().unwrap_or("?"),
+        v["n"],
+        v["partitions"],
+        v["hints_pending"]
+    );
+    println!(
+        "{:<12} {:<8} {:<22} {:<22} {:>10}",
+        "member", "state", "listen", "http", "partitions"
+    );
+    for m in v["members"].as_array().into_iter().flatten() {
+        println!(
+            "{:<12} {:<8} {:<22} {:<22} {:>10}",
+            m["id"].as_str().unwrap_or("?"),
+            m["state"].as_str().unwrap_or("?"),
+            m["listen"].as_str().unwrap_or(""),
+            m["http"].as_str().unwrap_or(""),
+            m["partitions"]
+        );
+    }
+    Ok(())
+}

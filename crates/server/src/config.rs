@@ -1,0 +1,307 @@
+//! A node's settings: a TOML file, overridden by command-line flags, checked into a
+//! [`ServerConfig`] before anything starts. Every mistake is a clear error naming the setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use driftkv_causal::ConflictMode;
+use driftkv_core::{BucketProps, Durability, NodeConfig};
+use driftkv_ring::{NodeId, RingConfig};
+use driftkv_wire::Quorum;
+use serde::Deserialize;
+
+/// The settings file's shape. Every field is optional; flags override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<String>,
+    pub cluster: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub http: Option<String>,
+    pub resp: Option<String>,
+    #[serde(default)]
+    pub join: Vec<String>,
+    pub n: Option<usize>,
+    pub r: Option<String>,
+    pub w: Option<String>,
+    pub partitions: Option<u32>,
+    pub durability: Option<String>,
+    pub request_timeout_ms: Option<u64>,
+    pub key_bytes_max: Option<usize>,
+    pub value_bytes_max: Option<usize>,
+    pub read_repair: Option<bool>,
+    pub hinted_handoff: Option<bool>,
+    pub hints_max: Option<usize>,
+    pub hint_age_max_ms: Option<u64>,
+    #[serde(default)]
+    pub buckets: BTreeMap<String, FileBucket>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBucket {
+    pub mode: Option<String>,
+    pub n: Option<usize>,
+    pub r: Option<String>,
+    pub w: Option<String>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| format!("config file: {e}"))
+    }
+}
+
+/// Everything a node needs to start, checked.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub cluster: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub http: SocketAddr,
+    pub resp: Option<SocketAddr>,
+    pub durability: Durability,
+    pub core: NodeConfig,
+}
+
+fn addr(name: &str, value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        format!(
+            "--{name} {value:?} is not HOST:PORT with a numeric host (for example 127.0.0.1:7070)"
+        )
+    })
+}
+
+fn quorum(name: &str, value: &str) -> Result<Quorum, String> {
+    Quorum::parse(value).map_err(|e| format!("{name}: {e}"))
+}
+
+impl ServerConfig {
+    /// Checks a merged file + flags configuration.
+    pub fn from_file(f: FileConfig) -> Result<ServerConfig, String> {
+        let id = f.id.ok_or("a node needs an id (--id NAME)")?;
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!(
+                "node id {id:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"
+            ));
+        }
+        let data_dir = f
+            .data_dir
+            .ok_or("a node needs a data directory (--data-dir DIR)")?;
+        let listen = addr("listen", f.listen.as_deref().unwrap_or("127.0.0.1:7070"))?;
+        let http = addr("http", f.http.as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let resp = f.resp.as_deref().map(|r| addr("resp", r)).transpose()?;
+        for j in &f.join {
+            if j.is_empty() || !j.contains(':') {
+                return Err(format!("--join {j:?} is not HOST:PORT"));
+            }
+        }
+        let durability: Durability = match &f.durability {
+            None => Durability::default(),
+            Some(d) => d.parse().map_err(|e| format!("durability: {e}"))?,
+        };
+        let mut core = NodeConfig::new(NodeId::from(id.as_str()));
+        core.listen = listen.to_string();
+        core.http = http.to_string();
+        core.seeds = f.join.clone();
+        core.ring = RingConfig {
+            partitions: f.partitions.unwrap_or(RingConfig::default().partitions),
+            n: f.n.unwrap_or(RingConfig::default().n),
+            ..RingConfig::default()
+        };
+        if core.ring.n == 0 || core.ring.n > 16 {
+            return Err(format!("n must be 1 to 16, not {}", core.ring.n));
+        }
+        if core.ring.partitions == 0 || core.ring.partitions > 4096 {
+            return Err(format!(
+                "partitions must be 1 to 4096, not {}",
+                core.ring.partitions
+            ));
+        }
+        if let Some(r) = &f.r {
+            core.r = quorum("r", r)?;
+        }
+        if let Some(w) = &f.w {
+            core.w = quorum("w", w)?;
+        }
+        for (level, name) in [(core.r, "r"), (core.w, "w")] {
+            level
+                .resolve(core.ring.n, Quorum::Quorum)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        if let Some(t) = f.request_timeout_ms {
+            if t == 0 {
+                return Err("request_timeout_ms must be positive".into());
+            }
+            core.request_timeout_ms = t;
+        }
+        if let Some(k) = f.key_bytes_max {
+            core.key_bytes_max = k.clamp(1, 64 * 1024);
+        }
+        if let Some(v) = f.value_bytes_max {
+            if v == 0 || v > 32 * 1024 * 1024 {
+                return Err("value_bytes_max must be 1 byte to 32 MiB".into());
+            }
+            core.value_bytes_max = v;
+        }
+        if let Some(b) = f.read_repair {
+            core.read_repair = b;
+        }
+        if let Some(b) = f.hinted_handoff {
+            core.hinted_handoff = b;
+        }
+        if let Some(h) = f.hints_max {
+            core.hints_max = h;
+        }
+        if let Some(a) = f.hint_age_max_ms {
+            core.hint_age_max_ms = a;
+        }
+        for (name, b) in f.buckets {
+            let mode = match b.mode.as_deref() {
+                None | Some("siblings") => ConflictMode::Siblings,
+                Some("lww") => ConflictMode::Lww,
+                Some(other) => {
+                    return Err(format!(
+                        "buckets.{name}.mode {other:?}: use \"siblings\" or \"lww\""
+                    ));
+                }
+            };
+            if let Some(n) = b.n
+                && (n == 0 || n > core.ring.n)
+            {
+                return Err(format!(
+                    "buckets.{name}.n must be 1 to the cluster's n ({})",
+                    core.ring.n
+                ));
+            }
+            let props = BucketProps {
+                mode,
+                n: b.n,
+                r: b.r
+                    .as_deref()
+                    .map(|r| quorum(&format!("buckets.{name}.r"), r))
+                    .transpose()?,
+                w: b.w
+                    .as_deref()
+                    .map(|w| quorum(&format!("buckets.{name}.w"), w))
+                    .transpose()?,
+            };
+            core.buckets.insert(Bytes::from(name.into_bytes()), props);
+        }
+        Ok(ServerConfig {
+            cluster: f.cluster.unwrap_or_else(|| "driftkv".into()),
+            data_dir,
+            listen,
+            http,
+            resp,
+            durability,
+            core,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> FileConfig {
+        FileConfig {
+            id: Some("n1".into()),
+            data_dir: Some("/tmp/x".into()),
+            ..FileConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_file_with_buckets_parses() {
+        let f = FileConfig::parse(
+            "id = \"n1\"\ndata_dir = \"/tmp/d\"\nw = \"all\"\n[buckets.carts]\nmode = \"lww\"\nn = 2\n",
+        )
+        .unwrap();
+        let c = ServerConfig::from_file(f).unwrap();
+        assert_eq!(c.core.w, Quorum::All);
+        assert_eq!(c.core.bucket(b"carts").mode, ConflictMode::Lww);
+        assert_eq!(c.core.bucket(b"carts").n, Some(2));
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        let cases: Vec<(FileConfig, &str)> = vec![
+            (
+                FileConfig {
+                    r: Some("most".into()),
+                    ..base()
+                },
+                "r:",
+            ),
+            (
+                FileConfig {
+                    listen: Some("localhost".into()),
+                    ..base()
+                },
+                "--listen",
+            ),
+            (
+                FileConfig {
+                    n: Some(0),
+                    ..base()
+                },
+                "n must be",
+            ),
+            (
+                FileConfig {
+                    w: Some("5".into()),
+                    ..base()
+                },
+                "w:",
+            ),
+            (
+                FileConfig {
+                    durability: Some("sometimes".into()),
+                    ..base()
+                },
+                "durability",
+            ),
+            (
+                FileConfig {
+                    id: Some("a b".into()),
+                    ..base()
+                },
+                "node id",
+            ),
+            (FileConfig { id: None, ..base() }, "--id"),
+        ];
+        for (f, want) in cases {
+            let err = ServerConfig::from_file(f).unwrap_err();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+        assert!(
+            FileConfig::parse("id = ")
+                .unwrap_err()
+                .contains("config file")
+        );
+        assert!(
+            FileConfig::parse("colour = \"red\"")
+                .unwrap_err()
+                .contains("colour")
+        );
+        let mut buckets = BTreeMap::new();
+        buckets.insert(
+            "b".to_string(),
+            FileBucket {
+                mode: Some("newest".into()),
+                ..FileBucket::default()
+            },
+        );
+        let err = ServerConfig::from_file(FileConfig { buckets, ..base() }).unwrap_err();
+        assert!(err.contains("buckets.b.mode"), "{err}");
+    }
+}

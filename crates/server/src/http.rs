@@ -1,0 +1,755 @@
+//! The HTTP API of DESIGN.md: keys with causal contexts and siblings, replica inspection,
+//! counters, sets, the tutorial-style `/write` and `/read`, cluster and health.
+//!
+//! Handlers only translate: HTTP in, a core `Request` to the node loop, its `Reply` out. Every
+//! bad request is answered with a 4xx and `{"error": ...}` naming the problem; none reaches the
+//! core unchecked, none can stop the node.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use bytes::Bytes;
+use driftkv_causal::{ContextToken, VersionVector};
+use driftkv_core::node::merge_all;
+use driftkv_core::{Node, NodeConfig};
+use driftkv_storage::FjallStore;
+use driftkv_wire::{ErrorKind, Key, Object, Quorum, Reply, Request};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::Event;
+
+pub const CONTEXT_HEADER: &str = "x-causal-context";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub events: mpsc::Sender<Event>,
+    pub node_id: String,
+    pub config: NodeConfig,
+}
+
+/// A JSON error answer.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn bad(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+/// A value as JSON: a string when it is UTF-8, else `{"base64": ...}`.
+pub fn json_value(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Value::String(s.to_string()),
+        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
+    }
+}
+
+/// The inverse of [`json_value`], for JSON request bodies.
+fn value_from_json(v: &Value, what: &str) -> Result<Bytes, String> {
+    match v {
+        Value::String(s) => Ok(Bytes::from(s.clone().into_bytes())),
+        Value::Object(o) if o.len() == 1 && o.get("base64").is_some_and(Value::is_string) => {
+            base64::engine::general_purpose::STANDARD
+                .decode(o["base64"].as_str().unwrap_or_default())
+                .map(Bytes::from)
+                .map_err(|e| format!("{what}: bad base64: {e}"))
+        }
+        Value::Number(_) | Value::Bool(_) => Ok(Bytes::from(v.to_string().into_bytes())),
+        _ => Err(format!(
+            "{what} must be a string (or {{\"base64\": \"...\"}})"
+        )),
+    }
+}
+
+fn token(context: &VersionVector, key: &Key) -> String {
+    ContextToken::encode(context, &key.bucket, &key.key)
+}
+
+fn context_header(context: &VersionVector, key: &Key) -> Option<HeaderValue> {
+    if context.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&token(context, key)).ok()
+}
+
+/// `r`/`w` and friends from the query string; unknown parameters are refused.
+struct Params {
+    r: Quorum,
+    w: Quorum,
+}
+
+fn params(raw: Option<String>) -> Result<Params, Response> {
+    let mut p = Params {
+        r: Quorum::Default,
+        w: Quorum::Default,
+    };
+    for pair in raw
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let level = || Quorum::parse(value).map_err(|e| bad(format!("{name}={value}: {e}")));
+        match name {
+            "r" => p.r = level()?,
+            "w" => p.w = level()?,
+            other => {
+                return Err(bad(format!(
+                    "unknown query parameter {other:?} (known: r, w)"
+                )));
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn read_context(headers: &HeaderMap, key: &Key) -> Result<VersionVector, Response> {
+    match headers.get(CONTEXT_HEADER) {
+        None => Ok(VersionVector::new()),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| bad("X-Causal-Context is not ASCII"))?;
+            if text.is_empty() {
+                return Ok(VersionVector::new());
+            }
+            ContextToken::decode(text, &key.bucket, &key.key)
+                .map_err(|e| bad(format!("bad causal context in X-Causal-Context: {e}")))
+        }
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    to_bytes(body, limit).await.map_err(|_| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is over the limit of {limit} bytes"),
+        )
+    })
+}
+
+fn json_body(raw: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(raw).map_err(|e| bad(format!("request body is not valid JSON: {e}")))
+}
+
+impl AppState {
+    /// Hands a request to the node loop and waits for its answer (bounded).
+    async fn call(&self, request: Request) -> Result<Reply, Response> {
+        let (tx, rx) = oneshot::channel();
+        let send = self.events.send(Event::Client { request, reply: tx });
+        let patience = Duration::from_millis(self.config.request_timeout_ms * 2 + 1_000);
+        match tokio::time::timeout(patience, async {
+            send.await.map_err(|_| ())?;
+            rx.await.map_err(|_| ())
+        })
+        .await
+        {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(())) => Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the node is shutting down",
+            )),
+            Err(_) => Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the node did not answer in time",
+            )),
+        }
+    }
+
+    /// Runs `f` on the node thread and returns what it computed.
+    async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node, &FjallStore) -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        let (tx, rx) = oneshot::channel();
+        let query = Box::new(move |node: &Node, store: &FjallStore| {
+            let _ = tx.send(f(node, store));
+        });
+        self.events
+            .send(Event::Query(query))
+            .await
+            .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))?;
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .map_err(|_| {
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the node did not answer in time",
+                )
+            })?
+            .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))
+    }
+
+    fn key(&self, bucket: Option<String>, key: String) -> Result<Key, Response> {
+        let bucket = bucket.unwrap_or_else(|| "default".to_string());
+        if key.is_empty() {
+            return Err(bad("key is empty"));
+        }
+        if key.len() > self.config.key_bytes_max {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "key is {} bytes, the limit is {}",
+                    key.len(),
+                    self.config.key_bytes_max
+                ),
+            ));
+        }
+        if bucket.is_empty() || bucket.len() > self.config.bucket_bytes_max {
+            return Err(bad(format!(
+                "bucket name must be 1 to {} bytes",
+                self.config.bucket_bytes_max
+            )));
+        }
+        Ok(Key {
+            bucket: Bytes::from(bucket.into_bytes()),
+            key: Bytes::from(key.into_bytes()),
+        })
+    }
+}
+
+/// The HTTP answer for a core error reply.
+fn error_reply(kind: ErrorKind, message: String, answered: u8, needed: u8) -> Response {
+    let status = match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::WrongType => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut body = json!({ "error": message });
+    if kind == ErrorKind::Unavailable {
+        body["answered"] = json!(answered);
+        body["needed"] = json!(needed);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+fn unexpected(reply: Reply) -> Response {
+    match reply {
+        Reply::Error {
+            kind,
+            message,
+            answered,
+            needed,
+        } => error_reply(kind, message, answered, needed),
+        other => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected answer from the node: {other:?}"),
+        ),
+    }
+}
+
+fn with_context(mut response: Response, context: &VersionVector, key: &Key) -> Response {
+    if let Some(v) = context_header(context, key) {
+        response.headers_mut().insert(CONTEXT_HEADER, v);
+    }
+    response
+}
+
+// ---- /kv ----
+
+async fn kv_get(state: &AppState, key: Key, raw: Option<String>) -> Response {
+    let p = match params(raw) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match state
+        .call(Request::Get {
+            key: key.clone(),
+            r: p.r,
+        })
+        .await
+    {
+        Err(r) => r,
+        Ok(Reply::Values { values, context }) if values.len() == 1 => {
+            let mut resp = (
+                StatusCode::OK,
+                values.into_iter().next().unwrap_or_default(),
+            )
+                .into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            with_context(resp, &context, &key)
+        }
+        Ok(Reply::Values { values, context }) => {
+            let body = json!({
+                "siblings": values.iter().map(|v| json_value(v)).collect::<Vec<_>>(),
+                "context": token(&context, &key),
+            });
+            with_context(
+                (StatusCode::MULTIPLE_CHOICES, axum::Json(body)).into_response(),
+                &context,
+                &key,
+            )
+        }
+        Ok(Reply::NotFound { context }) => {
+            with_context(error(StatusCode::NOT_FOUND, "not found"), &context, &key)
+        }
+        Ok(other) => unexpected(other),
+    }
+}
+
+async fn kv_put(
+    state: &AppState,
+    key: Key,
+    raw: Option<String>,
+    headers: HeaderMap,
+    value: Option<Body>,
+) -> Response {
+    let p = match params(raw) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let context = match read_context(&headers, &key) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let value = match value {
+        None => None,
+        Some(body) => match read_body(body, state.config.value_bytes_max).await {
+            Ok(v) => Some(v),
+            Err(r) => return r,
+        },
+    };
+    let request = Request::Put {
+        key: key.clone(),
+        value,
+        context,
+        w: p.w,
+    };
+    match state.call(request).await {
+        Err(r) => r,
+        Ok(Reply::Written { context }) => {
+            with_context(StatusCode::NO_CONTENT.into_response(), &context, &key)
+        }
+        Ok(other) => unexpected(other),
+    }
+}
+
+/// The per-replica view: each owner's own copy, and whether it lags the others.
+async fn kv_replicas(state: &AppState, key: Key) -> Response {
+    let reply = match state.call(Request::Inspect { key: key.clone() }).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Reply::Replicas { replicas, .. } = reply else {
+        return unexpected(reply);
+    };
+    let mode = state.config.bucket(&key.bucket).mode;
+    let (merged, _, _) = merge_all(mode, replicas.iter().filter_map(|r| r.object.as_ref()));
+    let views: Vec<Value> = replicas
+        .iter()
+        .map(|r| {
+            let mut view = json!({
+                "node": r.node.as_str(),
+                "reachable": r.reachable,
+                "values": [],
+                "version_vector": {},
+                "stale": r.reachable && merged.is_some() && r.object != merged,
+            });
+            match &r.object {
+                None => {}
+                Some(Object::Register(reg)) => {
+                    view["values"] = reg.values().map(|v| json_value(v)).collect();
+                    view["tombstone"] = json!(reg.is_deleted());
+                    view["siblings"] = json!(reg.values().count());
+                    view["version_vector"] = vv_json(reg.context());
+                }
+                Some(Object::Counter(c)) => {
+                    view["values"] = json!([c.value().to_string()]);
+                    view["counter"] = json!(c.value());
+                }
+                Some(Object::Set(s)) => {
+                    let members: Vec<Value> = s.members().map(|m| json_value(m)).collect();
+                    view["values"] = Value::Array(members.clone());
+                    view["members"] = Value::Array(members);
+                }
+            }
+            view
+        })
+        .collect();
+    axum::Json(json!({
+        "key": String::from_utf8_lossy(&key.key),
+        "bucket": String::from_utf8_lossy(&key.bucket),
+        "replicas": views,
+    }))
+    .into_response()
+}
+
+fn vv_json(vv: &VersionVector) -> Value {
+    let mut map = serde_json::Map::new();
+    for (actor, counter) in vv.iter() {
+        map.insert(actor.to_string(), json!(counter));
+    }
+    Value::Object(map)
+}
+
+async fn get_default(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    match s.key(None, key) {
+        Ok(k) => kv_get(&s, k, q).await,
+        Err(r) => r,
+    }
+}
+
+async fn put_default(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match s.key(None, key) {
+        Ok(k) => kv_put(&s, k, q, headers, Some(body)).await,
+        Err(r) => r,
+    }
+}
+
+async fn delete_default(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match s.key(None, key) {
+        Ok(k) => kv_put(&s, k, q, headers, None).await,
+        Err(r) => r,
+    }
+}
+
+async fn replicas_default(State(s): State<AppState>, Path(key): Path<String>) -> Response {
+    match s.key(None, key) {
+        Ok(k) => kv_replicas(&s, k).await,
+        Err(r) => r,
+    }
+}
+
+async fn get_bucket(
+    State(s): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    match s.key(Some(bucket), key) {
+        Ok(k) => kv_get(&s, k, q).await,
+        Err(r) => r,
+    }
+}
+
+async fn put_bucket(
+    State(s): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match s.key(Some(bucket), key) {
+        Ok(k) => kv_put(&s, k, q, headers, Some(body)).await,
+        Err(r) => r,
+    }
+}
+
+async fn delete_bucket(
+    State(s): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match s.key(Some(bucket), key) {
+        Ok(k) => kv_put(&s, k, q, headers, None).await,
+        Err(r) => r,
+    }
+}
+
+async fn replicas_bucket(
+    State(s): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Response {
+    match s.key(Some(bucket), key) {
+        Ok(k) => kv_replicas(&s, k).await,
+        Err(r) => r,
+    }
+}
+
+// ---- counters and sets ----
+
+async fn counter_get(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match s.call(Request::CounterGet { key, r: p.r }).await {
+        Ok(Reply::Counter { value }) => axum::Json(json!({ "value": value })).into_response(),
+        Ok(other) => unexpected(other),
+        Err(r) => r,
+    }
+}
+
+async fn counter_post(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match read_body(body, 64 * 1024).await.and_then(|b| json_body(&b)) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(delta) = body.get("delta").and_then(Value::as_i64) else {
+        return bad("the body must be {\"delta\": n} with n an integer within 64 bits");
+    };
+    match s.call(Request::CounterAdd { key, delta, w: p.w }).await {
+        Ok(Reply::Counter { value }) => axum::Json(json!({ "value": value })).into_response(),
+        Ok(Reply::Written { .. }) => StatusCode::NO_CONTENT.into_response(),
+        Ok(other) => unexpected(other),
+        Err(r) => r,
+    }
+}
+
+async fn set_get(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match s.call(Request::SetGet { key, r: p.r }).await {
+        Ok(Reply::Set { members }) => axum::Json(json!({
+            "members": members.iter().map(|m| json_value(m)).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Ok(other) => unexpected(other),
+        Err(r) => r,
+    }
+}
+
+fn members_of(body: &Value, field: &str) -> Result<Vec<Bytes>, Response> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| value_from_json(v, &format!("each of \"{field}\"")).map_err(bad))
+            .collect(),
+        Some(_) => Err(bad(format!("\"{field}\" must be a list"))),
+    }
+}
+
+async fn set_post(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match read_body(body, s.config.value_bytes_max)
+        .await
+        .and_then(|b| json_body(&b))
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if !body.is_object() {
+        return bad("the body must be {\"add\": [...], \"remove\": [...]}");
+    }
+    let (add, remove) = match (members_of(&body, "add"), members_of(&body, "remove")) {
+        (Ok(a), Ok(r)) => (a, r),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match s
+        .call(Request::SetUpdate {
+            key,
+            add,
+            remove,
+            w: p.w,
+        })
+        .await
+    {
+        Ok(Reply::Written { .. }) => StatusCode::NO_CONTENT.into_response(),
+        Ok(other) => unexpected(other),
+        Err(r) => r,
+    }
+}
+
+// ---- the tutorial shape ----
+
+/// `POST /write {"key", "value"}`: reads the current context first, so the write overwrites
+/// what this node's read saw, as the tutorials' single-value store does.
+async fn write(State(s): State<AppState>, body: Body) -> Response {
+    let body = match read_body(body, s.config.value_bytes_max + 64 * 1024)
+        .await
+        .and_then(|b| json_body(&b))
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(key) = body.get("key").and_then(Value::as_str) else {
+        return bad("the body must be {\"key\": \"...\", \"value\": \"...\"} and \"key\" a string");
+    };
+    let value = match body.get("value").map(|v| value_from_json(v, "\"value\"")) {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return bad(e),
+        None => return bad("the body has no \"value\""),
+    };
+    let key = match s.key(None, key.to_string()) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let context = match s
+        .call(Request::Get {
+            key: key.clone(),
+            r: Quorum::Default,
+        })
+        .await
+    {
+        Ok(Reply::Values { context, .. }) | Ok(Reply::NotFound { context }) => context,
+        // Unreadable right now: write blind; concurrent values become siblings, none is lost.
+        _ => VersionVector::new(),
+    };
+    let request = Request::Put {
+        key: key.clone(),
+        value: Some(value),
+        context,
+        w: Quorum::Default,
+    };
+    match s.call(request).await {
+        Ok(Reply::Written { context }) => axum::Json(json!({
+            "status": "success",
+            "key": String::from_utf8_lossy(&key.key),
+            "node": s.node_id,
+            "context": token(&context, &key),
+        }))
+        .into_response(),
+        Ok(other) => unexpected(other),
+        Err(r) => r,
+    }
+}
+
+async fn read(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let name = String::from_utf8_lossy(&key.key).into_owned();
+    match s.call(Request::Get { key, r: p.r }).await {
+        Ok(Reply::Values { values, .. }) => {
+            let mut body =
+                json!({ "key": name, "value": json_value(&values[0]), "node": s.node_id });
+            if values.len() > 1 {
+                body["siblings"] = values.iter().map(|v| json_value(v)).collect();
+            }
+            axum::Json(body).into_response()
+        }
+        Ok(Reply::NotFound { .. }) => {
+            error(StatusCode::NOT_FOUND, format!("key {name:?} not found"))
+        }
+        Ok(other) => unexpected(other),
+        Err(r) => r,
+    }
+}
+
+// ---- cluster ----
+
+async fn cluster(State(s): State<AppState>) -> Response {
+    let view = s
+        .query(|node: &Node, _: &FjallStore| {
+            let ring = node.ring();
+            let members: Vec<Value> = node
+                .members()
+                .map(|m| {
+                    json!({
+                        "id": m.id.as_str(),
+                        "state": m.state.name(),
+                        "listen": m.listen,
+                        "http": m.http,
+                        "partitions": ring.partitions_of(&m.id).len(),
+                    })
+                })
+                .collect();
+            json!({
+                "node": node.id().as_str(),
+                "members": members,
+                "n": node.config().ring.n,
+                "partitions": node.config().ring.partitions,
+                "hints_pending": node.hints_pending(),
+            })
+        })
+        .await;
+    match view {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    match s.query(|_, _| ()).await {
+        Ok(()) => axum::Json(json!({ "status": "ok", "node": s.node_id })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn index(State(s): State<AppState>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><title>driftkv {id}</title><h1>driftkv node {id}</h1>\
+         <p><a href=\"/cluster\">/cluster</a> · <a href=\"/health\">/health</a></p>",
+        id = s.node_id
+    ))
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route (see DESIGN.md for the API)",
+    )
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/cluster", get(cluster))
+        .route(
+            "/kv/{key}",
+            get(get_default).put(put_default).delete(delete_default),
+        )
+        .route("/kv/{key}/replicas", get(replicas_default))
+        .route(
+            "/buckets/{bucket}/kv/{key}",
+            get(get_bucket).put(put_bucket).delete(delete_bucket),
+        )
+        .route("/buckets/{bucket}/kv/{key}/replicas", get(replicas_bucket))
+        .route("/counters/{key}", get(counter_get).post(counter_post))
+        .route("/sets/{key}", get(set_get).post(set_post))
+        .route("/write", axum::routing::post(write))
+        .route("/read/{key}", get(read))
+        .fallback(not_found)
+        .with_state(state)
+}

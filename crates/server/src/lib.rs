@@ -1,0 +1,143 @@
+//! The driftkv node as a process: the tokio shell around the sans-io core.
+//!
+//! It moves bytes (TCP transport, HTTP), time (ticks) and storage calls (fjall) for the core,
+//! and decides nothing about the protocol: that is all in `driftkv-core`.
+
+pub mod config;
+pub mod http;
+pub mod runtime;
+pub mod transport;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use driftkv_core::{Node, Store};
+use driftkv_storage::FjallStore;
+use driftkv_wire::{Hello, PROTOCOL_VERSION};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub use config::{FileConfig, ServerConfig};
+
+use runtime::Event;
+use transport::Transport;
+
+/// How often the core is ticked (expiring requests, gossip, handoff).
+const TICK: Duration = Duration::from_millis(50);
+const EVENT_QUEUE: usize = 16 * 1024;
+
+/// The incarnation of a node's actor: kept in the data directory, chosen fresh (from the clock)
+/// when the directory is new, so a node that lost its data never reuses its old dots.
+fn incarnation(store: &mut FjallStore) -> anyhow::Result<u32> {
+    let key = driftkv_core::keys::meta_key("incarnation");
+    if let Some(raw) = store.get(&key)? {
+        let bytes: [u8; 4] = raw.as_slice().try_into().map_err(|_| {
+            anyhow::anyhow!("the incarnation record in the data directory is corrupt")
+        })?;
+        return Ok(u32::from_be_bytes(bytes));
+    }
+    let fresh = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(1);
+    store.put(&key, &fresh.to_be_bytes())?;
+    store.sync()?;
+    Ok(fresh)
+}
+
+/// A started node: its bound addresses, and a handle that stops it.
+pub struct Running {
+    pub http: std::net::SocketAddr,
+    pub listen: std::net::SocketAddr,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+/// Opens storage, binds the sockets and starts every task. Returns once the node serves.
+pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    let mut store = FjallStore::open(cfg.data_dir.join("store"), cfg.durability)
+        .with_context(|| format!("cannot open storage in {}", cfg.data_dir.display()))?;
+    cfg.core.incarnation = incarnation(&mut store)?;
+
+    let peer_listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen for nodes on {}", cfg.listen))?;
+    let http_listener = TcpListener::bind(cfg.http)
+        .await
+        .with_context(|| format!("cannot serve HTTP on {}", cfg.http))?;
+    let listen = peer_listener.local_addr()?;
+    let http = http_listener.local_addr()?;
+    cfg.core.listen = listen.to_string();
+    cfg.core.http = http.to_string();
+
+    let node = Node::open(cfg.core.clone(), &mut store).context("cannot start the node")?;
+    let hello = Hello {
+        cluster: cfg.cluster.clone(),
+        protocol_version: PROTOCOL_VERSION,
+        node: cfg.core.id.clone(),
+        listen: listen.to_string(),
+        http: http.to_string(),
+    };
+    let transport = Transport::new(hello, tokio::runtime::Handle::current());
+    let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+
+    {
+        let transport = transport.clone();
+        std::thread::Builder::new()
+            .name(format!("node-{}", cfg.core.id))
+            .spawn(move || runtime::run_node_loop(node, store, events_rx, transport))
+            .context("cannot start the node thread")?;
+    }
+
+    // Peer messages into the node loop.
+    let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(transport.clone().serve(peer_listener, peer_tx));
+    {
+        let events = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some((from, message)) = peer_rx.recv().await {
+                if events.send(Event::Peer { from, message }).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    // Ticks; a full queue skips one rather than piling up.
+    {
+        let events = events_tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                match events.try_send(Event::Tick) {
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    _ => continue,
+                }
+            }
+        });
+    }
+
+    let state = http::AppState {
+        events: events_tx,
+        node_id: cfg.core.id.to_string(),
+        config: cfg.core.clone(),
+    };
+    let app = http::router(state);
+    let done = tokio::spawn(async move {
+        if let Err(e) = axum::serve(http_listener, app).await {
+            tracing::error!("HTTP server stopped: {e}");
+        }
+    });
+    tracing::info!(
+        node = %cfg.core.id,
+        listen = %listen,
+        http = %http,
+        "node started (cluster {:?}, n={}, {} partitions)",
+        cfg.cluster,
+        cfg.core.ring.n,
+        cfg.core.ring.partitions
+    );
+    Ok(Running { http, listen, done })
+}

@@ -1,0 +1,270 @@
+//! Node-to-node TCP: length-delimited frames of versioned postcard envelopes.
+//!
+//! Every connection opens with a handshake: the dialer sends its `Hello` (cluster name,
+//! protocol version, node id, addresses), the acceptor checks it and answers with its own, and
+//! the dialer checks that. A peer of another cluster or protocol version is refused with a log
+//! line naming the difference. After the handshake a dialled connection only sends and an
+//! accepted one only receives: replies travel over the replier's own connection.
+//!
+//! Outgoing traffic goes through one task per peer address with a bounded queue. A full queue
+//! drops the message (counted): the core's timeouts, hints and repair make up for lost
+//! messages, while an unbounded queue would let one dead peer eat the node's memory. A peer
+//! that cannot be reached is retried with exponential backoff; messages queued for it while it
+//! was unreachable are dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use driftkv_ring::NodeId;
+use driftkv_wire::{Envelope, FRAME_BYTES_MAX, Hello, Message, PROTOCOL_VERSION};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+const QUEUE_PER_PEER: usize = 4096;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Counters the metrics endpoint shows.
+#[derive(Default, Debug)]
+pub struct TransportStats {
+    pub frames_sent: AtomicU64,
+    pub frames_received: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_unreachable: AtomicU64,
+    pub handshakes_refused: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub bad_frames: AtomicU64,
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(FRAME_BYTES_MAX)
+        .new_codec()
+}
+
+/// Why a handshake failed, in words for the log.
+fn check_hello(mine: &Hello, theirs: &Envelope) -> Result<Hello, String> {
+    match theirs {
+        Envelope::Hello(h) if h.cluster != mine.cluster => Err(format!(
+            "node {} belongs to cluster {:?}, this node to {:?}",
+            h.node, h.cluster, mine.cluster
+        )),
+        Envelope::Hello(h) if h.protocol_version != PROTOCOL_VERSION => Err(format!(
+            "node {} speaks protocol version {}, this node {}",
+            h.node, h.protocol_version, PROTOCOL_VERSION
+        )),
+        Envelope::Hello(h) if h.node == mine.node => Err(format!(
+            "the peer calls itself {}, which is this node's own id: two nodes share an id",
+            h.node
+        )),
+        Envelope::Hello(h) => Ok(h.clone()),
+        Envelope::Message { .. } => Err("the first frame was not a handshake".into()),
+    }
+}
+
+fn decode(frame: &[u8]) -> Result<Envelope, String> {
+    driftkv_wire::decode_envelope(frame).map_err(|e| e.to_string())
+}
+
+pub struct Transport {
+    hello: Hello,
+    peers: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
+    runtime: Handle,
+    pub stats: Arc<TransportStats>,
+}
+
+impl Transport {
+    pub fn new(hello: Hello, runtime: Handle) -> Arc<Transport> {
+        Arc::new(Transport {
+            hello,
+            peers: Mutex::new(HashMap::new()),
+            runtime,
+            stats: Arc::new(TransportStats::default()),
+        })
+    }
+
+    /// Queues `message` for the node listening at `addr`. Never blocks.
+    pub fn send(self: &Arc<Self>, addr: &str, message: Message) {
+        let envelope = Envelope::Message {
+            from: self.hello.node.clone(),
+            message,
+        };
+        let frame = Bytes::from(driftkv_wire::encode_envelope(&envelope));
+        let mut peers = self.peers.lock().expect("peer table lock");
+        let tx = peers.entry(addr.to_string()).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
+            let this = Arc::clone(self);
+            let addr = addr.to_string();
+            self.runtime
+                .spawn(async move { this.peer_task(addr, rx).await });
+            tx
+        });
+        if tx.try_send(frame).is_err() {
+            self.stats
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn connect(&self, addr: &str) -> Result<Framed<TcpStream, LengthDelimitedCodec>, String> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, codec());
+        let hello = Bytes::from(driftkv_wire::encode_envelope(&Envelope::Hello(
+            self.hello.clone(),
+        )));
+        let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            framed.send(hello).await.map_err(|e| e.to_string())?;
+            match framed.next().await {
+                Some(Ok(frame)) => decode(&frame),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the peer closed the connection during the handshake".into()),
+            }
+        })
+        .await
+        .map_err(|_| "handshake timed out".to_string())??;
+        check_hello(&self.hello, &answer).map_err(|why| {
+            self.stats
+                .handshakes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            format!("refused: {why}")
+        })?;
+        Ok(framed)
+    }
+
+    async fn peer_task(self: Arc<Self>, addr: String, mut rx: mpsc::Receiver<Bytes>) {
+        let mut backoff = BACKOFF_MIN;
+        let mut last_error: Option<String> = None;
+        loop {
+            // Wait for something to send before dialling.
+            let Some(first) = rx.recv().await else { return };
+            match self.connect(&addr).await {
+                Ok(mut framed) => {
+                    if last_error.take().is_some() {
+                        tracing::info!(peer = %addr, "connected");
+                    }
+                    backoff = BACKOFF_MIN;
+                    let mut next = Some(first);
+                    while let Some(frame) = next.take() {
+                        match tokio::time::timeout(WRITE_TIMEOUT, framed.send(frame)).await {
+                            Ok(Ok(())) => {
+                                self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => break,
+                        }
+                        next = rx.recv().await;
+                        if next.is_none() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    if last_error.as_deref() != Some(e.as_str()) {
+                        if e.starts_with("refused") {
+                            tracing::warn!(peer = %addr, "{e}");
+                        } else {
+                            tracing::debug!(peer = %addr, "cannot reach peer: {e}");
+                        }
+                        last_error = Some(e);
+                    }
+                    let mut dropped = 1;
+                    while rx.try_recv().is_ok() {
+                        dropped += 1;
+                    }
+                    self.stats
+                        .dropped_unreachable
+                        .fetch_add(dropped, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Accepts peers forever, handing each received message to `deliver`.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        deliver: mpsc::Sender<(NodeId, Message)>,
+    ) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let this = Arc::clone(&self);
+            let deliver = deliver.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.inbound(stream, deliver).await {
+                    tracing::warn!(peer = %peer, "{e}");
+                }
+            });
+        }
+    }
+
+    async fn inbound(
+        &self,
+        stream: TcpStream,
+        deliver: mpsc::Sender<(NodeId, Message)>,
+    ) -> Result<(), String> {
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, codec());
+        let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => return Err(format!("refused a connection: bad first frame: {e}")),
+            Ok(None) => return Ok(()),
+            Err(_) => return Err("refused a connection: no handshake in time".into()),
+        };
+        // Answer with our own hello either way, so a mismatched dialer can say why too.
+        let hello = Bytes::from(driftkv_wire::encode_envelope(&Envelope::Hello(
+            self.hello.clone(),
+        )));
+        let _ = framed.send(hello).await;
+        let peer = decode(&first)
+            .and_then(|env| check_hello(&self.hello, &env))
+            .map_err(|why| {
+                self.stats
+                    .handshakes_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                format!("refused a connection: {why}")
+            })?;
+        while let Some(frame) = framed.next().await {
+            let frame = frame.map_err(|e| format!("connection from {} broke: {e}", peer.node))?;
+            match decode(&frame) {
+                Ok(Envelope::Message { message, .. }) => {
+                    self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+                    // The handshake names the sender; a frame cannot claim another.
+                    if deliver.send((peer.node.clone(), message)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(Envelope::Hello(_)) => {}
+                Err(e) => {
+                    self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    return Err(format!(
+                        "dropped the connection from {}: bad frame: {e}",
+                        peer.node
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
