@@ -367,7 +367,9 @@ impl Node {
             ));
         }
         match request {
-            Request::Put { value: Some(v), .. } if v.len() > self.cfg.value_bytes_max => {
+            Request::Put { value: Some(v), .. } | Request::Overwrite { value: Some(v), .. }
+                if v.len() > self.cfg.value_bytes_max =>
+            {
                 Err(format!(
                     "value is {} bytes, the limit is {}",
                     v.len(),
@@ -482,6 +484,7 @@ impl Node {
                 }
             }
             Request::Put { w, .. }
+            | Request::Overwrite { w, .. }
             | Request::CounterAdd { w, .. }
             | Request::SetUpdate { w, .. } => {
                 let needed = match level(*w, props.w, self.cfg.w) {
@@ -623,7 +626,7 @@ impl Node {
             Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
         };
         let kind = match &request {
-            Request::Put { .. } => ObjectKind::Register,
+            Request::Put { .. } | Request::Overwrite { .. } => ObjectKind::Register,
             Request::CounterAdd { .. } => ObjectKind::Counter,
             _ => ObjectKind::Set,
         };
@@ -632,6 +635,15 @@ impl Node {
             (Object::Register(reg), Request::Put { value, context, .. }) => {
                 self.hlc.observe(reg.timestamp_max(), now_ms);
                 let ts = self.hlc.now(now_ms);
+                reg.write(mode, &self.actor, &context, value, ts);
+                Reply::Written {
+                    context: reg.context().clone(),
+                }
+            }
+            (Object::Register(reg), Request::Overwrite { value, .. }) => {
+                self.hlc.observe(reg.timestamp_max(), now_ms);
+                let ts = self.hlc.now(now_ms);
+                let context = reg.context().clone();
                 reg.write(mode, &self.actor, &context, value, ts);
                 Reply::Written {
                     context: reg.context().clone(),

@@ -480,3 +480,30 @@ fn a_delete_while_a_node_is_down_does_not_come_back() {
     }
     assert_eq!(h.copies("gone"), vec![Vec::<String>::new(); 3]);
 }
+
+#[test]
+fn an_overwrite_replaces_what_its_coordinator_has_seen_but_not_a_concurrent_write() {
+    let mut h = Harness::new(3, |_| {});
+    h.put(0, "k", "a", VersionVector::new(), Quorum::All);
+    h.put(1, "k", "b", VersionVector::new(), Quorum::All);
+    assert_eq!(values(&h.get(2, "k", Quorum::All)), ["a", "b"]);
+    let overwrite = |v: &str, w: Quorum| Request::Overwrite {
+        key: Key::default_bucket("k"),
+        value: Some(Bytes::from(v.to_string())),
+        w,
+    };
+    let reply = h.request(0, overwrite("c", Quorum::All));
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    assert_eq!(
+        values(&h.get(2, "k", Quorum::All)),
+        ["c"],
+        "both siblings were seen by n1"
+    );
+    // Cut n2 off; an overwrite through n2 does not see n1's next overwrite: siblings again.
+    h.up[1] = false;
+    h.request(0, overwrite("d", Quorum::One));
+    h.up = vec![false, true, false];
+    h.request(1, overwrite("e", Quorum::One));
+    h.up = vec![true; 3];
+    assert_eq!(values(&h.get(2, "k", Quorum::All)), ["d", "e"]);
+}

@@ -79,6 +79,14 @@ pub enum Request {
         context: VersionVector,
         w: Quorum,
     },
+    /// A write (or with `value: None` a delete) whose context is the coordinator's own copy:
+    /// it replaces every value the coordinator has seen, as a Redis `SET` does. Writes made
+    /// concurrently through other coordinators still become siblings.
+    Overwrite {
+        key: Key,
+        value: Option<Bytes>,
+        w: Quorum,
+    },
     CounterAdd {
         key: Key,
         delta: i64,
@@ -109,6 +117,7 @@ impl Request {
         match self {
             Request::Get { key, .. }
             | Request::Put { key, .. }
+            | Request::Overwrite { key, .. }
             | Request::CounterAdd { key, .. }
             | Request::CounterGet { key, .. }
             | Request::SetUpdate { key, .. }
@@ -120,7 +129,10 @@ impl Request {
     pub fn is_write(&self) -> bool {
         matches!(
             self,
-            Request::Put { .. } | Request::CounterAdd { .. } | Request::SetUpdate { .. }
+            Request::Put { .. }
+                | Request::Overwrite { .. }
+                | Request::CounterAdd { .. }
+                | Request::SetUpdate { .. }
         )
     }
 }
