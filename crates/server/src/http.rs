@@ -146,7 +146,7 @@ fn json_body(raw: &[u8]) -> Result<Value, Response> {
 
 impl AppState {
     /// Hands a request to the node loop and waits for its answer (bounded).
-    async fn call(&self, request: Request) -> Result<Reply, Response> {
+    pub(crate) async fn call(&self, request: Request) -> Result<Reply, Response> {
         let (tx, rx) = oneshot::channel();
         let send = self.events.send(Event::Client { request, reply: tx });
         let patience = Duration::from_millis(self.config.request_timeout_ms * 2 + 1_000);

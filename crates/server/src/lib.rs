@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod resp;
 pub mod runtime;
 pub mod transport;
 
@@ -49,6 +50,7 @@ fn incarnation(store: &mut FjallStore) -> anyhow::Result<u32> {
 pub struct Running {
     pub http: std::net::SocketAddr,
     pub listen: std::net::SocketAddr,
+    pub resp: Option<std::net::SocketAddr>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -66,6 +68,14 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     let http_listener = TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("cannot serve HTTP on {}", cfg.http))?;
+    let resp_listener = match cfg.resp {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve the Redis protocol on {addr}"))?,
+        ),
+        None => None,
+    };
     let listen = peer_listener.local_addr()?;
     let http = http_listener.local_addr()?;
     cfg.core.listen = listen.to_string();
@@ -124,6 +134,15 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         node_id: cfg.core.id.to_string(),
         config: cfg.core.clone(),
     };
+    let resp = match resp_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let stats = std::sync::Arc::new(resp::RespStats::default());
+            tokio::spawn(resp::serve(listener, state.clone(), stats));
+            Some(addr)
+        }
+        None => None,
+    };
     let app = http::router(state);
     let done = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
@@ -139,5 +158,10 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         cfg.core.ring.n,
         cfg.core.ring.partitions
     );
-    Ok(Running { http, listen, done })
+    Ok(Running {
+        http,
+        listen,
+        resp,
+        done,
+    })
 }

@@ -1,0 +1,781 @@
+//! The Redis protocol (RESP2) front-end, so redis-cli, redis-benchmark and Redis client
+//! libraries talk to driftkv.
+//!
+//! Commands are parsed from arrays of bulk strings (or inline lines), executed in order, and
+//! their replies written back in order, so pipelining works. Each command becomes one or more
+//! core requests at the connection's consistency levels (`DRIFTKV CONSISTENCY r w`).
+//!
+//! Mapping: string keys are registers (`SET` overwrites what its coordinator has seen, like
+//! Redis; writes through other nodes at the same time become siblings), `INCR`-family keys are
+//! PN-counters, `S*` keys are add-wins sets. A `GET` on a key with siblings answers the greatest
+//! sibling in byte order (the same choice on every node) and counts it in `INFO`
+//! (`sibling_reads_resolved`). Bad input answers a Redis-style error line and the connection
+//! stays open; only a broken frame closes it, as in Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Buf, Bytes, BytesMut};
+use driftkv_wire::{ErrorKind, Key, Quorum, Reply, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::http::AppState;
+
+/// Arguments of one command at most.
+const ARGS_MAX: usize = 1024 * 1024;
+/// An inline command line at most.
+const INLINE_MAX: usize = 64 * 1024;
+
+#[derive(Default, Debug)]
+pub struct RespStats {
+    pub connections: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub commands: AtomicU64,
+    pub errors: AtomicU64,
+    pub sibling_reads_resolved: AtomicU64,
+}
+
+/// A reply in RESP2.
+#[derive(Debug, PartialEq)]
+pub enum Value {
+    Simple(&'static str),
+    Error(String),
+    Int(i64),
+    Bulk(Bytes),
+    Null,
+    Array(Vec<Value>),
+}
+
+impl Value {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Simple(s) => {
+                out.push(b'+');
+                out.extend_from_slice(s.as_bytes());
+            }
+            Value::Error(e) => {
+                out.push(b'-');
+                // An error line cannot carry a line break.
+                out.extend(
+                    e.bytes()
+                        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+                );
+            }
+            Value::Int(i) => out.extend_from_slice(format!(":{i}").as_bytes()),
+            Value::Bulk(b) => {
+                out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+                out.extend_from_slice(b);
+            }
+            Value::Null => out.extend_from_slice(b"$-1"),
+            Value::Array(items) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    item.encode(out);
+                }
+                return;
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn bulk(s: impl Into<Vec<u8>>) -> Value {
+        Value::Bulk(Bytes::from(s.into()))
+    }
+}
+
+fn err(message: impl Into<String>) -> Value {
+    Value::Error(format!("ERR {}", message.into()))
+}
+
+/// One parse step over the connection's buffer.
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    /// A whole command and how many bytes it took (no arguments: a blank inline line).
+    Command(Vec<Bytes>, usize),
+    Incomplete,
+    /// The stream is not RESP: answer and close.
+    Broken(String),
+}
+
+fn line(buf: &[u8], from: usize) -> Option<(&[u8], usize)> {
+    let rest = buf.get(from..)?;
+    let at = rest.windows(2).position(|w| w == b"\r\n")?;
+    Some((&rest[..at], from + at + 2))
+}
+
+fn number(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Parses one command from the front of `buf`. `bulk_max` bounds each argument.
+pub fn parse(buf: &[u8], bulk_max: usize) -> Parsed {
+    let Some(&first) = buf.first() else {
+        return Parsed::Incomplete;
+    };
+    if first != b'*' {
+        // Inline command: words up to a newline.
+        let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+            return if buf.len() > INLINE_MAX {
+                Parsed::Broken("too big inline request".into())
+            } else {
+                Parsed::Incomplete
+            };
+        };
+        let text = &buf[..end];
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let args = text
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(Bytes::copy_from_slice)
+            .collect();
+        return Parsed::Command(args, end + 1);
+    }
+    let Some((head, mut at)) = line(buf, 1) else {
+        return if buf.len() > 32 {
+            Parsed::Broken("invalid multibulk length".into())
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    let count = match number(head) {
+        Some(n) if (0..=ARGS_MAX as i64).contains(&n) => n as usize,
+        Some(n) if n < 0 => return Parsed::Command(Vec::new(), at),
+        _ => return Parsed::Broken("invalid multibulk length".into()),
+    };
+    let mut args = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        match buf.get(at) {
+            None => return Parsed::Incomplete,
+            Some(b'$') => {}
+            Some(&other) => {
+                return Parsed::Broken(format!("expected '$', got '{}'", other as char));
+            }
+        }
+        let Some((len, start)) = line(buf, at + 1) else {
+            return if buf.len() - at > 32 {
+                Parsed::Broken("invalid bulk length".into())
+            } else {
+                Parsed::Incomplete
+            };
+        };
+        let len = match number(len) {
+            Some(n) if n >= 0 && (n as usize) <= bulk_max => n as usize,
+            _ => return Parsed::Broken("invalid bulk length".into()),
+        };
+        if buf.len() < start + len + 2 {
+            return Parsed::Incomplete;
+        }
+        if &buf[start + len..start + len + 2] != b"\r\n" {
+            return Parsed::Broken("bulk string not terminated by CRLF".into());
+        }
+        args.push(Bytes::copy_from_slice(&buf[start..start + len]));
+        at = start + len + 2;
+    }
+    Parsed::Command(args, at)
+}
+
+/// A connection's settings.
+struct Session {
+    r: Quorum,
+    w: Quorum,
+    name: Option<Bytes>,
+    id: u64,
+    quit: bool,
+}
+
+pub async fn serve(listener: TcpListener, state: AppState, stats: Arc<RespStats>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("RESP accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let stats = Arc::clone(&stats);
+        tokio::spawn(async move {
+            stats.connections.fetch_add(1, Ordering::Relaxed);
+            let id = stats.connections_total.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Err(e) = connection(stream, &state, &stats, id).await {
+                tracing::debug!(peer = %peer, "RESP connection ended: {e}");
+            }
+            stats.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    state: &AppState,
+    stats: &RespStats,
+    id: u64,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = Vec::with_capacity(16 * 1024);
+    let mut session = Session {
+        r: Quorum::Default,
+        w: Quorum::Default,
+        name: None,
+        id,
+        quit: false,
+    };
+    let bulk_max = state.config.value_bytes_max.max(state.config.key_bytes_max) + 1024;
+    loop {
+        loop {
+            match parse(&buf, bulk_max) {
+                Parsed::Command(args, used) => {
+                    buf.advance(used);
+                    if args.is_empty() {
+                        continue;
+                    }
+                    stats.commands.fetch_add(1, Ordering::Relaxed);
+                    let reply = execute(state, stats, &mut session, args).await;
+                    if matches!(reply, Value::Error(_)) {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reply.encode(&mut out);
+                    if session.quit {
+                        stream.write_all(&out).await?;
+                        return Ok(());
+                    }
+                }
+                Parsed::Incomplete => break,
+                Parsed::Broken(why) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    err(format!("Protocol error: {why}")).encode(&mut out);
+                    stream.write_all(&out).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn key(raw: &Bytes) -> Key {
+    Key {
+        bucket: Bytes::from_static(b"default"),
+        key: raw.clone(),
+    }
+}
+
+fn integer(raw: &[u8]) -> Result<i64, Value> {
+    number(raw).ok_or_else(|| err("value is not an integer or out of range"))
+}
+
+/// The RESP error for a core error reply.
+fn failure(reply: Reply) -> Value {
+    match reply {
+        Reply::Error {
+            kind: ErrorKind::WrongType,
+            ..
+        } => {
+            Value::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+        }
+        Reply::Error {
+            kind: ErrorKind::Unavailable,
+            message,
+            ..
+        } => Value::Error(format!("UNAVAILABLE {message}")),
+        Reply::Error { message, .. } => err(message),
+        other => err(format!("unexpected answer from the node: {other:?}")),
+    }
+}
+
+async fn call(state: &AppState, request: Request) -> Reply {
+    match state.call(request).await {
+        Ok(reply) => reply,
+        Err(_) => Reply::error(ErrorKind::Unavailable, "the node did not answer in time"),
+    }
+}
+
+/// A register's value as GET answers it: the greatest sibling when there are several.
+async fn get(
+    state: &AppState,
+    stats: &RespStats,
+    s: &Session,
+    k: &Bytes,
+) -> Result<Option<Bytes>, Value> {
+    match call(
+        state,
+        Request::Get {
+            key: key(k),
+            r: s.r,
+        },
+    )
+    .await
+    {
+        Reply::Values { values, .. } => {
+            if values.len() > 1 {
+                stats.sibling_reads_resolved.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(values.into_iter().max())
+        }
+        Reply::NotFound { .. } => Ok(None),
+        other => Err(failure(other)),
+    }
+}
+
+async fn members(state: &AppState, s: &Session, k: &Bytes) -> Result<Vec<Bytes>, Value> {
+    match call(
+        state,
+        Request::SetGet {
+            key: key(k),
+            r: s.r,
+        },
+    )
+    .await
+    {
+        Reply::Set { members } => Ok(members),
+        other => Err(failure(other)),
+    }
+}
+
+fn arity(name: &str) -> Value {
+    err(format!("wrong number of arguments for '{name}' command"))
+}
+
+async fn execute(state: &AppState, stats: &RespStats, s: &mut Session, args: Vec<Bytes>) -> Value {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let a = &args[1..];
+    match run(state, stats, s, &name, a).await {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+async fn run(
+    state: &AppState,
+    stats: &RespStats,
+    s: &mut Session,
+    name: &str,
+    a: &[Bytes],
+) -> Result<Value, Value> {
+    let need = |ok: bool| if ok { Ok(()) } else { Err(arity(name)) };
+    Ok(match name {
+        "ping" => match a {
+            [] => Value::Simple("PONG"),
+            [m] => Value::Bulk(m.clone()),
+            _ => return Err(arity(name)),
+        },
+        "echo" => {
+            need(a.len() == 1)?;
+            Value::Bulk(a[0].clone())
+        }
+        "quit" => {
+            s.quit = true;
+            Value::Simple("OK")
+        }
+        "select" => {
+            need(a.len() == 1)?;
+            if &a[0][..] == b"0" {
+                Value::Simple("OK")
+            } else {
+                return Err(err("DB index is out of range"));
+            }
+        }
+        "get" => {
+            need(a.len() == 1)?;
+            get(state, stats, s, &a[0])
+                .await?
+                .map_or(Value::Null, Value::Bulk)
+        }
+        "set" => {
+            need(a.len() >= 2)?;
+            if a.len() > 2 {
+                return Err(err(
+                    "syntax error (driftkv's SET takes no options: no expiry, NX or XX)",
+                ));
+            }
+            let request = Request::Overwrite {
+                key: key(&a[0]),
+                value: Some(a[1].clone()),
+                w: s.w,
+            };
+            match call(state, request).await {
+                Reply::Written { .. } => Value::Simple("OK"),
+                other => return Err(failure(other)),
+            }
+        }
+        "mset" => {
+            need(!a.is_empty() && a.len().is_multiple_of(2))?;
+            for pair in a.chunks(2) {
+                let request = Request::Overwrite {
+                    key: key(&pair[0]),
+                    value: Some(pair[1].clone()),
+                    w: s.w,
+                };
+                if let reply @ Reply::Error { .. } = call(state, request).await {
+                    return Err(failure(reply));
+                }
+            }
+            Value::Simple("OK")
+        }
+        "mget" => {
+            need(!a.is_empty())?;
+            let mut out = Vec::with_capacity(a.len());
+            for k in a {
+                // As in Redis, a key of another type reads as nil.
+                out.push(match get(state, stats, s, k).await {
+                    Ok(Some(v)) => Value::Bulk(v),
+                    Ok(None) => Value::Null,
+                    Err(Value::Error(e)) if e.starts_with("WRONGTYPE") => Value::Null,
+                    Err(e) => return Err(e),
+                });
+            }
+            Value::Array(out)
+        }
+        "del" | "exists" => {
+            need(!a.is_empty())?;
+            let mut count = 0;
+            for k in a {
+                let present = match get(state, stats, s, k).await {
+                    Ok(v) => v.is_some(),
+                    Err(Value::Error(e)) if e.starts_with("WRONGTYPE") && name == "exists" => true,
+                    Err(e) => return Err(e),
+                };
+                if present && name == "del" {
+                    let request = Request::Overwrite {
+                        key: key(k),
+                        value: None,
+                        w: s.w,
+                    };
+                    if let reply @ Reply::Error { .. } = call(state, request).await {
+                        return Err(failure(reply));
+                    }
+                }
+                count += present as i64;
+            }
+            Value::Int(count)
+        }
+        "incr" | "decr" | "incrby" | "decrby" => {
+            let by = if name.ends_with("by") {
+                need(a.len() == 2)?;
+                integer(&a[1])?
+            } else {
+                need(a.len() == 1)?;
+                1
+            };
+            let delta = if name.starts_with("decr") {
+                by.checked_neg()
+                    .ok_or_else(|| err("decrement would overflow"))?
+            } else {
+                by
+            };
+            match call(
+                state,
+                Request::CounterAdd {
+                    key: key(&a[0]),
+                    delta,
+                    w: s.w,
+                },
+            )
+            .await
+            {
+                Reply::Counter { value } => Value::Int(
+                    i64::try_from(value)
+                        .map_err(|_| err("increment or decrement would overflow"))?,
+                ),
+                other => return Err(failure(other)),
+            }
+        }
+        "sadd" | "srem" => {
+            need(a.len() >= 2)?;
+            let before = members(state, s, &a[0]).await?;
+            let mut named: Vec<Bytes> = a[1..].to_vec();
+            named.sort();
+            named.dedup();
+            let changed = named
+                .iter()
+                .filter(|m| before.contains(m) == (name == "srem"))
+                .count();
+            let (add, remove) = if name == "sadd" {
+                (named, Vec::new())
+            } else {
+                (Vec::new(), named)
+            };
+            match call(
+                state,
+                Request::SetUpdate {
+                    key: key(&a[0]),
+                    add,
+                    remove,
+                    w: s.w,
+                },
+            )
+            .await
+            {
+                Reply::Written { .. } => Value::Int(changed as i64),
+                other => return Err(failure(other)),
+            }
+        }
+        "smembers" => {
+            need(a.len() == 1)?;
+            Value::Array(
+                members(state, s, &a[0])
+                    .await?
+                    .into_iter()
+                    .map(Value::Bulk)
+                    .collect(),
+            )
+        }
+        "sismember" => {
+            need(a.len() == 2)?;
+            Value::Int(members(state, s, &a[0]).await?.contains(&a[1]) as i64)
+        }
+        "scard" => {
+            need(a.len() == 1)?;
+            Value::Int(members(state, s, &a[0]).await?.len() as i64)
+        }
+        "info" => Value::bulk(info(state, stats)),
+        "command" => match a.first().map(|x| x.to_ascii_lowercase()) {
+            Some(sub) if sub == b"count" => Value::Int(COMMANDS.len() as i64),
+            _ => Value::Array(Vec::new()),
+        },
+        "config" => match a.first().map(|x| x.to_ascii_lowercase()) {
+            Some(sub) if sub == b"get" => {
+                need(a.len() >= 2)?;
+                let mut out = Vec::new();
+                for pattern in &a[1..] {
+                    let p = pattern.to_ascii_lowercase();
+                    let known: &[(&str, &str)] =
+                        &[("save", ""), ("appendonly", "no"), ("databases", "1")];
+                    for (k, v) in known {
+                        if p == b"*" || p == k.as_bytes() {
+                            out.push(Value::bulk(*k));
+                            out.push(Value::bulk(*v));
+                        }
+                    }
+                }
+                Value::Array(out)
+            }
+            Some(sub) if sub == b"resetstat" => Value::Simple("OK"),
+            _ => return Err(err("driftkv supports CONFIG GET and CONFIG RESETSTAT only")),
+        },
+        "client" => match a.first().map(|x| x.to_ascii_lowercase()) {
+            Some(sub) if sub == b"setname" => {
+                need(a.len() == 2)?;
+                s.name = Some(a[1].clone());
+                Value::Simple("OK")
+            }
+            Some(sub) if sub == b"getname" => s.name.clone().map_or(Value::Null, Value::Bulk),
+            Some(sub) if sub == b"id" => Value::Int(s.id as i64),
+            Some(_) => Value::Simple("OK"),
+            None => return Err(arity("client")),
+        },
+        "hello" => {
+            if let Some(v) = a.first()
+                && &v[..] != b"2"
+            {
+                return Err(Value::Error("NOPROTO driftkv speaks RESP2 only".into()));
+            }
+            Value::Array(vec![
+                Value::bulk("server"),
+                Value::bulk("redis"),
+                Value::bulk("version"),
+                Value::bulk(REDIS_VERSION),
+                Value::bulk("proto"),
+                Value::Int(2),
+                Value::bulk("id"),
+                Value::Int(s.id as i64),
+                Value::bulk("mode"),
+                Value::bulk("standalone"),
+                Value::bulk("role"),
+                Value::bulk("master"),
+                Value::bulk("modules"),
+                Value::Array(Vec::new()),
+            ])
+        }
+        "driftkv" => match a.first().map(|x| x.to_ascii_lowercase()) {
+            Some(sub) if sub == b"consistency" => match &a[1..] {
+                [] => Value::Array(vec![Value::bulk(level(s.r)), Value::bulk(level(s.w))]),
+                [r, w] => {
+                    let parse = |raw: &Bytes, what: &str| {
+                        Quorum::parse(&String::from_utf8_lossy(raw))
+                            .map_err(|e| err(format!("{what}: {e}")))
+                    };
+                    let (r, w) = (parse(r, "r")?, parse(w, "w")?);
+                    for q in [r, w] {
+                        q.resolve(state.config.ring.n, Quorum::Quorum)
+                            .map_err(err)?;
+                    }
+                    s.r = r;
+                    s.w = w;
+                    Value::Simple("OK")
+                }
+                _ => {
+                    return Err(err(
+                        "usage: DRIFTKV CONSISTENCY [R W], each one, quorum, all, default or a number",
+                    ));
+                }
+            },
+            _ => return Err(err("usage: DRIFTKV CONSISTENCY [R W]")),
+        },
+        _ => {
+            let start: Vec<String> = a
+                .iter()
+                .take(3)
+                .map(|x| format!("'{}'", String::from_utf8_lossy(x)))
+                .collect();
+            return Err(err(format!(
+                "unknown command '{name}', with args beginning with: {}",
+                start.join(" ")
+            )));
+        }
+    })
+}
+
+const REDIS_VERSION: &str = "7.0.0";
+
+/// The commands this front-end knows.
+pub const COMMANDS: &[&str] = &[
+    "ping",
+    "echo",
+    "quit",
+    "select",
+    "get",
+    "set",
+    "mset",
+    "mget",
+    "del",
+    "exists",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "sadd",
+    "srem",
+    "smembers",
+    "sismember",
+    "scard",
+    "info",
+    "command",
+    "config",
+    "client",
+    "hello",
+    "driftkv",
+];
+
+fn level(q: Quorum) -> String {
+    match q {
+        Quorum::Default => "default".into(),
+        Quorum::One => "one".into(),
+        Quorum::Quorum => "quorum".into(),
+        Quorum::All => "all".into(),
+        Quorum::Count(n) => n.to_string(),
+    }
+}
+
+fn info(state: &AppState, stats: &RespStats) -> String {
+    let c = &state.config;
+    format!(
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\ndriftkv_version:{}\r\nnode:{}\r\nredis_mode:standalone\r\n\
+         \r\n# Clients\r\nconnected_clients:{}\r\n\
+         \r\n# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nerror_replies:{}\r\n\
+         sibling_reads_resolved:{}\r\n\
+         \r\n# Replication\r\nrole:master\r\ndriftkv_n:{}\r\ndriftkv_r:{}\r\ndriftkv_w:{}\r\n\
+         \r\n# Keyspace\r\n",
+        env!("CARGO_PKG_VERSION"),
+        state.node_id,
+        stats.connections.load(Ordering::Relaxed),
+        stats.connections_total.load(Ordering::Relaxed),
+        stats.commands.load(Ordering::Relaxed),
+        stats.errors.load(Ordering::Relaxed),
+        stats.sibling_reads_resolved.load(Ordering::Relaxed),
+        c.ring.n,
+        level(c.r),
+        level(c.w),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Vec<Bytes> {
+        args.iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_arrays_pipelines_and_inline_commands() {
+        let buf = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
+        let Parsed::Command(args, used) = parse(buf, 100) else {
+            panic!()
+        };
+        assert_eq!(args, cmd(&["GET", "k"]));
+        assert_eq!(
+            parse(&buf[used..], 100),
+            Parsed::Command(cmd(&["PING"]), buf.len() - used)
+        );
+        assert_eq!(
+            parse(b"SET a  b\r\n", 100),
+            Parsed::Command(cmd(&["SET", "a", "b"]), 10)
+        );
+        assert_eq!(parse(b"\r\n", 100), Parsed::Command(Vec::new(), 2));
+    }
+
+    #[test]
+    fn binary_values_pass_unchanged() {
+        let buf = b"*2\r\n$3\r\nSET\r\n$4\r\n\r\n\x00\xff\r\n";
+        let Parsed::Command(args, _) = parse(buf, 100) else {
+            panic!()
+        };
+        assert_eq!(&args[1][..], b"\r\n\x00\xff");
+    }
+
+    #[test]
+    fn every_prefix_of_a_command_is_incomplete_never_wrong() {
+        let buf = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n";
+        for cut in 0..buf.len() {
+            assert_eq!(parse(&buf[..cut], 100), Parsed::Incomplete, "cut at {cut}");
+        }
+        assert!(matches!(parse(buf, 100), Parsed::Command(..)));
+    }
+
+    #[test]
+    fn broken_frames_are_errors() {
+        assert!(matches!(parse(b"*x\r\n", 100), Parsed::Broken(_)));
+        assert!(matches!(parse(b"*1\r\n+OK\r\n", 100), Parsed::Broken(_)));
+        assert!(
+            matches!(parse(b"*1\r\n$999\r\n", 100), Parsed::Broken(_)),
+            "over the bulk limit"
+        );
+        assert!(matches!(
+            parse(b"*1\r\n$2\r\nabcd\r\n", 100),
+            Parsed::Broken(_)
+        ));
+        assert!(matches!(parse(b"*1\r\n$-5\r\n", 100), Parsed::Broken(_)));
+        assert!(matches!(
+            parse(&vec![b'a'; INLINE_MAX + 1], 100),
+            Parsed::Broken(_)
+        ));
+    }
+
+    #[test]
+    fn replies_encode_as_resp2() {
+        let mut out = Vec::new();
+        Value::Array(vec![
+            Value::Int(3),
+            Value::Null,
+            Value::bulk("hi"),
+            Value::Simple("OK"),
+            err("bad\r\nline"),
+        ])
+        .encode(&mut out);
+        assert_eq!(
+            out,
+            b"*5\r\n:3\r\n$-1\r\n$2\r\nhi\r\n+OK\r\n-ERR bad  line\r\n"
+        );
+    }
+}
