@@ -14,5 +14,5 @@ pub mod store;
 pub use config::{BucketProps, NodeConfig};
 pub use membership::GossipConfig;
 pub use node::{ClientId, Input, Node, NodeError, Output};
-pub use stats::Stats;
+pub use stats::{Histogram, Stats};
 pub use store::{Durability, Entries, MemStore, Store, StoreError};

@@ -588,6 +588,15 @@ impl Node {
                 local
             }
         };
+        // A write arrived that this replica did not have: how long after it was made.
+        if let Object::Register(r) = incoming {
+            let made = r.timestamp_max().physical_ms();
+            if made > 0 {
+                self.stats
+                    .replication_lag_ms
+                    .record(now_ms.saturating_sub(made));
+            }
+        }
         self.save(store, partition, key, &merged)?;
         Ok(merged)
     }
@@ -879,13 +888,14 @@ impl Node {
             deadline_ms: now_ms + self.cfg.request_timeout_ms,
         };
         self.pending.insert(req, Pending::Read(coord));
-        self.progress_read(store, req, false, out);
+        self.progress_read(store, now_ms, req, false, out);
     }
 
     /// Answers once R replicas replied; once all replied (or `expired`), repairs the stale.
     fn progress_read(
         &mut self,
         store: &mut dyn Store,
+        now_ms: u64,
         req: ReqId,
         expired: bool,
         out: &mut Vec<Output>,
@@ -921,8 +931,11 @@ impl Node {
         }
         let done = expired || coord.replies.len() == coord.targets.len();
         if let Some((waiter, reply)) = answer {
-            if matches!(&reply, Reply::Values { values, .. } if values.len() > 1) {
-                self.stats.sibling_reads += 1;
+            if let Reply::Values { values, .. } = &reply {
+                self.stats.read_siblings.record(values.len() as u64);
+                if values.len() > 1 {
+                    self.stats.sibling_reads += 1;
+                }
             }
             self.answer(waiter, reply, out);
         }
@@ -946,7 +959,7 @@ impl Node {
             }
             self.stats.stale_replicas_found += 1;
             if *node == self.cfg.id {
-                let _ = self.merge_into_store(store, 0, partition, &key, &merged);
+                let _ = self.merge_into_store(store, now_ms, partition, &key, &merged);
             } else {
                 self.stats.read_repairs_sent += 1;
                 out.push(Output::Send {
@@ -1090,7 +1103,7 @@ impl Node {
                         && !coord.replies.iter().any(|(n, _)| *n == from) =>
                 {
                     coord.replies.push((from, object));
-                    self.progress_read(store, req, false, out);
+                    self.progress_read(store, now_ms, req, false, out);
                 }
                 Some(Pending::Inspect(coord)) => {
                     if let Some(view) = coord
@@ -1250,7 +1263,7 @@ impl Node {
             .collect();
         for req in expired {
             match self.pending.get(&req) {
-                Some(Pending::Read(_)) => self.progress_read(store, req, true, out),
+                Some(Pending::Read(_)) => self.progress_read(store, now_ms, req, true, out),
                 _ => match self.pending.remove(&req) {
                     Some(Pending::Write(mut coord)) => {
                         // Replicas that never answered count as failed, and get a hint.

@@ -1,8 +1,50 @@
 //! Counters the core keeps about its own work; the shell exports them as metrics.
 
+/// Upper bounds (ms) of the histogram buckets: from a millisecond to a minute.
+pub const BUCKETS_MS: [u64; 16] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000,
+];
+
+/// A fixed-bucket histogram of milliseconds, cumulative when exported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Per-bucket counts (not cumulative); the last slot counts values above every bound.
+    pub counts: [u64; BUCKETS_MS.len() + 1],
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn record(&mut self, ms: u64) {
+        let slot = BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(BUCKETS_MS.len());
+        self.counts[slot] += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+        self.count += 1;
+    }
+
+    /// `(upper bound ms, cumulative count)` per bucket, ending with `(None, count)` for +Inf.
+    pub fn cumulative(&self) -> Vec<(Option<u64>, u64)> {
+        let mut total = 0;
+        let mut out = Vec::with_capacity(self.counts.len());
+        for (i, c) in self.counts.iter().enumerate() {
+            total += c;
+            out.push((BUCKETS_MS.get(i).copied(), total));
+        }
+        out
+    }
+}
+
 /// Monotonic counts since the node started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// How long after a write was made (its HLC time) it reached this replica, for every write
+    /// that arrived here new: by replication, read repair or handoff.
+    pub replication_lag_ms: Histogram,
+    /// Values per read answer (1 = no conflict), in the same buckets.
+    pub read_siblings: Histogram,
     pub reads: u64,
     pub writes: u64,
     pub forwarded: u64,
@@ -22,4 +64,23 @@ pub struct Stats {
     pub hints_refused: u64,
     pub storage_errors: u64,
     pub bad_messages: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_infinity() {
+        let mut h = Histogram::default();
+        for ms in [0, 1, 3, 70_000] {
+            h.record(ms);
+        }
+        let c = h.cumulative();
+        assert_eq!(c[0], (Some(1), 2));
+        assert_eq!(c[2], (Some(5), 3));
+        assert_eq!(c[c.len() - 2], (Some(60_000), 3));
+        assert_eq!(c[c.len() - 1], (None, 4));
+        assert_eq!((h.count, h.sum_ms), (4, 70_004));
+    }
 }

@@ -27,6 +27,7 @@ use driftkv_wire::{ErrorKind, Key, Object, Quorum, Reply, Request};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::{Metrics, Snapshot, labels};
 use crate::runtime::Event;
 
 pub const CONTEXT_HEADER: &str = "x-causal-context";
@@ -36,6 +37,7 @@ pub struct AppState {
     pub events: mpsc::Sender<Event>,
     pub node_id: String,
     pub config: NodeConfig,
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 /// A JSON error answer.
@@ -147,6 +149,15 @@ fn json_body(raw: &[u8]) -> Result<Value, Response> {
 impl AppState {
     /// Hands a request to the node loop and waits for its answer (bounded).
     pub(crate) async fn call(&self, request: Request) -> Result<Reply, Response> {
+        let (op, level) = labels(&request);
+        let started = std::time::Instant::now();
+        let answer = self.call_untimed(request).await;
+        self.metrics
+            .observe(op, level, answer.as_ref().ok(), started.elapsed());
+        answer
+    }
+
+    async fn call_untimed(&self, request: Request) -> Result<Reply, Response> {
         let (tx, rx) = oneshot::channel();
         let send = self.events.send(Event::Client { request, reply: tx });
         let patience = Duration::from_millis(self.config.request_timeout_ms * 2 + 1_000);
@@ -713,6 +724,31 @@ async fn cluster(State(s): State<AppState>) -> Response {
     }
 }
 
+async fn metrics(State(s): State<AppState>) -> Response {
+    let snap = s
+        .query(|node: &Node, store: &FjallStore| Snapshot {
+            node: node.id().to_string(),
+            stats: node.stats().clone(),
+            members: node.members().cloned().collect(),
+            partitions_owned: node.ring().partitions_of(node.id()).len(),
+            hints_pending: node.hints_pending(),
+            requests_pending: node.requests_pending(),
+            storage_bytes: store.approximate_size_bytes().ok(),
+        })
+        .await;
+    match snap {
+        Ok(snap) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.metrics.render(&snap),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
 async fn health(State(s): State<AppState>) -> Response {
     match s.query(|_, _| ()).await {
         Ok(()) => axum::Json(json!({ "status": "ok", "node": s.node_id })).into_response(),
@@ -740,6 +776,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/health", get(health))
         .route("/cluster", get(cluster))
+        .route("/metrics", get(metrics))
         .route(
             "/kv/{key}",
             get(get_default).put(put_default).delete(delete_default),

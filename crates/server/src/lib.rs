@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod resp;
 pub mod runtime;
 pub mod transport;
@@ -129,16 +130,17 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         });
     }
 
+    let metrics = std::sync::Arc::new(metrics::Metrics::new(transport.stats.clone()));
     let state = http::AppState {
         events: events_tx,
         node_id: cfg.core.id.to_string(),
         config: cfg.core.clone(),
+        metrics: metrics.clone(),
     };
     let resp = match resp_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            let stats = std::sync::Arc::new(resp::RespStats::default());
-            tokio::spawn(resp::serve(listener, state.clone(), stats));
+            tokio::spawn(resp::serve(listener, state.clone(), metrics.resp.clone()));
             Some(addr)
         }
         None => None,

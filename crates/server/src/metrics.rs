@@ -1,0 +1,485 @@
+//! `GET /metrics`: Prometheus text exposition, written by hand (the format is simple and this
+//! keeps the dependency tree small). Names follow the conventions: `driftkv_` prefix,
+//! `_total` for counters, `_seconds` / `_bytes` units, histograms with cumulative `_bucket`
+//! series so they aggregate across nodes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use driftkv_core::{Histogram, Stats};
+use driftkv_wire::{MemberInfo, Quorum, Reply, Request};
+
+use crate::resp::RespStats;
+use crate::transport::TransportStats;
+
+/// Request latency bucket bounds, in seconds.
+const LATENCY_BOUNDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Default)]
+struct Latency {
+    counts: [u64; LATENCY_BOUNDS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Latency {
+    fn record(&mut self, seconds: f64) {
+        let slot = LATENCY_BOUNDS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.counts[slot] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// What the shell measures around the core; the core's own counts come in a [`Snapshot`].
+#[derive(Default)]
+pub struct Metrics {
+    latency: Mutex<BTreeMap<(&'static str, String), Latency>>,
+    outcomes: Mutex<BTreeMap<(&'static str, String, &'static str), u64>>,
+    pub transport: Arc<TransportStats>,
+    pub resp: Arc<RespStats>,
+}
+
+/// The node thread's state at one moment, for rendering.
+pub struct Snapshot {
+    pub node: String,
+    pub stats: Stats,
+    pub members: Vec<MemberInfo>,
+    pub partitions_owned: usize,
+    pub hints_pending: usize,
+    pub requests_pending: usize,
+    pub storage_bytes: Option<u64>,
+}
+
+fn level_name(q: &Quorum) -> String {
+    match q {
+        Quorum::Default => "default".into(),
+        Quorum::One => "one".into(),
+        Quorum::Quorum => "quorum".into(),
+        Quorum::All => "all".into(),
+        Quorum::Count(n) => n.to_string(),
+    }
+}
+
+/// The operation and consistency-level labels of a request.
+pub fn labels(request: &Request) -> (&'static str, String) {
+    match request {
+        Request::Get { r, .. } => ("get", level_name(r)),
+        Request::Put { value: None, w, .. } | Request::Overwrite { value: None, w, .. } => {
+            ("delete", level_name(w))
+        }
+        Request::Put { w, .. } | Request::Overwrite { w, .. } => ("put", level_name(w)),
+        Request::CounterAdd { w, .. } => ("counter_add", level_name(w)),
+        Request::CounterGet { r, .. } => ("counter_get", level_name(r)),
+        Request::SetUpdate { w, .. } => ("set_update", level_name(w)),
+        Request::SetGet { r, .. } => ("set_get", level_name(r)),
+        Request::Inspect { .. } => ("inspect", "all".into()),
+    }
+}
+
+fn outcome(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::NotFound { .. } => "not_found",
+        Reply::Error { kind, .. } => match kind {
+            driftkv_wire::ErrorKind::BadRequest => "bad_request",
+            driftkv_wire::ErrorKind::WrongType => "wrong_type",
+            driftkv_wire::ErrorKind::Unavailable => "unavailable",
+            driftkv_wire::ErrorKind::Internal => "internal",
+        },
+        _ => "ok",
+    }
+}
+
+impl Metrics {
+    pub fn new(transport: Arc<TransportStats>) -> Metrics {
+        Metrics {
+            transport,
+            ..Default::default()
+        }
+    }
+
+    pub fn observe(&self, op: &'static str, level: String, reply: Option<&Reply>, took: Duration) {
+        let result = reply.map_or("timeout", outcome);
+        *self
+            .outcomes
+            .lock()
+            .expect("metrics lock")
+            .entry((op, level.clone(), result))
+            .or_default() += 1;
+        self.latency
+            .lock()
+            .expect("metrics lock")
+            .entry((op, level))
+            .or_default()
+            .record(took.as_secs_f64());
+    }
+
+    pub fn render(&self, snap: &Snapshot) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let s = &snap.stats;
+        let o = &mut out;
+        help(o, "driftkv_info", "gauge", "This node's identity.");
+        let _ = writeln!(
+            o,
+            "driftkv_info{{node=\"{}\",version=\"{}\"}} 1",
+            esc(&snap.node),
+            env!("CARGO_PKG_VERSION")
+        );
+
+        help(
+            o,
+            "driftkv_requests_total",
+            "counter",
+            "Client requests answered, by operation, consistency level and outcome.",
+        );
+        for ((op, level, result), n) in self.outcomes.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                o,
+                "driftkv_requests_total{{op=\"{op}\",level=\"{}\",outcome=\"{result}\"}} {n}",
+                esc(level)
+            );
+        }
+        help(
+            o,
+            "driftkv_request_duration_seconds",
+            "histogram",
+            "Client request latency at this node, by operation and consistency level.",
+        );
+        for ((op, level), h) in self.latency.lock().expect("metrics lock").iter() {
+            let labels = format!("op=\"{op}\",level=\"{}\"", esc(level));
+            let mut total = 0;
+            for (i, c) in h.counts.iter().enumerate() {
+                total += c;
+                let le = LATENCY_BOUNDS
+                    .get(i)
+                    .map_or("+Inf".to_string(), |b| b.to_string());
+                let _ = writeln!(
+                    o,
+                    "driftkv_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {total}"
+                );
+            }
+            let _ = writeln!(
+                o,
+                "driftkv_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                o,
+                "driftkv_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+
+        ms_histogram(
+            o,
+            "driftkv_replication_lag_seconds",
+            "Time from a write being made (its HLC time) to its arrival on this replica, for writes that arrived new.",
+            &s.replication_lag_ms,
+            1e-3,
+        );
+        ms_histogram(
+            o,
+            "driftkv_read_siblings",
+            "Values in each read's answer: 1 is a clean read, more are concurrent siblings.",
+            &s.read_siblings,
+            1.0,
+        );
+        let counters: [(&str, &str, u64); 16] = [
+            (
+                "driftkv_coordinated_reads_total",
+                "Reads this node coordinated.",
+                s.reads,
+            ),
+            (
+                "driftkv_coordinated_writes_total",
+                "Writes this node coordinated.",
+                s.writes,
+            ),
+            (
+                "driftkv_forwarded_writes_total",
+                "Writes handed to a replica to coordinate.",
+                s.forwarded,
+            ),
+            (
+                "driftkv_unavailable_total",
+                "Requests answered unavailable: too few replicas in time.",
+                s.unavailable,
+            ),
+            (
+                "driftkv_stale_replicas_found_total",
+                "Replicas a read found behind the merged answer.",
+                s.stale_replicas_found,
+            ),
+            (
+                "driftkv_read_repairs_sent_total",
+                "Read-repair messages sent to stale replicas.",
+                s.read_repairs_sent,
+            ),
+            (
+                "driftkv_conflicts_total",
+                "Merges that met concurrent writes.",
+                s.conflicts,
+            ),
+            (
+                "driftkv_lww_discarded_total",
+                "Values of concurrent writes discarded by last-write-wins.",
+                s.lww_discarded,
+            ),
+            (
+                "driftkv_sibling_reads_total",
+                "Reads answered with more than one sibling.",
+                s.sibling_reads,
+            ),
+            (
+                "driftkv_hints_stored_total",
+                "Hints stored for unreachable replicas.",
+                s.hints_stored,
+            ),
+            (
+                "driftkv_hints_delivered_total",
+                "Hints handed off to their replica and deleted.",
+                s.hints_delivered,
+            ),
+            (
+                "driftkv_hints_expired_total",
+                "Hints dropped for age.",
+                s.hints_expired,
+            ),
+            (
+                "driftkv_hints_refused_total",
+                "Hints not stored because the hint store was full.",
+                s.hints_refused,
+            ),
+            (
+                "driftkv_storage_errors_total",
+                "Storage operations that failed.",
+                s.storage_errors,
+            ),
+            (
+                "driftkv_bad_messages_total",
+                "Node-to-node messages refused as malformed.",
+                s.bad_messages,
+            ),
+            (
+                "driftkv_resp_sibling_reads_resolved_total",
+                "Redis GETs on keys with siblings, answered with the greatest sibling.",
+                self.resp.sibling_reads_resolved.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, text, value) in counters {
+            help(o, name, "counter", text);
+            let _ = writeln!(o, "{name} {value}");
+        }
+        let t = &self.transport;
+        let transport: [(&str, &str, &std::sync::atomic::AtomicU64); 7] = [
+            (
+                "driftkv_peer_frames_sent_total",
+                "Frames sent to other nodes.",
+                &t.frames_sent,
+            ),
+            (
+                "driftkv_peer_frames_received_total",
+                "Frames received from other nodes.",
+                &t.frames_received,
+            ),
+            (
+                "driftkv_peer_dropped_queue_full_total",
+                "Messages dropped because a peer's queue was full.",
+                &t.dropped_queue_full,
+            ),
+            (
+                "driftkv_peer_dropped_unreachable_total",
+                "Messages dropped because their peer was unreachable.",
+                &t.dropped_unreachable,
+            ),
+            (
+                "driftkv_peer_handshakes_refused_total",
+                "Connections refused: another cluster, protocol or a duplicate id.",
+                &t.handshakes_refused,
+            ),
+            (
+                "driftkv_peer_connect_failures_total",
+                "Failed attempts to connect to a peer.",
+                &t.connect_failures,
+            ),
+            (
+                "driftkv_peer_bad_frames_total",
+                "Undecodable frames received.",
+                &t.bad_frames,
+            ),
+        ];
+        for (name, text, value) in transport {
+            help(o, name, "counter", text);
+            let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let r = &self.resp;
+        help(
+            o,
+            "driftkv_resp_connections",
+            "gauge",
+            "Open Redis-protocol connections.",
+        );
+        let _ = writeln!(
+            o,
+            "driftkv_resp_connections {}",
+            r.connections.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "driftkv_resp_commands_total",
+            "counter",
+            "Redis-protocol commands executed.",
+        );
+        let _ = writeln!(
+            o,
+            "driftkv_resp_commands_total {}",
+            r.commands.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "driftkv_resp_errors_total",
+            "counter",
+            "Redis-protocol commands answered with an error.",
+        );
+        let _ = writeln!(
+            o,
+            "driftkv_resp_errors_total {}",
+            r.errors.load(Ordering::Relaxed)
+        );
+
+        help(
+            o,
+            "driftkv_member_up",
+            "gauge",
+            "1 when this node sees the member up, else 0; the state label says which.",
+        );
+        for m in &snap.members {
+            let _ = writeln!(
+                o,
+                "driftkv_member_up{{member=\"{}\",state=\"{}\"}} {}",
+                esc(m.id.as_str()),
+                m.state.name(),
+                (m.state == driftkv_wire::MemberState::Up) as u8
+            );
+        }
+        let gauges: [(&str, &str, u64); 3] = [
+            (
+                "driftkv_partitions_owned",
+                "Ring partitions this node is a primary for.",
+                snap.partitions_owned as u64,
+            ),
+            (
+                "driftkv_hints_pending",
+                "Hints waiting for their replica.",
+                snap.hints_pending as u64,
+            ),
+            (
+                "driftkv_requests_in_flight",
+                "Requests the core is coordinating.",
+                snap.requests_pending as u64,
+            ),
+        ];
+        for (name, text, value) in gauges {
+            help(o, name, "gauge", text);
+            let _ = writeln!(o, "{name} {value}");
+        }
+        if let Some(bytes) = snap.storage_bytes {
+            help(
+                o,
+                "driftkv_storage_bytes",
+                "gauge",
+                "Approximate size of this node's storage on disk.",
+            );
+            let _ = writeln!(o, "driftkv_storage_bytes {bytes}");
+        }
+        out
+    }
+}
+
+fn help(o: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(o, "# HELP {name} {text}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A core histogram (ms) exported with its bounds scaled by `scale` (1e-3 for seconds).
+fn ms_histogram(o: &mut String, name: &str, text: &str, h: &Histogram, scale: f64) {
+    help(o, name, "histogram", text);
+    for (bound, count) in h.cumulative() {
+        let le = bound.map_or("+Inf".to_string(), |b| (b as f64 * scale).to_string());
+        let _ = writeln!(o, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(o, "{name}_sum {}", h.sum_ms as f64 * scale);
+    let _ = writeln!(o, "{name}_count {}", h.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftkv_wire::Key;
+
+    #[test]
+    fn the_exposition_is_well_formed() {
+        let m = Metrics::default();
+        let get = Request::Get {
+            key: Key::default_bucket("k"),
+            r: Quorum::One,
+        };
+        m.observe(
+            "get",
+            labels(&get).1,
+            Some(&Reply::NotFound {
+                context: Default::default(),
+            }),
+            Duration::from_micros(300),
+        );
+        let mut stats = Stats::default();
+        stats.replication_lag_ms.record(3);
+        let text = m.render(&Snapshot {
+            node: "n1".into(),
+            stats,
+            members: Vec::new(),
+            partitions_owned: 64,
+            hints_pending: 0,
+            requests_pending: 0,
+            storage_bytes: Some(10),
+        });
+        assert!(
+            text.contains(
+                "driftkv_requests_total{op=\"get\",level=\"one\",outcome=\"not_found\"} 1"
+            )
+        );
+        assert!(text.contains(
+            "driftkv_request_duration_seconds_bucket{op=\"get\",level=\"one\",le=\"0.0005\"} 1"
+        ));
+        assert!(text.contains("driftkv_replication_lag_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("driftkv_replication_lag_seconds_bucket{le=\"+Inf\"} 1"));
+        // Every sample line names a metric that has HELP and TYPE.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                text.contains(&format!("# TYPE {name} "))
+                    || text.contains(&format!("# TYPE {base} ")),
+                "{name} has no TYPE line"
+            );
+        }
+    }
+}
