@@ -241,6 +241,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             format!("127.0.0.1:{http}"),
             "--config".into(),
             config.display().to_string(),
+            "--lab".into(),
         ];
         if i > 0 {
             argv.push("--join".into());

@@ -81,6 +81,9 @@ struct NodeArgs {
     /// Partitions of the ring (default 64); the same on every node.
     #[arg(long)]
     partitions: Option<u32>,
+    /// Enables the dashboard's lab controls (cut this node off, heal it): demo clusters only.
+    #[arg(long)]
+    lab: bool,
 }
 
 impl NodeArgs {
@@ -101,6 +104,9 @@ impl NodeArgs {
         );
         if !self.join.is_empty() {
             f.join = self.join;
+        }
+        if self.lab {
+            f.lab = Some(true);
         }
         ServerConfig::from_file(f).map_err(anyhow::Error::msg)
     }

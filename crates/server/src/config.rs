@@ -36,6 +36,9 @@ pub struct FileConfig {
     pub hinted_handoff: Option<bool>,
     pub hints_max: Option<usize>,
     pub hint_age_max_ms: Option<u64>,
+    /// Enables the lab controls (`POST /admin/isolate`, `/admin/heal`) the dashboard uses to
+    /// cut a node off: for demo and teaching clusters only.
+    pub lab: Option<bool>,
     #[serde(default)]
     pub buckets: BTreeMap<String, FileBucket>,
 }
@@ -64,6 +67,7 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     pub resp: Option<SocketAddr>,
     pub durability: Durability,
+    pub lab: bool,
     pub core: NodeConfig,
 }
 
@@ -203,6 +207,7 @@ impl ServerConfig {
             http,
             resp,
             durability,
+            lab: f.lab.unwrap_or(false),
             core,
         })
     }

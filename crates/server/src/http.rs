@@ -38,6 +38,9 @@ pub struct AppState {
     pub node_id: String,
     pub config: NodeConfig,
     pub metrics: std::sync::Arc<Metrics>,
+    pub transport: std::sync::Arc<crate::transport::Transport>,
+    /// Lab controls enabled (`--lab`).
+    pub lab: bool,
 }
 
 /// A JSON error answer.
@@ -725,17 +728,7 @@ async fn cluster(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let snap = s
-        .query(|node: &Node, store: &FjallStore| Snapshot {
-            node: node.id().to_string(),
-            stats: node.stats().clone(),
-            members: node.members().cloned().collect(),
-            partitions_owned: node.ring().partitions_of(node.id()).len(),
-            hints_pending: node.hints_pending(),
-            requests_pending: node.requests_pending(),
-            storage_bytes: store.approximate_size_bytes().ok(),
-        })
-        .await;
+    let snap = s.query(snapshot).await;
     match snap {
         Ok(snap) => (
             [(
@@ -756,12 +749,109 @@ async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn index(State(s): State<AppState>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><title>driftkv {id}</title><h1>driftkv node {id}</h1>\
-         <p><a href=\"/cluster\">/cluster</a> · <a href=\"/health\">/health</a></p>",
-        id = s.node_id
-    ))
+async fn index() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+/// Lets a dashboard served by one node read another node's stream and controls.
+fn cross_origin(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+fn snapshot(node: &Node, store: &FjallStore) -> Snapshot {
+    Snapshot {
+        node: node.id().to_string(),
+        stats: node.stats().clone(),
+        members: node.members().cloned().collect(),
+        partitions_owned: node.ring().partitions_of(node.id()).len(),
+        hints_pending: node.hints_pending(),
+        requests_pending: node.requests_pending(),
+        storage_bytes: store.approximate_size_bytes().ok(),
+    }
+}
+
+/// `GET /events`: a server-sent event each second with this node's counters, for the
+/// dashboard's live charts (rates and percentiles are computed from successive events).
+async fn events(State(s): State<AppState>) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let stream = futures_util::stream::unfold((s, true), |(s, first)| async move {
+        if !first {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let snap = s.query(snapshot).await.ok()?;
+        let mut body = s.metrics.summary(&snap);
+        body["isolated"] = json!(
+            s.transport
+                .isolated
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+        body["lab"] = json!(s.lab);
+        let event = SseEvent::default().event("stats").data(body.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (s, false)))
+    });
+    cross_origin(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
+}
+
+/// `GET /ring`: every partition's owners in preference order.
+async fn ring(State(s): State<AppState>) -> Response {
+    let view = s
+        .query(|node: &Node, _: &FjallStore| {
+            let ring = node.ring();
+            let partitions: Vec<Value> = (0..node.config().ring.partitions)
+                .map(|p| {
+                    let owners: Vec<&str> = ring
+                        .owners(driftkv_ring::PartitionId(p))
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect();
+                    json!({ "partition": p, "owners": owners })
+                })
+                .collect();
+            json!({ "n": node.config().ring.n, "partitions": partitions })
+        })
+        .await;
+    match view {
+        Ok(v) => cross_origin(axum::Json(v).into_response()),
+        Err(r) => r,
+    }
+}
+
+async fn isolate(State(s): State<AppState>) -> Response {
+    set_isolated(&s, true)
+}
+
+async fn heal(State(s): State<AppState>) -> Response {
+    set_isolated(&s, false)
+}
+
+fn set_isolated(s: &AppState, cut: bool) -> Response {
+    if !s.lab {
+        return cross_origin(error(
+            StatusCode::FORBIDDEN,
+            "lab controls are off on this node (start it with --lab, as `driftkv demo` does)",
+        ));
+    }
+    s.transport
+        .isolated
+        .store(cut, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(
+        "lab control: node {} {}",
+        s.node_id,
+        if cut {
+            "cut off from every peer"
+        } else {
+            "healed"
+        }
+    );
+    cross_origin(axum::Json(json!({ "node": s.node_id, "isolated": cut })).into_response())
 }
 
 async fn not_found() -> Response {
@@ -777,6 +867,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/cluster", get(cluster))
         .route("/metrics", get(metrics))
+        .route("/events", get(events))
+        .route("/ring", get(ring))
+        .route("/admin/isolate", axum::routing::post(isolate))
+        .route("/admin/heal", axum::routing::post(heal))
         .route(
             "/kv/{key}",
             get(get_default).put(put_default).delete(delete_default),

@@ -136,6 +136,8 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         node_id: cfg.core.id.to_string(),
         config: cfg.core.clone(),
         metrics: metrics.clone(),
+        transport: transport.clone(),
+        lab: cfg.lab,
     };
     let resp = match resp_listener {
         Some(listener) => {

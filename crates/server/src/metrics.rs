@@ -405,6 +405,61 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// This node's counters as JSON for the dashboard's stream: totals and raw buckets, so
+    /// the page computes rates and percentiles between two events.
+    pub fn summary(&self, snap: &Snapshot) -> serde_json::Value {
+        let mut requests: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut errors = 0;
+        for ((op, _, result), n) in self.outcomes.lock().expect("metrics lock").iter() {
+            *requests.entry(op).or_default() += n;
+            if !matches!(*result, "ok" | "not_found") {
+                errors += n;
+            }
+        }
+        let mut latency = Latency::default();
+        for h in self.latency.lock().expect("metrics lock").values() {
+            for (i, c) in h.counts.iter().enumerate() {
+                latency.counts[i] += c;
+            }
+            latency.sum += h.sum;
+            latency.count += h.count;
+        }
+        let s = &snap.stats;
+        serde_json::json!({
+            "node": snap.node,
+            "members": snap.members.iter().map(|m| serde_json::json!({
+                "id": m.id.as_str(), "state": m.state.name(), "http": m.http,
+            })).collect::<Vec<_>>(),
+            "requests": requests,
+            "errors": errors,
+            "latency": {
+                "bounds_s": LATENCY_BOUNDS,
+                "counts": latency.counts,
+                "sum_s": latency.sum,
+                "count": latency.count,
+            },
+            "replication_lag": {
+                "bounds_ms": driftkv_core::stats::BUCKETS_MS,
+                "counts": s.replication_lag_ms.counts,
+                "sum_ms": s.replication_lag_ms.sum_ms,
+                "count": s.replication_lag_ms.count,
+            },
+            "conflicts": s.conflicts,
+            "lww_discarded": s.lww_discarded,
+            "sibling_reads": s.sibling_reads,
+            "stale_replicas_found": s.stale_replicas_found,
+            "read_repairs_sent": s.read_repairs_sent,
+            "hints_stored": s.hints_stored,
+            "hints_delivered": s.hints_delivered,
+            "hints_pending": snap.hints_pending,
+            "unavailable": s.unavailable,
+            "partitions_owned": snap.partitions_owned,
+            "storage_bytes": snap.storage_bytes,
+        })
+    }
+}
+
 fn help(o: &mut String, name: &str, kind: &str, text: &str) {
     let _ = writeln!(o, "# HELP {name} {text}");
     let _ = writeln!(o, "# TYPE {name} {kind}");

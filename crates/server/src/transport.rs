@@ -43,6 +43,7 @@ pub struct TransportStats {
     pub handshakes_refused: AtomicU64,
     pub connect_failures: AtomicU64,
     pub bad_frames: AtomicU64,
+    pub dropped_isolated: AtomicU64,
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -77,6 +78,9 @@ fn decode(frame: &[u8]) -> Result<Envelope, String> {
 
 pub struct Transport {
     hello: Hello,
+    /// Lab control: while set, every message in or out is dropped, as if the network were
+    /// cut around this node.
+    pub isolated: std::sync::atomic::AtomicBool,
     peers: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
     runtime: Handle,
     pub stats: Arc<TransportStats>,
@@ -86,6 +90,7 @@ impl Transport {
     pub fn new(hello: Hello, runtime: Handle) -> Arc<Transport> {
         Arc::new(Transport {
             hello,
+            isolated: std::sync::atomic::AtomicBool::new(false),
             peers: Mutex::new(HashMap::new()),
             runtime,
             stats: Arc::new(TransportStats::default()),
@@ -94,6 +99,10 @@ impl Transport {
 
     /// Queues `message` for the node listening at `addr`. Never blocks.
     pub fn send(self: &Arc<Self>, addr: &str, message: Message) {
+        if self.isolated.load(Ordering::Relaxed) {
+            self.stats.dropped_isolated.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let envelope = Envelope::Message {
             from: self.hello.node.clone(),
             message,
@@ -248,6 +257,9 @@ impl Transport {
         while let Some(frame) = framed.next().await {
             let frame = frame.map_err(|e| format!("connection from {} broke: {e}", peer.node))?;
             match decode(&frame) {
+                Ok(Envelope::Message { .. }) if self.isolated.load(Ordering::Relaxed) => {
+                    self.stats.dropped_isolated.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(Envelope::Message { message, .. }) => {
                     self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
                     // The handshake names the sender; a frame cannot claim another.
