@@ -57,6 +57,25 @@ pub struct StatusArgs {
     /// A node's HTTP address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     node: String,
+    /// Print the cluster view as JSON (for scripts) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// ANSI colour for a member state, only when stdout is a terminal.
+fn paint(state: &str, width: usize) -> String {
+    use std::io::IsTerminal;
+    let padded = format!("{state:<width$}");
+    if !std::io::stdout().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+        return padded;
+    }
+    let code = match state {
+        "up" => "32",
+        "suspect" => "33",
+        "down" => "31",
+        _ => "36",
+    };
+    format!("\x1b[{code}m{padded}\x1b[0m")
 }
 
 /// Percent-encodes a path segment.
@@ -187,6 +206,10 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
         return Err(fail(resp).await);
     }
     let v: Value = resp.json().await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     println!(
         "node {}: n={}, {} partitions, {} hints waiting",
         v["node"].as_str().unwrap_or("?"),
@@ -200,9 +223,9 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
     );
     for m in v["members"].as_array().into_iter().flatten() {
         println!(
-            "{:<12} {:<8} {:<22} {:<22} {:>10}",
+            "{:<12} {} {:<22} {:<22} {:>10}",
             m["id"].as_str().unwrap_or("?"),
-            m["state"].as_str().unwrap_or("?"),
+            paint(m["state"].as_str().unwrap_or("?"), 8),
             m["listen"].as_str().unwrap_or(""),
             m["http"].as_str().unwrap_or(""),
             m["partitions"]

@@ -339,11 +339,21 @@ async fn kv_put(
             Err(r) => return r,
         },
     };
-    let request = Request::Put {
-        key: key.clone(),
-        value,
-        context,
-        w: p.w,
+    // A delete without a context removes what its coordinator holds (a blind tombstone would
+    // only sit beside the values as a sibling); with a context, exactly what was read.
+    let request = if value.is_none() && context.is_empty() {
+        Request::Overwrite {
+            key: key.clone(),
+            value: None,
+            w: p.w,
+        }
+    } else {
+        Request::Put {
+            key: key.clone(),
+            value,
+            context,
+            w: p.w,
+        }
     };
     match state.call(request).await {
         Err(r) => r,
