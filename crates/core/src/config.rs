@@ -7,6 +7,7 @@ use driftkv_causal::ConflictMode;
 use driftkv_ring::{NodeId, RingConfig};
 use driftkv_wire::Quorum;
 
+use crate::aae::AaeConfig;
 use crate::membership::GossipConfig;
 
 /// Properties of one bucket (the same on every node).
@@ -28,6 +29,7 @@ pub struct NodeConfig {
     /// Addresses of members to join through.
     pub seeds: Vec<String>,
     pub gossip: GossipConfig,
+    pub aae: AaeConfig,
     /// Changes when the node comes back without its data: see `driftkv_causal::Actor`.
     pub incarnation: u32,
     pub ring: RingConfig,
@@ -61,6 +63,7 @@ impl NodeConfig {
             http: String::new(),
             seeds: Vec::new(),
             gossip: GossipConfig::default(),
+            aae: AaeConfig::default(),
             incarnation: 0,
             ring: RingConfig::default(),
             r: Quorum::Quorum,

@@ -1,11 +1,12 @@
 //! Layout of the core's records in the byte-ordered store.
 //!
-//! - `d` partition(u32 BE) bucket_len(u16 BE) bucket key  → an object (one key's state)
+//! - `d` partition(u32 BE) segment(u16 BE) bucket_len(u16 BE) bucket key → an object
 //! - `h` node_len(u8) node  <data key>                    → a hint: a copy held for `node`
 //! - `m` name                                              → node metadata
 //!
 //! Data keys start with their ring partition so one partition is one contiguous range:
-//! handoff and anti-entropy walk a partition with one scan.
+//! handoff walks a partition with one scan. Inside a partition they are grouped by their
+//! anti-entropy segment (see `aae`), so an exchange reads exactly the segments that differ.
 
 use driftkv_ring::{NodeId, PartitionId};
 use driftkv_wire::Key;
@@ -15,9 +16,10 @@ pub const HINT: u8 = b'h';
 pub const META: u8 = b'm';
 
 pub fn data_key(partition: PartitionId, key: &Key) -> Vec<u8> {
-    let mut out = Vec::with_capacity(7 + key.bucket.len() + key.key.len());
+    let mut out = Vec::with_capacity(9 + key.bucket.len() + key.key.len());
     out.push(DATA);
     out.extend_from_slice(&partition.0.to_be_bytes());
+    out.extend_from_slice(&crate::aae::segment_of(key).to_be_bytes());
     out.extend_from_slice(&(key.bucket.len() as u16).to_be_bytes());
     out.extend_from_slice(&key.bucket);
     out.extend_from_slice(&key.key);
@@ -30,13 +32,20 @@ pub fn partition_prefix(partition: PartitionId) -> Vec<u8> {
     out
 }
 
+/// The records of one anti-entropy segment of a partition.
+pub fn segment_prefix(partition: PartitionId, segment: u16) -> Vec<u8> {
+    let mut out = partition_prefix(partition);
+    out.extend_from_slice(&segment.to_be_bytes());
+    out
+}
+
 /// The partition and key of a data record, or `None` if `raw` is not one.
 pub fn parse_data_key(raw: &[u8]) -> Option<(PartitionId, Key)> {
     let rest = raw.strip_prefix(&[DATA])?;
     let partition = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let len = u16::from_be_bytes(rest.get(4..6)?.try_into().ok()?) as usize;
-    let bucket = rest.get(6..6 + len)?;
-    let key = rest.get(6 + len..)?;
+    let len = u16::from_be_bytes(rest.get(6..8)?.try_into().ok()?) as usize;
+    let bucket = rest.get(8..8 + len)?;
+    let key = rest.get(8 + len..)?;
     Some((
         PartitionId(partition),
         Key::new(bucket.to_vec(), key.to_vec()),
@@ -83,6 +92,7 @@ mod tests {
             let key = Key::new(b, k);
             let raw = data_key(PartitionId(p), &key);
             prop_assert!(raw.starts_with(&partition_prefix(PartitionId(p))));
+            prop_assert!(raw.starts_with(&segment_prefix(PartitionId(p), crate::aae::segment_of(&key))));
             prop_assert_eq!(parse_data_key(&raw), Some((PartitionId(p), key)));
         }
 

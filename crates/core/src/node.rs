@@ -19,6 +19,7 @@ use driftkv_wire::{
     Reply, ReqId, Request,
 };
 
+use crate::aae;
 use crate::config::NodeConfig;
 use crate::keys;
 use crate::membership::{Change, Membership, Remembered};
@@ -129,6 +130,25 @@ enum Pending {
     Handoff(Handoff),
 }
 
+/// The exchange this node started and is waiting on, and when to start the next.
+#[derive(Debug, Default)]
+struct AaeState {
+    next_ms: u64,
+    cursor: usize,
+    next_xid: u64,
+    inflight: Option<AaeExchange>,
+    /// Exchanges until the next tree self-check.
+    until_check: u32,
+}
+
+#[derive(Debug)]
+struct AaeExchange {
+    xid: u64,
+    partition: PartitionId,
+    peer: NodeId,
+    deadline_ms: u64,
+}
+
 /// A stored hint: the copy a fallback holds for a primary, and when it was first stored.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct HintRecord {
@@ -144,6 +164,9 @@ pub struct Node {
     members: BTreeMap<NodeId, MemberInfo>,
     membership: Membership,
     ring: Ring,
+    /// Anti-entropy trees of the partitions built so far (see `aae`).
+    trees: BTreeMap<PartitionId, aae::Tree>,
+    aae: AaeState,
     next_req: ReqId,
     pending: BTreeMap<ReqId, Pending>,
     /// Hint records on disk, per primary they wait for.
@@ -217,6 +240,8 @@ impl Node {
                 .collect(),
             membership,
             ring,
+            trees: BTreeMap::new(),
+            aae: AaeState::default(),
             next_req: 1,
             pending: BTreeMap::new(),
             hints,
@@ -551,15 +576,120 @@ impl Node {
         key: &Key,
         object: &Object,
     ) -> Result<(), String> {
-        store
-            .put(
-                &keys::data_key(partition, key),
-                &driftkv_wire::encode_object(object),
-            )
-            .map_err(|e| {
+        let record_key = keys::data_key(partition, key);
+        let record = driftkv_wire::encode_object(object);
+        self.track(store, partition, key, &record_key, Some(&record));
+        store.put(&record_key, &record).map_err(|e| {
+            self.stats.storage_errors += 1;
+            e.to_string()
+        })
+    }
+
+    /// Deletes a key's record (tombstone collection, handoff of a partition no longer owned).
+    #[allow(dead_code)]
+    fn remove(
+        &mut self,
+        store: &mut dyn Store,
+        partition: PartitionId,
+        key: &Key,
+    ) -> Result<(), String> {
+        let record_key = keys::data_key(partition, key);
+        self.track(store, partition, key, &record_key, None);
+        store.delete(&record_key).map_err(|e| {
+            self.stats.storage_errors += 1;
+            e.to_string()
+        })
+    }
+
+    /// Keeps the partition's hash tree (when built) in step with a record about to change.
+    fn track(
+        &mut self,
+        store: &dyn Store,
+        partition: PartitionId,
+        key: &Key,
+        record_key: &[u8],
+        record: Option<&[u8]>,
+    ) {
+        if !self.trees.contains_key(&partition) {
+            return;
+        }
+        let old = match store.get(record_key) {
+            Ok(old) => old,
+            Err(_) => {
+                // Unknown old state: drop the tree; the next exchange rebuilds it from storage.
+                self.stats.storage_errors += 1;
+                self.trees.remove(&partition);
+                return;
+            }
+        };
+        let segment = aae::segment_of(key);
+        let tree = self.trees.get_mut(&partition).expect("checked above");
+        if let Some(old) = old {
+            tree.toggle(segment, aae::entry_hash(record_key, &old));
+        }
+        if let Some(new) = record {
+            tree.toggle(segment, aae::entry_hash(record_key, new));
+        }
+    }
+
+    /// The partition's hash tree, built by one scan of its records if not built yet.
+    fn tree(&mut self, store: &dyn Store, partition: PartitionId) -> Result<&aae::Tree, String> {
+        if !self.trees.contains_key(&partition) {
+            let tree = self.build_tree(store, partition)?;
+            self.stats.aae_tree_builds += 1;
+            self.trees.insert(partition, tree);
+        }
+        Ok(&self.trees[&partition])
+    }
+
+    fn build_tree(
+        &mut self,
+        store: &dyn Store,
+        partition: PartitionId,
+    ) -> Result<aae::Tree, String> {
+        let prefix = keys::partition_prefix(partition);
+        let mut tree = aae::Tree::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let batch = store.scan(&prefix, after.as_deref(), 4096).map_err(|e| {
                 self.stats.storage_errors += 1;
                 e.to_string()
-            })
+            })?;
+            let Some((last, _)) = batch.last() else { break };
+            after = Some(last.clone());
+            for (raw_key, raw) in &batch {
+                if let Some((_, key)) = keys::parse_data_key(raw_key) {
+                    tree.toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
+                }
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The records of one segment: `(key, entry hash, record)`.
+    fn segment_entries(
+        &mut self,
+        store: &dyn Store,
+        partition: PartitionId,
+        segment: u16,
+    ) -> Result<Vec<(Key, u64, Vec<u8>)>, String> {
+        let prefix = keys::segment_prefix(partition, segment);
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let batch = store.scan(&prefix, after.as_deref(), 1024).map_err(|e| {
+                self.stats.storage_errors += 1;
+                e.to_string()
+            })?;
+            let Some((last, _)) = batch.last() else { break };
+            after = Some(last.clone());
+            for (raw_key, raw) in batch {
+                if let Some((_, key)) = keys::parse_data_key(&raw_key) {
+                    out.push((key, aae::entry_hash(&raw_key, &raw), raw));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Merges `incoming` into the stored state of `key`; returns the merged state.
@@ -1080,6 +1210,48 @@ impl Node {
                 });
             }
             Message::ReplicaWriteAck { req, ok } => self.on_write_ack(store, from, req, ok, out),
+            Message::AaeMids {
+                xid,
+                partition,
+                mids,
+            } => self.aae_on_mids(store, from, xid, PartitionId(partition), mids, out),
+            Message::AaeLeaves {
+                xid,
+                partition,
+                leaves,
+            } => self.aae_on_leaves(store, from, xid, PartitionId(partition), leaves, out),
+            Message::AaeKeys {
+                xid,
+                partition,
+                segments,
+                entries,
+            } => self.aae_on_keys(
+                store,
+                from,
+                xid,
+                PartitionId(partition),
+                segments,
+                entries,
+                out,
+            ),
+            Message::AaeSync {
+                xid,
+                partition,
+                objects,
+                want,
+            } => self.aae_on_sync(
+                store,
+                now_ms,
+                from,
+                xid,
+                PartitionId(partition),
+                objects,
+                want,
+                out,
+            ),
+            Message::AaeObjects { partition, objects } => {
+                self.aae_merge(store, now_ms, PartitionId(partition), objects);
+            }
             Message::Gossip { members } => {
                 let (change, answer) = self.membership.on_gossip(&from, members, now_ms);
                 self.apply_membership(change);
@@ -1295,6 +1467,7 @@ impl Node {
         if self.cfg.hinted_handoff {
             self.hand_off(store, now_ms, out);
         }
+        self.aae_tick(store, now_ms, out);
     }
 
     /// Sends hints to their primaries that are up again, a bounded batch per primary.
@@ -1377,6 +1550,272 @@ impl Node {
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
         self.load(store, partition, key)
+    }
+}
+
+/// Active anti-entropy: the exchange, step by step (see `aae` for the trees).
+impl Node {
+    /// Starts an exchange when one is due: the next partition this node is a primary of, with
+    /// the next other primary that is up.
+    fn aae_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+        if let Some(x) = &self.aae.inflight
+            && x.deadline_ms <= now_ms
+        {
+            self.stats.aae_timeouts += 1;
+            self.aae.inflight = None;
+        }
+        if !self.cfg.aae.enabled || self.aae.inflight.is_some() || now_ms < self.aae.next_ms {
+            return;
+        }
+        self.aae.next_ms = now_ms + self.cfg.aae.interval_ms;
+        let n = self.cfg.ring.n;
+        let mine: Vec<PartitionId> = self.ring.partitions_of(&self.cfg.id);
+        if mine.is_empty() {
+            return;
+        }
+        for step in 0..mine.len() {
+            let partition = mine[(self.aae.cursor + step) % mine.len()];
+            let peers: Vec<NodeId> = self
+                .ring
+                .owners(partition)
+                .iter()
+                .take(n)
+                .filter(|o| **o != self.cfg.id && self.is_up(o))
+                .cloned()
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let peer = peers[(self.aae.cursor / mine.len()) % peers.len()].clone();
+            self.aae.cursor = self.aae.cursor + step + 1;
+            self.aae_check_tree(store, partition);
+            let mids = match self.tree(store, partition) {
+                Ok(tree) => tree.mids(),
+                Err(_) => return,
+            };
+            self.aae.next_xid += 1;
+            let xid = self.aae.next_xid;
+            self.aae.inflight = Some(AaeExchange {
+                xid,
+                partition,
+                peer: peer.clone(),
+                deadline_ms: now_ms + self.cfg.aae.timeout_ms,
+            });
+            out.push(Output::Send {
+                to: peer,
+                message: Message::AaeMids {
+                    xid,
+                    partition: partition.0,
+                    mids,
+                },
+            });
+            return;
+        }
+    }
+
+    /// Every so often, rebuilds a built tree from storage and compares: a tree that drifted
+    /// from its partition (a bug, a storage fault) is replaced, and counted.
+    fn aae_check_tree(&mut self, store: &dyn Store, partition: PartitionId) {
+        if self.aae.until_check > 0 {
+            self.aae.until_check -= 1;
+            return;
+        }
+        self.aae.until_check = 16;
+        if !self.trees.contains_key(&partition) {
+            return;
+        }
+        if let Ok(fresh) = self.build_tree(store, partition)
+            && self.trees.get(&partition) != Some(&fresh)
+        {
+            self.stats.aae_tree_mismatches += 1;
+            self.trees.insert(partition, fresh);
+        }
+    }
+
+    fn aae_on_mids(
+        &mut self,
+        store: &mut dyn Store,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        mids: Vec<u64>,
+        out: &mut Vec<Output>,
+    ) {
+        let Ok(tree) = self.tree(store, partition) else {
+            return;
+        };
+        let leaves = tree.leaves_under_differing(&mids);
+        out.push(Output::Send {
+            to: from,
+            message: Message::AaeLeaves {
+                xid,
+                partition: partition.0,
+                leaves,
+            },
+        });
+    }
+
+    fn aae_is_current(&self, from: &NodeId, xid: u64, partition: PartitionId) -> bool {
+        self.aae
+            .inflight
+            .as_ref()
+            .is_some_and(|x| x.xid == xid && x.peer == *from && x.partition == partition)
+    }
+
+    fn aae_on_leaves(
+        &mut self,
+        store: &mut dyn Store,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        leaves: Vec<(u16, u64)>,
+        out: &mut Vec<Output>,
+    ) {
+        if !self.aae_is_current(&from, xid, partition) {
+            return;
+        }
+        let Ok(tree) = self.tree(store, partition) else {
+            return;
+        };
+        let mut segments = tree.differing_segments(&leaves);
+        if segments.is_empty() {
+            self.stats.aae_exchanges += 1;
+            self.stats.aae_in_sync += 1;
+            self.aae.inflight = None;
+            return;
+        }
+        segments.truncate(self.cfg.aae.segments_per_exchange_max);
+        let mut entries = Vec::new();
+        for &segment in &segments {
+            match self.segment_entries(store, partition, segment) {
+                Ok(list) => entries.extend(list.into_iter().map(|(k, h, _)| (k, h))),
+                Err(_) => return,
+            }
+        }
+        self.stats.aae_keys_compared += entries.len() as u64;
+        out.push(Output::Send {
+            to: from,
+            message: Message::AaeKeys {
+                xid,
+                partition: partition.0,
+                segments,
+                entries,
+            },
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn aae_on_keys(
+        &mut self,
+        store: &mut dyn Store,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        segments: Vec<u16>,
+        entries: Vec<(Key, u64)>,
+        out: &mut Vec<Output>,
+    ) {
+        let theirs: BTreeMap<Key, u64> = entries.into_iter().collect();
+        let mut objects = Vec::new();
+        let mut want = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut bytes = 0u64;
+        let max = self.cfg.aae.objects_per_message_max;
+        for segment in segments {
+            let Ok(mine) = self.segment_entries(store, partition, segment) else {
+                return;
+            };
+            for (key, hash, raw) in mine {
+                match theirs.get(&key) {
+                    Some(h) if *h == hash => {}
+                    other => {
+                        if objects.len() < max
+                            && let Ok(object) = driftkv_wire::decode_object(&raw)
+                        {
+                            bytes += raw.len() as u64;
+                            objects.push((key.clone(), object));
+                        }
+                        // Different on both sides: take theirs too, and merge.
+                        if other.is_some() && want.len() < max {
+                            want.push(key.clone());
+                        }
+                    }
+                }
+                seen.insert(key);
+            }
+        }
+        for key in theirs.into_keys() {
+            if !seen.contains(&key) && want.len() < max {
+                want.push(key);
+            }
+        }
+        self.stats.aae_keys_compared += seen.len() as u64;
+        self.stats.aae_bytes_sent += bytes;
+        out.push(Output::Send {
+            to: from,
+            message: Message::AaeSync {
+                xid,
+                partition: partition.0,
+                objects,
+                want,
+            },
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn aae_on_sync(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        objects: Vec<(Key, Object)>,
+        want: Vec<Key>,
+        out: &mut Vec<Output>,
+    ) {
+        if !self.aae_is_current(&from, xid, partition) {
+            return;
+        }
+        // Read what the peer wants before merging its copies in: it wants our state.
+        let mut back = Vec::new();
+        let mut bytes = 0u64;
+        for key in want {
+            if let Ok(Some(object)) = self.load(store, partition, &key) {
+                bytes += driftkv_wire::encode_object(&object).len() as u64;
+                back.push((key, object));
+            }
+        }
+        self.aae_merge(store, now_ms, partition, objects);
+        self.stats.aae_exchanges += 1;
+        self.stats.aae_bytes_sent += bytes;
+        self.aae.inflight = None;
+        if !back.is_empty() {
+            out.push(Output::Send {
+                to: from,
+                message: Message::AaeObjects {
+                    partition: partition.0,
+                    objects: back,
+                },
+            });
+        }
+    }
+
+    fn aae_merge(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        partition: PartitionId,
+        objects: Vec<(Key, Object)>,
+    ) {
+        for (key, object) in objects {
+            let before = self.load(store, partition, &key).ok().flatten();
+            if let Ok(after) = self.merge_into_store(store, now_ms, partition, &key, &object)
+                && before.as_ref() != Some(&after)
+            {
+                self.stats.aae_keys_repaired += 1;
+            }
+        }
     }
 }
 

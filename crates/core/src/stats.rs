@@ -63,6 +63,20 @@ pub struct Stats {
     pub hints_expired: u64,
     pub hints_refused: u64,
     pub storage_errors: u64,
+    /// Anti-entropy exchanges this node finished as initiator, and how many found the
+    /// partition already in sync.
+    pub aae_exchanges: u64,
+    pub aae_in_sync: u64,
+    /// Keys whose hashes an exchange compared (either side).
+    pub aae_keys_compared: u64,
+    /// Keys an exchange changed on this node.
+    pub aae_keys_repaired: u64,
+    /// Bytes of objects this node sent in exchanges.
+    pub aae_bytes_sent: u64,
+    pub aae_tree_builds: u64,
+    /// Trees found out of step with storage by the periodic check, and rebuilt.
+    pub aae_tree_mismatches: u64,
+    pub aae_timeouts: u64,
     pub bad_messages: u64,
 }
 

@@ -283,6 +283,39 @@ pub enum Message {
     Gossip {
         members: Vec<MemberDigest>,
     },
+    /// Anti-entropy, step 1 (initiator → peer): the partition's middle-level tree hashes.
+    AaeMids {
+        xid: u64,
+        partition: u32,
+        mids: Vec<u64>,
+    },
+    /// Step 2 (peer → initiator): the peer's leaf hashes under every middle hash that differed
+    /// (none: the partition is in sync).
+    AaeLeaves {
+        xid: u64,
+        partition: u32,
+        leaves: Vec<(u16, u64)>,
+    },
+    /// Step 3 (initiator → peer): the initiator's key hashes in the segments that differ.
+    AaeKeys {
+        xid: u64,
+        partition: u32,
+        segments: Vec<u16>,
+        entries: Vec<(Key, u64)>,
+    },
+    /// Step 4 (peer → initiator): the peer's copies of keys that differ, and the keys whose
+    /// copies it wants in return.
+    AaeSync {
+        xid: u64,
+        partition: u32,
+        objects: Vec<(Key, Object)>,
+        want: Vec<Key>,
+    },
+    /// Step 5 (initiator → peer): the copies the peer asked for. Nothing answers it.
+    AaeObjects {
+        partition: u32,
+        objects: Vec<(Key, Object)>,
+    },
 }
 
 /// One member as gossip carries it. `(generation, heartbeat)` only grows while the member is
