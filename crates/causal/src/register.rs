@@ -124,8 +124,13 @@ impl Register {
     /// A write (or, with `value: None`, a delete) coordinated by `actor` at `timestamp`.
     ///
     /// `siblings`: replaces what `client_context` covers, keeps the rest as siblings.
-    /// `lww`: the write saw this replica's state, so it replaces every sibling here; the
-    /// caller passes a timestamp above [`Register::timestamp_max`] (its HLC observed it).
+    /// `lww`: replaces every sibling this replica holds or has seen, and nothing else: the
+    /// client's context is not used. The caller passes a timestamp above
+    /// [`Register::timestamp_max`] (its HLC observed it), so every write a state's context
+    /// covers has a lower `(timestamp, dot)` than the sibling it keeps: causal order and
+    /// timestamp order agree, and the state is "the greatest write seen", which merges as a
+    /// join. (Honouring a client context that covers writes this replica never held would
+    /// let a write with an older timestamp supersede them, and merges stop being associative.)
     pub fn write(
         &mut self,
         mode: ConflictMode,
@@ -139,7 +144,7 @@ impl Register {
         let dot = match mode {
             ConflictMode::Siblings => self.dvv.event(client_context, actor, sibling),
             ConflictMode::Lww => {
-                let everything = self.dvv.context().clone().merged(client_context);
+                let everything = self.dvv.context().clone();
                 let dot = self.dvv.event(&everything, actor, sibling);
                 self.dvv.retain_only(&dot);
                 dot
