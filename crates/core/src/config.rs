@@ -51,6 +51,11 @@ pub struct NodeConfig {
     pub hints_max: usize,
     /// A hint not handed off by then is dropped (anti-entropy still repairs the primary).
     pub hint_age_max_ms: u64,
+    /// A tombstone is collected once every primary holds it and it is this old. Kept at least
+    /// `hint_age_max_ms`, so no hint older than a collected tombstone can bring a value back.
+    pub tombstone_grace_ms: u64,
+    /// Records examined per tick by the tombstone sweep and per partition-transfer batch.
+    pub sweep_batch_max: usize,
     /// Hints in flight to one node at once.
     pub handoff_batch_max: usize,
 }
@@ -80,6 +85,8 @@ impl NodeConfig {
             hints_max: 100_000,
             hint_age_max_ms: 24 * 3600 * 1000,
             handoff_batch_max: 64,
+            tombstone_grace_ms: 24 * 3600 * 1000,
+            sweep_batch_max: 256,
         }
     }
 

@@ -126,8 +126,43 @@ enum Pending {
     Write(WriteCoord),
     Read(ReadCoord),
     Inspect(InspectCoord),
-    Forwarded { client: ClientId, deadline_ms: u64 },
+    Forwarded {
+        client: ClientId,
+        deadline_ms: u64,
+    },
     Handoff(Handoff),
+    /// Asking the other primaries whether they hold exactly this tombstone.
+    Collect(Collect),
+    /// Objects sent to a partition's owners, deleted here once all confirm.
+    Transfer(Transfer),
+}
+
+#[derive(Debug)]
+struct Collect {
+    key: Key,
+    partition: PartitionId,
+    object: Object,
+    awaiting: Vec<NodeId>,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct Transfer {
+    partition: PartitionId,
+    objects: Vec<(Key, Object)>,
+    awaiting: Vec<NodeId>,
+    deadline_ms: u64,
+}
+
+/// Where the tombstone sweep and the partition-transfer scan are.
+#[derive(Debug, Default)]
+struct Sweep {
+    next_ms: u64,
+    partition: u32,
+    after: Option<Vec<u8>>,
+    /// Partitions holding records this node does not own, as of the last scan.
+    foreign: usize,
+    next_transfer_ms: u64,
 }
 
 /// The exchange this node started and is waiting on, and when to start the next.
@@ -167,6 +202,7 @@ pub struct Node {
     /// Anti-entropy trees of the partitions built so far (see `aae`).
     trees: BTreeMap<PartitionId, aae::Tree>,
     aae: AaeState,
+    sweep: Sweep,
     next_req: ReqId,
     pending: BTreeMap<ReqId, Pending>,
     /// Hint records on disk, per primary they wait for.
@@ -242,6 +278,7 @@ impl Node {
             ring,
             trees: BTreeMap::new(),
             aae: AaeState::default(),
+            sweep: Sweep::default(),
             next_req: 1,
             pending: BTreeMap::new(),
             hints,
@@ -304,10 +341,22 @@ impl Node {
                 .map(|m| (m.id.clone(), m))
                 .collect();
         }
-        if change.members {
-            self.ring = Ring::new(self.cfg.ring.clone(), self.members.keys().cloned()).expect(
-                "the config was validated when the node opened and members are never empty",
-            );
+        if change.members || change.states {
+            // Leaving members own nothing; everyone else does, up or down.
+            let mut owners: Vec<NodeId> = self
+                .members
+                .values()
+                .filter(|m| m.state != MemberState::Leaving)
+                .map(|m| m.id.clone())
+                .collect();
+            if owners.is_empty() {
+                owners.push(self.cfg.id.clone());
+            }
+            if owners != self.ring.members().to_vec() {
+                self.ring = Ring::new(self.cfg.ring.clone(), owners).expect(
+                    "the config was validated when the node opened and members are never empty",
+                );
+            }
         }
     }
 
@@ -586,7 +635,6 @@ impl Node {
     }
 
     /// Deletes a key's record (tombstone collection, handoff of a partition no longer owned).
-    #[allow(dead_code)]
     fn remove(
         &mut self,
         store: &mut dyn Store,
@@ -1301,8 +1349,63 @@ impl Node {
                         );
                     }
                 }
+                Some(Pending::Collect(c)) => {
+                    if object.as_ref() != Some(&c.object) {
+                        // That replica holds something else: not collectable now.
+                        self.pending.remove(&req);
+                        return;
+                    }
+                    c.awaiting.retain(|n| *n != from);
+                    if c.awaiting.is_empty() {
+                        let Some(Pending::Collect(c)) = self.pending.remove(&req) else {
+                            unreachable!()
+                        };
+                        self.collect(store, c, out);
+                    }
+                }
                 _ => {}
             },
+            Message::Purge { key, object } => {
+                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                if let Ok(Some(local)) = self.load(store, partition, &key)
+                    && local == object
+                    && self.remove(store, partition, &key).is_ok()
+                {
+                    self.stats.tombstones_collected += 1;
+                }
+            }
+            Message::Transfer {
+                xid,
+                partition,
+                objects,
+            } => {
+                let partition = PartitionId(partition);
+                let mut ok = true;
+                for (key, object) in objects {
+                    ok &= self
+                        .merge_into_store(store, now_ms, partition, &key, &object)
+                        .is_ok();
+                }
+                out.push(Output::Send {
+                    to: from,
+                    message: Message::TransferAck { xid, ok },
+                });
+            }
+            Message::TransferAck { xid, ok } => {
+                if let Some(Pending::Transfer(t)) = self.pending.get_mut(&xid) {
+                    if !ok {
+                        self.pending.remove(&xid);
+                        return;
+                    }
+                    t.awaiting.retain(|n| *n != from);
+                    if t.awaiting.is_empty() {
+                        let Some(Pending::Transfer(t)) = self.pending.remove(&xid) else {
+                            unreachable!()
+                        };
+                        self.finish_transfer(store, t);
+                    }
+                }
+            }
             Message::Repair { key, object } => {
                 let partition = self.ring.partition_for_key(&key.bucket, &key.key);
                 let _ = self.merge_into_store(store, now_ms, partition, &key, &object);
@@ -1430,6 +1533,8 @@ impl Node {
                 Pending::Inspect(c) => c.deadline_ms <= now_ms,
                 Pending::Forwarded { deadline_ms, .. } => *deadline_ms <= now_ms,
                 Pending::Handoff(h) => h.deadline_ms <= now_ms,
+                Pending::Collect(c) => c.deadline_ms <= now_ms,
+                Pending::Transfer(t) => t.deadline_ms <= now_ms,
             })
             .map(|(req, _)| *req)
             .collect();
@@ -1468,6 +1573,8 @@ impl Node {
             self.hand_off(store, now_ms, out);
         }
         self.aae_tick(store, now_ms, out);
+        self.sweep_tick(store, now_ms, out);
+        self.transfer_tick(store, now_ms, out);
     }
 
     /// Sends hints to their primaries that are up again, a bounded batch per primary.
@@ -1550,6 +1657,272 @@ impl Node {
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
         self.load(store, partition, key)
+    }
+}
+
+/// Tombstone collection and partition transfer.
+impl Node {
+    /// The primaries of a partition (by the ring, up or not).
+    fn primaries(&self, partition: PartitionId) -> Vec<NodeId> {
+        self.ring
+            .owners(partition)
+            .iter()
+            .take(self.cfg.ring.n)
+            .cloned()
+            .collect()
+    }
+
+    /// Walks a bounded batch of records per tick. A tombstone past its grace, in a partition
+    /// whose first primary is this node, is checked with the other primaries and collected
+    /// once all of them hold exactly it.
+    fn sweep_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+        if now_ms < self.sweep.next_ms {
+            return;
+        }
+        self.sweep.next_ms = now_ms + 1_000;
+        let partitions = self.cfg.ring.partitions;
+        let partition = PartitionId(self.sweep.partition % partitions);
+        let primaries = self.primaries(partition);
+        if primaries.first() != Some(&self.cfg.id) {
+            self.next_sweep_partition();
+            return;
+        }
+        let batch = match store.scan(
+            &keys::partition_prefix(partition),
+            self.sweep.after.as_deref(),
+            self.cfg.sweep_batch_max,
+        ) {
+            Ok(batch) => batch,
+            Err(_) => {
+                self.stats.storage_errors += 1;
+                return;
+            }
+        };
+        match batch.last() {
+            Some((last, _)) if batch.len() == self.cfg.sweep_batch_max => {
+                self.sweep.after = Some(last.clone())
+            }
+            _ => self.next_sweep_partition(),
+        }
+        let others: Vec<NodeId> = primaries
+            .iter()
+            .filter(|p| **p != self.cfg.id)
+            .cloned()
+            .collect();
+        if others.iter().any(|p| !self.is_up(p)) {
+            return; // every primary must confirm: a down one cannot
+        }
+        let now = driftkv_causal::Timestamp::new(now_ms, 0);
+        let checking: usize = self
+            .pending
+            .values()
+            .filter(|p| matches!(p, Pending::Collect(_)))
+            .count();
+        let mut room = 64usize.saturating_sub(checking);
+        for (raw_key, raw) in batch {
+            if room == 0 {
+                break;
+            }
+            let (Some((_, key)), Ok(object)) = (
+                keys::parse_data_key(&raw_key),
+                driftkv_wire::decode_object(&raw),
+            ) else {
+                continue;
+            };
+            let Object::Register(reg) = &object else {
+                continue;
+            };
+            if !reg.is_collectable_tombstone(now, self.cfg.tombstone_grace_ms) {
+                continue;
+            }
+            room -= 1;
+            if others.is_empty() {
+                self.collect(
+                    store,
+                    Collect {
+                        key,
+                        partition,
+                        object,
+                        awaiting: Vec::new(),
+                        deadline_ms: now_ms,
+                    },
+                    out,
+                );
+                continue;
+            }
+            let req = self.new_req();
+            for to in &others {
+                out.push(Output::Send {
+                    to: to.clone(),
+                    message: Message::ReplicaRead {
+                        req,
+                        key: key.clone(),
+                        kind: ObjectKind::Register,
+                    },
+                });
+            }
+            self.pending.insert(
+                req,
+                Pending::Collect(Collect {
+                    key,
+                    partition,
+                    object,
+                    awaiting: others.clone(),
+                    deadline_ms: now_ms + self.cfg.request_timeout_ms,
+                }),
+            );
+        }
+    }
+
+    fn next_sweep_partition(&mut self) {
+        self.sweep.partition = (self.sweep.partition + 1) % self.cfg.ring.partitions;
+        self.sweep.after = None;
+    }
+
+    /// Every primary holds the tombstone: delete it here and ask them to do the same.
+    fn collect(&mut self, store: &mut dyn Store, c: Collect, out: &mut Vec<Output>) {
+        match self.load(store, c.partition, &c.key) {
+            Ok(Some(local)) if local == c.object => {}
+            _ => return, // changed meanwhile
+        }
+        if self.remove(store, c.partition, &c.key).is_err() {
+            return;
+        }
+        self.stats.tombstones_collected += 1;
+        for to in self.primaries(c.partition) {
+            if to != self.cfg.id {
+                out.push(Output::Send {
+                    to,
+                    message: Message::Purge {
+                        key: c.key.clone(),
+                        object: c.object.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// Finds a partition this node holds records of but no longer owns (the ring changed: a
+    /// node joined, or this one is leaving) and sends a batch of them to its owners; deletes
+    /// them once every owner confirmed. One batch in flight at a time.
+    fn transfer_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+        if now_ms < self.sweep.next_transfer_ms
+            || self
+                .pending
+                .values()
+                .any(|p| matches!(p, Pending::Transfer(_)))
+        {
+            return;
+        }
+        self.sweep.next_transfer_ms = now_ms + 500;
+        let mut foreign = 0;
+        let mut chosen: Option<(PartitionId, Vec<NodeId>)> = None;
+        for p in 0..self.cfg.ring.partitions {
+            let partition = PartitionId(p);
+            let owners = self.primaries(partition);
+            if owners.contains(&self.cfg.id) {
+                continue;
+            }
+            match store.scan(&keys::partition_prefix(partition), None, 1) {
+                Ok(batch) if !batch.is_empty() => {
+                    foreign += 1;
+                    if chosen.is_none()
+                        && owners.iter().all(|o| self.is_up(o))
+                        && !owners.is_empty()
+                    {
+                        chosen = Some((partition, owners));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => self.stats.storage_errors += 1,
+            }
+        }
+        self.sweep.foreign = foreign;
+        let Some((partition, owners)) = chosen else {
+            return;
+        };
+        let batch = match store.scan(
+            &keys::partition_prefix(partition),
+            None,
+            self.cfg.sweep_batch_max,
+        ) {
+            Ok(batch) => batch,
+            Err(_) => return,
+        };
+        let objects: Vec<(Key, Object)> = batch
+            .iter()
+            .filter_map(|(raw_key, raw)| {
+                let (_, key) = keys::parse_data_key(raw_key)?;
+                Some((key, driftkv_wire::decode_object(raw).ok()?))
+            })
+            .collect();
+        if objects.is_empty() {
+            return;
+        }
+        let xid = self.new_req();
+        for to in &owners {
+            out.push(Output::Send {
+                to: to.clone(),
+                message: Message::Transfer {
+                    xid,
+                    partition: partition.0,
+                    objects: objects.clone(),
+                },
+            });
+        }
+        self.pending.insert(
+            xid,
+            Pending::Transfer(Transfer {
+                partition,
+                objects,
+                awaiting: owners,
+                deadline_ms: now_ms + self.cfg.request_timeout_ms * 2,
+            }),
+        );
+    }
+
+    fn finish_transfer(&mut self, store: &mut dyn Store, t: Transfer) {
+        for (key, sent) in t.objects {
+            // A write that arrived meanwhile stays for the next batch.
+            if let Ok(Some(local)) = self.load(store, t.partition, &key)
+                && local == sent
+                && self.remove(store, t.partition, &key).is_ok()
+            {
+                self.stats.keys_transferred += 1;
+            }
+        }
+    }
+
+    /// Partitions holding records this node no longer owns, as of the last scan.
+    pub fn partitions_to_transfer(&self) -> usize {
+        self.sweep.foreign
+    }
+
+    /// Announces that this node leaves: the ring no longer counts it, so it transfers every
+    /// partition to the new owners. See [`Node::drained`].
+    pub fn leave(&mut self) {
+        self.membership.set_leaving();
+        self.apply_membership(Change {
+            members: true,
+            states: true,
+            persist: true,
+        });
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.members
+            .get(&self.cfg.id)
+            .is_some_and(|m| m.state == MemberState::Leaving)
+    }
+
+    /// A leaving node is done when it holds no data and no hints.
+    pub fn drained(&self, store: &dyn Store) -> bool {
+        self.is_leaving()
+            && self.hints_pending() == 0
+            && store
+                .scan(&[keys::DATA], None, 1)
+                .map(|b| b.is_empty())
+                .unwrap_or(false)
     }
 }
 

@@ -568,3 +568,161 @@ fn anti_entropy_heals_a_replica_that_missed_writes_without_any_read() {
         "incremental trees match storage"
     );
 }
+
+fn members(ids: &[usize], leaving: &[usize]) -> Vec<driftkv_wire::MemberInfo> {
+    ids.iter()
+        .map(|&i| driftkv_wire::MemberInfo {
+            id: name(i),
+            listen: String::new(),
+            http: String::new(),
+            state: if leaving.contains(&i) {
+                driftkv_wire::MemberState::Leaving
+            } else {
+                driftkv_wire::MemberState::Up
+            },
+        })
+        .collect()
+}
+
+fn records(h: &mut Harness, i: usize, key: &str) -> bool {
+    h.nodes[i]
+        .local_object(&h.stores[i], &Key::default_bucket(key.to_string()))
+        .unwrap()
+        .is_some()
+}
+
+#[test]
+fn tombstones_are_collected_only_once_every_primary_holds_them_and_never_resurrect() {
+    let mut h = Harness::new(3, |cfg| {
+        cfg.tombstone_grace_ms = 5_000;
+        cfg.hint_age_max_ms = 5_000;
+        cfg.read_repair = false;
+        cfg.aae.interval_ms = 200;
+    });
+    let read = {
+        h.put(0, "gone", "v", VersionVector::new(), Quorum::All);
+        h.get(0, "gone", Quorum::All)
+    };
+    // n3 is cut off while the key is deleted: it keeps the old value.
+    h.up[2] = false;
+    let reply = h.request(
+        0,
+        Request::Put {
+            key: Key::default_bucket("gone"),
+            value: None,
+            context: context(&read),
+            w: Quorum::Quorum,
+        },
+    );
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    for _ in 0..100 {
+        h.tick(200); // 20 s: far past the grace, but n3 cannot confirm
+    }
+    assert!(
+        records(&mut h, 0, "gone") && records(&mut h, 1, "gone"),
+        "not collected while a primary lacks the tombstone"
+    );
+    h.up[2] = true;
+    let mut ticks = 0;
+    while records(&mut h, 0, "gone") || records(&mut h, 1, "gone") || records(&mut h, 2, "gone") {
+        ticks += 1;
+        assert!(ticks < 500, "the tombstone was never collected");
+        h.tick(200);
+    }
+    assert!(
+        h.nodes
+            .iter()
+            .map(|n| n.stats().tombstones_collected)
+            .sum::<u64>()
+            >= 3
+    );
+    // Gone everywhere, and it stays gone: nothing brings the old value back.
+    for _ in 0..50 {
+        h.tick(200);
+    }
+    assert!(matches!(
+        h.get(2, "gone", Quorum::All),
+        Reply::NotFound { .. }
+    ));
+    assert_eq!(h.copies("gone"), vec![Vec::<String>::new(); 3]);
+}
+
+#[test]
+fn a_joining_node_receives_its_partitions_and_a_leaving_node_hands_all_of_its_off() {
+    let mut h = Harness::new(4, |cfg| cfg.aae.enabled = false);
+    // Start as a three-node cluster; n4 is not a member yet.
+    for i in 0..4 {
+        h.nodes[i].set_members(members(&[0, 1, 2], &[]));
+    }
+    h.nodes[3].set_members(members(&[0, 1, 2, 3], &[]));
+    for i in 0..300 {
+        h.put(
+            i % 3,
+            &format!("k{i}"),
+            &format!("v{i}"),
+            VersionVector::new(),
+            Quorum::All,
+        );
+    }
+    assert!((0..300).all(|i| !records(&mut h, 3, &format!("k{i}"))));
+    // n4 joins: the ring moves partitions to it; old owners transfer them and let go.
+    for i in 0..4 {
+        h.nodes[i].set_members(members(&[0, 1, 2, 3], &[]));
+    }
+    let owned_by = |h: &mut Harness, i: usize| -> usize {
+        (0..300).filter(|k| records(h, i, &format!("k{k}"))).count()
+    };
+    let mut ticks = 0;
+    while h
+        .nodes
+        .iter()
+        .map(|n| n.partitions_to_transfer())
+        .sum::<usize>()
+        > 0
+        || owned_by(&mut h, 3) == 0
+    {
+        ticks += 1;
+        assert!(ticks < 500, "transfer to the new node did not finish");
+        h.tick(500);
+    }
+    let n4 = owned_by(&mut h, 3);
+    assert!(
+        n4 > 100,
+        "n4 holds its share: {n4} of 300 keys (N=3 of 4 nodes)"
+    );
+    for i in 0..300 {
+        let key = format!("k{i}");
+        assert_eq!(values(&h.get(i % 4, &key, Quorum::All)), [format!("v{i}")]);
+        assert_eq!(
+            h.copies(&key).iter().filter(|c| !c.is_empty()).count(),
+            3,
+            "{key}: exactly N copies"
+        );
+    }
+    // n1 leaves: it owns nothing, hands every record off, and is drained.
+    h.nodes[0].leave();
+    for i in 1..4 {
+        h.nodes[i].set_members(members(&[0, 1, 2, 3], &[0]));
+    }
+    let mut ticks = 0;
+    while !h.nodes[0].drained(&h.stores[0]) {
+        ticks += 1;
+        assert!(ticks < 500, "the leaving node never drained");
+        h.tick(500);
+    }
+    for i in 0..300 {
+        let key = format!("k{i}");
+        assert_eq!(
+            values(&h.get(1 + i % 3, &key, Quorum::All)),
+            [format!("v{i}")],
+            "{key} survived the leave"
+        );
+    }
+    assert!(
+        h.nodes
+            .iter()
+            .map(|n| n.stats().keys_transferred)
+            .sum::<u64>()
+            >= 300
+    );
+}

@@ -316,6 +316,22 @@ pub enum Message {
         partition: u32,
         objects: Vec<(Key, Object)>,
     },
+    /// Tombstone collection: every primary holds this tombstone and its grace has passed;
+    /// delete the key if your copy is still exactly this.
+    Purge {
+        key: Key,
+        object: Object,
+    },
+    /// Partition transfer to a new owner (after a join or a leave): merge these and confirm.
+    Transfer {
+        xid: u64,
+        partition: u32,
+        objects: Vec<(Key, Object)>,
+    },
+    TransferAck {
+        xid: u64,
+        ok: bool,
+    },
 }
 
 /// One member as gossip carries it. `(generation, heartbeat)` only grows while the member is
