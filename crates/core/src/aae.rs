@@ -123,7 +123,7 @@ impl Default for AaeConfig {
     fn default() -> Self {
         AaeConfig {
             enabled: true,
-            interval_ms: 2_000,
+            interval_ms: 500,
             timeout_ms: 10_000,
             segments_per_exchange_max: 256,
             objects_per_message_max: 2_000,

@@ -342,12 +342,15 @@ impl Membership {
         let mut change = Change::default();
         for d in digests {
             if d.id == self.me {
-                // Someone remembers an older life of this node: outgrow it.
+                // Someone remembers a life of this node ahead of this one (the data directory
+                // was lost, so the generation restarted): outgrow it, or peers would ignore
+                // this node's gossip as old news. Only this node advances its own pair, so a
+                // pair above its own can only come from an earlier life.
                 let me = self
                     .peers
                     .get_mut(&self.me)
                     .expect("a node is its own member");
-                if d.generation > me.generation {
+                if (d.generation, d.heartbeat) > (me.generation, me.heartbeat) {
                     me.generation = d.generation + 1;
                     me.heartbeat = 0;
                     change.persist = true;
@@ -496,6 +499,34 @@ mod tests {
 
     fn msg_of(m: &Membership) -> Message {
         m.gossip()
+    }
+
+    #[test]
+    fn a_node_that_lost_its_data_outgrows_its_old_life() {
+        let mut a = member("a");
+        let mut b = member("b");
+        // b lives a while; a learns its heartbeat.
+        let mut last = None;
+        for t in 0..20 {
+            last = b.tick(t * 1_000).3;
+        }
+        a.on_gossip(&NodeId::from("b"), digests(&last.unwrap()), 20_000);
+        // b comes back with its data wiped: generation 1 again, heartbeat from zero.
+        let mut b2 = member("b");
+        let (_, _, _, fresh) = b2.tick(21_000);
+        a.on_gossip(&NodeId::from("b"), digests(&fresh.unwrap()), 21_000);
+        // a's answer tells b2 about its old life; b2 outgrows it, and a takes the news.
+        let (_, answer) = a.on_gossip(&NodeId::from("b"), Vec::new(), 21_001);
+        let old = answer
+            .map(|m| digests(&m))
+            .unwrap_or_else(|| digests(&a.gossip()));
+        let (change, _) = b2.on_gossip(&NodeId::from("a"), old, 21_002);
+        assert!(change.persist);
+        let (_, _, _, next) = b2.tick(22_000);
+        a.tick(40_000); // long silence: b is down on a
+        let (change, _) = a.on_gossip(&NodeId::from("b"), digests(&next.unwrap()), 40_001);
+        assert!(change.states, "the new life is news");
+        assert_eq!(states(&a)[1].1, MemberState::Up);
     }
 
     #[test]

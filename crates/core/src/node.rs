@@ -172,6 +172,10 @@ struct AaeState {
     cursor: usize,
     next_xid: u64,
     inflight: Option<AaeExchange>,
+    /// An exchange that moved data is repeated at once with the same peer, until in sync.
+    again: Option<(PartitionId, NodeId)>,
+    /// The last exchanges moved data.
+    streak: bool,
     /// Exchanges until the next tree self-check.
     until_check: u32,
 }
@@ -1086,7 +1090,15 @@ impl Node {
             coord.replies.iter().filter_map(|(_, o)| o.as_ref()),
         );
         let mut answer = None;
-        if !coord.answered && coord.replies.len() >= coord.needed {
+        // "Not found" does not count towards R while other replicas may still answer with the
+        // key (Riak's notfound_ok = false): a replica that just took over a partition, or came
+        // back empty, must not hide data the others hold. Once every replica answered, or at
+        // the deadline with R answers, not found is the answer.
+        let found = coord.replies.iter().filter(|(_, o)| o.is_some()).count();
+        let all = coord.replies.len() == coord.targets.len();
+        let enough =
+            found >= coord.needed || (coord.replies.len() >= coord.needed && (all || expired));
+        if !coord.answered && enough {
             coord.answered = true;
             answer = Some((
                 coord.waiter.clone(),
@@ -1941,6 +1953,11 @@ impl Node {
             return;
         }
         self.aae.next_ms = now_ms + self.cfg.aae.interval_ms;
+        if let Some((partition, peer)) = self.aae.again.take()
+            && self.is_up(&peer)
+        {
+            return self.aae_start(store, now_ms, partition, peer, out);
+        }
         let n = self.cfg.ring.n;
         let mine: Vec<PartitionId> = self.ring.partitions_of(&self.cfg.id);
         if mine.is_empty() {
@@ -1962,28 +1979,38 @@ impl Node {
             let peer = peers[(self.aae.cursor / mine.len()) % peers.len()].clone();
             self.aae.cursor = self.aae.cursor + step + 1;
             self.aae_check_tree(store, partition);
-            let mids = match self.tree(store, partition) {
-                Ok(tree) => tree.mids(),
-                Err(_) => return,
-            };
-            self.aae.next_xid += 1;
-            let xid = self.aae.next_xid;
-            self.aae.inflight = Some(AaeExchange {
-                xid,
-                partition,
-                peer: peer.clone(),
-                deadline_ms: now_ms + self.cfg.aae.timeout_ms,
-            });
-            out.push(Output::Send {
-                to: peer,
-                message: Message::AaeMids {
-                    xid,
-                    partition: partition.0,
-                    mids,
-                },
-            });
-            return;
+            return self.aae_start(store, now_ms, partition, peer, out);
         }
+    }
+
+    fn aae_start(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        partition: PartitionId,
+        peer: NodeId,
+        out: &mut Vec<Output>,
+    ) {
+        let mids = match self.tree(store, partition) {
+            Ok(tree) => tree.mids(),
+            Err(_) => return,
+        };
+        self.aae.next_xid += 1;
+        let xid = self.aae.next_xid;
+        self.aae.inflight = Some(AaeExchange {
+            xid,
+            partition,
+            peer: peer.clone(),
+            deadline_ms: now_ms + self.cfg.aae.timeout_ms,
+        });
+        out.push(Output::Send {
+            to: peer,
+            message: Message::AaeMids {
+                xid,
+                partition: partition.0,
+                mids,
+            },
+        });
     }
 
     /// Every so often, rebuilds a built tree from storage and compares: a tree that drifted
@@ -2055,6 +2082,11 @@ impl Node {
             self.stats.aae_exchanges += 1;
             self.stats.aae_in_sync += 1;
             self.aae.inflight = None;
+            // A partition just repaired is confirmed: go on to the next one at once while
+            // there is repair work about (a replica refilling), else keep the pace.
+            if std::mem::take(&mut self.aae.streak) {
+                self.aae.next_ms = 0;
+            }
             return;
         }
         segments.truncate(self.cfg.aae.segments_per_exchange_max);
@@ -2163,6 +2195,11 @@ impl Node {
         self.stats.aae_exchanges += 1;
         self.stats.aae_bytes_sent += bytes;
         self.aae.inflight = None;
+        // Data moved: go again with the same peer at the next tick until the partition is in
+        // sync (an exchange handles a bounded number of segments and objects).
+        self.aae.again = Some((partition, from.clone()));
+        self.aae.streak = true;
+        self.aae.next_ms = now_ms;
         if !back.is_empty() {
             out.push(Output::Send {
                 to: from,

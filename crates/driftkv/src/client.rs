@@ -233,3 +233,21 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub async fn leave(a: StatusArgs) -> anyhow::Result<()> {
+    let base = a.node.trim_end_matches('/');
+    let resp = client()
+        .post(format!("{base}/admin/leave"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", a.node))?;
+    if !resp.status().is_success() {
+        return Err(fail(resp).await);
+    }
+    if a.json {
+        println!("{}", resp.text().await?);
+    } else {
+        println!("the node is leaving: it hands its partitions to their new owners, then exits");
+    }
+    Ok(())
+}

@@ -38,6 +38,8 @@ enum Command {
     Del(client::DelArgs),
     /// Shows the cluster as one node sees it.
     Status(client::StatusArgs),
+    /// Makes a node leave the cluster: it hands its partitions to their new owners, then exits.
+    Leave(client::StatusArgs),
 }
 
 #[derive(Args)]
@@ -137,6 +139,7 @@ fn main() -> anyhow::Result<()> {
                 let running = driftkv_server::start(cfg).await?;
                 tokio::select! {
                     _ = running.done => {}
+                    _ = running.left => {}
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
                 }
                 anyhow::Ok(())
@@ -148,5 +151,6 @@ fn main() -> anyhow::Result<()> {
         Command::Get(a) => runtime()?.block_on(client::get(a)),
         Command::Del(a) => runtime()?.block_on(client::del(a)),
         Command::Status(a) => runtime()?.block_on(client::status(a)),
+        Command::Leave(a) => runtime()?.block_on(client::leave(a)),
     }
 }

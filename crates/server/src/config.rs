@@ -36,6 +36,12 @@ pub struct FileConfig {
     pub hinted_handoff: Option<bool>,
     pub hints_max: Option<usize>,
     pub hint_age_max_ms: Option<u64>,
+    /// A deleted key's tombstone is collected once every primary holds it and it is this old
+    /// (at least `hint_age_max_ms`).
+    pub tombstone_grace_ms: Option<u64>,
+    /// Anti-entropy: `false` turns exchanges off; the interval between exchanges a node starts.
+    pub anti_entropy: Option<bool>,
+    pub anti_entropy_interval_ms: Option<u64>,
     /// Enables the lab controls (`POST /admin/isolate`, `/admin/heal`) the dashboard uses to
     /// cut a node off: for demo and teaching clusters only.
     pub lab: Option<bool>,
@@ -168,6 +174,24 @@ impl ServerConfig {
         if let Some(a) = f.hint_age_max_ms {
             core.hint_age_max_ms = a;
         }
+        if let Some(g) = f.tombstone_grace_ms {
+            core.tombstone_grace_ms = g;
+        }
+        if core.tombstone_grace_ms < core.hint_age_max_ms {
+            return Err(format!(
+                "tombstone_grace_ms ({}) must be at least hint_age_max_ms ({}): an older hint could bring a collected key back",
+                core.tombstone_grace_ms, core.hint_age_max_ms
+            ));
+        }
+        if let Some(on) = f.anti_entropy {
+            core.aae.enabled = on;
+        }
+        if let Some(i) = f.anti_entropy_interval_ms {
+            if i == 0 {
+                return Err("anti_entropy_interval_ms must be positive".into());
+            }
+            core.aae.interval_ms = i;
+        }
         for (name, b) in f.buckets {
             let mode = match b.mode.as_deref() {
                 None | Some("siblings") => ConflictMode::Siblings,
@@ -283,6 +307,13 @@ mod tests {
                 "node id",
             ),
             (FileConfig { id: None, ..base() }, "--id"),
+            (
+                FileConfig {
+                    tombstone_grace_ms: Some(1),
+                    ..base()
+                },
+                "tombstone_grace_ms",
+            ),
         ];
         for (f, want) in cases {
             let err = ServerConfig::from_file(f).unwrap_err();

@@ -728,6 +728,16 @@ async fn cluster(State(s): State<AppState>) -> Response {
                 "n": node.config().ring.n,
                 "partitions": node.config().ring.partitions,
                 "hints_pending": node.hints_pending(),
+                "leaving": node.is_leaving(),
+                "handoff": {
+                    "partitions_to_transfer": node.partitions_to_transfer(),
+                    "keys_transferred": node.stats().keys_transferred,
+                },
+                "anti_entropy": {
+                    "exchanges": node.stats().aae_exchanges,
+                    "in_sync": node.stats().aae_in_sync,
+                    "keys_repaired": node.stats().aae_keys_repaired,
+                },
             })
         })
         .await;
@@ -780,6 +790,7 @@ fn snapshot(node: &Node, store: &FjallStore) -> Snapshot {
         partitions_owned: node.ring().partitions_of(node.id()).len(),
         hints_pending: node.hints_pending(),
         requests_pending: node.requests_pending(),
+        partitions_to_transfer: node.partitions_to_transfer(),
         storage_bytes: store.approximate_size_bytes().ok(),
     }
 }
@@ -834,6 +845,21 @@ async fn ring(State(s): State<AppState>) -> Response {
     }
 }
 
+/// `POST /admin/leave`: this node leaves the cluster. It hands every partition to the new
+/// owners, then its process exits.
+async fn leave(State(s): State<AppState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let change = Box::new(move |node: &mut Node| {
+        node.leave();
+        let _ = tx.send(());
+    });
+    if s.events.send(Event::Control(change)).await.is_err() || rx.await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    tracing::warn!("leaving the cluster: handing partitions off, then exiting");
+    axum::Json(json!({ "node": s.node_id, "leaving": true })).into_response()
+}
+
 async fn isolate(State(s): State<AppState>) -> Response {
     set_isolated(&s, true)
 }
@@ -880,6 +906,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(events))
         .route("/ring", get(ring))
         .route("/admin/isolate", axum::routing::post(isolate))
+        .route("/admin/leave", axum::routing::post(leave))
         .route("/admin/heal", axum::routing::post(heal))
         .route(
             "/kv/{key}",

@@ -52,6 +52,8 @@ pub struct Running {
     pub http: std::net::SocketAddr,
     pub listen: std::net::SocketAddr,
     pub resp: Option<std::net::SocketAddr>,
+    /// Fires when this node has left the cluster (after `POST /admin/leave`, once drained).
+    pub left: tokio::sync::oneshot::Receiver<()>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -147,6 +149,31 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         }
         None => None,
     };
+    // A leaving node exits once it holds no data and no hints.
+    let (left_tx, left) = tokio::sync::oneshot::channel();
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let query = Box::new(move |node: &Node, store: &FjallStore| {
+                    let _ = tx.send(node.drained(store));
+                });
+                if state.events.send(Event::Query(query)).await.is_err() {
+                    return;
+                }
+                if rx.await == Ok(true) {
+                    tracing::warn!("every partition handed off: left the cluster");
+                    // A moment for the last acknowledgements and gossip to go out.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let _ = left_tx.send(());
+                    return;
+                }
+            }
+        });
+    }
     let app = http::router(state);
     let done = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
@@ -166,6 +193,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         http,
         listen,
         resp,
+        left,
         done,
     })
 }

@@ -57,6 +57,7 @@ pub struct Snapshot {
     pub partitions_owned: usize,
     pub hints_pending: usize,
     pub requests_pending: usize,
+    pub partitions_to_transfer: usize,
     pub storage_bytes: Option<u64>,
 }
 
@@ -193,7 +194,57 @@ impl Metrics {
             &s.read_siblings,
             1.0,
         );
-        let counters: [(&str, &str, u64); 16] = [
+        let counters: [(&str, &str, u64); 26] = [
+            (
+                "driftkv_aae_timeouts_total",
+                "Exchanges abandoned because the peer did not answer in time.",
+                s.aae_timeouts,
+            ),
+            (
+                "driftkv_aae_exchanges_total",
+                "Anti-entropy exchanges this node started and finished.",
+                s.aae_exchanges,
+            ),
+            (
+                "driftkv_aae_exchanges_in_sync_total",
+                "Exchanges that found the partition already in sync.",
+                s.aae_in_sync,
+            ),
+            (
+                "driftkv_aae_keys_compared_total",
+                "Keys whose hashes anti-entropy compared.",
+                s.aae_keys_compared,
+            ),
+            (
+                "driftkv_aae_keys_repaired_total",
+                "Keys anti-entropy changed on this node.",
+                s.aae_keys_repaired,
+            ),
+            (
+                "driftkv_aae_bytes_sent_total",
+                "Bytes of objects this node sent in exchanges.",
+                s.aae_bytes_sent,
+            ),
+            (
+                "driftkv_aae_tree_builds_total",
+                "Hash trees built from storage.",
+                s.aae_tree_builds,
+            ),
+            (
+                "driftkv_aae_tree_mismatches_total",
+                "Trees found out of step with storage and rebuilt.",
+                s.aae_tree_mismatches,
+            ),
+            (
+                "driftkv_tombstones_collected_total",
+                "Tombstones deleted after every primary held them past the grace.",
+                s.tombstones_collected,
+            ),
+            (
+                "driftkv_keys_transferred_total",
+                "Keys handed to new owners after a join or leave.",
+                s.keys_transferred,
+            ),
             (
                 "driftkv_coordinated_reads_total",
                 "Reads this node coordinated.",
@@ -371,7 +422,12 @@ impl Metrics {
                 (m.state == driftkv_wire::MemberState::Up) as u8
             );
         }
-        let gauges: [(&str, &str, u64); 3] = [
+        let gauges: [(&str, &str, u64); 4] = [
+            (
+                "driftkv_partitions_to_transfer",
+                "Partitions this node holds records of but no longer owns.",
+                snap.partitions_to_transfer as u64,
+            ),
             (
                 "driftkv_partitions_owned",
                 "Ring partitions this node is a primary for.",
@@ -511,6 +567,7 @@ mod tests {
             partitions_owned: 64,
             hints_pending: 0,
             requests_pending: 0,
+            partitions_to_transfer: 0,
             storage_bytes: Some(10),
         });
         assert!(

@@ -31,6 +31,8 @@ pub enum Event {
     },
     Tick,
     Query(Query),
+    /// An administrative change of the node (leave).
+    Control(Box<dyn FnOnce(&mut Node) + Send>),
 }
 
 /// Events taken per batch at most (one sync each).
@@ -85,6 +87,10 @@ pub fn run_node_loop(
                 Event::Tick => Input::Tick,
                 Event::Query(query) => {
                     query(&node, &store);
+                    continue;
+                }
+                Event::Control(change) => {
+                    change(&mut node);
                     continue;
                 }
             };
