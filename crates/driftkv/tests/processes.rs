@@ -473,6 +473,15 @@ fn bad_input_gets_json_4xx_and_the_node_keeps_serving() {
             node.post_json("/counters/c", &json!({ "by": 1 })),
         ),
         ("an unknown route".into(), node.get("/no/such/route")),
+        (
+            "a method the route does not take".into(),
+            node.request("PATCH", "/kv/k", &[], b"v"),
+        ),
+        ("a key that is not UTF-8".into(), node.get("/kv/%FF%FE")),
+        (
+            "a set update that is not an object".into(),
+            node.post_json("/sets/s", &json!(["a"])),
+        ),
     ];
     // A valid token, but for another key: refused rather than applied to this one.
     let r = node.put("/kv/other", b"o");

@@ -897,6 +897,30 @@ async fn not_found() -> Response {
     )
 }
 
+/// Errors the framework produces itself (a path that is not valid UTF-8, a method a route does
+/// not take) come as plain text: re-wrap them as `{"error": ...}` like every other error.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    error(status, message)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -923,5 +947,6 @@ pub fn router(state: AppState) -> Router {
         .route("/write", axum::routing::post(write))
         .route("/read/{key}", get(read))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }
