@@ -35,7 +35,7 @@ impl<V> Default for Dvv<V> {
     }
 }
 
-impl<V: Clone + PartialEq> Dvv<V> {
+impl<V: Clone + Ord> Dvv<V> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -101,8 +101,16 @@ impl<V: Clone + PartialEq> Dvv<V> {
         self.siblings
             .retain(|dot, _| other.siblings.contains_key(dot) || !other.context.contains(dot));
         for (dot, value) in &other.siblings {
-            if self.siblings.contains_key(dot) {
-                debug_assert!(self.siblings.get(dot) == Some(value), "one dot, one value");
+            if let Some(ours) = self.siblings.get_mut(dot) {
+                // One dot names one write. Two values under one dot mean an actor issued a dot
+                // twice (it lost its state and came back under its old identity): keep the
+                // greater value on every replica, so merge stays a join, and report it.
+                if ours != value {
+                    report.dot_clashes += 1;
+                    if *value > *ours {
+                        *ours = value.clone();
+                    }
+                }
                 continue;
             }
             if !self.context.contains(dot) {
@@ -138,6 +146,8 @@ impl<V: Clone + PartialEq> Dvv<V> {
 pub struct SyncReport {
     pub new_from_other: u32,
     pub new_to_other: u32,
+    /// Dots both sides held with different values: a reused identity (see `Actor`).
+    pub dot_clashes: u32,
 }
 
 impl SyncReport {
@@ -160,6 +170,22 @@ impl<V: std::fmt::Debug> std::fmt::Debug for Dvv<V> {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_dot_issued_twice_with_two_values_merges_to_the_greater_on_every_side() {
+        let actor = Actor::new("n3", 7);
+        let mut a: Dvv<u8> = Dvv::new();
+        let mut b: Dvv<u8> = Dvv::new();
+        // Both lives of n3#7 issue dot (n3#7, 1), with different values.
+        a.event(&VersionVector::new(), &actor, 1);
+        b.event(&VersionVector::new(), &actor, 2);
+        let (mut ab, mut ba) = (a.clone(), b.clone());
+        let report = ab.sync(&b);
+        ba.sync(&a);
+        assert_eq!(report.dot_clashes, 1);
+        assert_eq!(ab, ba, "both sides settle on the same value");
+        assert_eq!(ab.values().copied().collect::<Vec<_>>(), [2]);
+    }
 
     /// One step of a history played on a few replicas of one key.
     #[derive(Clone, Debug)]

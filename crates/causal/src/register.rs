@@ -37,7 +37,7 @@ impl std::str::FromStr for ConflictMode {
 
 /// One value of a register. `value: None` is a tombstone: a delete that still carries its
 /// causality, so a replica that missed the delete learns of it instead of resurrecting the key.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Sibling {
     pub value: Option<Bytes>,
     pub timestamp: Timestamp,
@@ -71,6 +71,9 @@ pub struct MergeOutcome {
     pub lww_discarded: u32,
     /// The merge changed this replica's state.
     pub changed: bool,
+    /// Dots held with different values on the two sides (a reused identity); the greater
+    /// value was kept.
+    pub dot_clashes: u32,
 }
 
 /// The state of one register key on one replica.
@@ -164,6 +167,7 @@ impl Register {
         let report = self.dvv.sync(&other.dvv);
         let mut outcome = MergeOutcome {
             concurrent: report.concurrent(),
+            dot_clashes: report.dot_clashes,
             ..Default::default()
         };
         if mode == ConflictMode::Lww {

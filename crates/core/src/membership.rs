@@ -77,6 +77,8 @@ pub struct Remembered {
     pub listen: String,
     pub http: String,
     pub generation: u64,
+    /// It announced it was leaving: after a restart it stays out of the ring.
+    pub leaving: bool,
 }
 
 pub struct Membership {
@@ -102,8 +104,11 @@ impl Membership {
         remembered: Vec<Remembered>,
     ) -> Membership {
         let mut peers = BTreeMap::new();
+        let mut was_leaving = false;
         for r in remembered {
             if r.id == me {
+                // A node that restarts in the middle of leaving goes on leaving.
+                was_leaving = r.leaving;
                 continue;
             }
             peers.insert(
@@ -113,7 +118,7 @@ impl Membership {
                     http: r.http,
                     generation: r.generation,
                     heartbeat: 0,
-                    leaving: false,
+                    leaving: r.leaving,
                     heard_ms: None,
                     state: MemberState::Down,
                 },
@@ -131,6 +136,9 @@ impl Membership {
                 state: MemberState::Up,
             },
         );
+        if was_leaving && let Some(p) = peers.get_mut(&me) {
+            p.leaving = true;
+        }
         Membership {
             me,
             cfg,
@@ -167,6 +175,7 @@ impl Membership {
                 listen: p.listen.clone(),
                 http: p.http.clone(),
                 generation: p.generation,
+                leaving: p.leaving,
             })
             .collect()
     }
@@ -384,7 +393,10 @@ impl Membership {
                             change.persist = true;
                         }
                         if d.leaving != p.leaving {
+                            // Kept on disk too: a member that left stays out of the ring
+                            // after this node restarts.
                             change.states = true;
+                            change.persist = true;
                         }
                         p.generation = d.generation;
                         p.heartbeat = d.heartbeat;
@@ -543,6 +555,7 @@ mod tests {
                 listen: "b:1".into(),
                 http: "b:2".into(),
                 generation: 7,
+                leaving: false,
             }],
         );
         assert_eq!(states(&a)[1].1, MemberState::Down);

@@ -9,7 +9,7 @@
 //! durability policy, then deliver the outputs. So a replica never acknowledges a write and a
 //! coordinator never answers before the write is durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, Hlc, Register, VersionVector};
@@ -195,6 +195,20 @@ struct HintRecord {
     object: Object,
 }
 
+/// Request ids carry the node's generation (bumped and persisted by every `Node::open`) in
+/// their high bits, so they never repeat across restarts: a late reply or acknowledgement
+/// meant for an earlier life of this node is never taken for a request of this one (which
+/// once let a stale `ReplicaReadReply` of one key be merged into a read of another, and read
+/// repair spread it). 2^40 ids per life.
+const REQ_ID_GENERATION_SHIFT: u32 = 40;
+
+/// The metadata record of the members this node knows (with whether each is leaving).
+const MEMBERS_RECORD: &str = "members.v2";
+
+/// Forwarded requests remembered, so that one delivered twice (a retrying transport, a
+/// duplicating network) is applied once: a counter increment or a write is not idempotent.
+pub const FORWARDS_SEEN_MAX: usize = 16_384;
+
 /// One driftkv node's protocol state. See the module docs for the caller's loop.
 pub struct Node {
     cfg: NodeConfig,
@@ -209,6 +223,10 @@ pub struct Node {
     sweep: Sweep,
     next_req: ReqId,
     pending: BTreeMap<ReqId, Pending>,
+    /// Forwards taken recently, by sender and request id (unique across the sender's lives),
+    /// oldest first with when to forget them; at most `FORWARDS_SEEN_MAX`.
+    forwards_seen: BTreeSet<(NodeId, ReqId)>,
+    forwards_seen_order: VecDeque<(NodeId, ReqId, u64)>,
     /// Hint records on disk, per primary they wait for.
     hints: BTreeMap<NodeId, usize>,
     stats: Stats,
@@ -238,7 +256,7 @@ impl Node {
             None => 1,
         };
         store.put(&generation_key, &generation.to_be_bytes())?;
-        let remembered: Vec<Remembered> = match store.get(&keys::meta_key("members"))? {
+        let remembered: Vec<Remembered> = match store.get(&keys::meta_key(MEMBERS_RECORD))? {
             Some(raw) => driftkv_wire::decode(1, &raw).map_err(|e| {
                 StoreError::Corrupt(format!("the membership record is unreadable: {e}"))
             })?,
@@ -255,7 +273,11 @@ impl Node {
         );
         let ring = Ring::new(
             cfg.ring.clone(),
-            membership.view().into_iter().map(|m| m.id),
+            membership
+                .view()
+                .into_iter()
+                .filter(|m| m.state != MemberState::Leaving || m.id == cfg.id)
+                .map(|m| m.id),
         )
         .map_err(|e| NodeError::Config(e.to_string()))?;
         let mut hints: BTreeMap<NodeId, usize> = BTreeMap::new();
@@ -283,8 +305,10 @@ impl Node {
             trees: BTreeMap::new(),
             aae: AaeState::default(),
             sweep: Sweep::default(),
-            next_req: 1,
+            next_req: (generation << REQ_ID_GENERATION_SHIFT) + 1,
             pending: BTreeMap::new(),
+            forwards_seen: BTreeSet::new(),
+            forwards_seen_order: VecDeque::new(),
             hints,
             stats: Stats::default(),
             cfg,
@@ -369,7 +393,8 @@ impl Node {
             return;
         }
         let record = driftkv_wire::encode(1, &self.membership.remembered());
-        if store.put(&keys::meta_key("members"), &record).is_err() {
+        let _ = store.delete(&keys::meta_key("members"));
+        if store.put(&keys::meta_key(MEMBERS_RECORD), &record).is_err() {
             self.stats.storage_errors += 1;
         }
     }
@@ -378,6 +403,26 @@ impl Node {
         self.members
             .get(node)
             .is_some_and(|m| m.state == MemberState::Up)
+    }
+
+    /// Whether this forward is new (and remembers it). A copy is forgotten well after the
+    /// sender gave up on it (it waits twice the request timeout; this keeps it four times),
+    /// or once `FORWARDS_SEEN_MAX` newer ones came.
+    fn first_delivery_of_forward(&mut self, from: &NodeId, req: ReqId, now_ms: u64) -> bool {
+        while let Some((node, id, forget_ms)) = self.forwards_seen_order.front() {
+            if *forget_ms > now_ms && self.forwards_seen_order.len() < FORWARDS_SEEN_MAX {
+                break;
+            }
+            self.forwards_seen.remove(&(node.clone(), *id));
+            self.forwards_seen_order.pop_front();
+        }
+        if !self.forwards_seen.insert((from.clone(), req)) {
+            return false;
+        }
+        let forget_ms = now_ms.saturating_add(self.cfg.request_timeout_ms.saturating_mul(4));
+        self.forwards_seen_order
+            .push_back((from.clone(), req, forget_ms));
+        true
     }
 
     fn new_req(&mut self) -> ReqId {
@@ -572,11 +617,22 @@ impl Node {
                     }
                 };
                 let targets = self.targets(partition, n);
-                let is_replica = targets.iter().any(|(node, _)| *node == self.cfg.id);
+                // The coordinator issues the new dot (or counter total) under its own actor,
+                // on top of its own copy. A primary keeps its copy; a fallback's is handed over
+                // and deleted later, and a fallback coordinating again from an empty copy would
+                // reissue dots and totals it already used: an acknowledged write silently lost
+                // (found by the simulator). So while some primary is up (targets list up
+                // primaries first), only a primary coordinates; a fallback does only when every
+                // primary is down.
+                let primary_up = targets.first().is_some_and(|(_, hint)| hint.is_none());
+                let coordinates_here = targets
+                    .iter()
+                    .any(|(node, hint)| *node == self.cfg.id && (hint.is_none() || !primary_up));
                 match (&waiter, targets.first()) {
-                    // A write that arrives at a node outside its replicas goes to one that is:
-                    // the coordinator issues the new dot under its own actor.
-                    (Waiter::Local(client), Some((first, _))) if !is_replica && !forwarded => {
+                    // A write that arrives elsewhere goes to the first target.
+                    (Waiter::Local(client), Some((first, _)))
+                        if !coordinates_here && !forwarded =>
+                    {
                         let (client, to) = (*client, first.clone());
                         let req = self.new_req();
                         self.stats.forwarded += 1;
@@ -764,6 +820,7 @@ impl Node {
                 let outcome = local.merge(mode, incoming);
                 self.stats.conflicts += outcome.concurrent as u64;
                 self.stats.lww_discarded += outcome.lww_discarded as u64;
+                self.stats.dot_clashes += outcome.dot_clashes as u64;
                 if !outcome.changed {
                     return Ok(local);
                 }
@@ -1238,14 +1295,20 @@ impl Node {
         out: &mut Vec<Output>,
     ) {
         match message {
-            Message::Forward { req, request } => self.on_request(
-                store,
-                now_ms,
-                Waiter::Remote { node: from, req },
-                request,
-                true,
-                out,
-            ),
+            Message::Forward { req, request } => {
+                if !self.first_delivery_of_forward(&from, req, now_ms) {
+                    self.stats.duplicate_forwards += 1;
+                    return;
+                }
+                self.on_request(
+                    store,
+                    now_ms,
+                    Waiter::Remote { node: from, req },
+                    request,
+                    true,
+                    out,
+                )
+            }
             Message::ForwardReply { req, reply } => {
                 if let Some(Pending::Forwarded { client, .. }) = self.pending.remove(&req) {
                     out.push(Output::Reply { client, reply });
@@ -1692,11 +1755,19 @@ impl Node {
             return;
         }
         self.sweep.next_ms = now_ms + 1_000;
+        // The next partition whose first primary is this node (others sweep theirs).
         let partitions = self.cfg.ring.partitions;
-        let partition = PartitionId(self.sweep.partition % partitions);
-        let primaries = self.primaries(partition);
-        if primaries.first() != Some(&self.cfg.id) {
+        let mut partition = PartitionId(self.sweep.partition % partitions);
+        let mut primaries = self.primaries(partition);
+        for _ in 0..partitions {
+            if primaries.first() == Some(&self.cfg.id) {
+                break;
+            }
             self.next_sweep_partition();
+            partition = PartitionId(self.sweep.partition % partitions);
+            primaries = self.primaries(partition);
+        }
+        if primaries.first() != Some(&self.cfg.id) {
             return;
         }
         let batch = match store.scan(
@@ -1894,6 +1965,9 @@ impl Node {
     }
 
     fn finish_transfer(&mut self, store: &mut dyn Store, t: Transfer) {
+        // The next batch goes at the next tick: a leave or join moves data as fast as the
+        // owners confirm it.
+        self.sweep.next_transfer_ms = 0;
         for (key, sent) in t.objects {
             // A write that arrived meanwhile stays for the next batch.
             if let Ok(Some(local)) = self.load(store, t.partition, &key)

@@ -81,6 +81,11 @@ pub struct Stats {
     pub tombstones_collected: u64,
     /// Keys handed to their new owners (after a join or a leave) and deleted here.
     pub keys_transferred: u64,
+    /// Merges that met one dot with two values: an actor identity was reused (a node came
+    /// back without its data under its old incarnation). The greater value was kept.
+    pub dot_clashes: u64,
+    /// Forwarded requests delivered again and ignored (applied once).
+    pub duplicate_forwards: u64,
     pub bad_messages: u64,
 }
 

@@ -726,3 +726,162 @@ fn a_joining_node_receives_its_partitions_and_a_leaving_node_hands_all_of_its_of
             >= 300
     );
 }
+
+#[test]
+fn a_late_reply_meant_for_a_previous_life_is_not_taken_for_a_new_request() {
+    let mut h = Harness::new(3, |_| {});
+    let (a, b) = (Key::default_bucket("a"), Key::default_bucket("b"));
+    let reply = h.put(1, "a", "Alice", VersionVector::new(), Quorum::All);
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    let add = Request::CounterAdd {
+        key: b.clone(),
+        delta: 5,
+        w: Quorum::All,
+    };
+    assert!(matches!(h.request(1, add), Reply::Counter { value: 5 }));
+    // n1 reads the counter; n2's answer is slow to come back...
+    let read_b = Request::CounterGet {
+        key: b,
+        r: Quorum::All,
+    };
+    h.step(
+        0,
+        Input::Request {
+            client: 900,
+            request: read_b,
+        },
+    );
+    let at = h
+        .queue
+        .iter()
+        .position(|(_, to, _)| *to == name(1))
+        .unwrap();
+    let (from, _, message) = h.queue.remove(at).unwrap();
+    h.queue.clear();
+    h.step(1, Input::Message { from, message });
+    let late = h.queue.pop_front().unwrap();
+    assert!(matches!(
+        late.2,
+        driftkv_wire::Message::ReplicaReadReply { .. }
+    ));
+    // ...n1 restarts meanwhile and reads the register...
+    driftkv_core::Store::sync(&mut h.stores[0]).unwrap();
+    let cfg = h.nodes[0].config().clone();
+    h.nodes[0] = driftkv_core::Node::open(cfg, &mut h.stores[0]).unwrap();
+    h.refresh_membership();
+    h.replies.clear();
+    let read_a = Request::Get {
+        key: a,
+        r: Quorum::Quorum,
+    };
+    h.step(
+        0,
+        Input::Request {
+            client: 901,
+            request: read_a,
+        },
+    );
+    // ...when the counter's old answer arrives: it must not count as an answer for "a".
+    h.step(
+        0,
+        Input::Message {
+            from: late.0,
+            message: late.2,
+        },
+    );
+    h.deliver_all();
+    let reply = h
+        .replies
+        .iter()
+        .find(|(node, client, _)| *node == 0 && *client == 901)
+        .map(|(_, _, r)| r.clone())
+        .expect("the read was answered");
+    assert_eq!(values(&reply), ["Alice"]);
+    assert_eq!(
+        h.copies("a"),
+        vec![vec!["Alice".to_string()]; 3],
+        "read repair spread nothing foreign"
+    );
+}
+
+#[test]
+fn a_forward_delivered_twice_is_applied_once() {
+    let mut h = Harness::new(5, |_| {});
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let p = h.nodes[0]
+                .ring()
+                .partition_for_key(b"default", k.as_bytes());
+            !h.nodes[0].ring().owners(p).contains(&name(0))
+        })
+        .unwrap();
+    let key = Key::default_bucket(key);
+    let add = Request::CounterAdd {
+        key: key.clone(),
+        delta: 3,
+        w: Quorum::Quorum,
+    };
+    h.step(
+        0,
+        Input::Request {
+            client: 7,
+            request: add,
+        },
+    );
+    let forward = h.queue.back().cloned().unwrap();
+    assert!(matches!(forward.2, driftkv_wire::Message::Forward { .. }));
+    h.queue.push_back(forward); // the network delivers it twice
+    h.deliver_all();
+    let read = Request::CounterGet {
+        key,
+        r: Quorum::All,
+    };
+    assert_eq!(h.request(1, read), Reply::Counter { value: 3 });
+    let ignored: u64 = h.nodes.iter().map(|n| n.stats().duplicate_forwards).sum();
+    assert_eq!(ignored, 1);
+}
+
+#[test]
+fn a_fallback_whose_copy_was_handed_over_never_reissues_its_counts() {
+    let mut h = Harness::new(5, |_| {});
+    // A key, a primary of it that will be down, and the fallback standing in for it.
+    let (key, down, fallback) = (0..1000)
+        .find_map(|i| {
+            let key = format!("k{i}");
+            let ring = h.nodes[0].ring();
+            let p = ring.partition_for_key(b"default", key.as_bytes());
+            let down = ring.owners(p)[2].clone();
+            let list = ring.preference_list(p, |n| *n != down);
+            let fallback = list.iter().find(|t| t.role != driftkv_ring::Role::Primary)?;
+            Some((key, h.index(&down), h.index(&fallback.node)))
+        })
+        .unwrap();
+    let key = Key::default_bucket(key);
+    let add = Request::CounterAdd {
+        key: key.clone(),
+        delta: 1,
+        w: Quorum::Quorum,
+    };
+    for round in 0..2 {
+        h.set_up(down, false);
+        let reply = h.request(fallback, add.clone());
+        assert!(matches!(reply, Reply::Counter { .. }), "{reply:?}");
+        // The primary returns: hints are handed off, and whatever the fallback holds of the
+        // key moves to the primaries and is deleted there.
+        h.set_up(down, true);
+        for _ in 0..20 {
+            h.tick(1_000);
+        }
+        let gone = h.nodes[fallback]
+            .local_object(&h.stores[fallback], &key)
+            .unwrap()
+            .is_none();
+        assert!(gone, "round {round}: the fallback still holds the key");
+    }
+    let read = Request::CounterGet {
+        key,
+        r: Quorum::All,
+    };
+    assert_eq!(h.request(0, read), Reply::Counter { value: 2 });
+}

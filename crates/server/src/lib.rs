@@ -28,8 +28,9 @@ use transport::Transport;
 const TICK: Duration = Duration::from_millis(50);
 const EVENT_QUEUE: usize = 16 * 1024;
 
-/// The incarnation of a node's actor: kept in the data directory, chosen fresh (from the clock)
-/// when the directory is new, so a node that lost its data never reuses its old dots.
+/// The incarnation of a node's actor: kept in the data directory, chosen fresh and at random
+/// when the directory is new, so a node that lost its data never reuses its old dots (a
+/// clock-based choice collided when a node was wiped and restarted within one second).
 fn incarnation(store: &mut FjallStore) -> anyhow::Result<u32> {
     let key = driftkv_core::keys::meta_key("incarnation");
     if let Some(raw) = store.get(&key)? {
@@ -38,13 +39,32 @@ fn incarnation(store: &mut FjallStore) -> anyhow::Result<u32> {
         })?;
         return Ok(u32::from_be_bytes(bytes));
     }
-    let fresh = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(1);
+    let fresh = random_u32().max(1);
     store.put(&key, &fresh.to_be_bytes())?;
     store.sync()?;
     Ok(fresh)
+}
+
+/// 32 random bits from the operating system (falling back on std's per-process random hash
+/// keys mixed with the clock).
+fn random_u32() -> u32 {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u32::from_le_bytes(bytes);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
 }
 
 /// A started node: its bound addresses, and a handle that stops it.

@@ -194,7 +194,12 @@ impl Metrics {
             &s.read_siblings,
             1.0,
         );
-        let counters: [(&str, &str, u64); 26] = [
+        let counters: [(&str, &str, u64); 27] = [
+            (
+                "driftkv_dot_clashes_total",
+                "Merges that met one dot with two values (a reused node identity).",
+                s.dot_clashes,
+            ),
             (
                 "driftkv_aae_timeouts_total",
                 "Exchanges abandoned because the peer did not answer in time.",

@@ -130,8 +130,12 @@ pub fn run_node_loop(
                     if synced.is_err() && matches!(message, Message::ReplicaWriteAck { .. }) {
                         continue;
                     }
-                    match node.address_of(&to) {
-                        Some(addr) => transport.send(addr, message),
+                    match node
+                        .address_of(&to)
+                        .map(str::to_string)
+                        .or_else(|| transport.learned_address(&to))
+                    {
+                        Some(addr) => transport.send(&addr, message),
                         None => {
                             tracing::debug!(peer = %to, "no address for member; message dropped")
                         }

@@ -78,6 +78,9 @@ fn decode(frame: &[u8]) -> Result<Envelope, String> {
 
 pub struct Transport {
     hello: Hello,
+    /// Listen addresses peers gave in their handshakes: a node that just joined can be
+    /// answered before gossip has told this node where it listens.
+    learned: Mutex<HashMap<NodeId, String>>,
     /// Lab control: while set, every message in or out is dropped, as if the network were
     /// cut around this node.
     pub isolated: std::sync::atomic::AtomicBool,
@@ -90,11 +93,21 @@ impl Transport {
     pub fn new(hello: Hello, runtime: Handle) -> Arc<Transport> {
         Arc::new(Transport {
             hello,
+            learned: Mutex::new(HashMap::new()),
             isolated: std::sync::atomic::AtomicBool::new(false),
             peers: Mutex::new(HashMap::new()),
             runtime,
             stats: Arc::new(TransportStats::default()),
         })
+    }
+
+    /// The listen address a peer gave in its handshake, if it ever connected.
+    pub fn learned_address(&self, node: &NodeId) -> Option<String> {
+        self.learned
+            .lock()
+            .expect("learned addresses lock")
+            .get(node)
+            .cloned()
     }
 
     /// Queues `message` for the node listening at `addr`. Never blocks.
@@ -254,6 +267,12 @@ impl Transport {
                     .fetch_add(1, Ordering::Relaxed);
                 format!("refused a connection: {why}")
             })?;
+        if !peer.listen.is_empty() {
+            self.learned
+                .lock()
+                .expect("learned addresses lock")
+                .insert(peer.node.clone(), peer.listen.clone());
+        }
         while let Some(frame) = framed.next().await {
             let frame = frame.map_err(|e| format!("connection from {} broke: {e}", peer.node))?;
             match decode(&frame) {

@@ -114,7 +114,7 @@ impl Object {
                 MergeOutcome {
                     concurrent: true,
                     changed: take,
-                    lww_discarded: 0,
+                    ..Default::default()
                 }
             }
         }

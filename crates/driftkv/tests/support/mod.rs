@@ -230,6 +230,28 @@ impl Node {
         drop(self.proc.take());
     }
 
+    /// The exit status once the process has exited by itself (a node that left the cluster);
+    /// `None` while it runs or when it was never started.
+    #[allow(dead_code)] // not every test file watches a node exit
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.proc.as_mut().and_then(Proc::exited)
+    }
+
+    /// Deletes the node's data directory (its log stays): the next start is a node that lost
+    /// its disk. The process must be stopped.
+    #[allow(dead_code)] // not every test file wipes a node
+    pub fn wipe_data(&mut self) {
+        assert!(
+            self.proc.is_none(),
+            "wipe the data of node {} only while it is stopped",
+            self.id
+        );
+        let data = self.dir.path().join("data");
+        if data.exists() {
+            std::fs::remove_dir_all(&data).expect("remove the node's data directory");
+        }
+    }
+
     pub fn try_request(
         &self,
         method: &str,
@@ -294,12 +316,18 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes and waits until every node sees all of them up.
     pub fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, &[])
+    }
+
+    /// Starts `count` nodes, each with the flags `extra` (a `--config` file, say) besides its
+    /// own, and waits until every node sees all of them up.
+    pub fn start_with(count: usize, extra: &[String]) -> Cluster {
         let mut nodes: Vec<Node> = Vec::new();
         for i in 1..=count {
-            let extra = match nodes.first() {
-                Some(first) => vec!["--join".to_string(), format!("127.0.0.1:{}", first.listen)],
-                None => Vec::new(),
-            };
+            let mut extra = extra.to_vec();
+            if let Some(first) = nodes.first() {
+                extra.extend(["--join".to_string(), format!("127.0.0.1:{}", first.listen)]);
+            }
             let mut node = Node::new(&format!("n{i}"), &extra);
             node.start();
             nodes.push(node);
@@ -345,6 +373,29 @@ pub fn members(node: &Node) -> Result<Vec<(String, String)>, String> {
             )
         })
         .collect())
+}
+
+/// The sum of every series of the metric `name` in a node's `GET /metrics` (0 when absent).
+#[allow(dead_code)] // not every test file reads metrics
+pub fn metric(node: &Node, name: &str) -> Result<f64, String> {
+    let r = node.try_request("GET", "/metrics", &[], b"")?;
+    if r.status != 200 {
+        return Err(r.to_string());
+    }
+    let mut sum = 0.0;
+    for line in r.text().lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue; // a longer name with this one as its prefix
+        }
+        let value = rest.rsplit(' ').next().unwrap_or_default();
+        sum += value
+            .parse::<f64>()
+            .map_err(|e| format!("bad sample {line:?} in /metrics of {}: {e}", node.id))?;
+    }
+    Ok(sum)
 }
 
 /// One replica's copy in `GET /kv/{key}/replicas`.
