@@ -853,7 +853,9 @@ fn a_fallback_whose_copy_was_handed_over_never_reissues_its_counts() {
             let p = ring.partition_for_key(b"default", key.as_bytes());
             let down = ring.owners(p)[2].clone();
             let list = ring.preference_list(p, |n| *n != down);
-            let fallback = list.iter().find(|t| t.role != driftkv_ring::Role::Primary)?;
+            let fallback = list
+                .iter()
+                .find(|t| t.role != driftkv_ring::Role::Primary)?;
             Some((key, h.index(&down), h.index(&fallback.node)))
         })
         .unwrap();
