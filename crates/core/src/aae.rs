@@ -5,7 +5,8 @@
 //! in O(1) (XOR out the old entry, XOR in the new), and two replicas holding the same states
 //! have the same leaves whatever order they learned them in. Leaves are grouped [`GROUP`] at a
 //! time under middle hashes; an exchange compares middles, then the leaves under differing
-//! middles, then the keys of differing segments, then moves only differing objects.
+//! middles, then the keys of differing segments, then moves only differing objects. An
+//! exchange opens with the root alone, so a partition in sync costs two small messages.
 //!
 //! Trees live in memory and are built from storage by one scan of the partition the first time
 //! an exchange needs them (after every restart), and rebuilt when a periodic check finds that a

@@ -1333,6 +1333,14 @@ impl Node {
                 });
             }
             Message::ReplicaWriteAck { req, ok } => self.on_write_ack(store, from, req, ok, out),
+            Message::AaeRoot {
+                xid,
+                partition,
+                root,
+            } => self.aae_on_root(store, from, xid, PartitionId(partition), root, out),
+            Message::AaeRootDiffers { xid, partition } => {
+                self.aae_on_root_differs(store, from, xid, PartitionId(partition), out)
+            }
             Message::AaeMids {
                 xid,
                 partition,
@@ -2065,8 +2073,8 @@ impl Node {
         peer: NodeId,
         out: &mut Vec<Output>,
     ) {
-        let mids = match self.tree(store, partition) {
-            Ok(tree) => tree.mids(),
+        let root = match self.tree(store, partition) {
+            Ok(tree) => tree.root(),
             Err(_) => return,
         };
         self.aae.next_xid += 1;
@@ -2079,10 +2087,10 @@ impl Node {
         });
         out.push(Output::Send {
             to: peer,
-            message: Message::AaeMids {
+            message: Message::AaeRoot {
                 xid,
                 partition: partition.0,
-                mids,
+                root,
             },
         });
     }
@@ -2104,6 +2112,59 @@ impl Node {
             self.stats.aae_tree_mismatches += 1;
             self.trees.insert(partition, fresh);
         }
+    }
+
+    /// Equal roots: in sync, answered with no leaves. Else the initiator sends its middles.
+    fn aae_on_root(
+        &mut self,
+        store: &mut dyn Store,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        root: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let Ok(tree) = self.tree(store, partition) else {
+            return;
+        };
+        let message = if tree.root() == root {
+            Message::AaeLeaves {
+                xid,
+                partition: partition.0,
+                leaves: Vec::new(),
+            }
+        } else {
+            Message::AaeRootDiffers {
+                xid,
+                partition: partition.0,
+            }
+        };
+        out.push(Output::Send { to: from, message });
+    }
+
+    fn aae_on_root_differs(
+        &mut self,
+        store: &mut dyn Store,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        out: &mut Vec<Output>,
+    ) {
+        if !self.aae_is_current(&from, xid, partition) {
+            return;
+        }
+        let Ok(tree) = self.tree(store, partition) else {
+            return;
+        };
+        let mids = tree.mids();
+        out.push(Output::Send {
+            to: from,
+            message: Message::AaeMids {
+                xid,
+                partition: partition.0,
+                mids,
+            },
+        });
     }
 
     fn aae_on_mids(

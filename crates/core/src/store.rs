@@ -147,12 +147,47 @@ impl Store for MemStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError> {
-        Ok(self
-            .view()
-            .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_slice() > a))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        use std::ops::Bound;
+        // Walks both layers from the first candidate key in step, the volatile layer winning
+        // ties, and stops at the first key past the prefix: O(limit + log n), not O(n) (the
+        // simulator scans partitions of large stores on every tick).
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let range = (start, Bound::Unbounded);
+        let mut durable = self.durable.range::<[u8], _>(range).peekable();
+        let mut volatile = self.volatile.range::<[u8], _>(range).peekable();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let (key, value) = match (durable.peek(), volatile.peek()) {
+                (None, None) => break,
+                (Some((dk, _)), Some((vk, _))) if dk < vk => {
+                    let (k, v) = durable.next().expect("peeked");
+                    (k, Some(v))
+                }
+                (Some((dk, _)), Some((vk, _))) if dk == vk => {
+                    durable.next();
+                    let (k, v) = volatile.next().expect("peeked");
+                    (k, v.as_ref())
+                }
+                (Some(_), None) => {
+                    let (k, v) = durable.next().expect("peeked");
+                    (k, Some(v))
+                }
+                _ => {
+                    let (k, v) = volatile.next().expect("peeked");
+                    (k, v.as_ref())
+                }
+            };
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if let Some(value) = value {
+                out.push((key.clone(), value.clone()));
+            }
+        }
+        Ok(out)
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
@@ -180,6 +215,32 @@ mod tests {
         s.crash();
         assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(s.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn scan_sees_unsynced_writes_and_deletes_over_synced_ones() {
+        let mut s = MemStore::new(Durability::GroupCommit);
+        for k in [&b"pa"[..], b"pb", b"pc", b"q"] {
+            s.put(k, b"old").unwrap();
+        }
+        s.sync().unwrap();
+        s.delete(b"pb").unwrap();
+        s.put(b"pc", b"new").unwrap();
+        s.put(b"pd", b"new").unwrap();
+        assert_eq!(
+            s.scan(b"p", None, 10).unwrap(),
+            [
+                (b"pa".to_vec(), b"old".to_vec()),
+                (b"pc".to_vec(), b"new".to_vec()),
+                (b"pd".to_vec(), b"new".to_vec()),
+            ]
+        );
+        assert_eq!(
+            s.scan(b"p", Some(b"pa"), 1).unwrap(),
+            [(b"pc".to_vec(), b"new".to_vec())]
+        );
+        assert_eq!(s.scan(b"p", Some(b"a"), 1).unwrap()[0].0, b"pa");
+        assert!(s.scan(b"p", Some(b"pd"), 10).unwrap().is_empty());
     }
 
     #[test]

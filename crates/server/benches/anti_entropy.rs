@@ -39,6 +39,8 @@ impl Traffic {
 
 fn aae_kind(message: &Message) -> Option<&'static str> {
     match message {
+        Message::AaeRoot { .. } => Some("AaeRoot"),
+        Message::AaeRootDiffers { .. } => Some("AaeRootDiffers"),
         Message::AaeMids { .. } => Some("AaeMids"),
         Message::AaeLeaves { .. } => Some("AaeLeaves"),
         Message::AaeKeys { .. } => Some("AaeKeys"),

@@ -283,6 +283,18 @@ pub enum Message {
     Gossip {
         members: Vec<MemberDigest>,
     },
+    /// Anti-entropy, step 0 (initiator → peer): the partition's root hash. Equal roots end the
+    /// exchange with an empty `AaeLeaves`; different ones get `AaeRootDiffers`.
+    AaeRoot {
+        xid: u64,
+        partition: u32,
+        root: u64,
+    },
+    /// Step 0 answer (peer → initiator): the roots differ; send the middle hashes.
+    AaeRootDiffers {
+        xid: u64,
+        partition: u32,
+    },
     /// Anti-entropy, step 1 (initiator → peer): the partition's middle-level tree hashes.
     AaeMids {
         xid: u64,
