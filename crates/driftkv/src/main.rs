@@ -2,6 +2,7 @@
 
 mod client;
 mod demo;
+mod sim;
 mod tour;
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ enum Command {
     Del(client::DelArgs),
     /// Shows the cluster as one node sees it.
     Status(client::StatusArgs),
+    /// Runs the deterministic simulator (the consistency lab) on a scenario file and writes a
+    /// report: text, JSON and SVG plots.
+    Sim(sim::SimArgs),
     /// Makes a node leave the cluster: it hands its partitions to their new owners, then exits.
     Leave(client::StatusArgs),
 }
@@ -151,6 +155,7 @@ fn main() -> anyhow::Result<()> {
         Command::Get(a) => runtime()?.block_on(client::get(a)),
         Command::Del(a) => runtime()?.block_on(client::del(a)),
         Command::Status(a) => runtime()?.block_on(client::status(a)),
+        Command::Sim(a) => sim::run(a),
         Command::Leave(a) => runtime()?.block_on(client::leave(a)),
     }
 }

@@ -1,0 +1,328 @@
+//! `driftkv sim`: runs the deterministic simulator on a scenario file and writes its report
+//! (text, JSON, SVG plots); `--seeds A..B` sweeps seeds, `--sweep` compares every R/W.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use driftkv_sim::{Progress, Report, Scenario, SweepRow};
+
+#[derive(Args)]
+pub struct SimArgs {
+    /// The scenario file (TOML); see scenarios/ for examples.
+    scenario: PathBuf,
+    /// Directory for report.txt, report.json and the plots (created if missing). Without it
+    /// the text report goes to stdout only.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replaces the scenario's seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Runs every seed of an inclusive range (`1..1000` is seeds 1 to 1000) in parallel and
+    /// lists the seeds whose checks failed, each with the command that replays it.
+    #[arg(long, value_name = "A..B")]
+    seeds: Option<String>,
+    /// Runs every R and W from 1 to N and prints a comparison table.
+    #[arg(long, conflicts_with = "seeds")]
+    sweep: bool,
+    /// Replaces the scenario's read quorum (one, quorum, all or a number).
+    #[arg(long)]
+    r: Option<String>,
+    /// Replaces the scenario's write quorum.
+    #[arg(long)]
+    w: Option<String>,
+    /// Worker threads for --seeds and --sweep (default: the machine's cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// No progress indicator on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_seeds(text: &str) -> anyhow::Result<(u64, u64)> {
+    let (a, b) = text
+        .split_once("..=")
+        .or_else(|| text.split_once(".."))
+        .with_context(|| format!("--seeds takes a range A..B, got {text:?}"))?;
+    let a: u64 = a.trim().parse().context("--seeds: start is not a number")?;
+    let b: u64 = b.trim().parse().context("--seeds: end is not a number")?;
+    if b < a {
+        bail!("--seeds: the range {a}..{b} is empty");
+    }
+    Ok((a, b))
+}
+
+/// A one-line progress indicator on stderr, redrawn at most every 200 ms, only on a terminal.
+struct Indicator {
+    enabled: bool,
+    last: Instant,
+    label: String,
+}
+
+impl Indicator {
+    fn new(quiet: bool, label: String) -> Indicator {
+        Indicator {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            last: Instant::now(),
+            label,
+        }
+    }
+
+    fn update(&mut self, p: &Progress) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let phase = if p.virtual_ms < 0.0 {
+            "warming up".to_string()
+        } else if p.virtual_ms < p.traffic_ms {
+            format!("traffic {:.0}%", 100.0 * p.virtual_ms / p.traffic_ms)
+        } else {
+            format!("settling {:.1} s", (p.virtual_ms - p.traffic_ms) / 1000.0)
+        };
+        eprint!(
+            "\r\x1b[K{}: {phase}, virtual {:.1} s, {} events, {} messages",
+            self.label,
+            p.virtual_ms / 1000.0,
+            p.events,
+            p.messages
+        );
+    }
+
+    fn done(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn write_report(dir: &Path, report: &Report) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    std::fs::write(dir.join("report.txt"), report.to_text())?;
+    std::fs::write(dir.join("report.json"), report.to_json())?;
+    for (name, svg) in report.plots() {
+        std::fs::write(dir.join(name), svg)?;
+    }
+    Ok(())
+}
+
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.scenario)
+        .with_context(|| format!("cannot read scenario {}", args.scenario.display()))?;
+    let mut scenario = Scenario::from_toml(&text)
+        .with_context(|| format!("in scenario {}", args.scenario.display()))?;
+    if scenario.name.is_empty() {
+        scenario.name = args
+            .scenario
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    if args.r.is_some() || args.w.is_some() {
+        let r = args.r.clone().unwrap_or(scenario.r.clone());
+        let w = args.w.clone().unwrap_or(scenario.w.clone());
+        scenario = driftkv_sim::with_levels(&scenario, &r, &w);
+        scenario
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("--r/--w")?;
+    }
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if let Some(range) = &args.seeds {
+        return run_seeds(&args, &scenario, parse_seeds(range)?, jobs);
+    }
+    if args.sweep {
+        return run_sweep(&args, &scenario, jobs);
+    }
+    let mut indicator = Indicator::new(args.quiet, format!("sim {}", scenario.name));
+    let started = Instant::now();
+    let report = driftkv_sim::run_with_progress(&scenario, &mut |p| indicator.update(p));
+    indicator.done();
+    print!("{}", report.to_text());
+    if let Some(dir) = &args.out {
+        write_report(dir, &report)?;
+        println!("report written to {}", dir.display());
+    }
+    eprintln!(
+        "simulated {} events in {:.2} s of wall time",
+        report.events,
+        started.elapsed().as_secs_f64()
+    );
+    if !report.passed() {
+        for (check, failure) in report.failures() {
+            eprintln!("check {check} failed: {failure}");
+        }
+        bail!(
+            "checks failed for seed {}; replay with: driftkv sim {} --seed {}",
+            scenario.seed,
+            args.scenario.display(),
+            scenario.seed
+        );
+    }
+    Ok(())
+}
+
+/// Runs `count` jobs on `jobs` threads; results come back in job order (deterministic output).
+fn parallel<T: Send>(count: usize, jobs: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, count.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let result = work(i);
+                    results.lock().expect("no worker panics holding it")[i] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("workers are done")
+        .into_iter()
+        .map(|r| r.expect("every job ran"))
+        .collect()
+}
+
+fn run_seeds(
+    args: &SimArgs,
+    scenario: &Scenario,
+    (first, last): (u64, u64),
+    jobs: usize,
+) -> anyhow::Result<()> {
+    let count = (last - first + 1) as usize;
+    let done = AtomicUsize::new(0);
+    let failed_so_far = AtomicUsize::new(0);
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let results = parallel(count, jobs, |i| {
+        let seed = first + i as u64;
+        let mut s = scenario.clone();
+        s.seed = seed;
+        // A panic in the core is a finding too: report it with its seed.
+        let outcome = std::panic::catch_unwind(|| driftkv_sim::run(&s));
+        let result = match outcome {
+            Ok(report) if report.passed() => None,
+            Ok(report) => Some(
+                report
+                    .failures()
+                    .iter()
+                    .map(|(c, f)| format!("{c}: {f}"))
+                    .collect::<Vec<_>>()
+                    .join("\n    "),
+            ),
+            Err(panic) => Some(format!(
+                "panicked: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
+        };
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        let f = failed_so_far.fetch_add(result.is_some() as usize, Ordering::Relaxed)
+            + result.is_some() as usize;
+        if show {
+            eprint!("\r\x1b[Kseeds: {n}/{count} run, {f} failed");
+        }
+        result
+    });
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let failures: Vec<(u64, &String)> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|f| (first + i as u64, f)))
+        .collect();
+    for (seed, failure) in &failures {
+        println!("seed {seed} FAILED:\n    {failure}");
+        println!(
+            "    replay: driftkv sim {} --seed {seed} --out sim-seed-{seed}",
+            args.scenario.display()
+        );
+    }
+    println!(
+        "{} seeds ({first}..={last}) of {}: {} passed, {} failed, in {:.1} s",
+        count,
+        scenario.name,
+        count - failures.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failures.is_empty() {
+        bail!("{} seeds failed their checks", failures.len());
+    }
+    Ok(())
+}
+
+fn run_sweep(args: &SimArgs, scenario: &Scenario, jobs: usize) -> anyhow::Result<()> {
+    let levels = driftkv_sim::sweep_levels(scenario);
+    let done = AtomicUsize::new(0);
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let reports = parallel(levels.len(), jobs, |i| {
+        let (r, w) = &levels[i];
+        let report = driftkv_sim::run(&driftkv_sim::with_levels(scenario, r, w));
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if show {
+            eprint!("\r\x1b[Ksweep: {n}/{} runs done", levels.len());
+        }
+        report
+    });
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let rows: Vec<SweepRow> = levels
+        .into_iter()
+        .zip(reports)
+        .map(|((r, w), report)| SweepRow { r, w, report })
+        .collect();
+    let n = scenario.n.min(scenario.nodes);
+    let table = driftkv_sim::sweep_table(n, &rows);
+    println!(
+        "R/W sweep of {} (seed {}): P@t is the probability that a read t ms after a write's acknowledgement returns it",
+        scenario.name, scenario.seed
+    );
+    print!("{table}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        std::fs::write(dir.join("sweep.txt"), &table)?;
+        std::fs::write(
+            dir.join("t_visibility_sweep.svg"),
+            driftkv_sim::report::sweep_plot(&rows),
+        )?;
+        for row in &rows {
+            let sub = dir.join(format!("r{}-w{}", row.r, row.w));
+            write_report(&sub, &row.report)?;
+        }
+        println!("sweep written to {}", dir.display());
+    }
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|row| !row.report.passed())
+        .map(|row| format!("R={} W={}", row.r, row.w))
+        .collect();
+    if !failed.is_empty() {
+        let _ = std::io::stdout().flush();
+        bail!("checks failed for {}", failed.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! `driftkv sim` as a user runs it: the report files and their contract keys, byte-identical
+//! reruns, a failing check that exits non-zero naming the seed, seed ranges and R/W sweeps.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SMALL: &str = r#"
+name = "cli"
+duration_ms = 800
+warmup_ms = 1000
+nodes = 3
+r = "one"
+w = "one"
+partitions = 16
+
+[delays]
+write = { mix = [ { weight = 0.9, pareto = { scale_ms = 0.2, shape = 10.0 } }, { weight = 0.1, exponential = { rate_per_ms = 1.5 } } ] }
+
+[workload]
+rate_per_s = 200
+keys = 10
+mix = { get = 0.5, put = 0.3, counter_add = 0.1, set_add = 0.1 }
+
+[visibility]
+t_ms = [0, 1, 10]
+trials = 5
+setup_gap_ms = 200
+"#;
+
+fn driftkv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_driftkv"))
+        .args(args)
+        .output()
+        .expect("the driftkv binary runs")
+}
+
+fn write_scenario(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn sim_writes_a_deterministic_report_with_the_contract_keys_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(dir.path(), "small.toml", SMALL);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let run = driftkv(&["sim", &scenario, "--out", out.to_str().unwrap()]);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        assert!(text(&run.stdout).contains("t-visibility"));
+    }
+    let json_a = std::fs::read(a.join("report.json")).unwrap();
+    assert_eq!(json_a, std::fs::read(b.join("report.json")).unwrap());
+    let report: serde_json::Value = serde_json::from_slice(&json_a).unwrap();
+    for key in [
+        "t_visibility",
+        "inconsistency_window_ms",
+        "stale_read_ratio",
+        "read_latency_ms",
+        "write_latency_ms",
+        "checks",
+    ] {
+        assert!(report.get(key).is_some(), "report.json lacks {key}");
+    }
+    let checks = report["checks"].as_object().unwrap();
+    assert!(!checks.is_empty() && checks.values().all(|v| v == "pass"));
+    assert_eq!(report["t_visibility"].as_array().unwrap().len(), 3);
+    assert!(a.join("report.txt").exists());
+    let svg = std::fs::read_to_string(a.join("t_visibility.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+}
+
+#[test]
+fn a_failing_check_exits_non_zero_and_names_the_seed_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every replica loses its unsynced data at once under durability "none".
+    let doomed = format!(
+        "{SMALL}\n[[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n1\"\n[[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n2\"\n[[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n3\"\n"
+    )
+    .replace("partitions = 16", "partitions = 16\ndurability = \"none\"\nseed = 77");
+    let scenario = write_scenario(dir.path(), "doomed.toml", &doomed);
+    let run = driftkv(&["sim", &scenario]);
+    assert!(!run.status.success());
+    let err = text(&run.stderr);
+    assert!(err.contains("seed 77"), "{err}");
+    assert!(
+        err.contains("--seed 77"),
+        "the replay command is printed: {err}"
+    );
+    assert!(text(&run.stdout).contains("FAIL (seed 77)"));
+}
+
+#[test]
+fn seed_ranges_and_sweeps_run_and_summarise() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(dir.path(), "small.toml", SMALL);
+    let run = driftkv(&["sim", &scenario, "--seeds", "1..3", "--quiet"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains("3 seeds (1..=3) of cli: 3 passed, 0 failed"),
+        "{}",
+        text(&run.stdout)
+    );
+    let two = SMALL.replace("nodes = 3", "nodes = 2\nn = 2");
+    let scenario = write_scenario(dir.path(), "two.toml", &two);
+    let out = dir.path().join("sweep");
+    let run = driftkv(&[
+        "sim",
+        &scenario,
+        "--sweep",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let table = text(&run.stdout);
+    let rows = table
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(rows, 4, "one row per (R, W) with N = 2:\n{table}");
+    assert!(out.join("t_visibility_sweep.svg").exists());
+    assert!(out.join("r2-w2").join("report.json").exists());
+}
+
+#[test]
+fn a_bad_scenario_is_refused_with_the_field_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(dir.path(), "bad.toml", "duration_ms = 10\nr = \"most\"\n");
+    let run = driftkv(&["sim", &scenario]);
+    assert!(!run.status.success());
+    let err = text(&run.stderr);
+    assert!(err.contains("bad.toml") && err.contains("r:"), "{err}");
+}

@@ -1,0 +1,330 @@
+//! What the clients did and what the simulator saw the nodes do: the oracle the checkers judge
+//! the final state against.
+//!
+//! Every register write carries a unique value, so a value found in a replica names its write.
+//! When a node coordinates a write the simulator reads the node's own copy right after
+//! `Node::handle` and records the write's dot and the context the coordinator held: that is how
+//! the checkers know which writes saw which.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use driftkv_causal::{ConflictMode, Dot, Timestamp, VersionVector};
+use driftkv_wire::Key;
+
+/// How a client operation ended, as the client saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent, no answer yet.
+    Pending,
+    /// Acknowledged: the client was told it succeeded.
+    Acked,
+    /// The node answered with an error (the write may or may not have landed somewhere).
+    Failed(String),
+    /// The client gave up waiting (the write may or may not have landed).
+    TimedOut,
+}
+
+/// The kind of data a key holds in the simulation (each key is used for one kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Register(ConflictMode),
+    Counter,
+    Set,
+    /// A t-visibility trial's register (siblings mode, written once).
+    Probe,
+}
+
+impl KeyKind {
+    pub fn mode(self) -> ConflictMode {
+        match self {
+            KeyKind::Register(mode) => mode,
+            _ => ConflictMode::Siblings,
+        }
+    }
+
+    pub fn is_register(self) -> bool {
+        matches!(self, KeyKind::Register(_) | KeyKind::Probe)
+    }
+}
+
+/// One node applying a client write as its coordinator. Normally once per write; twice if the
+/// network duplicated the request on its way (a `Forward` delivered twice).
+#[derive(Clone, Debug)]
+pub struct Coordination {
+    pub node: usize,
+    pub at_us: u64,
+    /// The new dot (registers and set adds; `None` for a set remove).
+    pub dot: Option<Dot>,
+    /// The coordinator's context right after the write: everything the write had seen.
+    pub context_after: VersionVector,
+    /// A register write's hybrid-logical-clock timestamp (what lww orders by).
+    pub timestamp: Option<Timestamp>,
+    /// The coordinator crashed before syncing it: the write never left the node and is gone
+    /// (and its dot may be issued again, harmlessly, since nobody saw it).
+    pub void: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyRec {
+    pub key: Key,
+    pub kind: KeyKind,
+    /// The key's N primaries on the (fixed) ring.
+    pub primaries: Vec<usize>,
+    /// Dots of writes acknowledged so far (for stale reads).
+    pub frontier: VersionVector,
+    /// Tracked versions (indices into `History::versions`) some primary does not hold yet.
+    pub open: Vec<usize>,
+}
+
+/// A register write (`Put`), by its unique value.
+#[derive(Clone, Debug)]
+pub struct WriteRec {
+    pub key: usize,
+    pub value: Bytes,
+    /// The causal context the client sent (what it had read).
+    pub context_in: VersionVector,
+    pub issued_us: u64,
+    pub outcome: Outcome,
+    pub acked_us: Option<u64>,
+    pub coordinations: Vec<Coordination>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SetOpRec {
+    pub key: usize,
+    pub member: Bytes,
+    pub add: bool,
+    pub outcome: Outcome,
+    pub coordinations: Vec<Coordination>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CounterOpRec {
+    pub key: usize,
+    pub delta: i64,
+    pub outcome: Outcome,
+    /// Each time a coordinator applied it (more than once only if the request was duplicated).
+    pub applied_by: Vec<CounterApply>,
+}
+
+impl CounterOpRec {
+    /// Applications that were not lost in a crash before their sync.
+    pub fn applied(&self) -> usize {
+        self.applied_by.iter().filter(|a| !a.void).count()
+    }
+}
+
+/// A coordinator applying a counter delta under its actor (node and incarnation).
+#[derive(Clone, Debug)]
+pub struct CounterApply {
+    pub node: usize,
+    pub incarnation: u32,
+    pub at_us: u64,
+    pub void: bool,
+}
+
+/// A version (a dot of one key) whose spread to every primary is being timed.
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub key: usize,
+    pub dot: Dot,
+    pub created_us: u64,
+    pub acked_us: Option<u64>,
+    /// Primaries that do not hold it yet.
+    pub missing: Vec<usize>,
+    /// When the last primary got it.
+    pub everywhere_us: Option<u64>,
+    /// Lost with its coordinator before any other node saw it.
+    pub void: bool,
+}
+
+/// Which history record a client request (or a forwarded copy of it) belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistRef {
+    Write(usize),
+    SetOp(usize),
+    CounterOp(usize),
+}
+
+/// A problem noticed while the run was going (a read that returned something impossible).
+#[derive(Clone, Debug)]
+pub struct Anomaly {
+    pub check: &'static str,
+    pub at_us: u64,
+    pub what: String,
+}
+
+#[derive(Default)]
+pub struct History {
+    pub keys: Vec<KeyRec>,
+    pub key_index: BTreeMap<Key, usize>,
+    pub writes: Vec<WriteRec>,
+    pub write_by_value: BTreeMap<Bytes, usize>,
+    pub set_ops: Vec<SetOpRec>,
+    pub counter_ops: Vec<CounterOpRec>,
+    pub versions: Vec<Version>,
+    /// Versions created by each write (for acknowledgement times).
+    pub versions_of_write: BTreeMap<usize, Vec<usize>>,
+    pub versions_of_set_op: BTreeMap<usize, Vec<usize>>,
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Anomalies kept at most per check: enough to diagnose, bounded for long runs.
+pub const ANOMALIES_PER_CHECK_MAX: usize = 20;
+
+impl History {
+    pub fn key_slot(&mut self, key: &Key, kind: KeyKind, primaries: Vec<usize>) -> usize {
+        if let Some(&slot) = self.key_index.get(key) {
+            return slot;
+        }
+        let slot = self.keys.len();
+        self.keys.push(KeyRec {
+            key: key.clone(),
+            kind,
+            primaries,
+            frontier: VersionVector::new(),
+            open: Vec::new(),
+        });
+        self.key_index.insert(key.clone(), slot);
+        slot
+    }
+
+    /// A coordination lost in a crash before its node synced: void it and stop timing it.
+    pub fn void_coordination(&mut self, h: HistRef, index: usize) {
+        let version = match h {
+            HistRef::Write(w) => {
+                self.writes[w].coordinations[index].void = true;
+                self.versions_of_write
+                    .get(&w)
+                    .and_then(|v| v.get(index))
+                    .copied()
+            }
+            HistRef::SetOp(s) => {
+                let op = &mut self.set_ops[s];
+                op.coordinations[index].void = true;
+                // Only adds are timed; their versions follow their coordinations in order.
+                let adds_before = op.coordinations[..index]
+                    .iter()
+                    .filter(|c| c.dot.is_some())
+                    .count();
+                if op.coordinations[index].dot.is_some() {
+                    self.versions_of_set_op
+                        .get(&s)
+                        .and_then(|v| v.get(adds_before))
+                        .copied()
+                } else {
+                    None
+                }
+            }
+            HistRef::CounterOp(c) => {
+                self.counter_ops[c].applied_by[index].void = true;
+                None
+            }
+        };
+        if let Some(v) = version {
+            self.versions[v].void = true;
+            let key = self.versions[v].key;
+            self.keys[key].open.retain(|id| *id != v);
+        }
+    }
+
+    pub fn anomaly(&mut self, check: &'static str, at_us: u64, what: String) {
+        let seen = self.anomalies.iter().filter(|a| a.check == check).count();
+        if seen < ANOMALIES_PER_CHECK_MAX {
+            self.anomalies.push(Anomaly { check, at_us, what });
+        } else if seen == ANOMALIES_PER_CHECK_MAX {
+            self.anomalies.push(Anomaly {
+                check,
+                at_us,
+                what: "(further anomalies of this check not listed)".into(),
+            });
+        }
+    }
+
+    /// Starts timing a new version's spread; `holder` (the coordinator) already has it.
+    pub fn track(&mut self, key: usize, dot: Dot, holder: usize, now_us: u64) -> usize {
+        let missing: Vec<usize> = self.keys[key]
+            .primaries
+            .iter()
+            .copied()
+            .filter(|p| *p != holder)
+            .collect();
+        let id = self.versions.len();
+        let everywhere = missing.is_empty().then_some(now_us);
+        self.versions.push(Version {
+            key,
+            dot,
+            created_us: now_us,
+            acked_us: None,
+            missing,
+            everywhere_us: everywhere,
+            void: false,
+        });
+        if everywhere.is_none() {
+            self.keys[key].open.push(id);
+        }
+        id
+    }
+
+    /// `node` holds `context` for `key` now: marks the versions it covers.
+    pub fn observe_copy(&mut self, key: usize, node: usize, context: &VersionVector, now_us: u64) {
+        let open = std::mem::take(&mut self.keys[key].open);
+        let mut still = Vec::with_capacity(open.len());
+        for id in open {
+            let v = &mut self.versions[id];
+            if context.contains(&v.dot) {
+                v.missing.retain(|p| *p != node);
+            }
+            if v.missing.is_empty() {
+                v.everywhere_us = Some(now_us);
+            } else {
+                still.push(id);
+            }
+        }
+        self.keys[key].open = still;
+    }
+
+    /// Whether `node` is a primary of `key` still missing a version being timed: only then is
+    /// its copy worth loading after it handled something.
+    pub fn node_lacks_open_version(&self, key: usize, node: usize) -> bool {
+        self.keys[key]
+            .open
+            .iter()
+            .any(|id| self.versions[*id].missing.contains(&node))
+    }
+
+    /// Why writes `a` and `b` must not be siblings, if they must not: one write's client had
+    /// read every dot of the other, so it replaced it. `None` when they are concurrent.
+    pub fn saw_each_other(&self, a: usize, b: usize) -> Option<String> {
+        let covers = |x: usize, y: usize| {
+            let dots: Vec<&Dot> = self.writes[y]
+                .coordinations
+                .iter()
+                .filter(|c| !c.void)
+                .filter_map(|c| c.dot.as_ref())
+                .collect();
+            !dots.is_empty() && dots.iter().all(|d| self.writes[x].context_in.contains(d))
+        };
+        let name = |w: usize| String::from_utf8_lossy(&self.writes[w].value).into_owned();
+        if covers(b, a) {
+            Some(format!(
+                "{:?} and {:?}, but the write of {:?} had read {:?}",
+                name(a),
+                name(b),
+                name(b),
+                name(a)
+            ))
+        } else if covers(a, b) {
+            Some(format!(
+                "{:?} and {:?}, but the write of {:?} had read {:?}",
+                name(a),
+                name(b),
+                name(a),
+                name(b)
+            ))
+        } else {
+            None
+        }
+    }
+}

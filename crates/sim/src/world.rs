@@ -1,0 +1,2021 @@
+//! The event loop: N production nodes (`driftkv_core::Node` over `MemStore`), a network of
+//! delayed, lost, duplicated and cut messages, clients, faults and virtual time.
+//!
+//! One run is a pure function of its scenario and seed. Events sit in a min-heap ordered by
+//! (virtual time in microseconds, sequence number), so ties break by scheduling order; every
+//! random draw comes from seeded streams; every map is ordered. Nothing reads the host clock.
+//!
+//! Each node runs the caller's loop the core asks for: `Node::handle`, then `Store::sync`, then
+//! the outputs leave. With a disk-sync delay the sync takes virtual time: outputs wait for it
+//! (group commit), and a crash before it completes loses those writes and their messages.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use bytes::Bytes;
+use driftkv_causal::{Actor, ConflictMode, Dot, VersionVector};
+use driftkv_core::{
+    BucketProps, ClientId, Input, MemStore, Node, NodeConfig, Output, Stats, Store,
+};
+use driftkv_ring::{NodeId, Ring, RingConfig};
+use driftkv_wire::{Key, MemberInfo, MemberState, Message, Object, Quorum, Reply, ReqId, Request};
+
+use crate::dist::Delay;
+use crate::history::{Coordination, HistRef, History, KeyKind, Outcome, SetOpRec, WriteRec};
+use crate::rng::Rng;
+use crate::scenario::{CoordinatorChoice, MembershipMode, Scenario};
+use crate::workload::{KeyChooser, KindChooser, OpKind};
+
+/// Node clocks read this many milliseconds at virtual time zero (plus their skew): a
+/// realistic epoch, so HLC timestamps look like the real thing.
+pub const EPOCH_MS: u64 = 1_700_000_000_000;
+/// Events one run may process at most: a protocol that never goes quiet ends the run with a
+/// failed check instead of hanging it.
+pub const EVENTS_MAX: u64 = 500_000_000;
+/// Forwards are remembered for this many client timeouts (then no copy can be in flight).
+pub const FORWARD_MEMORY_TIMEOUTS: u64 = 4;
+/// How often (in events) the progress callback is called.
+pub const PROGRESS_EVERY_EVENTS: u64 = 1 << 14;
+
+/// Where a run is, for a progress indicator.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Virtual milliseconds since traffic started (negative during warm-up).
+    pub virtual_ms: f64,
+    /// Virtual milliseconds at which traffic stops.
+    pub traffic_ms: f64,
+    /// The latest the run can end (traffic plus the settle bound).
+    pub end_ms_max: f64,
+    pub events: u64,
+    pub messages: u64,
+}
+
+struct Scheduled {
+    at_us: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.seq) == (other.at_us, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at_us, self.seq).cmp(&(other.at_us, other.seq))
+    }
+}
+
+enum Event {
+    Tick(usize),
+    Deliver {
+        from: usize,
+        to: usize,
+        from_epoch: u64,
+        to_epoch: u64,
+        message: Message,
+    },
+    AtNode {
+        node: usize,
+        client: ClientId,
+        request: Request,
+    },
+    AtClient {
+        client: ClientId,
+        reply: Reply,
+    },
+    ClientTimeout(ClientId),
+    SyncDone {
+        node: usize,
+        epoch: u64,
+    },
+    Arrival,
+    ProbeStart(usize),
+    ProbeWrite(usize),
+    ProbeRead(usize),
+    FaultStart(usize),
+    FaultEnd(usize),
+    TrafficEnd,
+    ReadSweep,
+    Poll,
+}
+
+/// The delay class of a node-to-node message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Write,
+    Ack,
+    ReadRequest,
+    ReadResponse,
+    Gossip,
+    AntiEntropy,
+}
+
+fn class_of(m: &Message) -> Class {
+    match m {
+        Message::Forward { .. }
+        | Message::ReplicaWrite { .. }
+        | Message::Repair { .. }
+        | Message::Purge { .. } => Class::Write,
+        Message::ForwardReply { .. }
+        | Message::ReplicaWriteAck { .. }
+        | Message::TransferAck { .. } => Class::Ack,
+        Message::ReplicaRead { .. } => Class::ReadRequest,
+        Message::ReplicaReadReply { .. } => Class::ReadResponse,
+        Message::Gossip { .. } => Class::Gossip,
+        Message::AaeRoot { .. }
+        | Message::AaeRootDiffers { .. }
+        | Message::AaeMids { .. }
+        | Message::AaeLeaves { .. }
+        | Message::AaeKeys { .. }
+        | Message::AaeSync { .. }
+        | Message::AaeObjects { .. }
+        | Message::Transfer { .. } => Class::AntiEntropy,
+    }
+}
+
+pub fn message_name(m: &Message) -> &'static str {
+    match m {
+        Message::Forward { .. } => "forward",
+        Message::ForwardReply { .. } => "forward_reply",
+        Message::ReplicaWrite { .. } => "replica_write",
+        Message::ReplicaWriteAck { .. } => "replica_write_ack",
+        Message::ReplicaRead { .. } => "replica_read",
+        Message::ReplicaReadReply { .. } => "replica_read_reply",
+        Message::Repair { .. } => "repair",
+        Message::Gossip { .. } => "gossip",
+        Message::AaeRoot { .. } => "aae_root",
+        Message::AaeRootDiffers { .. } => "aae_root_differs",
+        Message::AaeMids { .. } => "aae_mids",
+        Message::AaeLeaves { .. } => "aae_leaves",
+        Message::AaeKeys { .. } => "aae_keys",
+        Message::AaeSync { .. } => "aae_sync",
+        Message::AaeObjects { .. } => "aae_objects",
+        Message::Purge { .. } => "purge",
+        Message::Transfer { .. } => "transfer",
+        Message::TransferAck { .. } => "transfer_ack",
+    }
+}
+
+/// What happened to the messages of one kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessageCounts {
+    pub sent: u64,
+    pub delivered: u64,
+    /// Lost to `network.loss` or a fault's loss.
+    pub lost: u64,
+    /// Dropped by a cut link (at send or while in flight).
+    pub cut: u64,
+    /// Arrived at a crashed node, or at one restarted since it was sent (its connection died).
+    pub to_down_node: u64,
+    /// Extra copies the network made.
+    pub duplicated: u64,
+}
+
+/// What happened to the client operations of one kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OpCounts {
+    pub issued: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+}
+
+/// Node counters summed over every node and every life of it (a restart resets a node's own).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeTotals {
+    pub reads: u64,
+    pub writes: u64,
+    pub forwarded: u64,
+    pub unavailable: u64,
+    pub stale_replicas_found: u64,
+    pub read_repairs_sent: u64,
+    pub conflicts: u64,
+    pub lww_discarded: u64,
+    pub sibling_reads: u64,
+    pub hints_stored: u64,
+    pub hints_delivered: u64,
+    pub hints_expired: u64,
+    pub hints_refused: u64,
+    pub aae_exchanges: u64,
+    pub aae_keys_repaired: u64,
+    pub aae_bytes_sent: u64,
+    pub keys_transferred: u64,
+    pub storage_errors: u64,
+    pub bad_messages: u64,
+}
+
+impl NodeTotals {
+    fn add(&mut self, s: &Stats) {
+        self.reads += s.reads;
+        self.writes += s.writes;
+        self.forwarded += s.forwarded;
+        self.unavailable += s.unavailable;
+        self.stale_replicas_found += s.stale_replicas_found;
+        self.read_repairs_sent += s.read_repairs_sent;
+        self.conflicts += s.conflicts;
+        self.lww_discarded += s.lww_discarded;
+        self.sibling_reads += s.sibling_reads;
+        self.hints_stored += s.hints_stored;
+        self.hints_delivered += s.hints_delivered;
+        self.hints_expired += s.hints_expired;
+        self.hints_refused += s.hints_refused;
+        self.aae_exchanges += s.aae_exchanges;
+        self.aae_keys_repaired += s.aae_keys_repaired;
+        self.aae_bytes_sent += s.aae_bytes_sent;
+        self.keys_transferred += s.keys_transferred;
+        self.storage_errors += s.storage_errors;
+        self.bad_messages += s.bad_messages;
+    }
+}
+
+struct SimNode {
+    name: NodeId,
+    cfg: NodeConfig,
+    /// `None` while crashed.
+    node: Option<Node>,
+    store: MemStore,
+    /// Bumped on every crash: a message or sync scheduled for an earlier life is void.
+    epoch: u64,
+    /// The next fresh incarnation, should the node come back without its data.
+    next_incarnation: u32,
+    offset_us: f64,
+    drift: f64,
+    region: Option<String>,
+    /// Group commit: outputs waiting for the sync in flight, and those waiting for the next.
+    syncing: bool,
+    in_sync: Vec<Output>,
+    waiting: Vec<Output>,
+    /// Reads this node coordinates, by the request id of their replica reads: when a reply
+    /// comes (or the read expires) the read may repair this node's own copy of the key.
+    read_reqs: BTreeMap<ReqId, usize>,
+    /// The same reads by when they expire (virtual time), oldest first.
+    read_expiry: std::collections::VecDeque<(u64, ReqId)>,
+    /// Overlapping crash faults on this node; it restarts when the last one ends.
+    crash_depth: u32,
+    /// Client writes coordinated here since the last sync (`(record, coordination index)`):
+    /// a crash before the sync voids them.
+    unsynced: Vec<(HistRef, usize)>,
+}
+
+enum Stage {
+    /// A workload read (`get`, `counter_get`, `set_get`).
+    Read(OpKind),
+    /// The read of a read-modify-write: its context goes into the write that follows.
+    ReadForPut {
+        value: Bytes,
+    },
+    /// A workload write.
+    Write(OpKind),
+    /// A t-visibility trial's first version, which the measured write then replaces.
+    ProbeSetup(usize),
+    ProbeWrite(usize),
+    ProbeRead(usize),
+    /// The settle phase's read at R = all.
+    Sweep,
+}
+
+struct ClientOp {
+    stage: Stage,
+    key: usize,
+    node: usize,
+    sent_us: u64,
+    hist: Option<HistRef>,
+    /// For register reads: the dots acknowledged before the read was sent.
+    frontier: Option<VersionVector>,
+}
+
+/// One t-visibility trial: a first version of a fresh key, given time to reach every replica;
+/// then the measured write of a second version over it; then one read, exactly `t` after the
+/// second write was acknowledged. Stale means the read returned the first version (or nothing).
+pub struct Trial {
+    pub t_index: usize,
+    pub key: usize,
+    /// The measured (second) version's value.
+    pub value: Bytes,
+    /// The context the first version's write returned: the second write replaces it.
+    pub context: Option<VersionVector>,
+    /// `Some(true)`: the read returned the second version.
+    pub fresh: Option<bool>,
+}
+
+/// A fault with its window, nodes resolved to indices.
+#[derive(Clone, Debug)]
+pub struct PlannedFault {
+    pub at_us: u64,
+    pub until_us: u64,
+    pub kind: FaultKind,
+    pub label: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum FaultKind {
+    /// Directed links (from, to) cut.
+    Cut(Vec<(usize, usize)>),
+    Crash(usize),
+    Loss(f64),
+}
+
+/// Everything a finished run hands to the report.
+pub struct Outcomes {
+    pub hist: History,
+    pub trials: Vec<Trial>,
+    pub final_objects: Vec<Option<Object>>,
+    pub divergent: Vec<String>,
+    pub divergent_keys: usize,
+    pub converged_after_ms: Option<f64>,
+    pub settle_ms: f64,
+    pub read_latency_ms: Vec<f64>,
+    pub write_latency_ms: Vec<f64>,
+    pub register_reads: u64,
+    pub stale_reads: u64,
+    pub sibling_reads: u64,
+    pub siblings_max: usize,
+    pub ops: BTreeMap<&'static str, OpCounts>,
+    pub messages: BTreeMap<&'static str, MessageCounts>,
+    pub node_totals: NodeTotals,
+    pub hints_pending_at_end: usize,
+    pub events: u64,
+    pub events_overflow: bool,
+    pub log: Vec<(f64, String)>,
+    pub faults: Vec<PlannedFault>,
+}
+
+pub struct Sim<'a> {
+    sc: &'a Scenario,
+    now_us: u64,
+    t0_us: u64,
+    traffic_end_us: u64,
+    deadline_us: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<SimNode>,
+    ring: Ring,
+    r: Quorum,
+    w: Quorum,
+    immediate_sync: bool,
+    gossip_delay: Delay,
+    anti_entropy_delay: Delay,
+    cut: Vec<u32>,
+    extra_loss: f64,
+    faults_on: bool,
+    last_on_link: Vec<u64>,
+    faults: Vec<PlannedFault>,
+    rng_net: Rng,
+    rng_work: Rng,
+    rng_client: Rng,
+    rng_disk: Rng,
+    kinds: KindChooser,
+    key_chooser: KeyChooser,
+    clients: BTreeMap<ClientId, ClientOp>,
+    next_client: ClientId,
+    /// Client writes in flight as forwards, by (forwarding node, its life, request id), with
+    /// when they were forwarded; forgotten once no copy can still be in flight.
+    forwards: BTreeMap<(usize, u64, ReqId), HistRef>,
+    forwards_order: std::collections::VecDeque<(u64, (usize, u64, ReqId))>,
+    hist: History,
+    trials: Vec<Trial>,
+    read_latency_ms: Vec<f64>,
+    write_latency_ms: Vec<f64>,
+    register_reads: u64,
+    stale_reads: u64,
+    sibling_reads: u64,
+    siblings_max: usize,
+    ops: BTreeMap<&'static str, OpCounts>,
+    messages: BTreeMap<&'static str, MessageCounts>,
+    messages_delivered: u64,
+    retired: NodeTotals,
+    converged_since_us: Option<u64>,
+    sweep_pending: bool,
+    /// Client work scheduled for later (a trial's next step): the run is not quiet before it.
+    scheduled_client_work: u64,
+    finished: bool,
+    events: u64,
+    events_overflow: bool,
+    next_value: u64,
+    log: Vec<(f64, String)>,
+}
+
+fn us(ms: f64) -> u64 {
+    (ms * 1000.0).round().max(0.0) as u64
+}
+
+fn bucket_of(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Register(ConflictMode::Siblings) => "siblings",
+        KeyKind::Register(ConflictMode::Lww) => "lww",
+        KeyKind::Counter => "counters",
+        KeyKind::Set => "sets",
+        KeyKind::Probe => "probes",
+    }
+}
+
+impl<'a> Sim<'a> {
+    pub fn new(sc: &'a Scenario) -> Sim<'a> {
+        let names = sc.node_names();
+        let seed = sc.seed;
+        let ring_cfg = RingConfig {
+            partitions: sc.partitions,
+            n: sc.n,
+            ..RingConfig::default()
+        };
+        let ring = Ring::new(
+            ring_cfg.clone(),
+            names.iter().map(|n| NodeId::from(n.as_str())),
+        )
+        .expect("validated: the ring config is in range and there are members");
+        let mut rng_clock = Rng::stream(seed, "clocks");
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in &names {
+            let mut cfg = NodeConfig::new(name.as_str());
+            cfg.listen = format!("sim:{name}");
+            cfg.http = format!("sim-http:{name}");
+            if sc.membership == MembershipMode::Gossip {
+                cfg.seeds = names
+                    .iter()
+                    .filter(|n| *n != name)
+                    .map(|n| format!("sim:{n}"))
+                    .collect();
+            }
+            cfg.ring = ring_cfg.clone();
+            cfg.r = sc.quorum_r();
+            cfg.w = sc.quorum_w();
+            cfg.request_timeout_ms = sc.request_timeout_ms;
+            cfg.read_repair = sc.read_repair;
+            cfg.hinted_handoff = sc.hinted_handoff;
+            cfg.aae.enabled = sc.anti_entropy;
+            cfg.aae.interval_ms = sc.anti_entropy_interval_ms;
+            for (bucket, mode) in [
+                ("siblings", ConflictMode::Siblings),
+                ("lww", ConflictMode::Lww),
+            ] {
+                cfg.buckets.insert(
+                    Bytes::from_static(bucket.as_bytes()),
+                    BucketProps {
+                        mode,
+                        ..Default::default()
+                    },
+                );
+            }
+            let clock = sc.clocks.get(name).cloned().unwrap_or_default();
+            let skew = &sc.clock_skew;
+            let offset_ms = clock.offset_ms + (rng_clock.unit() * 2.0 - 1.0) * skew.offset_ms_max;
+            let drift_ppm = clock.drift_ppm + (rng_clock.unit() * 2.0 - 1.0) * skew.drift_ppm_max;
+            nodes.push(SimNode {
+                name: NodeId::from(name.as_str()),
+                cfg,
+                node: None,
+                store: MemStore::new(sc.durability_policy()),
+                epoch: 0,
+                next_incarnation: 0,
+                offset_us: offset_ms * 1000.0,
+                drift: drift_ppm / 1e6,
+                region: sc.regions.get(name).cloned(),
+                syncing: false,
+                in_sync: Vec::new(),
+                waiting: Vec::new(),
+                read_reqs: BTreeMap::new(),
+                read_expiry: std::collections::VecDeque::new(),
+                crash_depth: 0,
+                unsynced: Vec::new(),
+            });
+        }
+        let t0_us = sc.warmup_ms * 1000;
+        let traffic_end_us = t0_us + sc.duration_ms * 1000;
+        let count = nodes.len();
+        let mut sim = Sim {
+            sc,
+            now_us: 0,
+            t0_us,
+            traffic_end_us,
+            deadline_us: traffic_end_us + sc.settle.max_ms * 1000,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            ring,
+            r: sc.quorum_r(),
+            w: sc.quorum_w(),
+            immediate_sync: sc.delays.disk_sync == Delay::constant(0.0),
+            gossip_delay: sc.delays.gossip.clone().unwrap_or(sc.delays.write.clone()),
+            anti_entropy_delay: sc
+                .delays
+                .anti_entropy
+                .clone()
+                .unwrap_or(sc.delays.write.clone()),
+            cut: vec![0; count * count],
+            extra_loss: 0.0,
+            faults_on: true,
+            last_on_link: vec![0; count * count],
+            faults: Vec::new(),
+            rng_net: Rng::stream(seed, "network"),
+            rng_work: Rng::stream(seed, "workload"),
+            rng_client: Rng::stream(seed, "clients"),
+            rng_disk: Rng::stream(seed, "disk"),
+            kinds: KindChooser::new(&sc.workload.mix),
+            key_chooser: KeyChooser::new(sc.workload.keys, &sc.workload.popularity),
+            clients: BTreeMap::new(),
+            next_client: 1,
+            forwards: BTreeMap::new(),
+            forwards_order: std::collections::VecDeque::new(),
+            hist: History::default(),
+            trials: Vec::new(),
+            read_latency_ms: Vec::new(),
+            write_latency_ms: Vec::new(),
+            register_reads: 0,
+            stale_reads: 0,
+            sibling_reads: 0,
+            siblings_max: 0,
+            ops: BTreeMap::new(),
+            messages: BTreeMap::new(),
+            messages_delivered: 0,
+            retired: NodeTotals::default(),
+            converged_since_us: None,
+            sweep_pending: sc.settle.read_sweep,
+            scheduled_client_work: 0,
+            finished: false,
+            events: 0,
+            events_overflow: false,
+            next_value: 0,
+            log: Vec::new(),
+        };
+        sim.plan_faults();
+        sim
+    }
+
+    fn schedule(&mut self, at_us: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at_us,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    /// Virtual milliseconds since traffic started, for logs and reports.
+    fn rel_ms(&self, at_us: u64) -> f64 {
+        (at_us as f64 - self.t0_us as f64) / 1000.0
+    }
+
+    fn note(&mut self, what: String) {
+        let t = self.rel_ms(self.now_us);
+        self.log.push((t, what));
+    }
+
+    /// Resolves the scenario's faults and draws the chaos ones from the seed.
+    fn plan_faults(&mut self) {
+        let sc = self.sc;
+        let n = self.nodes.len();
+        let idx = |name: &String| sc.node_index(name).expect("validated");
+        let end_ms = sc.duration_ms;
+        for f in &sc.faults {
+            let until_ms = f.until_ms.unwrap_or(end_ms).min(end_ms);
+            let (kind, label) = if let Some(groups) = &f.split {
+                let mut group_of = vec![groups.len(); n];
+                for (g, names) in groups.iter().enumerate() {
+                    for name in names {
+                        group_of[idx(name)] = g;
+                    }
+                }
+                let mut links = Vec::new();
+                for a in 0..n {
+                    for b in 0..n {
+                        if group_of[a] != group_of[b] {
+                            links.push((a, b));
+                        }
+                    }
+                }
+                let text: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
+                (FaultKind::Cut(links), format!("split {}", text.join(" | ")))
+            } else if let Some(cut) = &f.cut {
+                let mut links = Vec::new();
+                for [a, b] in cut {
+                    links.push((idx(a), idx(b)));
+                    if !f.one_way {
+                        links.push((idx(b), idx(a)));
+                    }
+                }
+                let text: Vec<String> = cut
+                    .iter()
+                    .map(|[a, b]| format!("{a}{}{b}", if f.one_way { "->" } else { "<->" }))
+                    .collect();
+                (FaultKind::Cut(links), format!("cut {}", text.join(" ")))
+            } else if let Some(name) = &f.crash {
+                (FaultKind::Crash(idx(name)), format!("crash {name}"))
+            } else {
+                let p = f.loss.expect("validated: one kind");
+                (FaultKind::Loss(p), format!("loss {p}"))
+            };
+            self.faults.push(PlannedFault {
+                at_us: self.t0_us + f.at_ms * 1000,
+                until_us: self.t0_us + until_ms * 1000,
+                kind,
+                label,
+            });
+        }
+        let mut rng = Rng::stream(sc.seed, "chaos");
+        let window = |rng: &mut Rng| {
+            let at_ms = rng.unit() * end_ms as f64;
+            let len_ms = sc.chaos.fault_ms.sample(rng).max(1.0);
+            let until_ms = (at_ms + len_ms).min(end_ms as f64);
+            (us(at_ms), us(until_ms))
+        };
+        for _ in 0..sc.chaos.crashes {
+            let node = rng.index(n);
+            let (at, until) = window(&mut rng);
+            self.faults.push(PlannedFault {
+                at_us: self.t0_us + at,
+                until_us: self.t0_us + until.max(at + 1),
+                kind: FaultKind::Crash(node),
+                label: format!("crash n{} (chaos)", node + 1),
+            });
+        }
+        for _ in 0..sc.chaos.splits {
+            if n < 2 {
+                break;
+            }
+            let size = 1 + rng.index(((n - 1) / 2).max(1));
+            let mut members: Vec<usize> = (0..n).collect();
+            for i in 0..size {
+                let j = i + rng.index(n - i);
+                members.swap(i, j);
+            }
+            let minority = &members[..size];
+            let mut links = Vec::new();
+            for a in 0..n {
+                for b in 0..n {
+                    if minority.contains(&a) != minority.contains(&b) {
+                        links.push((a, b));
+                    }
+                }
+            }
+            let (at, until) = window(&mut rng);
+            let names: Vec<String> = minority.iter().map(|i| format!("n{}", i + 1)).collect();
+            self.faults.push(PlannedFault {
+                at_us: self.t0_us + at,
+                until_us: self.t0_us + until.max(at + 1),
+                kind: FaultKind::Cut(links),
+                label: format!("split off {} (chaos)", names.join(",")),
+            });
+        }
+    }
+
+    fn boot(&mut self, i: usize) {
+        let static_view = self.sc.membership == MembershipMode::Static;
+        let members: Vec<MemberInfo> = self
+            .nodes
+            .iter()
+            .map(|n| MemberInfo {
+                id: n.name.clone(),
+                listen: n.cfg.listen.clone(),
+                http: n.cfg.http.clone(),
+                state: MemberState::Up,
+            })
+            .collect();
+        let sn = &mut self.nodes[i];
+        // As the server does: the incarnation is kept in the store, and chosen fresh when the
+        // store has none (new, or lost to a crash under durability "none").
+        let key = driftkv_core::keys::meta_key("incarnation");
+        let kept = sn
+            .store
+            .get(&key)
+            .ok()
+            .flatten()
+            .and_then(|raw| <[u8; 4]>::try_from(raw.as_slice()).ok())
+            .map(u32::from_be_bytes);
+        let incarnation = match kept {
+            Some(i) => i,
+            None => {
+                let fresh = sn.next_incarnation;
+                sn.store
+                    .put(&key, &fresh.to_be_bytes())
+                    .expect("MemStore never fails");
+                fresh
+            }
+        };
+        sn.next_incarnation = sn.next_incarnation.max(incarnation + 1);
+        sn.cfg.incarnation = incarnation;
+        let mut node =
+            Node::open(sn.cfg.clone(), &mut sn.store).expect("a MemStore the node wrote opens");
+        if static_view {
+            node.set_members(members);
+        }
+        sn.store.sync().expect("MemStore never fails");
+        sn.node = Some(node);
+    }
+
+    fn crash(&mut self, i: usize) {
+        let sn = &mut self.nodes[i];
+        if let Some(node) = sn.node.take() {
+            self.retired.add(node.stats());
+        }
+        sn.store.crash();
+        let unsynced = std::mem::take(&mut sn.unsynced);
+        // Under durability "none" nothing is ever synced, yet outputs do leave: those writes
+        // may live on elsewhere (and the node comes back under a new incarnation).
+        if self.sc.durability_policy() != driftkv_core::Durability::None {
+            for (h, index) in unsynced {
+                self.hist.void_coordination(h, index);
+            }
+        }
+        let sn = &mut self.nodes[i];
+        sn.epoch += 1;
+        sn.syncing = false;
+        sn.in_sync.clear();
+        sn.waiting.clear();
+        sn.read_reqs.clear();
+        sn.read_expiry.clear();
+        let name = sn.name.to_string();
+        self.note(format!("{name} crashed"));
+    }
+
+    fn restart(&mut self, i: usize) {
+        if self.nodes[i].node.is_some() {
+            return;
+        }
+        self.boot(i);
+        let incarnation = self.nodes[i].cfg.incarnation;
+        let name = self.nodes[i].name.to_string();
+        self.note(format!(
+            "{name} restarted from its store (incarnation {incarnation})"
+        ));
+    }
+
+    fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].node.is_some()
+    }
+
+    fn local_ms(&self, i: usize) -> u64 {
+        let sn = &self.nodes[i];
+        let v = self.now_us as f64;
+        let local_us = EPOCH_MS as f64 * 1000.0 + v + sn.offset_us + v * sn.drift;
+        (local_us.max(0.0) / 1000.0) as u64
+    }
+
+    fn node_index(&self, id: &NodeId) -> Option<usize> {
+        self.sc.node_index(id.as_str())
+    }
+
+    // ---- the run ----
+
+    pub fn run(mut self, progress: &mut dyn FnMut(&Progress)) -> Outcomes {
+        for i in 0..self.nodes.len() {
+            self.boot(i);
+            let phase = self.rng_net.below(self.sc.tick_ms * 1000);
+            self.schedule(phase, Event::Tick(i));
+        }
+        if self.sc.workload.rate_per_s > 0.0 {
+            self.schedule(self.t0_us, Event::Arrival);
+        }
+        let v = &self.sc.visibility;
+        let total = v.t_ms.len() * v.trials as usize;
+        if total > 0 {
+            // Trials start early enough that their measured write falls in the traffic phase.
+            let duration_us = (self.sc.duration_ms * 1000) as f64;
+            let span_us = (duration_us - (v.setup_gap_ms * 1000) as f64).max(duration_us / 2.0);
+            let spacing = span_us / total as f64;
+            for trial in 0..total {
+                let at = self.t0_us + (spacing * (trial as f64 + 0.5)) as u64;
+                self.schedule(at, Event::ProbeStart(trial));
+            }
+        }
+        for f in 0..self.faults.len() {
+            let (at, until) = (self.faults[f].at_us, self.faults[f].until_us);
+            self.schedule(at, Event::FaultStart(f));
+            self.schedule(until, Event::FaultEnd(f));
+        }
+        self.schedule(self.traffic_end_us, Event::TrafficEnd);
+        while let Some(Reverse(next)) = self.queue.pop() {
+            if self.finished {
+                break;
+            }
+            self.now_us = next.at_us;
+            self.events += 1;
+            if self.events > EVENTS_MAX {
+                self.events_overflow = true;
+                break;
+            }
+            if self.events.is_multiple_of(PROGRESS_EVERY_EVENTS) {
+                progress(&Progress {
+                    virtual_ms: self.rel_ms(self.now_us),
+                    traffic_ms: self.sc.duration_ms as f64,
+                    end_ms_max: (self.sc.duration_ms + self.sc.settle.max_ms) as f64,
+                    events: self.events,
+                    messages: self.messages_delivered,
+                });
+            }
+            self.dispatch_event(next.event);
+        }
+        self.finish()
+    }
+
+    fn dispatch_event(&mut self, event: Event) {
+        match event {
+            Event::Tick(i) => {
+                if self.is_up(i) {
+                    self.handle(i, Input::Tick, None);
+                }
+                let next = self.now_us + self.sc.tick_ms * 1000;
+                self.schedule(next, Event::Tick(i));
+            }
+            Event::Deliver {
+                from,
+                to,
+                from_epoch,
+                to_epoch,
+                message,
+            } => {
+                let name = message_name(&message);
+                if self.cut[from * self.nodes.len() + to] > 0 {
+                    self.messages.entry(name).or_default().cut += 1;
+                    return;
+                }
+                if !self.is_up(to) || self.nodes[to].epoch != to_epoch {
+                    self.messages.entry(name).or_default().to_down_node += 1;
+                    return;
+                }
+                self.messages.entry(name).or_default().delivered += 1;
+                self.messages_delivered += 1;
+                let from_id = self.nodes[from].name.clone();
+                self.handle(
+                    to,
+                    Input::Message {
+                        from: from_id,
+                        message,
+                    },
+                    Some((from, from_epoch)),
+                );
+            }
+            Event::AtNode {
+                node,
+                client,
+                request,
+            } => {
+                // A request to a crashed node is never answered: the client times out.
+                if self.is_up(node) {
+                    self.handle(node, Input::Request { client, request }, None);
+                }
+            }
+            Event::AtClient { client, reply } => self.on_reply(client, reply),
+            Event::ClientTimeout(client) => self.on_client_timeout(client),
+            Event::SyncDone { node, epoch } => self.on_sync_done(node, epoch),
+            Event::Arrival => self.on_arrival(),
+            Event::ProbeStart(trial) => self.on_probe_start(trial),
+            Event::ProbeWrite(trial) => self.on_probe_write(trial),
+            Event::ProbeRead(trial) => self.on_probe_read(trial),
+            Event::FaultStart(f) => self.on_fault(f, true),
+            Event::FaultEnd(f) => self.on_fault(f, false),
+            Event::TrafficEnd => self.on_traffic_end(),
+            Event::ReadSweep => self.on_read_sweep(),
+            Event::Poll => self.on_poll(),
+        }
+    }
+
+    // ---- nodes ----
+
+    /// Feeds one input to node `i`, watches what it did for the oracle, and sends its outputs
+    /// once its store is synced. `from` is the sending node and its life, for messages.
+    fn handle(&mut self, i: usize, input: Input, from: Option<(usize, u64)>) {
+        // What the input is about, before it is moved into the node.
+        let mut touched: Vec<Key> = Vec::new();
+        let mut hist_ref: Option<HistRef> = None;
+        let mut reply_to: Option<ReqId> = None;
+        let mut expire_reads = false;
+        match &input {
+            Input::Request { client, request } => {
+                touched.push(request.key().clone());
+                if request.is_write() {
+                    hist_ref = self.clients.get(client).and_then(|op| op.hist);
+                }
+            }
+            Input::Message { message, .. } => match message {
+                Message::Forward { req, request } => {
+                    touched.push(request.key().clone());
+                    if let (true, Some((f, fe))) = (request.is_write(), from) {
+                        hist_ref = self.forwards.get(&(f, fe, *req)).copied();
+                    }
+                }
+                Message::ReplicaWrite { key, .. } | Message::Repair { key, .. } => {
+                    touched.push(key.clone());
+                }
+                Message::AaeSync { objects, .. }
+                | Message::AaeObjects { objects, .. }
+                | Message::Transfer { objects, .. } => {
+                    touched.extend(objects.iter().map(|(key, _)| key.clone()));
+                }
+                Message::ReplicaReadReply { req, .. } => reply_to = Some(*req),
+                _ => {}
+            },
+            Input::Tick => expire_reads = true,
+        }
+        let now_ms = self.local_ms(i);
+        let mut out = Vec::new();
+        let writes_started = {
+            let sn = &mut self.nodes[i];
+            let node = sn
+                .node
+                .as_mut()
+                .expect("handle is only called on an up node");
+            let before = node.stats().writes;
+            node.handle(&mut sn.store, now_ms, input, &mut out);
+            node.stats().writes > before
+        };
+        if let Some(h) = hist_ref {
+            self.watch_write(i, h, writes_started, &out);
+        }
+        let mut keys_to_check: Vec<usize> = touched
+            .iter()
+            .filter_map(|k| self.hist.key_index.get(k).copied())
+            .collect();
+        self.note_reads(i, &out);
+        let sn = &mut self.nodes[i];
+        if let Some(slot) = reply_to.and_then(|req| sn.read_reqs.get(&req)) {
+            keys_to_check.push(*slot);
+        }
+        if expire_reads {
+            // A read repairs at its deadline, on the first tick past it: check its key on every
+            // tick that may be that one, and forget it once that is surely past.
+            let (now, tick) = (self.now_us, self.sc.tick_ms * 1000);
+            for (until, req) in &sn.read_expiry {
+                if *until > now + tick {
+                    break;
+                }
+                keys_to_check.extend(sn.read_reqs.get(req));
+            }
+            while let Some((until, req)) = sn.read_expiry.front() {
+                if until + 2 * tick > now {
+                    break;
+                }
+                sn.read_reqs.remove(req);
+                sn.read_expiry.pop_front();
+            }
+        }
+        keys_to_check.sort_unstable();
+        keys_to_check.dedup();
+        for slot in keys_to_check {
+            if self.hist.node_lacks_open_version(slot, i) {
+                let key = self.hist.keys[slot].key.clone();
+                if let Some(ctx) = self.copy_context(i, &key) {
+                    self.hist.observe_copy(slot, i, &ctx, self.now_us);
+                }
+            }
+        }
+        self.emit(i, out);
+    }
+
+    /// Remembers the reads node `i` just started (by their replica-read request ids).
+    fn note_reads(&mut self, i: usize, out: &[Output]) {
+        // The node's deadline is in its own (drifting) time; this is when it falls in ours.
+        let sn = &mut self.nodes[i];
+        let timeout_us = (self.sc.request_timeout_ms * 1000) as f64 / (1.0 + sn.drift);
+        let until = self.now_us + timeout_us.ceil() as u64;
+        for o in out {
+            if let Output::Send {
+                message: Message::ReplicaRead { req, key, .. },
+                ..
+            } = o
+                && let Some(&slot) = self.hist.key_index.get(key)
+                && sn.read_reqs.insert(*req, slot).is_none()
+            {
+                sn.read_expiry.push_back((until, *req));
+            }
+        }
+    }
+
+    fn copy(&mut self, i: usize, key: &Key) -> Option<Object> {
+        let sn = &mut self.nodes[i];
+        let node = sn.node.as_mut()?;
+        node.local_object(&sn.store, key).ok().flatten()
+    }
+
+    fn copy_context(&mut self, i: usize, key: &Key) -> Option<VersionVector> {
+        self.copy(i, key).and_then(|o| o.version_vector().cloned())
+    }
+
+    /// A client write reached node `i`: note a forward, or record the coordination.
+    /// `started`: the node began coordinating a write (it ignores a duplicated forward).
+    fn watch_write(&mut self, i: usize, h: HistRef, started: bool, out: &[Output]) {
+        let forwarded = out.iter().find_map(|o| match o {
+            Output::Send {
+                message: Message::Forward { req, .. },
+                ..
+            } => Some(*req),
+            _ => None,
+        });
+        if let Some(req) = forwarded {
+            let epoch = self.nodes[i].epoch;
+            self.forwards.insert((i, epoch, req), h);
+            self.forwards_order
+                .push_back((self.now_us, (i, epoch, req)));
+            // A forward (or a duplicate of it) arrives within the client's patience, many
+            // times over: older entries can go.
+            let horizon = self.sc.client_timeout_ms * 1000 * FORWARD_MEMORY_TIMEOUTS;
+            while let Some((at, id)) = self.forwards_order.front() {
+                if at + horizon > self.now_us {
+                    break;
+                }
+                self.forwards.remove(id);
+                self.forwards_order.pop_front();
+            }
+            return;
+        }
+        // A coordinator refuses before applying (unavailable, wrong type, bad request) with an
+        // immediate error; once it applied the write, no answer comes out in the same step
+        // unless it is a success.
+        let refused = out.iter().any(|o| {
+            matches!(
+                o,
+                Output::Reply {
+                    reply: Reply::Error { .. },
+                    ..
+                } | Output::Send {
+                    message: Message::ForwardReply {
+                        reply: Reply::Error { .. },
+                        ..
+                    },
+                    ..
+                }
+            )
+        });
+        if refused || !started {
+            return;
+        }
+        let now = self.now_us;
+        match h {
+            HistRef::CounterOp(c) => {
+                let applied = &mut self.hist.counter_ops[c].applied_by;
+                applied.push(crate::history::CounterApply {
+                    node: i,
+                    incarnation: self.nodes[i].cfg.incarnation,
+                    at_us: now,
+                    void: false,
+                });
+                let index = applied.len() - 1;
+                self.note_unsynced(i, h, index);
+            }
+            HistRef::Write(w) => {
+                let slot = self.hist.writes[w].key;
+                let key = self.hist.keys[slot].key.clone();
+                let Some(Object::Register(reg)) = self.copy(i, &key) else {
+                    self.hist.anomaly(
+                        "oracle",
+                        now,
+                        format!(
+                            "n{} coordinated a write of {key:?} but holds no register",
+                            i + 1
+                        ),
+                    );
+                    return;
+                };
+                let value = self.hist.writes[w].value.clone();
+                let known: Vec<Dot> = self.hist.writes[w]
+                    .coordinations
+                    .iter()
+                    .filter_map(|c| c.dot.clone())
+                    .collect();
+                let found = reg
+                    .dvv()
+                    .siblings()
+                    .find(|(dot, s)| s.value.as_ref() == Some(&value) && !known.contains(dot))
+                    .map(|(dot, s)| (dot.clone(), s.timestamp));
+                let Some((dot, timestamp)) = found else {
+                    self.hist.anomaly(
+                        "oracle",
+                        now,
+                        format!(
+                            "n{} coordinated the write of {:?} to {key:?} but its copy lacks it",
+                            i + 1,
+                            String::from_utf8_lossy(&value)
+                        ),
+                    );
+                    return;
+                };
+                self.hist.writes[w].coordinations.push(Coordination {
+                    node: i,
+                    at_us: now,
+                    dot: Some(dot.clone()),
+                    context_after: reg.context().clone(),
+                    timestamp: Some(timestamp),
+                    void: false,
+                });
+                let index = self.hist.writes[w].coordinations.len() - 1;
+                self.note_unsynced(i, h, index);
+                let v = self.hist.track(slot, dot, i, now);
+                self.hist.versions_of_write.entry(w).or_default().push(v);
+            }
+            HistRef::SetOp(s) => {
+                let slot = self.hist.set_ops[s].key;
+                let key = self.hist.keys[slot].key.clone();
+                let Some(Object::Set(set)) = self.copy(i, &key) else {
+                    self.hist.anomaly(
+                        "oracle",
+                        now,
+                        format!(
+                            "n{} coordinated a set update of {key:?} but holds no set",
+                            i + 1
+                        ),
+                    );
+                    return;
+                };
+                let context = set.context().clone();
+                let op = &self.hist.set_ops[s];
+                let dot = if op.add {
+                    let actor =
+                        Actor::new(self.nodes[i].name.as_str(), self.nodes[i].cfg.incarnation);
+                    let counter = context.get(&actor);
+                    if counter == 0 || !set.contains(&op.member) {
+                        self.hist.anomaly(
+                            "oracle",
+                            now,
+                            format!("n{} applied an add to {key:?} that its copy lacks", i + 1),
+                        );
+                        return;
+                    }
+                    Some(Dot::new(actor, counter))
+                } else {
+                    None
+                };
+                self.hist.set_ops[s].coordinations.push(Coordination {
+                    node: i,
+                    at_us: now,
+                    dot: dot.clone(),
+                    context_after: context,
+                    timestamp: None,
+                    void: false,
+                });
+                let index = self.hist.set_ops[s].coordinations.len() - 1;
+                self.note_unsynced(i, h, index);
+                if let Some(dot) = dot {
+                    let v = self.hist.track(slot, dot, i, now);
+                    self.hist.versions_of_set_op.entry(s).or_default().push(v);
+                }
+            }
+        }
+    }
+
+    fn note_unsynced(&mut self, i: usize, h: HistRef, index: usize) {
+        if !self.immediate_sync {
+            self.nodes[i].unsynced.push((h, index));
+        }
+    }
+
+    /// The caller's loop: sync, then send. With a disk-sync delay, outputs wait for a sync
+    /// that completes later (group commit).
+    fn emit(&mut self, i: usize, out: Vec<Output>) {
+        if self.immediate_sync {
+            self.nodes[i].store.sync().expect("MemStore never fails");
+            self.send_outputs(i, out);
+            return;
+        }
+        let sn = &mut self.nodes[i];
+        sn.waiting.extend(out);
+        if !sn.syncing && !sn.waiting.is_empty() {
+            self.start_sync(i);
+        }
+    }
+
+    fn start_sync(&mut self, i: usize) {
+        let delay = us(self.sc.delays.disk_sync.sample(&mut self.rng_disk));
+        let sn = &mut self.nodes[i];
+        sn.syncing = true;
+        sn.in_sync = std::mem::take(&mut sn.waiting);
+        let epoch = sn.epoch;
+        self.schedule(self.now_us + delay, Event::SyncDone { node: i, epoch });
+    }
+
+    fn on_sync_done(&mut self, i: usize, epoch: u64) {
+        if self.nodes[i].epoch != epoch || !self.is_up(i) {
+            return; // the node crashed meanwhile: the sync never happened
+        }
+        let sn = &mut self.nodes[i];
+        sn.store.sync().expect("MemStore never fails");
+        sn.unsynced.clear();
+        sn.syncing = false;
+        let out = std::mem::take(&mut sn.in_sync);
+        let more = !sn.waiting.is_empty();
+        self.send_outputs(i, out);
+        if more {
+            self.start_sync(i);
+        }
+    }
+
+    fn send_outputs(&mut self, i: usize, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::Send { to, message } => match self.node_index(&to) {
+                    Some(j) => self.send(i, j, message),
+                    None => self.hist.anomaly(
+                        "oracle",
+                        self.now_us,
+                        format!("n{} sent to unknown node {to}", i + 1),
+                    ),
+                },
+                // Seeds: the simulator's addresses are `sim:NAME`.
+                Output::Dial { addr, message } => {
+                    if let Some(j) = addr
+                        .strip_prefix("sim:")
+                        .and_then(|n| self.sc.node_index(n))
+                    {
+                        self.send(i, j, message);
+                    }
+                }
+                Output::Reply { client, reply } => {
+                    let delay = us(self.sc.delays.client.sample(&mut self.rng_client));
+                    self.schedule(self.now_us + delay, Event::AtClient { client, reply });
+                }
+            }
+        }
+    }
+
+    // ---- the network ----
+
+    fn send(&mut self, from: usize, to: usize, message: Message) {
+        let name = message_name(&message);
+        let n = self.nodes.len();
+        self.messages.entry(name).or_default().sent += 1;
+        if self.cut[from * n + to] > 0 {
+            self.messages.entry(name).or_default().cut += 1;
+            return;
+        }
+        let (loss, dup, reorder) = if self.faults_on {
+            let net = &self.sc.network;
+            (
+                1.0 - (1.0 - net.loss) * (1.0 - self.extra_loss.min(1.0)),
+                net.duplicate,
+                net.reorder,
+            )
+        } else {
+            (0.0, 0.0, 0.0)
+        };
+        if self.rng_net.chance(loss) {
+            self.messages.entry(name).or_default().lost += 1;
+            return;
+        }
+        let copies = if self.rng_net.chance(dup) {
+            self.messages.entry(name).or_default().duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let class = class_of(&message);
+        for _ in 0..copies {
+            let dist = match class {
+                Class::Write => &self.sc.delays.write,
+                Class::Ack => &self.sc.delays.ack,
+                Class::ReadRequest => &self.sc.delays.read_request,
+                Class::ReadResponse => &self.sc.delays.read_response,
+                Class::Gossip => &self.gossip_delay,
+                Class::AntiEntropy => &self.anti_entropy_delay,
+            };
+            let mut delay_ms = dist.sample(&mut self.rng_net);
+            if self.nodes[from].region != self.nodes[to].region {
+                delay_ms += self.sc.delays.inter_region.sample(&mut self.rng_net);
+            }
+            let reordered = self.rng_net.chance(reorder);
+            if reordered {
+                delay_ms += self.sc.network.reorder_delay.sample(&mut self.rng_net);
+            }
+            let mut at = self.now_us + us(delay_ms);
+            if self.sc.network.fifo && !reordered {
+                let link = &mut self.last_on_link[from * n + to];
+                at = at.max(*link);
+                *link = at;
+            }
+            let event = Event::Deliver {
+                from,
+                to,
+                from_epoch: self.nodes[from].epoch,
+                to_epoch: self.nodes[to].epoch,
+                message: message.clone(),
+            };
+            self.schedule(at, event);
+        }
+    }
+
+    fn on_fault(&mut self, f: usize, start: bool) {
+        if !self.faults_on {
+            return; // everything healed when traffic stopped
+        }
+        let fault = self.faults[f].clone();
+        let n = self.nodes.len();
+        match &fault.kind {
+            FaultKind::Cut(links) => {
+                for (a, b) in links {
+                    let c = &mut self.cut[a * n + b];
+                    *c = if start { *c + 1 } else { c.saturating_sub(1) };
+                }
+            }
+            FaultKind::Loss(p) => {
+                self.extra_loss = if start {
+                    self.extra_loss + p
+                } else {
+                    (self.extra_loss - p).max(0.0)
+                };
+            }
+            FaultKind::Crash(node) => {
+                let node = *node;
+                if start {
+                    self.nodes[node].crash_depth += 1;
+                    if self.is_up(node) {
+                        self.crash(node);
+                    }
+                } else {
+                    let depth = &mut self.nodes[node].crash_depth;
+                    *depth = depth.saturating_sub(1);
+                    if *depth == 0 {
+                        self.restart(node);
+                    }
+                }
+            }
+        }
+        if !matches!(fault.kind, FaultKind::Crash(_)) {
+            let what = if start { "begins" } else { "heals" };
+            self.note(format!("{} {what}", fault.label));
+        }
+    }
+
+    fn on_traffic_end(&mut self) {
+        self.faults_on = false;
+        self.cut.iter_mut().for_each(|c| *c = 0);
+        self.extra_loss = 0.0;
+        self.note("traffic stops; every fault heals".into());
+        for i in 0..self.nodes.len() {
+            self.nodes[i].crash_depth = 0;
+            self.restart(i);
+        }
+        if self.sc.settle.read_sweep {
+            let at = self.now_us + self.sc.settle.read_sweep_after_ms * 1000;
+            self.schedule(at, Event::ReadSweep);
+        }
+        let at = self.now_us + self.sc.settle.poll_ms * 1000;
+        self.schedule(at, Event::Poll);
+    }
+
+    // ---- clients ----
+
+    fn up_nodes(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.is_up(*i)).collect()
+    }
+
+    /// The node a client sends to, per the scenario's coordinator choice (among up nodes: the
+    /// client sits behind a health-checking load balancer).
+    fn choose_node(&mut self, slot: usize) -> Option<usize> {
+        let up = self.up_nodes();
+        if up.is_empty() {
+            return None;
+        }
+        let primaries = &self.hist.keys[slot].primaries;
+        let preferred: Vec<usize> = match self.sc.coordinator {
+            CoordinatorChoice::Any => Vec::new(),
+            CoordinatorChoice::Replica => up
+                .iter()
+                .copied()
+                .filter(|i| primaries.contains(i))
+                .collect(),
+            CoordinatorChoice::Proxy => up
+                .iter()
+                .copied()
+                .filter(|i| !primaries.contains(i))
+                .collect(),
+        };
+        let pool = if preferred.is_empty() { up } else { preferred };
+        Some(pool[self.rng_client.index(pool.len())])
+    }
+
+    fn slot_for(&mut self, kind: KeyKind, name: String) -> usize {
+        let key = Key::new(Bytes::from_static(bucket_of(kind).as_bytes()), name);
+        if let Some(&slot) = self.hist.key_index.get(&key) {
+            return slot;
+        }
+        let p = self.ring.partition_for_key(&key.bucket, &key.key);
+        let primaries: Vec<usize> = self
+            .ring
+            .owners(p)
+            .iter()
+            .map(|id| {
+                self.sc
+                    .node_index(id.as_str())
+                    .expect("ring members are nodes")
+            })
+            .collect();
+        self.hist.key_slot(&key, kind, primaries)
+    }
+
+    fn issue(&mut self, node: usize, request: Request, op: ClientOp) {
+        let client = self.next_client;
+        self.next_client += 1;
+        let delay = us(self.sc.delays.client.sample(&mut self.rng_client));
+        self.schedule(
+            self.now_us + delay,
+            Event::AtNode {
+                node,
+                client,
+                request,
+            },
+        );
+        let timeout = self.now_us + self.sc.client_timeout_ms * 1000;
+        self.schedule(timeout, Event::ClientTimeout(client));
+        self.clients.insert(client, op);
+    }
+
+    fn count_op(&mut self, kind: OpKind) -> &mut OpCounts {
+        self.ops.entry(kind.name()).or_default()
+    }
+
+    fn fresh_value(&mut self) -> Bytes {
+        self.next_value += 1;
+        Bytes::from(format!("v{}", self.next_value))
+    }
+
+    fn on_arrival(&mut self) {
+        if self.now_us >= self.traffic_end_us {
+            return;
+        }
+        // Every draw of the workload stream happens here, whatever the cluster's state, so the
+        // same seed issues the same operations under any R, W or fault setting.
+        let wl = &self.sc.workload;
+        let kind = self.kinds.pick(&mut self.rng_work);
+        let key_index = self.key_chooser.pick(&mut self.rng_work);
+        let mode = wl.register_modes[self.rng_work.index(wl.register_modes.len())];
+        let blind = self.rng_work.chance(wl.blind_writes);
+        let delta = wl.counter_deltas[self.rng_work.index(wl.counter_deltas.len())];
+        let member = Bytes::from(format!("m{}", self.rng_work.below(wl.set_members as u64)));
+        let gap_us = self.rng_work.exponential(1e6 / wl.rate_per_s);
+        let next = self.now_us + (gap_us as u64).max(1);
+        self.schedule(next, Event::Arrival);
+
+        let key_kind = match kind {
+            OpKind::Get | OpKind::Put => KeyKind::Register(mode),
+            OpKind::CounterAdd | OpKind::CounterGet => KeyKind::Counter,
+            _ => KeyKind::Set,
+        };
+        let slot = self.slot_for(key_kind, format!("k{key_index}"));
+        let key = self.hist.keys[slot].key.clone();
+        self.count_op(kind).issued += 1;
+        let Some(node) = self.choose_node(slot) else {
+            self.count_op(kind).failed += 1;
+            return;
+        };
+        let (r, w) = (self.r, self.w);
+        let op = |stage, hist| ClientOp {
+            stage,
+            key: slot,
+            node,
+            sent_us: 0,
+            hist,
+            frontier: None,
+        };
+        match kind {
+            OpKind::Get => {
+                let mut o = op(Stage::Read(kind), None);
+                o.frontier = Some(self.hist.keys[slot].frontier.clone());
+                self.send_op(Request::Get { key, r }, o);
+            }
+            OpKind::Put => {
+                let value = self.fresh_value();
+                if blind {
+                    let stage = Stage::Write(OpKind::Put);
+                    self.send_put(node, slot, value, VersionVector::new(), stage);
+                } else {
+                    let mut o = op(Stage::ReadForPut { value }, None);
+                    o.frontier = Some(self.hist.keys[slot].frontier.clone());
+                    self.send_op(Request::Get { key, r }, o);
+                }
+            }
+            OpKind::CounterAdd => {
+                let c = self.hist.counter_ops.len();
+                self.hist.counter_ops.push(crate::history::CounterOpRec {
+                    key: slot,
+                    delta,
+                    outcome: Outcome::Pending,
+                    applied_by: Vec::new(),
+                });
+                let o = op(Stage::Write(kind), Some(HistRef::CounterOp(c)));
+                self.send_op(Request::CounterAdd { key, delta, w }, o);
+            }
+            OpKind::CounterGet => {
+                self.send_op(Request::CounterGet { key, r }, op(Stage::Read(kind), None));
+            }
+            OpKind::SetGet => {
+                self.send_op(Request::SetGet { key, r }, op(Stage::Read(kind), None));
+            }
+            OpKind::SetAdd | OpKind::SetRemove => {
+                let add = kind == OpKind::SetAdd;
+                let s = self.hist.set_ops.len();
+                self.hist.set_ops.push(SetOpRec {
+                    key: slot,
+                    member: member.clone(),
+                    add,
+                    outcome: Outcome::Pending,
+                    coordinations: Vec::new(),
+                });
+                let (add, remove) = if add {
+                    (vec![member], Vec::new())
+                } else {
+                    (Vec::new(), vec![member])
+                };
+                let o = op(Stage::Write(kind), Some(HistRef::SetOp(s)));
+                self.send_op(
+                    Request::SetUpdate {
+                        key,
+                        add,
+                        remove,
+                        w,
+                    },
+                    o,
+                );
+            }
+        }
+    }
+
+    fn send_op(&mut self, request: Request, mut op: ClientOp) {
+        op.sent_us = self.now_us;
+        self.issue(op.node, request, op);
+    }
+
+    /// Sends a register write of a fresh value with the given context.
+    fn send_put(
+        &mut self,
+        node: usize,
+        slot: usize,
+        value: Bytes,
+        context: VersionVector,
+        stage: Stage,
+    ) {
+        let w = self.hist.writes.len();
+        self.hist.writes.push(WriteRec {
+            key: slot,
+            value: value.clone(),
+            context_in: context.clone(),
+            issued_us: self.now_us,
+            outcome: Outcome::Pending,
+            acked_us: None,
+            coordinations: Vec::new(),
+        });
+        self.hist.write_by_value.insert(value.clone(), w);
+        let key = self.hist.keys[slot].key.clone();
+        let op = ClientOp {
+            stage,
+            key: slot,
+            node,
+            sent_us: self.now_us,
+            hist: Some(HistRef::Write(w)),
+            frontier: None,
+        };
+        let request = Request::Put {
+            key,
+            value: Some(value),
+            context,
+            w: self.w,
+        };
+        self.issue(node, request, op);
+    }
+
+    fn on_probe_start(&mut self, trial: usize) {
+        let t_len = self.sc.visibility.t_ms.len();
+        let slot = self.slot_for(KeyKind::Probe, format!("t{trial}"));
+        self.trials.push(Trial {
+            t_index: trial % t_len,
+            key: slot,
+            value: Bytes::from(format!("p{trial}b")),
+            context: None,
+            fresh: None,
+        });
+        debug_assert_eq!(self.trials.len(), trial + 1, "trials start in order");
+        let Some(node) = self.choose_node(slot) else {
+            return;
+        };
+        let first = Bytes::from(format!("p{trial}a"));
+        self.send_put(
+            node,
+            slot,
+            first,
+            VersionVector::new(),
+            Stage::ProbeSetup(trial),
+        );
+    }
+
+    fn on_probe_write(&mut self, trial: usize) {
+        self.scheduled_client_work -= 1;
+        let slot = self.trials[trial].key;
+        let Some(node) = self.choose_node(slot) else {
+            return;
+        };
+        let value = self.trials[trial].value.clone();
+        let context = self.trials[trial].context.clone().unwrap_or_default();
+        self.send_put(node, slot, value, context, Stage::ProbeWrite(trial));
+    }
+
+    fn on_probe_read(&mut self, trial: usize) {
+        self.scheduled_client_work -= 1;
+        let slot = self.trials[trial].key;
+        let Some(node) = self.choose_node(slot) else {
+            return;
+        };
+        let key = self.hist.keys[slot].key.clone();
+        let op = ClientOp {
+            stage: Stage::ProbeRead(trial),
+            key: slot,
+            node,
+            sent_us: self.now_us,
+            hist: None,
+            frontier: None,
+        };
+        self.issue(node, Request::Get { key, r: self.r }, op);
+    }
+
+    fn on_read_sweep(&mut self) {
+        self.sweep_pending = false;
+        self.note("read sweep: every key read once at R = all".into());
+        for slot in 0..self.hist.keys.len() {
+            let Some(node) = self.choose_node(slot) else {
+                continue;
+            };
+            let key = self.hist.keys[slot].key.clone();
+            let r = Quorum::All;
+            let request = match self.hist.keys[slot].kind {
+                KeyKind::Register(_) | KeyKind::Probe => Request::Get { key, r },
+                KeyKind::Counter => Request::CounterGet { key, r },
+                KeyKind::Set => Request::SetGet { key, r },
+            };
+            let op = ClientOp {
+                stage: Stage::Sweep,
+                key: slot,
+                node,
+                sent_us: self.now_us,
+                hist: None,
+                frontier: None,
+            };
+            self.issue(node, request, op);
+        }
+    }
+
+    fn set_outcome(&mut self, h: HistRef, outcome: Outcome) {
+        let now = self.now_us;
+        let acked = outcome == Outcome::Acked;
+        match h {
+            HistRef::Write(w) => {
+                let rec = &mut self.hist.writes[w];
+                rec.outcome = outcome;
+                if acked {
+                    rec.acked_us = Some(now);
+                    let slot = rec.key;
+                    let dots: Vec<Dot> = rec
+                        .coordinations
+                        .iter()
+                        .filter_map(|c| c.dot.clone())
+                        .collect();
+                    for d in &dots {
+                        self.hist.keys[slot].frontier.observe_dot(d);
+                    }
+                    for v in self
+                        .hist
+                        .versions_of_write
+                        .get(&w)
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        self.hist.versions[v].acked_us.get_or_insert(now);
+                    }
+                }
+            }
+            HistRef::SetOp(s) => {
+                self.hist.set_ops[s].outcome = outcome;
+                if acked {
+                    for v in self
+                        .hist
+                        .versions_of_set_op
+                        .get(&s)
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        self.hist.versions[v].acked_us.get_or_insert(now);
+                    }
+                }
+            }
+            HistRef::CounterOp(c) => self.hist.counter_ops[c].outcome = outcome,
+        }
+    }
+
+    fn on_client_timeout(&mut self, client: ClientId) {
+        let Some(op) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(h) = op.hist {
+            self.set_outcome(h, Outcome::TimedOut);
+        }
+        match op.stage {
+            Stage::Read(kind) | Stage::Write(kind) => self.count_op(kind).timed_out += 1,
+            Stage::ReadForPut { .. } => self.count_op(OpKind::Put).timed_out += 1,
+            _ => {}
+        }
+    }
+
+    fn on_reply(&mut self, client: ClientId, reply: Reply) {
+        let Some(op) = self.clients.remove(&client) else {
+            return; // the client gave up already
+        };
+        let latency_ms = (self.now_us - op.sent_us) as f64 / 1000.0;
+        let is_error = matches!(reply, Reply::Error { .. });
+        match op.stage {
+            Stage::Read(kind) => {
+                if is_error {
+                    self.count_op(kind).failed += 1;
+                    return;
+                }
+                self.count_op(kind).ok += 1;
+                self.read_latency_ms.push(latency_ms);
+                if kind == OpKind::Get {
+                    self.check_register_read(op.key, &reply, op.frontier.as_ref());
+                }
+            }
+            Stage::ReadForPut { value } => {
+                let context = match &reply {
+                    Reply::Values { context, .. } | Reply::NotFound { context } => context.clone(),
+                    _ => {
+                        // No context, no write: the operation failed at its read.
+                        self.count_op(OpKind::Put).failed += 1;
+                        return;
+                    }
+                };
+                self.read_latency_ms.push(latency_ms);
+                self.check_register_read(op.key, &reply, op.frontier.as_ref());
+                self.send_put(op.node, op.key, value, context, Stage::Write(OpKind::Put));
+            }
+            Stage::Write(kind) => {
+                let acked = matches!(reply, Reply::Written { .. } | Reply::Counter { .. });
+                let outcome = if acked {
+                    self.count_op(kind).ok += 1;
+                    self.write_latency_ms.push(latency_ms);
+                    Outcome::Acked
+                } else {
+                    self.count_op(kind).failed += 1;
+                    Outcome::Failed(match &reply {
+                        Reply::Error { message, .. } => message.clone(),
+                        other => format!("unexpected reply {other:?}"),
+                    })
+                };
+                if let Some(h) = op.hist {
+                    self.set_outcome(h, outcome);
+                }
+            }
+            Stage::ProbeSetup(trial) => {
+                let context = match &reply {
+                    Reply::Written { context } => Some(context.clone()),
+                    _ => None,
+                };
+                if let Some(h) = op.hist {
+                    let outcome = match context {
+                        Some(_) => Outcome::Acked,
+                        None => Outcome::Failed(format!("{reply:?}")),
+                    };
+                    self.set_outcome(h, outcome);
+                }
+                if let Some(context) = context {
+                    self.trials[trial].context = Some(context);
+                    let at = self.now_us + self.sc.visibility.setup_gap_ms * 1000;
+                    self.scheduled_client_work += 1;
+                    self.schedule(at, Event::ProbeWrite(trial));
+                }
+            }
+            Stage::ProbeWrite(trial) => {
+                let acked = matches!(reply, Reply::Written { .. });
+                if let Some(h) = op.hist {
+                    let outcome = if acked {
+                        Outcome::Acked
+                    } else {
+                        Outcome::Failed(format!("{reply:?}"))
+                    };
+                    self.set_outcome(h, outcome);
+                }
+                if acked {
+                    let t_ms = self.sc.visibility.t_ms[self.trials[trial].t_index];
+                    self.scheduled_client_work += 1;
+                    self.schedule(self.now_us + us(t_ms), Event::ProbeRead(trial));
+                }
+            }
+            Stage::ProbeRead(trial) => {
+                let fresh = match &reply {
+                    Reply::Values { values, .. } => {
+                        Some(values.contains(&self.trials[trial].value))
+                    }
+                    Reply::NotFound { .. } => Some(false),
+                    _ => None,
+                };
+                self.trials[trial].fresh = fresh;
+            }
+            Stage::Sweep => {}
+        }
+    }
+
+    /// Judges one register read: stale (it missed a write acknowledged before it was sent),
+    /// siblings that should not coexist, values nobody wrote.
+    fn check_register_read(
+        &mut self,
+        slot: usize,
+        reply: &Reply,
+        frontier: Option<&VersionVector>,
+    ) {
+        let (values, context) = match reply {
+            Reply::Values { values, context } => (values.as_slice(), context),
+            Reply::NotFound { context } => (&[][..], context),
+            _ => return,
+        };
+        let now = self.now_us;
+        self.register_reads += 1;
+        if let Some(f) = frontier
+            && !context.descends(f)
+        {
+            self.stale_reads += 1;
+        }
+        if values.len() > 1 {
+            self.sibling_reads += 1;
+        }
+        self.siblings_max = self.siblings_max.max(values.len());
+        let key = self.hist.keys[slot].key.clone();
+        if self.hist.keys[slot].kind == KeyKind::Register(ConflictMode::Lww) && values.len() > 1 {
+            self.hist.anomaly(
+                "siblings_only_for_concurrent_writes",
+                now,
+                format!("a read of lww key {key:?} returned {} values", values.len()),
+            );
+        }
+        let mut writes = Vec::with_capacity(values.len());
+        for v in values {
+            match self.hist.write_by_value.get(v) {
+                Some(&w) => writes.push(w),
+                None => self.hist.anomaly(
+                    "reads_return_written_values",
+                    now,
+                    format!(
+                        "a read of {key:?} returned {:?}, which no client wrote",
+                        String::from_utf8_lossy(v)
+                    ),
+                ),
+            }
+        }
+        for (i, &a) in writes.iter().enumerate() {
+            for &b in &writes[i + 1..] {
+                if let Some(why) = self.hist.saw_each_other(a, b) {
+                    self.hist.anomaly(
+                        "siblings_only_for_concurrent_writes",
+                        now,
+                        format!("a read of {key:?} returned siblings {why}"),
+                    );
+                }
+            }
+        }
+    }
+
+    // ---- convergence ----
+
+    /// Keys whose primaries' copies differ (at most `limit` described), and how many.
+    fn divergence(&mut self, limit: usize) -> (Vec<String>, usize) {
+        let mut described = Vec::new();
+        let mut count = 0;
+        for slot in 0..self.hist.keys.len() {
+            let key = self.hist.keys[slot].key.clone();
+            let primaries = self.hist.keys[slot].primaries.clone();
+            let mut copies: Vec<Option<Object>> = Vec::with_capacity(primaries.len());
+            let mut down = None;
+            for &p in &primaries {
+                if !self.is_up(p) {
+                    down = Some(p);
+                    break;
+                }
+                copies.push(self.copy(p, &key));
+            }
+            let differs = down.is_some() || copies.windows(2).any(|w| w[0] != w[1]);
+            if !differs {
+                continue;
+            }
+            count += 1;
+            if described.len() < limit {
+                let text = match down {
+                    Some(p) => format!("{key:?}: primary n{} is down", p + 1),
+                    None => {
+                        let parts: Vec<String> = primaries
+                            .iter()
+                            .zip(&copies)
+                            .map(|(p, c)| format!("n{} holds {}", p + 1, describe(c.as_ref())))
+                            .collect();
+                        format!("{key:?}: {}", parts.join("; "))
+                    }
+                };
+                described.push(text);
+            } else if limit == 0 {
+                break;
+            }
+        }
+        (described, count)
+    }
+
+    fn quiet(&self) -> bool {
+        self.clients.is_empty()
+            && self.scheduled_client_work == 0
+            && !self.sweep_pending
+            && self.nodes.iter().all(|n| {
+                !n.syncing
+                    && n.waiting.is_empty()
+                    && n.node.as_ref().is_some_and(|node| {
+                        node.hints_pending() == 0 && node.requests_pending() == 0
+                    })
+            })
+    }
+
+    fn on_poll(&mut self) {
+        let (_, divergent) = self.divergence(0);
+        if divergent == 0 {
+            self.converged_since_us.get_or_insert(self.now_us);
+        } else {
+            self.converged_since_us = None;
+        }
+        if (self.converged_since_us.is_some() && self.quiet()) || self.now_us >= self.deadline_us {
+            self.finished = true;
+            return;
+        }
+        let at = (self.now_us + self.sc.settle.poll_ms * 1000).min(self.deadline_us);
+        self.schedule(at, Event::Poll);
+    }
+
+    fn finish(mut self) -> Outcomes {
+        let (divergent, divergent_keys) = self.divergence(5);
+        if divergent_keys > 0 {
+            self.converged_since_us = None;
+        }
+        let mut final_objects = Vec::with_capacity(self.hist.keys.len());
+        for slot in 0..self.hist.keys.len() {
+            let key = self.hist.keys[slot].key.clone();
+            let mode = self.hist.keys[slot].kind.mode();
+            let primaries = self.hist.keys[slot].primaries.clone();
+            let copies: Vec<Object> = primaries
+                .iter()
+                .filter_map(|&p| self.copy(p, &key))
+                .collect();
+            let (merged, _, _) = driftkv_core::node::merge_all(mode, copies.iter());
+            final_objects.push(merged);
+        }
+        let mut totals = self.retired.clone();
+        let mut hints_pending = 0;
+        for sn in &self.nodes {
+            if let Some(node) = &sn.node {
+                totals.add(node.stats());
+                hints_pending += node.hints_pending();
+            }
+        }
+        let traffic_end = self.traffic_end_us;
+        Outcomes {
+            converged_after_ms: self
+                .converged_since_us
+                .map(|t| t.saturating_sub(traffic_end) as f64 / 1000.0),
+            settle_ms: self.now_us.saturating_sub(traffic_end) as f64 / 1000.0,
+            hist: self.hist,
+            trials: self.trials,
+            final_objects,
+            divergent,
+            divergent_keys,
+            read_latency_ms: self.read_latency_ms,
+            write_latency_ms: self.write_latency_ms,
+            register_reads: self.register_reads,
+            stale_reads: self.stale_reads,
+            sibling_reads: self.sibling_reads,
+            siblings_max: self.siblings_max,
+            ops: self.ops,
+            messages: self.messages,
+            node_totals: totals,
+            hints_pending_at_end: hints_pending,
+            events: self.events,
+            events_overflow: self.events_overflow,
+            log: self.log,
+            faults: self.faults,
+        }
+    }
+}
+
+/// A copy as a person reads it: values (registers), value (counters), members (sets).
+pub fn describe(object: Option<&Object>) -> String {
+    match object {
+        None => "nothing".into(),
+        Some(Object::Register(r)) => {
+            let values: Vec<String> = r
+                .values()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            format!("[{}] {:?}", values.join(", "), r.context())
+        }
+        Some(Object::Counter(c)) => format!("counter {}", c.value()),
+        Some(Object::Set(s)) => {
+            let members: Vec<String> = s
+                .members()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            format!("set {{{}}} {:?}", members.join(", "), s.context())
+        }
+    }
+}
