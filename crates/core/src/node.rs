@@ -1976,6 +1976,7 @@ impl Node {
         // The next batch goes at the next tick: a leave or join moves data as fast as the
         // owners confirm it.
         self.sweep.next_transfer_ms = 0;
+        let mut forgot_own_writes = false;
         for (key, sent) in t.objects {
             // A write that arrived meanwhile stays for the next batch.
             if let Ok(Some(local)) = self.load(store, t.partition, &key)
@@ -1983,8 +1984,31 @@ impl Node {
                 && self.remove(store, t.partition, &key).is_ok()
             {
                 self.stats.keys_transferred += 1;
+                forgot_own_writes |= mentions(&sent, &self.actor);
             }
         }
+        if forgot_own_writes {
+            self.renew_actor(store);
+        }
+    }
+
+    /// This node just deleted records holding writes it coordinated (a fallback handing its
+    /// copies over). Its next write to one of those keys would start from an empty copy and
+    /// issue the same dots (or counter totals) again, shadowing the first ones wherever they
+    /// were seen: so later writes go out under a new incarnation of its identity. The record
+    /// is the one the shell reads at start (`meta/incarnation`, 4 bytes big-endian).
+    fn renew_actor(&mut self, store: &mut dyn Store) {
+        let next = self.cfg.incarnation.wrapping_add(1).max(1);
+        if store
+            .put(&keys::meta_key("incarnation"), &next.to_be_bytes())
+            .is_err()
+        {
+            self.stats.storage_errors += 1;
+            return;
+        }
+        self.cfg.incarnation = next;
+        self.actor = Actor::new(self.cfg.id.as_str(), next);
+        self.stats.actor_renewals += 1;
     }
 
     /// Partitions holding records this node no longer owns, as of the last scan.
@@ -2361,6 +2385,15 @@ impl Node {
                 self.stats.aae_keys_repaired += 1;
             }
         }
+    }
+}
+
+/// Whether `object` holds a write coordinated by `actor`.
+fn mentions(object: &Object, actor: &Actor) -> bool {
+    match object {
+        Object::Register(r) => r.context().get(actor) > 0,
+        Object::Counter(c) => c.contributions().any(|(a, _)| a == actor),
+        Object::Set(s) => s.context().get(actor) > 0,
     }
 }
 

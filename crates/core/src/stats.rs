@@ -84,6 +84,8 @@ pub struct Stats {
     /// Merges that met one dot with two values: an actor identity was reused (a node came
     /// back without its data under its old incarnation). The greater value was kept.
     pub dot_clashes: u64,
+    /// Times this node took a new incarnation after handing over copies of its own writes.
+    pub actor_renewals: u64,
     /// Forwarded requests delivered again and ignored (applied once).
     pub duplicate_forwards: u64,
     pub bad_messages: u64,
