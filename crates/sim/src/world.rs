@@ -265,6 +265,16 @@ struct SimNode {
     unsynced: Vec<(HistRef, usize)>,
 }
 
+impl SimNode {
+    /// The incarnation the node writes under now: the core takes a new one after handing over
+    /// copies of its own writes, so the configuration it started with may be behind.
+    fn live_incarnation(&self) -> u32 {
+        self.node
+            .as_ref()
+            .map_or(self.cfg.incarnation, |n| n.config().incarnation)
+    }
+}
+
 enum Stage {
     /// A workload read (`get`, `counter_get`, `set_get`).
     Read(OpKind),
@@ -740,7 +750,7 @@ impl<'a> Sim<'a> {
             return;
         }
         self.boot(i);
-        let incarnation = self.nodes[i].cfg.incarnation;
+        let incarnation = self.nodes[i].live_incarnation();
         let name = self.nodes[i].name.to_string();
         self.note(format!(
             "{name} restarted from its store (incarnation {incarnation})"
@@ -1052,7 +1062,7 @@ impl<'a> Sim<'a> {
                 let applied = &mut self.hist.counter_ops[c].applied_by;
                 applied.push(crate::history::CounterApply {
                     node: i,
-                    incarnation: self.nodes[i].cfg.incarnation,
+                    incarnation: self.nodes[i].live_incarnation(),
                     at_us: now,
                     void: false,
                 });
@@ -1126,8 +1136,10 @@ impl<'a> Sim<'a> {
                 let context = set.context().clone();
                 let op = &self.hist.set_ops[s];
                 let dot = if op.add {
-                    let actor =
-                        Actor::new(self.nodes[i].name.as_str(), self.nodes[i].cfg.incarnation);
+                    let actor = Actor::new(
+                        self.nodes[i].name.as_str(),
+                        self.nodes[i].live_incarnation(),
+                    );
                     let counter = context.get(&actor);
                     if counter == 0 || !set.contains(&op.member) {
                         self.hist.anomaly(

@@ -1,6 +1,4 @@
-//! Open bugs the simulator found in the core, as runnable reproducers. Ignored by default so
-//! the suite stays green; `cargo test -p driftkv-sim --test known_issues -- --ignored` shows
-//! each failing with its checker's words. When a bug is fixed, drop the `ignore`.
+//! Bugs the simulator found in the core, kept as regression tests: each failed before its fix.
 
 use driftkv_sim::{Scenario, run};
 
@@ -42,7 +40,6 @@ trials = 0
 "#;
 
 #[test]
-#[ignore = "open core bug: a node isolated alone reissues dots and counter totals after the heal (see the issue note); renewing the actor after a transfer of its own writes was not enough"]
 fn a_node_isolated_twice_never_reissues_dots_or_counter_totals() {
     let report = run(&Scenario::from_toml(ISOLATED_TWICE).unwrap());
     assert_eq!(report.checks["dots_issued_once"], "pass");
