@@ -5,9 +5,10 @@ use driftkv_sim::{Scenario, run};
 /// n4 is cut off alone twice, each time long enough for its failure detector to call every
 /// other node down. With W = 1 it keeps taking writes as a fallback for keys whose primaries
 /// are all "down" (sloppy quorum). After each heal its fallback copies are handed to the
-/// primaries and deleted; in the second isolation it coordinates from empty copies again and
-/// reissues the dots and PN-counter totals it used the first time, so those acknowledged writes
-/// vanish wherever the first ones were seen (Riak's kv679, through handoff).
+/// primaries and deleted. Coordinating from empty copies in the second isolation, it would
+/// reissue the dots and PN-counter totals it used the first time, so those acknowledged writes
+/// would vanish wherever the first ones were seen (Riak's kv679, through handoff). The core
+/// prevents it by taking a new incarnation when it hands over copies of its own writes.
 const ISOLATED_TWICE: &str = r#"
 name = "isolated_twice"
 seed = 1
