@@ -12,7 +12,7 @@
 //! an exchange needs them (after every restart), and rebuilt when a periodic check finds that a
 //! tree no longer matches its partition.
 
-use driftkv_wire::Key;
+use driftkv_wire::{Hash64, Key};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_64_with_seed};
 
 /// Leaves per partition tree.
@@ -66,42 +66,51 @@ impl Tree {
         self.leaves[segment as usize % SEGMENTS]
     }
 
-    pub fn mids(&self) -> Vec<u64> {
+    pub fn mids(&self) -> Vec<Hash64> {
         self.leaves
             .chunks(GROUP)
             .map(|group| {
                 let bytes: Vec<u8> = group.iter().flat_map(|l| l.to_le_bytes()).collect();
-                xxh3_64(&bytes)
+                Hash64(xxh3_64(&bytes))
             })
             .collect()
     }
 
-    pub fn root(&self) -> u64 {
-        let bytes: Vec<u8> = self.mids().iter().flat_map(|m| m.to_le_bytes()).collect();
-        xxh3_64_with_seed(&bytes, 1)
+    pub fn root(&self) -> Hash64 {
+        let bytes: Vec<u8> = self.mids().iter().flat_map(|m| m.0.to_le_bytes()).collect();
+        Hash64(xxh3_64_with_seed(&bytes, 1))
     }
 
-    /// Every leaf under the middle hashes that differ from `theirs`.
-    pub fn leaves_under_differing(&self, theirs: &[u64]) -> Vec<(u16, u64)> {
-        let mine = self.mids();
+    /// For every middle hash that differs from `theirs`, its index and the leaves under it.
+    pub fn leaves_under_differing(&self, theirs: &[Hash64]) -> Vec<(u16, Vec<Hash64>)> {
+        self.mids()
+            .iter()
+            .enumerate()
+            .filter(|(group, m)| theirs.get(*group) != Some(m))
+            .map(|(group, _)| {
+                let leaves = &self.leaves[group * GROUP..(group + 1) * GROUP];
+                (group as u16, leaves.iter().copied().map(Hash64).collect())
+            })
+            .collect()
+    }
+
+    /// The segments whose leaves differ from `theirs` (groups as [`Tree::leaves_under_differing`]
+    /// gives them; out-of-range groups and leaves are ignored).
+    pub fn differing_segments(&self, theirs: &[(u16, Vec<Hash64>)]) -> Vec<u16> {
         let mut out = Vec::new();
-        for (group, m) in mine.iter().enumerate() {
-            if theirs.get(group) != Some(m) {
-                for seg in group * GROUP..(group + 1) * GROUP {
-                    out.push((seg as u16, self.leaves[seg]));
+        for (group, leaves) in theirs {
+            let group = *group as usize;
+            if group >= MIDS {
+                continue;
+            }
+            for (i, leaf) in leaves.iter().take(GROUP).enumerate() {
+                let segment = group * GROUP + i;
+                if self.leaves[segment] != leaf.0 {
+                    out.push(segment as u16);
                 }
             }
         }
         out
-    }
-
-    /// The segments whose leaves differ from `theirs`.
-    pub fn differing_segments(&self, theirs: &[(u16, u64)]) -> Vec<u16> {
-        theirs
-            .iter()
-            .filter(|(seg, h)| self.leaf(*seg) != *h)
-            .map(|(seg, _)| *seg)
-            .collect()
     }
 }
 
@@ -175,7 +184,8 @@ mod tests {
         b.toggle(700, 99);
         assert_ne!(a.root(), b.root());
         let leaves = b.leaves_under_differing(&a.mids());
-        assert_eq!(leaves.len(), GROUP, "one middle differs");
+        assert_eq!(leaves.len(), 1, "one middle differs");
+        assert_eq!(leaves[0].1.len(), GROUP);
         assert_eq!(a.differing_segments(&leaves), vec![700]);
     }
 

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, Hlc, Register, VersionVector};
 use driftkv_ring::{NodeId, PartitionId, Ring, Role};
 use driftkv_wire::{
-    ErrorKind, Key, MemberInfo, MemberState, Message, Object, ObjectKind, Quorum, ReplicaView,
-    Reply, ReqId, Request,
+    ErrorKind, Hash64, Key, MemberInfo, MemberState, Message, Object, ObjectKind, Quorum,
+    ReplicaView, Reply, ReqId, Request,
 };
 
 use crate::aae;
@@ -303,7 +303,12 @@ impl Node {
             membership,
             ring,
             trees: BTreeMap::new(),
-            aae: AaeState::default(),
+            // Nodes walk their partitions from different places, so two replicas rarely
+            // start the same exchange against each other at once (and pay it twice).
+            aae: AaeState {
+                cursor: xxhash_rust::xxh3::xxh3_64(cfg.id.as_str().as_bytes()) as u32 as usize,
+                ..AaeState::default()
+            },
             sweep: Sweep::default(),
             next_req: (generation << REQ_ID_GENERATION_SHIFT) + 1,
             pending: BTreeMap::new(),
@@ -1349,8 +1354,8 @@ impl Node {
             Message::AaeLeaves {
                 xid,
                 partition,
-                leaves,
-            } => self.aae_on_leaves(store, from, xid, PartitionId(partition), leaves, out),
+                groups,
+            } => self.aae_on_leaves(store, from, xid, PartitionId(partition), groups, out),
             Message::AaeKeys {
                 xid,
                 partition,
@@ -2145,7 +2150,7 @@ impl Node {
         from: NodeId,
         xid: u64,
         partition: PartitionId,
-        root: u64,
+        root: Hash64,
         out: &mut Vec<Output>,
     ) {
         let Ok(tree) = self.tree(store, partition) else {
@@ -2155,7 +2160,7 @@ impl Node {
             Message::AaeLeaves {
                 xid,
                 partition: partition.0,
-                leaves: Vec::new(),
+                groups: Vec::new(),
             }
         } else {
             Message::AaeRootDiffers {
@@ -2197,19 +2202,19 @@ impl Node {
         from: NodeId,
         xid: u64,
         partition: PartitionId,
-        mids: Vec<u64>,
+        mids: Vec<Hash64>,
         out: &mut Vec<Output>,
     ) {
         let Ok(tree) = self.tree(store, partition) else {
             return;
         };
-        let leaves = tree.leaves_under_differing(&mids);
+        let groups = tree.leaves_under_differing(&mids);
         out.push(Output::Send {
             to: from,
             message: Message::AaeLeaves {
                 xid,
                 partition: partition.0,
-                leaves,
+                groups,
             },
         });
     }
@@ -2227,7 +2232,7 @@ impl Node {
         from: NodeId,
         xid: u64,
         partition: PartitionId,
-        leaves: Vec<(u16, u64)>,
+        groups: Vec<(u16, Vec<Hash64>)>,
         out: &mut Vec<Output>,
     ) {
         if !self.aae_is_current(&from, xid, partition) {
@@ -2236,7 +2241,7 @@ impl Node {
         let Ok(tree) = self.tree(store, partition) else {
             return;
         };
-        let mut segments = tree.differing_segments(&leaves);
+        let mut segments = tree.differing_segments(&groups);
         if segments.is_empty() {
             self.stats.aae_exchanges += 1;
             self.stats.aae_in_sync += 1;
@@ -2252,7 +2257,7 @@ impl Node {
         let mut entries = Vec::new();
         for &segment in &segments {
             match self.segment_entries(store, partition, segment) {
-                Ok(list) => entries.extend(list.into_iter().map(|(k, h, _)| (k, h))),
+                Ok(list) => entries.extend(list.into_iter().map(|(k, h, _)| (k, Hash64(h)))),
                 Err(_) => return,
             }
         }
@@ -2276,10 +2281,10 @@ impl Node {
         xid: u64,
         partition: PartitionId,
         segments: Vec<u16>,
-        entries: Vec<(Key, u64)>,
+        entries: Vec<(Key, Hash64)>,
         out: &mut Vec<Output>,
     ) {
-        let theirs: BTreeMap<Key, u64> = entries.into_iter().collect();
+        let theirs: BTreeMap<Key, u64> = entries.into_iter().map(|(k, h)| (k, h.0)).collect();
         let mut objects = Vec::new();
         let mut want = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
@@ -2290,20 +2295,14 @@ impl Node {
                 return;
             };
             for (key, hash, raw) in mine {
-                match theirs.get(&key) {
-                    Some(h) if *h == hash => {}
-                    other => {
-                        if objects.len() < max
-                            && let Ok(object) = driftkv_wire::decode_object(&raw)
-                        {
-                            bytes += raw.len() as u64;
-                            objects.push((key.clone(), object));
-                        }
-                        // Different on both sides: take theirs too, and merge.
-                        if other.is_some() && want.len() < max {
-                            want.push(key.clone());
-                        }
-                    }
+                // Different (or missing) there: send ours. Where the initiator holds the key
+                // too, it merges and sends back only what ours lacked.
+                if theirs.get(&key) != Some(&hash)
+                    && objects.len() < max
+                    && let Ok(object) = driftkv_wire::decode_object(&raw)
+                {
+                    bytes += raw.len() as u64;
+                    objects.push((key.clone(), object));
                 }
                 seen.insert(key);
             }
@@ -2341,16 +2340,30 @@ impl Node {
         if !self.aae_is_current(&from, xid, partition) {
             return;
         }
-        // Read what the peer wants before merging its copies in: it wants our state.
+        // Keys the peer lacks: our copies. Keys both hold: merge the peer's copy in, and send
+        // the merged state back unless the peer's copy already was it (theirs covered ours).
         let mut back = Vec::new();
-        let mut bytes = 0u64;
         for key in want {
             if let Ok(Some(object)) = self.load(store, partition, &key) {
-                bytes += driftkv_wire::encode_object(&object).len() as u64;
                 back.push((key, object));
             }
         }
-        self.aae_merge(store, now_ms, partition, objects);
+        for (key, theirs) in objects {
+            let before = self.load(store, partition, &key).ok().flatten();
+            let Ok(after) = self.merge_into_store(store, now_ms, partition, &key, &theirs) else {
+                continue;
+            };
+            if before.as_ref() != Some(&after) {
+                self.stats.aae_keys_repaired += 1;
+            }
+            if after != theirs {
+                back.push((key, after));
+            }
+        }
+        let bytes: u64 = back
+            .iter()
+            .map(|(_, o)| driftkv_wire::encode_object(o).len() as u64)
+            .sum();
         self.stats.aae_exchanges += 1;
         self.stats.aae_bytes_sent += bytes;
         self.aae.inflight = None;

@@ -8,13 +8,13 @@ pub mod message;
 pub mod object;
 
 pub use message::{
-    Envelope, ErrorKind, Hello, MemberDigest, MemberInfo, MemberState, Message, Quorum,
+    Envelope, ErrorKind, Hash64, Hello, MemberDigest, MemberInfo, MemberState, Message, Quorum,
     ReplicaView, Reply, ReqId, Request,
 };
 pub use object::{Key, Object, ObjectKind};
 
 /// Version of the node-to-node protocol; peers with another version are refused at handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Version of the on-disk record format.
 pub const RECORD_FORMAT_VERSION: u8 = 1;
 /// The largest frame a node sends or accepts: a 4 MiB value plus its causal metadata, with

@@ -11,6 +11,23 @@ use crate::object::{Key, Object, ObjectKind};
 /// Identifies one request a node coordinates; unique per node for its lifetime.
 pub type ReqId = u64;
 
+/// A 64-bit tree or entry hash, encoded as 8 fixed bytes: hashes are uniformly random, so the
+/// variable-length integer encoding used elsewhere would spend 10 bytes on most of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hash64(pub u64);
+
+impl Serialize for Hash64 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.to_le_bytes().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <[u8; 8]>::deserialize(d).map(|b| Hash64(u64::from_le_bytes(b)))
+    }
+}
+
 /// How many replicas must answer: a consistency level.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Quorum {
@@ -288,7 +305,7 @@ pub enum Message {
     AaeRoot {
         xid: u64,
         partition: u32,
-        root: u64,
+        root: Hash64,
     },
     /// Step 0 answer (peer → initiator): the roots differ; send the middle hashes.
     AaeRootDiffers {
@@ -299,24 +316,25 @@ pub enum Message {
     AaeMids {
         xid: u64,
         partition: u32,
-        mids: Vec<u64>,
+        mids: Vec<Hash64>,
     },
-    /// Step 2 (peer → initiator): the peer's leaf hashes under every middle hash that differed
-    /// (none: the partition is in sync).
+    /// Step 2 (peer → initiator): for every middle hash that differed, its index and the
+    /// peer's leaf hashes under it, in order (none: the partition is in sync).
     AaeLeaves {
         xid: u64,
         partition: u32,
-        leaves: Vec<(u16, u64)>,
+        groups: Vec<(u16, Vec<Hash64>)>,
     },
     /// Step 3 (initiator → peer): the initiator's key hashes in the segments that differ.
     AaeKeys {
         xid: u64,
         partition: u32,
         segments: Vec<u16>,
-        entries: Vec<(Key, u64)>,
+        entries: Vec<(Key, Hash64)>,
     },
-    /// Step 4 (peer → initiator): the peer's copies of keys that differ, and the keys whose
-    /// copies it wants in return.
+    /// Step 4 (peer → initiator): the peer's copies of the keys whose hashes differ, and the
+    /// keys the initiator holds that the peer lacks. The initiator merges the copies and sends
+    /// back its own state of a key only where the peer's copy did not already cover it.
     AaeSync {
         xid: u64,
         partition: u32,
@@ -440,5 +458,22 @@ mod tests {
             decode_envelope(&bytes),
             Err(WireError::Version { found: 99, .. })
         ));
+    }
+
+    proptest! {
+        #[test]
+        fn hashes_take_eight_bytes_and_round_trip(hashes in proptest::collection::vec(any::<u64>(), 0..40)) {
+            let mids: Vec<Hash64> = hashes.iter().copied().map(Hash64).collect();
+            let message = Message::AaeMids { xid: 1, partition: 2, mids: mids.clone() };
+            let env = Envelope::Message { from: NodeId::from("n1"), message };
+            let bytes = encode_envelope(&env);
+            let empty = encode_envelope(&Envelope::Message {
+                from: NodeId::from("n1"),
+                message: Message::AaeMids { xid: 1, partition: 2, mids: Vec::new() },
+            });
+            // The list's length prefix grows by one byte past 127 entries only.
+            prop_assert_eq!(bytes.len(), empty.len() + 8 * mids.len());
+            prop_assert_eq!(decode_envelope(&bytes), Ok(env));
+        }
     }
 }
