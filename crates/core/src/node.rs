@@ -2022,14 +2022,21 @@ impl Node {
     }
 
     /// Announces that this node leaves: the ring no longer counts it, so it transfers every
-    /// partition to the new owners. See [`Node::drained`].
-    pub fn leave(&mut self) {
+    /// partition to the new owners. See [`Node::drained`]. The decision is stored (and synced)
+    /// before this returns, so a node restarted in the middle of leaving goes on leaving.
+    pub fn leave(&mut self, store: &mut dyn Store) -> Result<(), String> {
         self.membership.set_leaving();
-        self.apply_membership(Change {
+        let change = Change {
             members: true,
             states: true,
             persist: true,
-        });
+        };
+        self.apply_membership(change);
+        self.persist_membership(store, change);
+        store.sync().map_err(|e| {
+            self.stats.storage_errors += 1;
+            e.to_string()
+        })
     }
 
     pub fn is_leaving(&self) -> bool {

@@ -700,7 +700,12 @@ fn a_joining_node_receives_its_partitions_and_a_leaving_node_hands_all_of_its_of
         );
     }
     // n1 leaves: it owns nothing, hands every record off, and is drained.
-    h.nodes[0].leave();
+    h.nodes[0].leave(&mut h.stores[0]).unwrap();
+    // Restarted at once, it remembers that it is leaving.
+    let cfg = h.nodes[0].config().clone();
+    h.nodes[0] = driftkv_core::Node::open(cfg, &mut h.stores[0]).unwrap();
+    assert!(h.nodes[0].is_leaving(), "a restart forgot the leave");
+    h.nodes[0].set_members(members(&[0, 1, 2, 3], &[0]));
     for i in 1..4 {
         h.nodes[i].set_members(members(&[0, 1, 2, 3], &[0]));
     }

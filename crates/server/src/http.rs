@@ -21,7 +21,7 @@ use base64::Engine;
 use bytes::Bytes;
 use driftkv_causal::{ContextToken, VersionVector};
 use driftkv_core::node::merge_all;
-use driftkv_core::{Node, NodeConfig};
+use driftkv_core::{Node, NodeConfig, Store};
 use driftkv_storage::FjallStore;
 use driftkv_wire::{ErrorKind, Key, Object, Quorum, Reply, Request};
 use serde_json::{Value, json};
@@ -849,12 +849,24 @@ async fn ring(State(s): State<AppState>) -> Response {
 /// owners, then its process exits.
 async fn leave(State(s): State<AppState>) -> Response {
     let (tx, rx) = oneshot::channel();
-    let change = Box::new(move |node: &mut Node| {
-        node.leave();
-        let _ = tx.send(());
+    let change = Box::new(move |node: &mut Node, store: &mut dyn Store| {
+        let _ = tx.send(node.leave(store));
     });
-    if s.events.send(Event::Control(change)).await.is_err() || rx.await.is_err() {
+    if s.events.send(Event::Control(change)).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    match rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            // Leaving goes on (the ring already excludes this node); only the record of it
+            // may not survive a restart.
+            tracing::error!("leaving, but the decision could not be stored: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("leaving, but the decision could not be stored: {e}"),
+            );
+        }
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
     }
     tracing::warn!("leaving the cluster: handing partitions off, then exiting");
     axum::Json(json!({ "node": s.node_id, "leaving": true })).into_response()

@@ -32,7 +32,7 @@ pub enum Event {
     Tick,
     Query(Query),
     /// An administrative change of the node (leave).
-    Control(Box<dyn FnOnce(&mut Node) + Send>),
+    Control(Box<dyn FnOnce(&mut Node, &mut dyn Store) + Send>),
 }
 
 /// Events taken per batch at most (one sync each).
@@ -90,7 +90,7 @@ pub fn run_node_loop(
                     continue;
                 }
                 Event::Control(change) => {
-                    change(&mut node);
+                    change(&mut node, &mut store);
                     continue;
                 }
             };
