@@ -32,8 +32,11 @@ pub enum Event {
     Tick,
     Query(Query),
     /// An administrative change of the node (leave).
-    Control(Box<dyn FnOnce(&mut Node, &mut dyn Store) + Send>),
+    Control(Control),
 }
+
+/// An administrative change, run on the node thread with the node and its store.
+pub type Control = Box<dyn FnOnce(&mut Node, &mut dyn Store) + Send>;
 
 /// Events taken per batch at most (one sync each).
 const BATCH_MAX: usize = 512;
