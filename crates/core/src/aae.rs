@@ -127,6 +127,11 @@ pub struct AaeConfig {
     pub segments_per_exchange_max: usize,
     /// Objects in one message at most.
     pub objects_per_message_max: usize,
+    /// Client requests since the last exchange decision above which a due exchange is put
+    /// off: anti-entropy yields to client traffic (0: never).
+    pub busy_requests: u64,
+    /// Due exchanges put off in a row at most: busy traffic slows repair, never starves it.
+    pub defer_max: u32,
 }
 
 impl Default for AaeConfig {
@@ -137,6 +142,8 @@ impl Default for AaeConfig {
             timeout_ms: 10_000,
             segments_per_exchange_max: 256,
             objects_per_message_max: 2_000,
+            busy_requests: 1_000,
+            defer_max: 4,
         }
     }
 }

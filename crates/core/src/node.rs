@@ -178,6 +178,10 @@ struct AaeState {
     streak: bool,
     /// Exchanges until the next tree self-check.
     until_check: u32,
+    /// Client requests since the last decision to start an exchange or not.
+    requests: u64,
+    /// Due exchanges put off in a row for client traffic.
+    deferred: u32,
 }
 
 #[derive(Debug)]
@@ -446,6 +450,7 @@ impl Node {
     ) {
         match input {
             Input::Request { client, request } => {
+                self.aae.requests += 1;
                 self.on_request(store, now_ms, Waiter::Local(client), request, false, out)
             }
             Input::Message { from, message } => {
@@ -2071,6 +2076,14 @@ impl Node {
             return;
         }
         self.aae.next_ms = now_ms + self.cfg.aae.interval_ms;
+        let busy = self.cfg.aae.busy_requests > 0
+            && std::mem::take(&mut self.aae.requests) > self.cfg.aae.busy_requests;
+        if busy && self.aae.deferred < self.cfg.aae.defer_max {
+            self.aae.deferred += 1;
+            self.stats.aae_deferred += 1;
+            return;
+        }
+        self.aae.deferred = 0;
         if let Some((partition, peer)) = self.aae.again.take()
             && self.is_up(&peer)
         {

@@ -77,6 +77,8 @@ pub struct Stats {
     /// Trees found out of step with storage by the periodic check, and rebuilt.
     pub aae_tree_mismatches: u64,
     pub aae_timeouts: u64,
+    /// Due exchanges put off because client traffic was heavy.
+    pub aae_deferred: u64,
     /// Tombstones this node deleted after every primary held them past the grace period.
     pub tombstones_collected: u64,
     /// Keys handed to their new owners (after a join or a leave) and deleted here.

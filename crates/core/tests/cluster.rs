@@ -964,3 +964,39 @@ fn anti_entropy_moves_each_differing_key_at_most_once_each_way_and_keeps_sibling
         assert_eq!(tick_counting_aae_objects(&mut h, 100), 0);
     }
 }
+
+#[test]
+fn anti_entropy_yields_to_heavy_client_traffic_but_is_never_starved() {
+    let mut h = Harness::new(3, |cfg| {
+        cfg.hinted_handoff = false;
+        cfg.read_repair = false;
+        cfg.aae.interval_ms = 100;
+        cfg.aae.busy_requests = 20;
+        cfg.aae.defer_max = 3;
+    });
+    // n3 misses a write, so there is something to repair.
+    h.up[2] = false;
+    h.put(0, "k", "v", VersionVector::new(), Quorum::Quorum);
+    h.up[2] = true;
+    let mut ticks = 0;
+    // Heavy traffic on every node between ticks: more requests than `busy_requests`.
+    while h.copies("k")[2].is_empty() {
+        ticks += 1;
+        assert!(ticks < 200, "anti-entropy starved under load");
+        for i in 0..3 {
+            for _ in 0..25 {
+                h.get(i, "other", Quorum::One);
+            }
+        }
+        h.tick(100);
+    }
+    let deferred: u64 = h.nodes.iter().map(|n| n.stats().aae_deferred).sum();
+    assert!(deferred > 0, "exchanges were put off for the traffic");
+    // Quiet again: nothing is put off.
+    let before: Vec<u64> = h.nodes.iter().map(|n| n.stats().aae_deferred).collect();
+    for _ in 0..20 {
+        h.tick(100);
+    }
+    let after: Vec<u64> = h.nodes.iter().map(|n| n.stats().aae_deferred).collect();
+    assert_eq!(before, after);
+}

@@ -42,6 +42,9 @@ pub struct FileConfig {
     /// Anti-entropy: `false` turns exchanges off; the interval between exchanges a node starts.
     pub anti_entropy: Option<bool>,
     pub anti_entropy_interval_ms: Option<u64>,
+    /// Client requests between two exchange decisions above which a due exchange is put off
+    /// (anti-entropy yields to client traffic, at most 4 intervals in a row); 0: never.
+    pub anti_entropy_busy_requests: Option<u64>,
     /// Enables the lab controls (`POST /admin/isolate`, `/admin/heal`) the dashboard uses to
     /// cut a node off: for demo and teaching clusters only.
     pub lab: Option<bool>,
@@ -191,6 +194,9 @@ impl ServerConfig {
                 return Err("anti_entropy_interval_ms must be positive".into());
             }
             core.aae.interval_ms = i;
+        }
+        if let Some(b) = f.anti_entropy_busy_requests {
+            core.aae.busy_requests = b;
         }
         for (name, b) in f.buckets {
             let mode = match b.mode.as_deref() {

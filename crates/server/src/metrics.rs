@@ -194,7 +194,7 @@ impl Metrics {
             &s.read_siblings,
             1.0,
         );
-        let counters: [(&str, &str, u64); 27] = [
+        let counters: [(&str, &str, u64); 28] = [
             (
                 "driftkv_dot_clashes_total",
                 "Merges that met one dot with two values (a reused node identity).",
@@ -204,6 +204,11 @@ impl Metrics {
                 "driftkv_aae_timeouts_total",
                 "Exchanges abandoned because the peer did not answer in time.",
                 s.aae_timeouts,
+            ),
+            (
+                "driftkv_aae_deferred_total",
+                "Due exchanges put off because client traffic was heavy.",
+                s.aae_deferred,
             ),
             (
                 "driftkv_aae_exchanges_total",
