@@ -600,22 +600,23 @@ impl Node {
             Request::Inspect { .. } => {
                 self.start_inspect(store, now_ms, waiter, key, partition, n, out)
             }
-            Request::Get { r, .. } | Request::CounterGet { r, .. } | Request::SetGet { r, .. } => {
-                match level(*r, props.r, self.cfg.r) {
-                    Ok(needed) => self.start_read(
-                        store,
-                        now_ms,
-                        waiter,
-                        request.clone(),
-                        partition,
-                        n,
-                        needed,
-                        props.mode,
-                        out,
-                    ),
-                    Err(e) => self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out),
-                }
-            }
+            Request::Get { r, .. }
+            | Request::SessionGet { r, .. }
+            | Request::CounterGet { r, .. }
+            | Request::SetGet { r, .. } => match level(*r, props.r, self.cfg.r) {
+                Ok(needed) => self.start_read(
+                    store,
+                    now_ms,
+                    waiter,
+                    request.clone(),
+                    partition,
+                    n,
+                    needed,
+                    props.mode,
+                    out,
+                ),
+                Err(e) => self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out),
+            },
             Request::Put { w, .. }
             | Request::Overwrite { w, .. }
             | Request::CounterAdd { w, .. }
@@ -1163,9 +1164,32 @@ impl Node {
         // the deadline with R answers, not found is the answer.
         let found = coord.replies.iter().filter(|(_, o)| o.is_some()).count();
         let all = coord.replies.len() == coord.targets.len();
-        let enough =
-            found >= coord.needed || (coord.replies.len() >= coord.needed && (all || expired));
-        if !coord.answered && enough {
+        // A session read also waits until the merge covers what the session has seen.
+        let covered = match &coord.request {
+            Request::SessionGet { seen, .. } => match &merged {
+                Some(Object::Register(reg)) => reg.context().descends(seen),
+                Some(_) => true, // a wrong type: answered as such
+                None => seen.is_empty(),
+            },
+            _ => true,
+        };
+        let enough = covered
+            && (found >= coord.needed || (coord.replies.len() >= coord.needed && (all || expired)));
+        if !coord.answered && !covered && (all || expired) && coord.replies.len() >= coord.needed {
+            coord.answered = true;
+            self.stats.session_reads_behind += 1;
+            let reply = Reply::Error {
+                kind: ErrorKind::Unavailable,
+                message: format!(
+                    "no replica of the {} that answered holds everything this session has seen \
+                     of the key; try again once replication catches up",
+                    coord.replies.len()
+                ),
+                answered: coord.replies.len() as u8,
+                needed: coord.needed as u8,
+            };
+            answer = Some((coord.waiter.clone(), reply));
+        } else if !coord.answered && enough {
             coord.answered = true;
             answer = Some((
                 coord.waiter.clone(),
@@ -2465,11 +2489,15 @@ fn render_read(request: &Request, merged: Option<&Object>) -> Reply {
         )
     };
     match (request, merged) {
-        (Request::Get { .. }, None) => Reply::NotFound {
+        (Request::Get { .. } | Request::SessionGet { .. }, None) => Reply::NotFound {
             context: VersionVector::new(),
         },
-        (Request::Get { .. }, Some(Object::Register(reg))) => render_register(reg),
-        (Request::Get { .. }, Some(other)) => wrong(other, ObjectKind::Register),
+        (Request::Get { .. } | Request::SessionGet { .. }, Some(Object::Register(reg))) => {
+            render_register(reg)
+        }
+        (Request::Get { .. } | Request::SessionGet { .. }, Some(other)) => {
+            wrong(other, ObjectKind::Register)
+        }
         (Request::CounterGet { .. }, None) => Reply::Counter { value: 0 },
         (Request::CounterGet { .. }, Some(Object::Counter(c))) => {
             Reply::Counter { value: c.value() }

@@ -79,6 +79,9 @@ pub struct Stats {
     pub aae_timeouts: u64,
     /// Due exchanges put off because client traffic was heavy.
     pub aae_deferred: u64,
+    /// Session reads that failed because no replica that answered had caught up with the
+    /// session.
+    pub session_reads_behind: u64,
     /// Tombstones this node deleted after every primary held them past the grace period.
     pub tombstones_collected: u64,
     /// Keys handed to their new owners (after a join or a leave) and deleted here.

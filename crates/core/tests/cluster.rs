@@ -1000,3 +1000,48 @@ fn anti_entropy_yields_to_heavy_client_traffic_but_is_never_starved() {
     let after: Vec<u64> = h.nodes.iter().map(|n| n.stats().aae_deferred).collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn a_session_read_never_returns_less_than_the_session_has_seen() {
+    let mut h = Harness::new(3, |cfg| {
+        cfg.hinted_handoff = false;
+        cfg.read_repair = false;
+        cfg.aae.enabled = false;
+    });
+    let old = h.put(0, "k", "old", VersionVector::new(), Quorum::All);
+    // The new version reaches n1 only.
+    h.up = vec![true, false, false];
+    let written = h.put(0, "k", "new", context(&old), Quorum::One);
+    let Reply::Written { context: seen } = written else {
+        panic!("{written:?}")
+    };
+    h.up = vec![true; 3];
+    let key = Key::default_bucket("k");
+    let session_get = |seen: &VersionVector| Request::SessionGet {
+        key: key.clone(),
+        r: Quorum::One,
+        seen: seen.clone(),
+    };
+    // A plain R=1 read at n2 answers its own stale copy; the session read waits for a replica
+    // that has the session's write.
+    assert_eq!(values(&h.get(1, "k", Quorum::One)), ["old"]);
+    let reply = h.request(1, session_get(&seen));
+    assert_eq!(values(&reply), ["new"]);
+    // Monotonic reads: what a session read returned is the floor of the next one.
+    let floor = context(&reply);
+    assert!(floor.descends(&seen));
+    // With n1 cut off, no replica that answers has caught up: the read fails, never goes back.
+    h.up = vec![false, true, true];
+    let reply = h.request(1, session_get(&floor));
+    assert!(
+        matches!(&reply, Reply::Error { kind: ErrorKind::Unavailable, message, .. }
+            if message.contains("session")),
+        "{reply:?}"
+    );
+    assert_eq!(h.nodes[1].stats().session_reads_behind, 1);
+    // An empty token is a plain read.
+    assert_eq!(
+        values(&h.request(1, session_get(&VersionVector::new()))),
+        ["old"]
+    );
+}

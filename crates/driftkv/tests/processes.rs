@@ -503,6 +503,18 @@ fn bad_input_gets_json_4xx_and_the_node_keeps_serving() {
         "a corrupted context".into(),
         node.request("PUT", "/kv/other", &[("X-Causal-Context", &corrupt)], b"v"),
     ));
+    cases.push((
+        "another key's session token".into(),
+        node.request("GET", "/kv/k", &[("X-Session-Token", &other)], b""),
+    ));
+    cases.push((
+        "a corrupted session token".into(),
+        node.request("GET", "/kv/other", &[("X-Session-Token", &corrupt)], b""),
+    ));
+    // The write's context as a session token: the read answers that write (or newer).
+    let r = node.request("GET", "/kv/other", &[("X-Session-Token", &other)], b"");
+    assert_status(&r, 200, "a session read with the write's context");
+    assert_eq!(r.text(), "o");
 
     for (what, r) in &cases {
         let message = assert_json_4xx(r, what);

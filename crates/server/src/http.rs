@@ -31,6 +31,8 @@ use crate::metrics::{Metrics, Snapshot, labels};
 use crate::runtime::Event;
 
 pub const CONTEXT_HEADER: &str = "x-causal-context";
+/// A session token on a read: the `X-Causal-Context` the client last got for this key.
+pub const SESSION_HEADER: &str = "x-session-token";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -121,19 +123,29 @@ fn params(raw: Option<String>) -> Result<Params, Response> {
 }
 
 fn read_context(headers: &HeaderMap, key: &Key) -> Result<VersionVector, Response> {
-    match headers.get(CONTEXT_HEADER) {
-        None => Ok(VersionVector::new()),
-        Some(v) => {
-            let text = v
-                .to_str()
-                .map_err(|_| bad("X-Causal-Context is not ASCII"))?;
-            if text.is_empty() {
-                return Ok(VersionVector::new());
-            }
-            ContextToken::decode(text, &key.bucket, &key.key)
-                .map_err(|e| bad(format!("bad causal context in X-Causal-Context: {e}")))
-        }
+    read_token(headers, CONTEXT_HEADER, "X-Causal-Context", key).map(Option::unwrap_or_default)
+}
+
+/// A context token from header `name` (shown as `shown`), bound to `key`; `None` when absent
+/// or empty.
+fn read_token(
+    headers: &HeaderMap,
+    name: &str,
+    shown: &str,
+    key: &Key,
+) -> Result<Option<VersionVector>, Response> {
+    let Some(v) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| bad(format!("{shown} is not ASCII")))?;
+    if text.is_empty() {
+        return Ok(None);
     }
+    ContextToken::decode(text, &key.bucket, &key.key)
+        .map(Some)
+        .map_err(|e| bad(format!("bad causal context in {shown}: {e}")))
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
@@ -274,18 +286,25 @@ fn with_context(mut response: Response, context: &VersionVector, key: &Key) -> R
 
 // ---- /kv ----
 
-async fn kv_get(state: &AppState, key: Key, raw: Option<String>) -> Response {
+async fn kv_get(state: &AppState, key: Key, raw: Option<String>, headers: &HeaderMap) -> Response {
     let p = match params(raw) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    match state
-        .call(Request::Get {
+    // A session read: never older than the context the client last got for this key.
+    let request = match read_token(headers, SESSION_HEADER, "X-Session-Token", &key) {
+        Err(r) => return r,
+        Ok(None) => Request::Get {
             key: key.clone(),
             r: p.r,
-        })
-        .await
-    {
+        },
+        Ok(Some(seen)) => Request::SessionGet {
+            key: key.clone(),
+            r: p.r,
+            seen,
+        },
+    };
+    match state.call(request).await {
         Err(r) => r,
         Ok(Reply::Values { values, context }) if values.len() == 1 => {
             let mut resp = (
@@ -426,9 +445,10 @@ async fn get_default(
     State(s): State<AppState>,
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     match s.key(None, key) {
-        Ok(k) => kv_get(&s, k, q).await,
+        Ok(k) => kv_get(&s, k, q, &headers).await,
         Err(r) => r,
     }
 }
@@ -469,9 +489,10 @@ async fn get_bucket(
     State(s): State<AppState>,
     Path((bucket, key)): Path<(String, String)>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     match s.key(Some(bucket), key) {
-        Ok(k) => kv_get(&s, k, q).await,
+        Ok(k) => kv_get(&s, k, q, &headers).await,
         Err(r) => r,
     }
 }

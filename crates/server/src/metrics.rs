@@ -75,6 +75,7 @@ fn level_name(q: &Quorum) -> String {
 pub fn labels(request: &Request) -> (&'static str, String) {
     match request {
         Request::Get { r, .. } => ("get", level_name(r)),
+        Request::SessionGet { r, .. } => ("session_get", level_name(r)),
         Request::Put { value: None, w, .. } | Request::Overwrite { value: None, w, .. } => {
             ("delete", level_name(w))
         }
@@ -194,7 +195,7 @@ impl Metrics {
             &s.read_siblings,
             1.0,
         );
-        let counters: [(&str, &str, u64); 28] = [
+        let counters: [(&str, &str, u64); 29] = [
             (
                 "driftkv_dot_clashes_total",
                 "Merges that met one dot with two values (a reused node identity).",
@@ -209,6 +210,11 @@ impl Metrics {
                 "driftkv_aae_deferred_total",
                 "Due exchanges put off because client traffic was heavy.",
                 s.aae_deferred,
+            ),
+            (
+                "driftkv_session_reads_behind_total",
+                "Session reads refused because no replica that answered had caught up with the session.",
+                s.session_reads_behind,
             ),
             (
                 "driftkv_aae_exchanges_total",

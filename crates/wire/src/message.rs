@@ -88,6 +88,16 @@ pub enum Request {
         key: Key,
         r: Quorum,
     },
+    /// A register read within a client session: it answers at least everything `seen` covers
+    /// (the context the client got from its last read or write of this key), so the session
+    /// reads its own writes and never reads backwards. The coordinator waits past R for more
+    /// replies until their merge covers `seen`; when every replica that answers is behind,
+    /// the read fails as unavailable instead of answering older state.
+    SessionGet {
+        key: Key,
+        r: Quorum,
+        seen: VersionVector,
+    },
     /// A write, or with `value: None` a delete. `context` is what the client read (empty for
     /// a blind write).
     Put {
@@ -133,6 +143,7 @@ impl Request {
     pub fn key(&self) -> &Key {
         match self {
             Request::Get { key, .. }
+            | Request::SessionGet { key, .. }
             | Request::Put { key, .. }
             | Request::Overwrite { key, .. }
             | Request::CounterAdd { key, .. }
@@ -424,9 +435,18 @@ mod tests {
                 delta,
                 w: Quorum::One
             }),
-            key.prop_map(|key| Request::Get {
+            key.clone().prop_map(|key| Request::Get {
                 key,
                 r: Quorum::Count(2)
+            }),
+            (key, any::<u64>()).prop_map(|(key, n)| Request::SessionGet {
+                key,
+                r: Quorum::One,
+                seen: {
+                    let mut seen = VersionVector::new();
+                    seen.observe(&driftkv_causal::Actor::new("n1", 7), n);
+                    seen
+                },
             }),
         ]
     }
