@@ -235,6 +235,31 @@ fn a_redis_client_library_uses_every_data_type() {
         .query(&mut c)
         .unwrap();
     assert_eq!((a.as_str(), b.as_str(), n), ("one", "two", 7));
+    // Session guarantees per connection: on, GETs read this connection's writes.
+    let state: String = cmd("DRIFTKV").arg("SESSION").query(&mut c).unwrap();
+    assert_eq!(state, "off");
+    let _: () = cmd("DRIFTKV")
+        .arg("SESSION")
+        .arg("on")
+        .query(&mut c)
+        .unwrap();
+    let _: () = cmd("DRIFTKV")
+        .arg("CONSISTENCY")
+        .arg("one")
+        .arg("one")
+        .query(&mut c)
+        .unwrap();
+    let _: () = cmd("SET").arg("mine").arg("v1").query(&mut c).unwrap();
+    let v: String = cmd("GET").arg("mine").query(&mut c).unwrap();
+    assert_eq!(v, "v1");
+    let state: String = cmd("DRIFTKV").arg("SESSION").query(&mut c).unwrap();
+    assert_eq!(state, "on");
+    let e = cmd("DRIFTKV")
+        .arg("SESSION")
+        .arg("maybe")
+        .query::<String>(&mut c)
+        .unwrap_err();
+    assert!(e.to_string().contains("usage: DRIFTKV SESSION"), "{e}");
 }
 
 #[test]

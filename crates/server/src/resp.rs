@@ -12,10 +12,12 @@
 //! (`sibling_reads_resolved`). Bad input answers a Redis-style error line and the connection
 //! stays open; only a broken frame closes it, as in Redis.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
+use driftkv_causal::VersionVector;
 use driftkv_wire::{ErrorKind, Key, Quorum, Reply, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -182,6 +184,32 @@ struct Session {
     name: Option<Bytes>,
     id: u64,
     quit: bool,
+    /// With `DRIFTKV SESSION ON`: the last context of each string key this connection read or
+    /// wrote, so its GETs read its own writes and never go back (oldest forgotten first).
+    seen: Option<(HashMap<Bytes, VersionVector>, VecDeque<Bytes>)>,
+}
+
+/// Keys a session remembers at most.
+const SESSION_KEYS_MAX: usize = 10_000;
+
+impl Session {
+    fn remember(&mut self, k: &Bytes, context: &VersionVector) {
+        let Some((seen, order)) = &mut self.seen else {
+            return;
+        };
+        match seen.get_mut(k) {
+            Some(old) => old.merge(context),
+            None => {
+                if seen.len() >= SESSION_KEYS_MAX
+                    && let Some(oldest) = order.pop_front()
+                {
+                    seen.remove(&oldest);
+                }
+                seen.insert(k.clone(), context.clone());
+                order.push_back(k.clone());
+            }
+        }
+    }
 }
 
 pub async fn serve(listener: TcpListener, state: AppState, stats: Arc<RespStats>) {
@@ -222,6 +250,7 @@ async fn connection(
         name: None,
         id,
         quit: false,
+        seen: None,
     };
     let bulk_max = state.config.value_bytes_max.max(state.config.key_bytes_max) + 1024;
     loop {
@@ -303,25 +332,32 @@ async fn call(state: &AppState, request: Request) -> Reply {
 async fn get(
     state: &AppState,
     stats: &RespStats,
-    s: &Session,
+    s: &mut Session,
     k: &Bytes,
 ) -> Result<Option<Bytes>, Value> {
-    match call(
-        state,
-        Request::Get {
+    let request = match &s.seen {
+        Some((seen, _)) => Request::SessionGet {
+            key: key(k),
+            r: s.r,
+            seen: seen.get(k).cloned().unwrap_or_default(),
+        },
+        None => Request::Get {
             key: key(k),
             r: s.r,
         },
-    )
-    .await
-    {
-        Reply::Values { values, .. } => {
+    };
+    match call(state, request).await {
+        Reply::Values { values, context } => {
+            s.remember(k, &context);
             if values.len() > 1 {
                 stats.sibling_reads_resolved.fetch_add(1, Ordering::Relaxed);
             }
             Ok(values.into_iter().max())
         }
-        Reply::NotFound { .. } => Ok(None),
+        Reply::NotFound { context } => {
+            s.remember(k, &context);
+            Ok(None)
+        }
         other => Err(failure(other)),
     }
 }
@@ -402,7 +438,10 @@ async fn run(
                 w: s.w,
             };
             match call(state, request).await {
-                Reply::Written { .. } => Value::Simple("OK"),
+                Reply::Written { context } => {
+                    s.remember(&a[0], &context);
+                    Value::Simple("OK")
+                }
                 other => return Err(failure(other)),
             }
         }
@@ -414,8 +453,9 @@ async fn run(
                     value: Some(pair[1].clone()),
                     w: s.w,
                 };
-                if let reply @ Reply::Error { .. } = call(state, request).await {
-                    return Err(failure(reply));
+                match call(state, request).await {
+                    Reply::Written { context } => s.remember(&pair[0], &context),
+                    reply => return Err(failure(reply)),
                 }
             }
             Value::Simple("OK")
@@ -618,7 +658,25 @@ async fn run(
                     ));
                 }
             },
-            _ => return Err(err("usage: DRIFTKV CONSISTENCY [R W]")),
+            Some(sub) if sub == b"session" => match &a[1..] {
+                [] => Value::bulk(if s.seen.is_some() { "on" } else { "off" }),
+                [on] if on.eq_ignore_ascii_case(b"on") => {
+                    if s.seen.is_none() {
+                        s.seen = Some((HashMap::new(), VecDeque::new()));
+                    }
+                    Value::Simple("OK")
+                }
+                [off] if off.eq_ignore_ascii_case(b"off") => {
+                    s.seen = None;
+                    Value::Simple("OK")
+                }
+                _ => return Err(err("usage: DRIFTKV SESSION [ON|OFF]")),
+            },
+            _ => {
+                return Err(err(
+                    "usage: DRIFTKV CONSISTENCY [R W] | DRIFTKV SESSION [ON|OFF]",
+                ));
+            }
         },
         _ => {
             let start: Vec<String> = a
