@@ -39,6 +39,10 @@ pub struct GetArgs {
     /// Read quorum: one, quorum, all or a number.
     #[arg(short, long)]
     r: Option<String>,
+    /// A session read: the context this client last got for the key (from a put or a get);
+    /// the answer is that state or newer, or an error when no replica has caught up.
+    #[arg(long, value_name = "TOKEN")]
+    session: Option<String>,
 }
 
 #[derive(Args)]
@@ -150,8 +154,11 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
 }
 
 pub async fn get(a: GetArgs) -> anyhow::Result<()> {
-    let resp = client()
-        .get(url(&a.target, &a.key, Some(("r", &a.r))))
+    let mut req = client().get(url(&a.target, &a.key, Some(("r", &a.r))));
+    if let Some(token) = &a.session {
+        req = req.header("X-Session-Token", token);
+    }
+    let resp = req
         .send()
         .await
         .with_context(|| format!("cannot reach {}", a.target.node))?;

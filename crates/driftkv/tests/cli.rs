@@ -80,6 +80,21 @@ fn put_get_del_and_status_work_from_the_command_line() {
         String::from_utf8_lossy(&driftkv(&["get", "colour", "--node", &url]).stdout),
         "navy\n"
     );
+    // The put's context as a session token: a session read answers that write.
+    let written = String::from_utf8_lossy(&put.stderr)
+        .trim()
+        .strip_prefix("context: ")
+        .unwrap()
+        .to_string();
+    let session = driftkv(&["get", "colour", "--node", &url, "--session", &written]);
+    assert_eq!(String::from_utf8_lossy(&session.stdout), "navy\n");
+    let bad = driftkv(&["get", "colour", "--node", &url, "--session", "nonsense"]);
+    assert!(!bad.status.success(), "a bad session token is refused");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("X-Session-Token"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     // A bucket of its own.
     assert!(
         driftkv(&["put", "k", "v", "--node", &url, "--bucket", "b2"])
