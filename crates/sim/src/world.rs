@@ -50,26 +50,36 @@ pub struct Progress {
     pub messages: u64,
 }
 
-struct Scheduled {
-    at_us: u64,
-    seq: u64,
-    event: Event,
+/// The event queue: a min-heap of small copyable keys (virtual time, sequence number, slot),
+/// the events themselves in a slab. The sequence number is unique, so the order is exactly
+/// (time, scheduling order) whatever the slot; moving 24-byte keys keeps the heap cheap.
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    slab: Vec<Option<Event>>,
+    free: Vec<u32>,
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at_us, self.seq) == (other.at_us, other.seq)
+impl Queue {
+    fn push(&mut self, at_us: u64, seq: u64, event: Event) {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.slab.push(Some(event));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((at_us, seq, slot)));
     }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at_us, self.seq).cmp(&(other.at_us, other.seq))
+
+    fn pop(&mut self) -> Option<(u64, Event)> {
+        let Reverse((at_us, _, slot)) = self.heap.pop()?;
+        let event = self.slab[slot as usize].take().expect("a queued slot holds its event");
+        self.free.push(slot);
+        Some((at_us, event))
     }
 }
 
@@ -141,27 +151,54 @@ fn class_of(m: &Message) -> Class {
     }
 }
 
-pub fn message_name(m: &Message) -> &'static str {
+/// Every message kind's name, indexed by [`message_kind`].
+pub const MESSAGE_NAMES: [&str; 18] = [
+    "forward",
+    "forward_reply",
+    "replica_write",
+    "replica_write_ack",
+    "replica_read",
+    "replica_read_reply",
+    "repair",
+    "gossip",
+    "aae_root",
+    "aae_root_differs",
+    "aae_mids",
+    "aae_leaves",
+    "aae_keys",
+    "aae_sync",
+    "aae_objects",
+    "purge",
+    "transfer",
+    "transfer_ack",
+];
+
+/// A message's kind as an index into [`MESSAGE_NAMES`].
+pub fn message_kind(m: &Message) -> usize {
     match m {
-        Message::Forward { .. } => "forward",
-        Message::ForwardReply { .. } => "forward_reply",
-        Message::ReplicaWrite { .. } => "replica_write",
-        Message::ReplicaWriteAck { .. } => "replica_write_ack",
-        Message::ReplicaRead { .. } => "replica_read",
-        Message::ReplicaReadReply { .. } => "replica_read_reply",
-        Message::Repair { .. } => "repair",
-        Message::Gossip { .. } => "gossip",
-        Message::AaeRoot { .. } => "aae_root",
-        Message::AaeRootDiffers { .. } => "aae_root_differs",
-        Message::AaeMids { .. } => "aae_mids",
-        Message::AaeLeaves { .. } => "aae_leaves",
-        Message::AaeKeys { .. } => "aae_keys",
-        Message::AaeSync { .. } => "aae_sync",
-        Message::AaeObjects { .. } => "aae_objects",
-        Message::Purge { .. } => "purge",
-        Message::Transfer { .. } => "transfer",
-        Message::TransferAck { .. } => "transfer_ack",
+        Message::Forward { .. } => 0,
+        Message::ForwardReply { .. } => 1,
+        Message::ReplicaWrite { .. } => 2,
+        Message::ReplicaWriteAck { .. } => 3,
+        Message::ReplicaRead { .. } => 4,
+        Message::ReplicaReadReply { .. } => 5,
+        Message::Repair { .. } => 6,
+        Message::Gossip { .. } => 7,
+        Message::AaeRoot { .. } => 8,
+        Message::AaeRootDiffers { .. } => 9,
+        Message::AaeMids { .. } => 10,
+        Message::AaeLeaves { .. } => 11,
+        Message::AaeKeys { .. } => 12,
+        Message::AaeSync { .. } => 13,
+        Message::AaeObjects { .. } => 14,
+        Message::Purge { .. } => 15,
+        Message::Transfer { .. } => 16,
+        Message::TransferAck { .. } => 17,
     }
+}
+
+pub fn message_name(m: &Message) -> &'static str {
+    MESSAGE_NAMES[message_kind(m)]
 }
 
 /// What happened to the messages of one kind.
@@ -365,7 +402,7 @@ pub struct Sim<'a> {
     traffic_end_us: u64,
     deadline_us: u64,
     seq: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: Queue,
     nodes: Vec<SimNode>,
     ring: Ring,
     r: Quorum,
@@ -399,7 +436,8 @@ pub struct Sim<'a> {
     sibling_reads: u64,
     siblings_max: usize,
     ops: BTreeMap<&'static str, OpCounts>,
-    messages: BTreeMap<&'static str, MessageCounts>,
+    /// Per message kind (indexed by [`message_kind`]); `None` until one is sent.
+    messages: [Option<MessageCounts>; MESSAGE_NAMES.len()],
     messages_delivered: u64,
     retired: NodeTotals,
     converged_since_us: Option<u64>,
@@ -507,7 +545,7 @@ impl<'a> Sim<'a> {
             traffic_end_us,
             deadline_us: traffic_end_us + sc.settle.max_ms * 1000,
             seq: 0,
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
             nodes,
             ring,
             r: sc.quorum_r(),
@@ -543,7 +581,7 @@ impl<'a> Sim<'a> {
             sibling_reads: 0,
             siblings_max: 0,
             ops: BTreeMap::new(),
-            messages: BTreeMap::new(),
+            messages: Default::default(),
             messages_delivered: 0,
             retired: NodeTotals::default(),
             converged_since_us: None,
@@ -561,11 +599,7 @@ impl<'a> Sim<'a> {
 
     fn schedule(&mut self, at_us: u64, event: Event) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at_us,
-            seq: self.seq,
-            event,
-        }));
+        self.queue.push(at_us, self.seq, event);
     }
 
     /// Virtual milliseconds since traffic started, for logs and reports.
@@ -801,11 +835,11 @@ impl<'a> Sim<'a> {
             self.schedule(until, Event::FaultEnd(f));
         }
         self.schedule(self.traffic_end_us, Event::TrafficEnd);
-        while let Some(Reverse(next)) = self.queue.pop() {
+        while let Some((at_us, event)) = self.queue.pop() {
             if self.finished {
                 break;
             }
-            self.now_us = next.at_us;
+            self.now_us = at_us;
             self.events += 1;
             if self.events > EVENTS_MAX {
                 self.events_overflow = true;
@@ -820,7 +854,7 @@ impl<'a> Sim<'a> {
                     messages: self.messages_delivered,
                 });
             }
-            self.dispatch_event(next.event);
+            self.dispatch_event(event);
         }
         self.finish()
     }
@@ -841,16 +875,16 @@ impl<'a> Sim<'a> {
                 to_epoch,
                 message,
             } => {
-                let name = message_name(&message);
+                let kind = message_kind(&message);
                 if self.cut[from * self.nodes.len() + to] > 0 {
-                    self.messages.entry(name).or_default().cut += 1;
+                    self.counts(kind).cut += 1;
                     return;
                 }
                 if !self.is_up(to) || self.nodes[to].epoch != to_epoch {
-                    self.messages.entry(name).or_default().to_down_node += 1;
+                    self.counts(kind).to_down_node += 1;
                     return;
                 }
-                self.messages.entry(name).or_default().delivered += 1;
+                self.counts(kind).delivered += 1;
                 self.messages_delivered += 1;
                 let from_id = self.nodes[from].name.clone();
                 self.handle(
@@ -1247,12 +1281,16 @@ impl<'a> Sim<'a> {
 
     // ---- the network ----
 
+    fn counts(&mut self, kind: usize) -> &mut MessageCounts {
+        self.messages[kind].get_or_insert_with(MessageCounts::default)
+    }
+
     fn send(&mut self, from: usize, to: usize, message: Message) {
-        let name = message_name(&message);
+        let kind = message_kind(&message);
         let n = self.nodes.len();
-        self.messages.entry(name).or_default().sent += 1;
+        self.counts(kind).sent += 1;
         if self.cut[from * n + to] > 0 {
-            self.messages.entry(name).or_default().cut += 1;
+            self.counts(kind).cut += 1;
             return;
         }
         let (loss, dup, reorder) = if self.faults_on {
@@ -1266,17 +1304,18 @@ impl<'a> Sim<'a> {
             (0.0, 0.0, 0.0)
         };
         if self.rng_net.chance(loss) {
-            self.messages.entry(name).or_default().lost += 1;
+            self.counts(kind).lost += 1;
             return;
         }
         let copies = if self.rng_net.chance(dup) {
-            self.messages.entry(name).or_default().duplicated += 1;
+            self.counts(kind).duplicated += 1;
             2
         } else {
             1
         };
         let class = class_of(&message);
-        for _ in 0..copies {
+        let mut message = Some(message);
+        for copy in 0..copies {
             let dist = match class {
                 Class::Write => &self.sc.delays.write,
                 Class::Ack => &self.sc.delays.ack,
@@ -1304,7 +1343,12 @@ impl<'a> Sim<'a> {
                 to,
                 from_epoch: self.nodes[from].epoch,
                 to_epoch: self.nodes[to].epoch,
-                message: message.clone(),
+                // The last copy takes the message itself.
+                message: if copy + 1 == copies {
+                    message.take().expect("one message per copy")
+                } else {
+                    message.clone().expect("one message per copy")
+                },
             };
             self.schedule(at, event);
         }
@@ -1999,7 +2043,11 @@ impl<'a> Sim<'a> {
             sibling_reads: self.sibling_reads,
             siblings_max: self.siblings_max,
             ops: self.ops,
-            messages: self.messages,
+            messages: MESSAGE_NAMES
+                .iter()
+                .zip(self.messages)
+                .filter_map(|(name, counts)| counts.map(|c| (*name, c)))
+                .collect(),
             node_totals: totals,
             hints_pending_at_end: hints_pending,
             events: self.events,
