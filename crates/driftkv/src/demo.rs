@@ -107,6 +107,22 @@ impl Http {
         Ok((status, resp.bytes().await?.to_vec(), ctx))
     }
 
+    /// A session read: `GET url` that must answer at least what `token` covers.
+    async fn session_get(&self, url: &str, token: &str) -> anyhow::Result<(u16, String)> {
+        let resp = self
+            .client
+            .get(url)
+            .header("X-Session-Token", token)
+            .send()
+            .await
+            .with_context(|| format!("request to {url} failed"))?;
+        let status = resp.status().as_u16();
+        Ok((
+            status,
+            String::from_utf8_lossy(&resp.bytes().await?).into_owned(),
+        ))
+    }
+
     async fn json(&self, url: &str) -> anyhow::Result<Value> {
         let (status, body, _) = self.call(reqwest::Method::GET, url, None, None).await?;
         if status != 200 {
@@ -369,10 +385,11 @@ async fn walk_through(nodes: &mut Nodes, http: &Http, dir: &Path) -> anyhow::Res
             None,
         )
         .await?;
-    let st = http
-        .put(
+    let (st, _, written) = http
+        .call(
+            reqwest::Method::PUT,
             &format!("{}/kv/greeting?w=quorum", urls[0]),
-            "hello again",
+            Some(b"hello again".to_vec()),
             ctx.as_deref(),
         )
         .await?;
@@ -430,6 +447,37 @@ async fn walk_through(nodes: &mut Nodes, http: &Http, dir: &Path) -> anyhow::Res
             " (the missed write already reached it)"
         }
     ));
+    if let Some(token) = written {
+        // A session read: the write's context as X-Session-Token.
+        let url = format!("{}/kv/greeting?r=one", urls[2]);
+        let t_session = Instant::now();
+        let (st, value) = http.session_get(&url, &token).await?;
+        if st == 200 {
+            say(&format!(
+                "  the same read as a session read (X-Session-Token = the context the write \
+                 answered): {st} {value:?} -- never older than the session's own write"
+            ));
+        } else {
+            let why = serde_json::from_str::<Value>(&value)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(value);
+            say(&format!(
+                "  the same read as a session read (X-Session-Token = the context the write \
+                 answered): {st}, refused rather than go back in time: {why}"
+            ));
+            let answered = poll(Duration::from_secs(30), || async {
+                let (st, value) = http.session_get(&url, &token).await?;
+                Ok((st == 200).then_some(value))
+            })
+            .await?
+            .context("the session read never succeeded within 30 s")?;
+            say(&format!(
+                "  retried until it answered: 200 {answered:?} after {:.0} ms",
+                t_session.elapsed().as_secs_f64() * 1e3
+            ));
+        }
+    }
     let caught = poll(Duration::from_secs(30), || async {
         let r = http.replicas(&urls[0], "/kv/greeting").await?;
         Ok(r.iter()

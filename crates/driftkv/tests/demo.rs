@@ -29,6 +29,20 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
             "the demo did not say {line:?}:\n{stdout}"
         );
     }
+    // The session read answers the session's write, at once or after refusing to go back.
+    let session = stdout
+        .lines()
+        .filter(|l| l.contains("session read") || l.contains("retried until it answered"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        session.contains("200 \"hello again\""),
+        "the session read never answered the session's write:\n{stdout}"
+    );
+    assert!(
+        !session.contains("200 \"hello\""),
+        "a session read went back in time:\n{stdout}"
+    );
     let data = stdout
         .lines()
         .find_map(|l| l.strip_prefix("(data and logs under "))
