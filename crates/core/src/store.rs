@@ -83,6 +83,14 @@ impl MemStore {
         }
     }
 
+    /// The value of `key` as [`Store::get`] returns it, borrowed instead of copied.
+    pub fn get_ref(&self, key: &[u8]) -> Option<&[u8]> {
+        match self.volatile.get(key) {
+            Some(v) => v.as_deref(),
+            None => self.durable.get(key).map(Vec::as_slice),
+        }
+    }
+
     /// Loses everything not synced, as a power cut would.
     pub fn crash(&mut self) {
         self.volatile.clear();

@@ -250,12 +250,70 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                 format!("lww key {key:?} ends with {} values", siblings.len()),
             );
         }
-        // Dots that landed (are in the final history) of the writes to this key.
-        let landed = |w: usize| -> Vec<&Dot> {
-            dots_of(&h.writes[w].coordinations)
-                .into_iter()
-                .filter(|d| context.contains(d))
-                .collect()
+        // Whether a write "saw" a dot: siblings mode, its client's context held it; lww mode,
+        // one of its coordinators' states did.
+        let saw = |x: usize, d: &Dot| match mode {
+            ConflictMode::Siblings => h.writes[x].context_in.contains(d),
+            ConflictMode::Lww => h.writes[x]
+                .coordinations
+                .iter()
+                .any(|cd| !cd.void && cd.context_after.contains(d)),
+        };
+        // The coordinations whose dots landed (are in the final history), with the write.
+        let landed: Vec<(usize, &crate::history::Coordination, &Dot)> = writes
+            .iter()
+            .flat_map(|&x| {
+                h.writes[x]
+                    .coordinations
+                    .iter()
+                    .filter(|cd| !cd.void)
+                    .filter_map(move |cd| cd.dot.as_ref().map(|d| (x, cd, d)))
+            })
+            .filter(|(_, _, d)| context.contains(d))
+            .collect();
+        // How far the writes with a landed dot saw, per actor: the highest counter and which
+        // write saw it, and the highest counter any other write saw. A write `w` was seen by
+        // some other landed write exactly when that other write's counter reaches its dot.
+        let mut reach: BTreeMap<&driftkv_causal::Actor, (u64, usize, u64)> = BTreeMap::new();
+        {
+            let mut bump = |actor, counter: u64, x: usize| {
+                let e = reach.entry(actor).or_insert((0, usize::MAX, 0));
+                if counter > e.0 {
+                    if e.1 != x {
+                        e.2 = e.0;
+                    }
+                    *e = (counter, x, e.2);
+                } else if counter > e.2 && e.1 != x {
+                    e.2 = counter;
+                }
+            };
+            let mut last = None;
+            for &(x, _, _) in &landed {
+                if last == Some(x) {
+                    continue;
+                }
+                last = Some(x);
+                match mode {
+                    ConflictMode::Siblings => {
+                        for (actor, &counter) in h.writes[x].context_in.iter() {
+                            bump(actor, counter, x);
+                        }
+                    }
+                    ConflictMode::Lww => {
+                        for cd in h.writes[x].coordinations.iter().filter(|cd| !cd.void) {
+                            for (actor, &counter) in cd.context_after.iter() {
+                                bump(actor, counter, x);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let seen_by_another = |w: usize, d: &Dot| {
+            reach.get(&d.actor).is_some_and(|&(best, by, other)| {
+                let counter = if by == w { other } else { best };
+                d.counter <= counter
+            })
         };
         let sibling_dots: BTreeSet<&Dot> = siblings.iter().map(|(d, _)| d).collect();
         for &w in writes {
@@ -298,16 +356,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                 continue;
             }
             // Not among the final values: replaced. By a write that had seen it?
-            let saw = |x: usize, d: &Dot| match mode {
-                ConflictMode::Siblings => h.writes[x].context_in.contains(d),
-                ConflictMode::Lww => h.writes[x]
-                    .coordinations
-                    .iter()
-                    .any(|cd| !cd.void && cd.context_after.contains(d)),
-            };
-            let replaced_causally = writes
-                .iter()
-                .any(|&x| x != w && !landed(x).is_empty() && seen.iter().any(|d| saw(x, d)));
+            let replaced_causally = seen.iter().any(|d| seen_by_another(w, d));
             match mode {
                 ConflictMode::Siblings if !replaced_causally => c.fail(
                     "acknowledged_writes_survive",
@@ -327,18 +376,12 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                         .filter(|cd| !cd.void)
                         .filter_map(|cd| cd.dot.as_ref().map(|d| (cd.timestamp, d)))
                         .collect();
-                    let lost_race = writes.iter().any(|&x| {
+                    let lost_race = landed.iter().any(|&(x, cx, dx)| {
                         x != w
-                            && h.writes[x].coordinations.iter().filter(|cx| !cx.void).any(|cx| {
-                                let Some(dx) = cx.dot.as_ref() else {
-                                    return false;
-                                };
-                                context.contains(dx)
-                                    && mine.iter().all(|(tw, dw)| {
-                                        !cx.context_after.contains(dw)
-                                            && !saw(w, dx)
-                                            && (cx.timestamp, dx) > (*tw, *dw)
-                                    })
+                            && mine.iter().all(|(tw, dw)| {
+                                !cx.context_after.contains(dw)
+                                    && !saw(w, dx)
+                                    && (cx.timestamp, dx) > (*tw, *dw)
                             })
                     });
                     if lost_race {
