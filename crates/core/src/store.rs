@@ -5,7 +5,8 @@
 //! of inputs it calls [`Store::sync`] (group commit) before sending what the batch produced, so
 //! nothing is acknowledged before it is durable under the configured policy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 
 /// Why a store operation failed. The node answers the request with an error and keeps serving.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,11 +66,53 @@ pub trait Store {
     fn sync(&mut self) -> Result<(), StoreError>;
 }
 
+/// A hasher for the in-memory store's point index: byte keys, eight at a time, then mixed so
+/// every bit of the key reaches the bits the table indexes by. Fixed (no random state): the
+/// index is never iterated, only looked up, so order cannot leak from it either way.
+#[derive(Clone, Copy, Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        // murmur3's final mix.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+type KeyIndex = HashMap<Vec<u8>, Vec<u8>, BuildHasherDefault<KeyHasher>>;
+
 /// An in-memory store that models a disk: writes land in a volatile layer that `sync` makes
 /// durable and `crash` throws away. Used by tests and the simulator.
+///
+/// The durable layer is a hash map (point reads, the hot path) beside an ordered set of its
+/// keys (scans); the volatile layer holds the few writes since the last sync, in order.
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
-    durable: BTreeMap<Vec<u8>, Vec<u8>>,
+    durable: KeyIndex,
+    /// The durable layer's keys in order.
+    order: BTreeSet<Vec<u8>>,
     /// Writes not yet synced: `None` is a delete.
     volatile: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     durability: Durability,
@@ -85,10 +128,12 @@ impl MemStore {
 
     /// The value of `key` as [`Store::get`] returns it, borrowed instead of copied.
     pub fn get_ref(&self, key: &[u8]) -> Option<&[u8]> {
-        match self.volatile.get(key) {
-            Some(v) => v.as_deref(),
-            None => self.durable.get(key).map(Vec::as_slice),
+        if !self.volatile.is_empty()
+            && let Some(v) = self.volatile.get(key)
+        {
+            return v.as_deref();
         }
+        self.durable.get(key).map(Vec::as_slice)
     }
 
     /// Loses everything not synced, as a power cut would.
@@ -105,8 +150,11 @@ impl MemStore {
     }
 
     fn view(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
-        let mut merged: BTreeMap<&Vec<u8>, Option<&Vec<u8>>> =
-            self.durable.iter().map(|(k, v)| (k, Some(v))).collect();
+        let mut merged: BTreeMap<&Vec<u8>, Option<&Vec<u8>>> = self
+            .order
+            .iter()
+            .map(|k| (k, self.durable.get(k)))
+            .collect();
         for (k, v) in &self.volatile {
             merged.insert(k, v.as_ref());
         }
@@ -122,19 +170,26 @@ impl MemStore {
     fn flush(&mut self) {
         for (k, v) in std::mem::take(&mut self.volatile) {
             match v {
-                Some(v) => self.durable.insert(k, v),
-                None => self.durable.remove(&k),
-            };
+                Some(v) => match self.durable.get_mut(&k) {
+                    Some(old) => *old = v,
+                    None => {
+                        self.order.insert(k.clone());
+                        self.durable.insert(k, v);
+                    }
+                },
+                None => {
+                    if self.durable.remove(&k).is_some() {
+                        self.order.remove(&k);
+                    }
+                }
+            }
         }
     }
 }
 
 impl Store for MemStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(match self.volatile.get(key) {
-            Some(v) => v.clone(),
-            None => self.durable.get(key).cloned(),
-        })
+        Ok(self.get_ref(key).map(<[u8]>::to_vec))
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -164,7 +219,12 @@ impl Store for MemStore {
             _ => Bound::Included(prefix),
         };
         let range = (start, Bound::Unbounded);
-        let mut durable = self.durable.range::<[u8], _>(range).peekable();
+        let value_of = |k: &Vec<u8>| self.durable.get(k).expect("ordered keys are in the index");
+        let mut durable = self
+            .order
+            .range::<[u8], _>(range)
+            .map(|k| (k, value_of(k)))
+            .peekable();
         let mut volatile = self.volatile.range::<[u8], _>(range).peekable();
         let mut out = Vec::new();
         while out.len() < limit {
