@@ -158,7 +158,8 @@ pub struct Anomaly {
 #[derive(Default)]
 pub struct History {
     pub keys: Vec<KeyRec>,
-    pub key_index: BTreeMap<Key, usize>,
+    /// Slots by key (looked up only, never iterated).
+    pub key_index: crate::fasthash::FastMap<Key, usize>,
     pub writes: Vec<WriteRec>,
     pub write_by_value: BTreeMap<Bytes, usize>,
     pub set_ops: Vec<SetOpRec>,

@@ -21,6 +21,7 @@
 
 pub mod check;
 pub mod dist;
+pub mod fasthash;
 pub mod history;
 pub mod measure;
 pub mod report;

@@ -929,31 +929,33 @@ impl<'a> Sim<'a> {
     /// once its store is synced. `from` is the sending node and its life, for messages.
     fn handle(&mut self, i: usize, input: Input, from: Option<(usize, u64)>) {
         // What the input is about, before it is moved into the node.
-        let mut touched: Vec<Key> = Vec::new();
+        // The slots of the keys the input touches (resolved now: only new client operations
+        // add slots, never a node's step).
+        let mut keys_to_check: Vec<usize> = Vec::new();
+        let index = &self.hist.key_index;
+        let mut touch = |key: &Key| keys_to_check.extend(index.get(key).copied());
         let mut hist_ref: Option<HistRef> = None;
         let mut reply_to: Option<ReqId> = None;
         let mut expire_reads = false;
         match &input {
             Input::Request { client, request } => {
-                touched.push(request.key().clone());
+                touch(request.key());
                 if request.is_write() {
                     hist_ref = self.clients.get(client).and_then(|op| op.hist);
                 }
             }
             Input::Message { message, .. } => match message {
                 Message::Forward { req, request } => {
-                    touched.push(request.key().clone());
+                    touch(request.key());
                     if let (true, Some((f, fe))) = (request.is_write(), from) {
                         hist_ref = self.forwards.get(&(f, fe, *req)).copied();
                     }
                 }
-                Message::ReplicaWrite { key, .. } | Message::Repair { key, .. } => {
-                    touched.push(key.clone());
-                }
+                Message::ReplicaWrite { key, .. } | Message::Repair { key, .. } => touch(key),
                 Message::AaeSync { objects, .. }
                 | Message::AaeObjects { objects, .. }
                 | Message::Transfer { objects, .. } => {
-                    touched.extend(objects.iter().map(|(key, _)| key.clone()));
+                    objects.iter().for_each(|(key, _)| touch(key));
                 }
                 Message::ReplicaReadReply { req, .. } => reply_to = Some(*req),
                 _ => {}
@@ -975,10 +977,6 @@ impl<'a> Sim<'a> {
         if let Some(h) = hist_ref {
             self.watch_write(i, h, writes_started, &out);
         }
-        let mut keys_to_check: Vec<usize> = touched
-            .iter()
-            .filter_map(|k| self.hist.key_index.get(k).copied())
-            .collect();
         self.note_reads(i, &out);
         let sn = &mut self.nodes[i];
         if let Some(slot) = reply_to.and_then(|req| sn.read_reqs.get(&req)) {
