@@ -35,6 +35,10 @@ pub struct SimArgs {
     /// Replaces the scenario's write quorum.
     #[arg(long)]
     w: Option<String>,
+    /// Client sessions send no session tokens: their reads are only watched, to count how
+    /// often they go back in time (for scenarios with `sessions`).
+    #[arg(long)]
+    no_session_tokens: bool,
     /// Worker threads for --seeds and --sweep (default: the machine's cores).
     #[arg(long)]
     jobs: Option<usize>,
@@ -125,6 +129,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     if let Some(seed) = args.seed {
         scenario.seed = seed;
+    }
+    if args.no_session_tokens {
+        scenario.workload.session_tokens = false;
     }
     if args.r.is_some() || args.w.is_some() {
         let r = args.r.clone().unwrap_or(scenario.r.clone());

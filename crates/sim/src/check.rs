@@ -36,7 +36,7 @@ use crate::world::Outcomes;
 /// Failure lines listed per check at most; the count says how many there were in all.
 pub const FAILURES_LISTED_MAX: usize = 5;
 
-pub const CHECK_NAMES: [&str; 8] = [
+pub const CHECK_NAMES: [&str; 9] = [
     "convergence",
     "dots_issued_once",
     "acknowledged_writes_survive",
@@ -44,6 +44,7 @@ pub const CHECK_NAMES: [&str; 8] = [
     "reads_return_written_values",
     "counters_match_increments",
     "sets_follow_add_wins",
+    "sessions_never_go_back",
     "nodes_healthy",
 ];
 
@@ -135,6 +136,15 @@ pub fn run_checks(sc: &Scenario, o: &Outcomes) -> Findings {
         c.fail(check, format!("at {at_ms:.3} ms: {}", a.what));
     }
 
+    if sc.workload.sessions > 0 && sc.workload.session_tokens && o.sessions.went_back > 0 {
+        c.fail(
+            "sessions_never_go_back",
+            format!(
+                "{} of {} session reads returned less than the session had seen of the key",
+                o.sessions.went_back, o.sessions.reads
+            ),
+        );
+    }
     if o.divergent_keys > 0 {
         c.fail(
             "convergence",

@@ -81,6 +81,18 @@ pub struct TimelineEntry {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct Sessions {
+    pub sessions: u32,
+    pub tokens: bool,
+    pub reads: u64,
+    /// Reads that returned less than the session had seen of the key.
+    pub went_back: u64,
+    pub went_back_ratio: f64,
+    /// Session reads refused because no replica that answered had caught up.
+    pub refused: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub scenario: String,
     pub description: String,
@@ -96,6 +108,10 @@ pub struct Report {
     pub stale_read_ratio: f64,
     pub register_reads: u64,
     pub stale_reads: u64,
+    /// With client sessions: their register reads, how many returned less than the session
+    /// had seen, and how many session reads were refused for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Sessions>,
     pub read_latency_ms: Percentiles,
     pub write_latency_ms: Percentiles,
     /// Acknowledged writes over attempted writes.
@@ -202,6 +218,18 @@ impl Report {
             },
             register_reads: o.register_reads,
             stale_reads: o.stale_reads,
+            sessions: (sc.workload.sessions > 0).then(|| Sessions {
+                sessions: sc.workload.sessions,
+                tokens: sc.workload.session_tokens,
+                reads: o.sessions.reads,
+                went_back: o.sessions.went_back,
+                went_back_ratio: if o.sessions.reads == 0 {
+                    0.0
+                } else {
+                    round_ratio(o.sessions.went_back as f64 / o.sessions.reads as f64)
+                },
+                refused: o.sessions.refused,
+            }),
             read_latency_ms: Percentiles::of(&mut read),
             write_latency_ms: Percentiles::of(&mut write),
             write_availability: if attempted == 0 {
@@ -348,6 +376,23 @@ impl Report {
             "stale reads: {} of {} register reads ({:.4})",
             self.stale_reads, self.register_reads, self.stale_read_ratio
         );
+        if let Some(x) = &self.sessions {
+            let _ = writeln!(
+                s,
+                "sessions: {} ({}); {} of their {} register reads returned less than the session \
+                 had seen ({:.4}); {} session reads refused",
+                x.sessions,
+                if x.tokens {
+                    "with session tokens"
+                } else {
+                    "watched, no tokens"
+                },
+                x.went_back,
+                x.reads,
+                x.went_back_ratio,
+                x.refused
+            );
+        }
         let _ = writeln!(s, "read latency:  {}", self.read_latency_ms.line());
         let _ = writeln!(s, "write latency: {}", self.write_latency_ms.line());
         let _ = writeln!(s, "write availability: {:.4}", self.write_availability);

@@ -255,6 +255,14 @@ pub struct Workload {
     pub set_members: u32,
     /// Counter deltas, drawn uniformly from this list.
     pub counter_deltas: Vec<i64>,
+    /// Client sessions the operations are spread over (0: none). A session remembers the last
+    /// context of every register it read or wrote, and its reads are judged against it:
+    /// a read that returns less than the session had seen breaks read-your-writes or monotonic
+    /// reads.
+    pub sessions: u32,
+    /// Sessions send that context as a session token (their register reads are session reads,
+    /// which never go back); off, sessions are only watched, to count how often they would.
+    pub session_tokens: bool,
 }
 
 impl Default for Workload {
@@ -268,6 +276,8 @@ impl Default for Workload {
             blind_writes: 0.0,
             set_members: 8,
             counter_deltas: vec![1],
+            sessions: 0,
+            session_tokens: true,
         }
     }
 }

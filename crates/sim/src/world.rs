@@ -10,7 +10,7 @@
 //! (group commit), and a crash before it completes loses those writes and their messages.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, Dot, VersionVector};
@@ -339,6 +339,9 @@ struct ClientOp {
     hist: Option<HistRef>,
     /// For register reads: the dots acknowledged before the read was sent.
     frontier: Option<VersionVector>,
+    /// The client session this register operation belongs to, and (for reads) what the
+    /// session had seen of the key when the read was sent.
+    session: Option<(usize, VersionVector)>,
 }
 
 /// One t-visibility trial: a first version of a fresh key, given time to reach every replica;
@@ -372,6 +375,18 @@ pub enum FaultKind {
     Loss(f64),
 }
 
+/// What client sessions saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Register reads answered to a session.
+    pub reads: u64,
+    /// Reads that returned less than the session had seen of the key (read-your-writes or
+    /// monotonic reads broken).
+    pub went_back: u64,
+    /// Session reads refused because no replica that answered had caught up.
+    pub refused: u64,
+}
+
 /// Everything a finished run hands to the report.
 pub struct Outcomes {
     pub hist: History,
@@ -387,6 +402,7 @@ pub struct Outcomes {
     pub stale_reads: u64,
     pub sibling_reads: u64,
     pub siblings_max: usize,
+    pub sessions: SessionCounts,
     pub ops: BTreeMap<&'static str, OpCounts>,
     pub messages: BTreeMap<&'static str, MessageCounts>,
     pub node_totals: NodeTotals,
@@ -437,6 +453,9 @@ pub struct Sim<'a> {
     stale_reads: u64,
     sibling_reads: u64,
     siblings_max: usize,
+    /// Per session: the context it last saw of each key slot.
+    sessions: Vec<HashMap<usize, VersionVector>>,
+    session_counts: SessionCounts,
     ops: BTreeMap<&'static str, OpCounts>,
     /// Per message kind (indexed by [`message_kind`]); `None` until one is sent.
     messages: [Option<MessageCounts>; MESSAGE_NAMES.len()],
@@ -582,6 +601,8 @@ impl<'a> Sim<'a> {
             stale_reads: 0,
             sibling_reads: 0,
             siblings_max: 0,
+            sessions: vec![HashMap::new(); sc.workload.sessions as usize],
+            session_counts: SessionCounts::default(),
             ops: BTreeMap::new(),
             messages: Default::default(),
             messages_delivered: 0,
@@ -1503,6 +1524,9 @@ impl<'a> Sim<'a> {
         let delta = wl.counter_deltas[self.rng_work.index(wl.counter_deltas.len())];
         let member = Bytes::from(format!("m{}", self.rng_work.below(wl.set_members as u64)));
         let gap_us = self.rng_work.exponential(1e6 / wl.rate_per_s);
+        // Drawn only when there are sessions: other scenarios keep their streams.
+        let session = (wl.sessions > 0).then(|| self.rng_work.below(wl.sessions as u64) as usize);
+        let tokens = wl.session_tokens;
         let next = self.now_us + (gap_us as u64).max(1);
         self.schedule(next, Event::Arrival);
 
@@ -1526,22 +1550,35 @@ impl<'a> Sim<'a> {
             sent_us: 0,
             hist,
             frontier: None,
+            session: None,
+        };
+        // A register read, as a session read when the session sends its token.
+        let register_read = |sim: &mut Self, stage: Stage, key: Key| {
+            let mut o = op(stage, None);
+            o.frontier = Some(sim.hist.keys[slot].frontier.clone());
+            let request = match session {
+                Some(s) => {
+                    let seen = sim.sessions[s].get(&slot).cloned().unwrap_or_default();
+                    o.session = Some((s, seen.clone()));
+                    if tokens && !seen.is_empty() {
+                        Request::SessionGet { key, r, seen }
+                    } else {
+                        Request::Get { key, r }
+                    }
+                }
+                None => Request::Get { key, r },
+            };
+            sim.send_op(request, o);
         };
         match kind {
-            OpKind::Get => {
-                let mut o = op(Stage::Read(kind), None);
-                o.frontier = Some(self.hist.keys[slot].frontier.clone());
-                self.send_op(Request::Get { key, r }, o);
-            }
+            OpKind::Get => register_read(self, Stage::Read(kind), key),
             OpKind::Put => {
                 let value = self.fresh_value();
                 if blind {
                     let stage = Stage::Write(OpKind::Put);
-                    self.send_put(node, slot, value, VersionVector::new(), stage);
+                    self.send_put_in(node, slot, value, VersionVector::new(), stage, session);
                 } else {
-                    let mut o = op(Stage::ReadForPut { value }, None);
-                    o.frontier = Some(self.hist.keys[slot].frontier.clone());
-                    self.send_op(Request::Get { key, r }, o);
+                    register_read(self, Stage::ReadForPut { value }, key);
                 }
             }
             OpKind::CounterAdd => {
@@ -1604,6 +1641,19 @@ impl<'a> Sim<'a> {
         context: VersionVector,
         stage: Stage,
     ) {
+        self.send_put_in(node, slot, value, context, stage, None);
+    }
+
+    /// The same, within a client session.
+    fn send_put_in(
+        &mut self,
+        node: usize,
+        slot: usize,
+        value: Bytes,
+        context: VersionVector,
+        stage: Stage,
+        session: Option<usize>,
+    ) {
         let w = self.hist.writes.len();
         self.hist.writes.push(WriteRec {
             key: slot,
@@ -1623,6 +1673,7 @@ impl<'a> Sim<'a> {
             sent_us: self.now_us,
             hist: Some(HistRef::Write(w)),
             frontier: None,
+            session: session.map(|s| (s, VersionVector::new())),
         };
         let request = Request::Put {
             key,
@@ -1682,6 +1733,7 @@ impl<'a> Sim<'a> {
             sent_us: self.now_us,
             hist: None,
             frontier: None,
+            session: None,
         };
         self.issue(node, Request::Get { key, r: self.r }, op);
     }
@@ -1707,6 +1759,7 @@ impl<'a> Sim<'a> {
                 sent_us: self.now_us,
                 hist: None,
                 frontier: None,
+                session: None,
             };
             self.issue(node, request, op);
         }
@@ -1779,6 +1832,15 @@ impl<'a> Sim<'a> {
         };
         let latency_ms = (self.now_us - op.sent_us) as f64 / 1000.0;
         let is_error = matches!(reply, Reply::Error { .. });
+        if let Some((s, seen)) = &op.session {
+            self.session_reply(
+                *s,
+                op.key,
+                seen,
+                matches!(op.stage, Stage::Write(_)),
+                &reply,
+            );
+        }
         match op.stage {
             Stage::Read(kind) => {
                 if is_error {
@@ -1802,7 +1864,9 @@ impl<'a> Sim<'a> {
                 };
                 self.read_latency_ms.push(latency_ms);
                 self.check_register_read(op.key, &reply, op.frontier.as_ref());
-                self.send_put(op.node, op.key, value, context, Stage::Write(OpKind::Put));
+                let session = op.session.as_ref().map(|(s, _)| *s);
+                let stage = Stage::Write(OpKind::Put);
+                self.send_put_in(op.node, op.key, value, context, stage, session);
             }
             Stage::Write(kind) => {
                 let acked = matches!(reply, Reply::Written { .. } | Reply::Counter { .. });
@@ -1868,6 +1932,36 @@ impl<'a> Sim<'a> {
             }
             Stage::Sweep => {}
         }
+    }
+
+    /// A session's register operation answered: a read is judged against what the session had
+    /// seen (`seen`, when it was sent), and what the session saw grows.
+    fn session_reply(
+        &mut self,
+        s: usize,
+        slot: usize,
+        seen: &VersionVector,
+        write: bool,
+        reply: &Reply,
+    ) {
+        let context = match reply {
+            Reply::Values { context, .. } | Reply::NotFound { context } if !write => {
+                self.session_counts.reads += 1;
+                if !context.descends(seen) {
+                    self.session_counts.went_back += 1;
+                }
+                context
+            }
+            Reply::Written { context } if write => context,
+            Reply::Error { .. } if !write => {
+                if self.sc.workload.session_tokens && !seen.is_empty() {
+                    self.session_counts.refused += 1;
+                }
+                return;
+            }
+            _ => return,
+        };
+        self.sessions[s].entry(slot).or_default().merge(context);
     }
 
     /// Judges one register read: stale (it missed a write acknowledged before it was sent),
@@ -2068,6 +2162,7 @@ impl<'a> Sim<'a> {
             stale_reads: self.stale_reads,
             sibling_reads: self.sibling_reads,
             siblings_max: self.siblings_max,
+            sessions: self.session_counts,
             ops: self.ops,
             messages: MESSAGE_NAMES
                 .iter()

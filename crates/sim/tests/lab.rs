@@ -150,6 +150,39 @@ fn strict_quorums_are_never_stale_and_single_replica_quorums_are() {
 }
 
 #[test]
+fn session_reads_never_go_back_and_the_same_sessions_without_tokens_do() {
+    // Registers only, spread over 10 client sessions.
+    let mut sc = Scenario::from_toml(&SMALL.replace(
+        "mix = { get = 0.4, put = 0.4, counter_add = 0.1, set_add = 0.1 }",
+        "mix = { get = 0.6, put = 0.4 }\nsessions = 10",
+    ))
+    .unwrap();
+    sc.network.loss = 0.0;
+    sc.duration_ms = 4000;
+    sc.workload.rate_per_s = 600.0;
+    // Slow replication: clients come back to their keys through another node before it lands.
+    sc.delays.write = Delay::Exponential { rate_per_ms: 0.05 };
+
+    let with = run(&sc);
+    assert!(with.passed(), "{:?}", with.failures());
+    let s = with.sessions.clone().expect("sessions are reported");
+    assert!(s.tokens && s.reads > 1000, "{s:?}");
+    assert_eq!(s.went_back, 0, "a session read went back in time: {s:?}");
+
+    let mut watched = sc.clone();
+    watched.workload.session_tokens = false;
+    let without = run(&watched);
+    let w = without.sessions.clone().expect("sessions are reported");
+    assert!(!w.tokens);
+    assert!(
+        w.went_back > 0,
+        "R=W=1 over slow replication: some reads of the same sessions go back: {w:?}"
+    );
+    // Session tokens cost latency (a read waits for a caught-up replica), never correctness.
+    assert!(without.passed(), "{:?}", without.failures());
+}
+
+#[test]
 fn lww_loses_concurrent_writes_that_siblings_keep() {
     let mut s = small();
     s.network.loss = 0.0;
