@@ -241,9 +241,31 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn leave(a: StatusArgs) -> anyhow::Result<()> {
+#[derive(Args)]
+pub struct LeaveArgs {
+    /// The HTTP address of the node that leaves.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    node: String,
+    /// Print the node's answer as JSON (for scripts).
+    #[arg(long)]
+    json: bool,
+    /// Follow the handoff until the node has exited, showing its progress on stderr.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up (the node goes on leaving) after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+}
+
+async fn pause() {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
+
+pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
     let base = a.node.trim_end_matches('/');
-    let resp = client()
+    let http = client();
+    let resp = http
         .post(format!("{base}/admin/leave"))
         .send()
         .await
@@ -256,5 +278,58 @@ pub async fn leave(a: StatusArgs) -> anyhow::Result<()> {
     } else {
         println!("the node is leaving: it hands its partitions to their new owners, then exits");
     }
-    Ok(())
+    if !a.wait {
+        return Ok(());
+    }
+    // Progress: on a terminal one line redrawn in place; otherwise a line per change.
+    let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let deadline = std::time::Duration::from_secs(a.timeout_s);
+    let mut last = String::new();
+    loop {
+        let view = match http.get(format!("{base}/cluster")).send().await {
+            Ok(r) => r.json::<Value>().await.ok(),
+            // The node stopped answering: it finished and exited.
+            Err(e) if e.is_connect() => None,
+            // Mid-shutdown (a reset, a timeout): look again, within the deadline.
+            Err(_) if started.elapsed() < deadline => {
+                pause().await;
+                continue;
+            }
+            Err(e) => return Err(e).context("following the leave"),
+        };
+        let Some(v) = view else {
+            if terminal {
+                eprintln!();
+            }
+            println!(
+                "the node handed everything off and exited after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        };
+        let line = format!(
+            "leaving: {} partitions still to hand off, {} keys handed over, {} hints waiting",
+            v["handoff"]["partitions_to_transfer"],
+            v["handoff"]["keys_transferred"],
+            v["hints_pending"]
+        );
+        if terminal {
+            eprint!("\r{line}\x1b[K");
+            let _ = std::io::stderr().flush();
+        } else if line != last {
+            eprintln!("{line}");
+        }
+        last = line;
+        if started.elapsed() >= deadline {
+            if terminal {
+                eprintln!();
+            }
+            bail!(
+                "the node is still leaving after {} s (it goes on; follow it with driftkv status)",
+                a.timeout_s
+            );
+        }
+        pause().await;
+    }
 }

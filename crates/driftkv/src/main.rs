@@ -43,7 +43,7 @@ enum Command {
     /// report: text, JSON and SVG plots.
     Sim(sim::SimArgs),
     /// Makes a node leave the cluster: it hands its partitions to their new owners, then exits.
-    Leave(client::StatusArgs),
+    Leave(client::LeaveArgs),
 }
 
 #[derive(Args)]

@@ -954,11 +954,23 @@ fn a_node_that_left_stays_out_of_the_ring_when_the_others_restart() {
     let failed = put_all(&ports, &keys, "all");
     assert!(failed.is_empty(), "w=all writes failed: {failed:?}");
 
-    let r = c.nodes[0].request("POST", "/admin/leave", &[], b"");
-    assert_eq!(r.status, 200, "POST /admin/leave on n1: {r}");
+    // `driftkv leave --wait` follows the handoff (progress on stderr) until n1 has exited.
+    let url = format!("http://127.0.0.1:{}", c.nodes[0].http);
+    let (status, progress) = run_to_exit(
+        &["leave".into(), "--wait".into(), "--node".into(), url],
+        Duration::from_secs(60),
+    );
+    assert!(
+        status.success(),
+        "driftkv leave --wait: {status}: {progress}"
+    );
+    assert!(
+        progress.contains("partitions still to hand off"),
+        "leave --wait shows the handoff's progress: {progress:?}"
+    );
     let exit = poll(
-        "n1 to exit by itself once drained",
-        Duration::from_secs(30),
+        "n1 to have exited when leave --wait returned",
+        Duration::from_secs(5),
         || {
             c.nodes[0]
                 .exited()
