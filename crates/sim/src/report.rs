@@ -92,12 +92,36 @@ pub struct Sessions {
     pub refused: u64,
 }
 
+/// Joins and leaves: who was a member when, and where the data ended up.
+#[derive(Clone, Debug, Serialize)]
+pub struct Membership {
+    pub members_at_start: Vec<String>,
+    pub members_at_end: Vec<String>,
+    /// Every node at the end: `member`, `leaving`, `left` or `never joined`, and the data
+    /// records its store holds.
+    pub nodes: Vec<NodeAtEnd>,
+    /// Records handed to new owners (`Transfer`) and deleted by the sender.
+    pub keys_transferred: u64,
+    /// Keys some node other than their final primaries still holds a record of.
+    pub keys_off_their_primaries: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeAtEnd {
+    pub name: String,
+    pub state: String,
+    pub records: usize,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub scenario: String,
     pub description: String,
     pub seed: u64,
     pub cluster: Cluster,
+    /// With joins or leaves in the scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Membership>,
     pub t_visibility: Vec<TPoint>,
     /// Per acknowledged write (register writes and set adds): from its acknowledgement until
     /// every primary holds it (0 when all had it before the client heard back).
@@ -208,6 +232,36 @@ impl Report {
                 membership: format!("{:?}", sc.membership).to_ascii_lowercase(),
                 coordinator: format!("{:?}", sc.coordinator).to_ascii_lowercase(),
             },
+            membership: sc.membership_changes().then(|| Membership {
+                members_at_start: o
+                    .nodes_at_end
+                    .iter()
+                    .filter(|n| n.initial)
+                    .map(|n| n.name.clone())
+                    .collect(),
+                members_at_end: o
+                    .nodes_at_end
+                    .iter()
+                    .filter(|n| n.state == "member")
+                    .map(|n| n.name.clone())
+                    .collect(),
+                nodes: o
+                    .nodes_at_end
+                    .iter()
+                    .map(|n| NodeAtEnd {
+                        name: n.name.clone(),
+                        state: n.state.to_string(),
+                        records: n.records,
+                    })
+                    .collect(),
+                keys_transferred: t.keys_transferred,
+                keys_off_their_primaries: o
+                    .holders
+                    .iter()
+                    .zip(&o.hist.keys)
+                    .filter(|(h, k)| h.iter().any(|i| !k.primaries.contains(i)))
+                    .count(),
+            }),
             t_visibility,
             inconsistency_window_ms: Percentiles::of(&mut win),
             versions_never_everywhere: never,
@@ -341,6 +395,22 @@ impl Report {
             c.membership,
             c.coordinator
         );
+        if let Some(m) = &self.membership {
+            let nodes: Vec<String> = m
+                .nodes
+                .iter()
+                .map(|n| format!("{} {} ({} records)", n.name, n.state, n.records))
+                .collect();
+            let _ = writeln!(
+                s,
+                "membership: {} at the start, {} at the end; {} keys transferred; {} keys held off their primaries at the end\n  {}",
+                m.members_at_start.join(","),
+                m.members_at_end.join(","),
+                m.keys_transferred,
+                m.keys_off_their_primaries,
+                nodes.join(", ")
+            );
+        }
         let _ = writeln!(s, "\nchecks:");
         for (name, result) in &self.checks {
             let _ = writeln!(s, "  {name:<38} {result}");

@@ -161,7 +161,7 @@ impl Default for Network {
     }
 }
 
-/// A scheduled fault. Exactly one of `split`, `cut`, `crash`, `loss` is given.
+/// A scheduled fault. Exactly one of `split`, `cut`, `crash`, `loss`, `join`, `leave` is given.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Fault {
@@ -179,6 +179,14 @@ pub struct Fault {
     pub crash: Option<String>,
     /// Extra message loss probability during the window (on top of `network.loss`).
     pub loss: Option<f64>,
+    /// A node that is not a member before `at_ms` (it is not booted, and no member knows it
+    /// or has it as a seed); at `at_ms` it boots and joins through the initial members as
+    /// seeds, as `driftkv node --join` does. Needs `membership = "gossip"`; no `until_ms`.
+    pub join: Option<String>,
+    /// A member told to leave at `at_ms` (`Node::leave`): it keeps serving and hands every
+    /// partition over, and once `Node::drained` it exits for good. Needs `membership =
+    /// "gossip"`; no `until_ms`.
+    pub leave: Option<String>,
 }
 
 /// Random faults drawn from the seed: what a seed sweep explores.
@@ -433,6 +441,18 @@ impl Scenario {
         (1..=self.nodes).map(|i| format!("n{i}")).collect()
     }
 
+    /// Whether the node is a member from the start (it is not named by a `join` fault).
+    pub fn initial_member(&self, name: &str) -> bool {
+        !self.faults.iter().any(|f| f.join.as_deref() == Some(name))
+    }
+
+    /// Whether any node joins or leaves during the run.
+    pub fn membership_changes(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.join.is_some() || f.leave.is_some())
+    }
+
     pub fn node_index(&self, name: &str) -> Option<usize> {
         let i: usize = name.strip_prefix('n')?.parse().ok()?;
         (1..=self.nodes).contains(&i).then(|| i - 1)
@@ -564,10 +584,12 @@ impl Scenario {
                 f.cut.is_some(),
                 f.crash.is_some(),
                 f.loss.is_some(),
+                f.join.is_some(),
+                f.leave.is_some(),
             ];
             check(
                 kinds.iter().filter(|k| **k).count() == 1,
-                &format!("{at}: give exactly one of split, cut, crash, loss"),
+                &format!("{at}: give exactly one of split, cut, crash, loss, join, leave"),
             )?;
             if let Some(until) = f.until_ms {
                 check(
@@ -597,7 +619,21 @@ impl Scenario {
                     &format!("{at}: loss is a probability in [0, 1)"),
                 )?;
             }
+            for name in f.join.iter().chain(&f.leave) {
+                known(name, &at)?;
+                check(
+                    self.membership == MembershipMode::Gossip,
+                    &format!(
+                        "{at}: join and leave need membership = \"gossip\" (the static mode sets every member by hand)"
+                    ),
+                )?;
+                check(
+                    f.until_ms.is_none(),
+                    &format!("{at}: a join or leave has no until_ms (it is for good)"),
+                )?;
+            }
         }
+        self.validate_membership_changes()?;
         let wl = &self.workload;
         check(
             wl.rate_per_s >= 0.0 && wl.rate_per_s <= OPS_RATE_MAX_PER_S,
@@ -659,6 +695,66 @@ impl Scenario {
         )?;
         Ok(())
     }
+
+    /// Joins and leaves in time order: each node joins at most once and leaves at most once,
+    /// only while a member, and at least one member is left at every moment.
+    fn validate_membership_changes(&self) -> Result<(), String> {
+        let mut changes: Vec<(u64, bool, &str)> = Vec::new();
+        for f in &self.faults {
+            if let Some(name) = &f.join {
+                changes.push((f.at_ms, true, name));
+            }
+            if let Some(name) = &f.leave {
+                changes.push((f.at_ms, false, name));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // At one instant joins go first, so a join and a leave at the same time are refused
+        // only when they name the same node.
+        changes.sort_by_key(|&(at, join, _)| (at, !join));
+        let mut member: Vec<bool> = self
+            .node_names()
+            .iter()
+            .map(|n| self.initial_member(n))
+            .collect();
+        let mut joined_at: Vec<Option<u64>> = vec![None; self.nodes];
+        let mut left = vec![false; self.nodes];
+        if !member.iter().any(|m| *m) {
+            return Err(
+                "faults: every node joins later; at least one must be a member from the start"
+                    .into(),
+            );
+        }
+        for (at, join, name) in changes {
+            let i = self.node_index(name).expect("checked");
+            if join {
+                if joined_at[i].is_some() {
+                    return Err(format!("faults: {name} joins twice"));
+                }
+                joined_at[i] = Some(at);
+                member[i] = true;
+            } else {
+                if left[i] {
+                    return Err(format!("faults: {name} leaves twice"));
+                }
+                if !member[i] || joined_at[i] == Some(at) {
+                    return Err(format!(
+                        "faults: {name} leaves at {at} ms but is not a member then (it joins later, or at the same time)"
+                    ));
+                }
+                left[i] = true;
+                member[i] = false;
+                if !member.iter().any(|m| *m) {
+                    return Err(format!(
+                        "faults: when {name} leaves at {at} ms no member would be left"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -690,6 +786,38 @@ mod tests {
                 .contains("exactly one")
         );
         assert!(err("duration_ms = 10\n[network]\nloss = 1.0").contains("loss"));
+        let change = |kind: &str, name: &str| {
+            format!("duration_ms = 10\nnodes = 3\n[[faults]]\nat_ms = 1\n{kind} = \"{name}\"\n")
+        };
+        assert!(err(&change("join", "n4")).contains("n4"));
+        assert!(err(&change("leave", "n7")).contains("n7"));
+        assert!(
+            err(&format!(
+                "membership = \"static\"\n{}",
+                change("join", "n3")
+            ))
+            .contains("gossip")
+        );
+        assert!(err(&format!("{}until_ms = 5\n", change("leave", "n1"))).contains("until_ms"));
+        let twice = format!(
+            "{}[[faults]]\nat_ms = 2\nleave = \"n1\"\n",
+            change("leave", "n1")
+        );
+        assert!(err(&twice).contains("leaves twice"));
+        let early = format!(
+            "{}[[faults]]\nat_ms = 2\njoin = \"n3\"\n",
+            change("leave", "n3")
+        );
+        assert!(err(&early).contains("not a member"));
+        let all = "duration_ms = 10\nnodes = 1\n[[faults]]\nat_ms = 1\nleave = \"n1\"\n";
+        assert!(err(all).contains("no member"));
+        let ok = format!(
+            "{}[[faults]]\nat_ms = 5\nleave = \"n1\"\n",
+            change("join", "n3")
+        );
+        let s = Scenario::from_toml(&ok).unwrap();
+        assert!(s.membership_changes());
+        assert!(s.initial_member("n1") && !s.initial_member("n3"));
     }
 
     #[test]

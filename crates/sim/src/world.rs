@@ -36,6 +36,22 @@ pub const EVENTS_MAX: u64 = 500_000_000;
 pub const FORWARD_MEMORY_TIMEOUTS: u64 = 4;
 /// How often (in events) the progress callback is called.
 pub const PROGRESS_EVERY_EVENTS: u64 = 1 << 14;
+/// A leaving node exits this long after it was first seen drained (and still is), as the
+/// server gives its last acknowledgements and gossip a moment to go out.
+pub const LEAVE_GRACE_MS: u64 = 500;
+
+/// Where a node is in its membership: the ring the simulator judges primaries by holds the
+/// `Member`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// Named by a `join` fault that has not happened yet: not booted, known to nobody.
+    Waiting,
+    Member,
+    /// Told to leave: it runs (and restarts after a crash) until drained.
+    Leaving,
+    /// Left the cluster for good: never booted again.
+    Gone,
+}
 
 /// Where a run is, for a progress indicator.
 #[derive(Clone, Copy, Debug)]
@@ -302,6 +318,9 @@ struct SimNode {
     /// Client writes coordinated here since the last sync (`(record, coordination index)`):
     /// a crash before the sync voids them.
     unsynced: Vec<(HistRef, usize)>,
+    life: Life,
+    /// A leaving node: when it was first seen drained (reset if it holds something again).
+    drained_since_us: Option<u64>,
 }
 
 impl SimNode {
@@ -373,6 +392,17 @@ pub enum FaultKind {
     Cut(Vec<(usize, usize)>),
     Crash(usize),
     Loss(f64),
+    /// The node boots and joins the cluster (for good: no end).
+    Join(usize),
+    /// The node is told to leave (for good: no end).
+    Leave(usize),
+}
+
+impl FaultKind {
+    /// A join or a leave: it has a start and no end.
+    pub fn is_membership_change(&self) -> bool {
+        matches!(self, FaultKind::Join(_) | FaultKind::Leave(_))
+    }
 }
 
 /// What client sessions saw.
@@ -385,6 +415,19 @@ pub struct SessionCounts {
     pub went_back: u64,
     /// Session reads refused because no replica that answered had caught up.
     pub refused: u64,
+}
+
+/// One node at the end of a run: where it is in its membership and what its store holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEnd {
+    pub name: String,
+    /// A member from the start (not named by a `join` fault).
+    pub initial: bool,
+    /// `"member"`, `"leaving"` (told to leave, not drained yet), `"left"` (drained and gone)
+    /// or `"never joined"`.
+    pub state: &'static str,
+    /// Data records in its store (committed or not).
+    pub records: usize,
 }
 
 /// Everything a finished run hands to the report.
@@ -411,6 +454,11 @@ pub struct Outcomes {
     pub events_overflow: bool,
     pub log: Vec<(f64, String)>,
     pub faults: Vec<PlannedFault>,
+    /// Every node at the end, in index order.
+    pub nodes_at_end: Vec<NodeEnd>,
+    /// Per key slot: the nodes whose store holds a record of the key at the end (the final
+    /// primaries are `hist.keys[slot].primaries`).
+    pub holders: Vec<Vec<usize>>,
 }
 
 pub struct Sim<'a> {
@@ -495,9 +543,11 @@ impl<'a> Sim<'a> {
             n: sc.n,
             ..RingConfig::default()
         };
+        // Nodes that join later are in nobody's ring, member list or seeds at the start.
+        let initial: Vec<&String> = names.iter().filter(|n| sc.initial_member(n)).collect();
         let ring = Ring::new(
             ring_cfg.clone(),
-            names.iter().map(|n| NodeId::from(n.as_str())),
+            initial.iter().map(|n| NodeId::from(n.as_str())),
         )
         .expect("validated: the ring config is in range and there are members");
         let mut rng_clock = Rng::stream(seed, "clocks");
@@ -507,9 +557,10 @@ impl<'a> Sim<'a> {
             cfg.listen = format!("sim:{name}");
             cfg.http = format!("sim-http:{name}");
             if sc.membership == MembershipMode::Gossip {
-                cfg.seeds = names
+                // A joiner's seeds are the initial members, as its `--join` list would be.
+                cfg.seeds = initial
                     .iter()
-                    .filter(|n| *n != name)
+                    .filter(|n| **n != name)
                     .map(|n| format!("sim:{n}"))
                     .collect();
             }
@@ -554,6 +605,12 @@ impl<'a> Sim<'a> {
                 read_expiry: std::collections::VecDeque::new(),
                 crash_depth: 0,
                 unsynced: Vec::new(),
+                life: if sc.initial_member(name) {
+                    Life::Member
+                } else {
+                    Life::Waiting
+                },
+                drained_since_us: None,
             });
         }
         let t0_us = sc.warmup_ms * 1000;
@@ -675,6 +732,10 @@ impl<'a> Sim<'a> {
                 (FaultKind::Cut(links), format!("cut {}", text.join(" ")))
             } else if let Some(name) = &f.crash {
                 (FaultKind::Crash(idx(name)), format!("crash {name}"))
+            } else if let Some(name) = &f.join {
+                (FaultKind::Join(idx(name)), format!("{name} joins"))
+            } else if let Some(name) = &f.leave {
+                (FaultKind::Leave(idx(name)), format!("{name} leaves"))
             } else {
                 let p = f.loss.expect("validated: one kind");
                 (FaultKind::Loss(p), format!("loss {p}"))
@@ -773,6 +834,10 @@ impl<'a> Sim<'a> {
         if static_view {
             node.set_members(members);
         }
+        if sn.life == Life::Leaving && !node.is_leaving() {
+            // Told to leave while it was down: it is told again as it comes back.
+            node.leave(&mut sn.store).expect("MemStore never fails");
+        }
         sn.store.sync().expect("MemStore never fails");
         sn.node = Some(node);
     }
@@ -803,7 +868,8 @@ impl<'a> Sim<'a> {
     }
 
     fn restart(&mut self, i: usize) {
-        if self.nodes[i].node.is_some() {
+        if self.nodes[i].node.is_some() || matches!(self.nodes[i].life, Life::Waiting | Life::Gone)
+        {
             return;
         }
         self.boot(i);
@@ -833,7 +899,9 @@ impl<'a> Sim<'a> {
 
     pub fn run(mut self, progress: &mut dyn FnMut(&Progress)) -> Outcomes {
         for i in 0..self.nodes.len() {
-            self.boot(i);
+            if self.nodes[i].life == Life::Member {
+                self.boot(i);
+            }
             let phase = self.rng_net.below(self.sc.tick_ms * 1000);
             self.schedule(phase, Event::Tick(i));
         }
@@ -855,7 +923,9 @@ impl<'a> Sim<'a> {
         for f in 0..self.faults.len() {
             let (at, until) = (self.faults[f].at_us, self.faults[f].until_us);
             self.schedule(at, Event::FaultStart(f));
-            self.schedule(until, Event::FaultEnd(f));
+            if !self.faults[f].kind.is_membership_change() {
+                self.schedule(until, Event::FaultEnd(f));
+            }
         }
         self.schedule(self.traffic_end_us, Event::TrafficEnd);
         while let Some((at_us, event)) = self.queue.pop() {
@@ -887,6 +957,9 @@ impl<'a> Sim<'a> {
             Event::Tick(i) => {
                 if self.is_up(i) {
                     self.handle(i, Input::Tick, None);
+                    if self.nodes[i].life == Life::Leaving {
+                        self.maybe_exit(i);
+                    }
                 }
                 let next = self.now_us + self.sc.tick_ms * 1000;
                 self.schedule(next, Event::Tick(i));
@@ -1395,6 +1468,38 @@ impl<'a> Sim<'a> {
                     (self.extra_loss - p).max(0.0)
                 };
             }
+            FaultKind::Join(node) => {
+                let node = *node;
+                if start && self.nodes[node].life == Life::Waiting {
+                    self.nodes[node].life = Life::Member;
+                    let seeds = self.nodes[node].cfg.seeds.join(", ");
+                    let name = self.nodes[node].name.to_string();
+                    if self.nodes[node].crash_depth == 0 {
+                        self.boot(node);
+                    }
+                    self.note(format!(
+                        "{name} boots and joins through its seeds ({seeds})"
+                    ));
+                    self.membership_changed();
+                }
+            }
+            FaultKind::Leave(node) => {
+                let node = *node;
+                if start && self.nodes[node].life == Life::Member {
+                    self.nodes[node].life = Life::Leaving;
+                    let name = self.nodes[node].name.to_string();
+                    let sn = &mut self.nodes[node];
+                    let what = match sn.node.as_mut() {
+                        Some(n) => {
+                            n.leave(&mut sn.store).expect("MemStore never fails");
+                            "is told to leave: it hands its partitions over"
+                        }
+                        None => "is told to leave while down: it leaves once it is back",
+                    };
+                    self.note(format!("{name} {what}"));
+                    self.membership_changed();
+                }
+            }
             FaultKind::Crash(node) => {
                 let node = *node;
                 if start {
@@ -1411,9 +1516,93 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        if !matches!(fault.kind, FaultKind::Crash(_)) {
+        if !matches!(
+            fault.kind,
+            FaultKind::Crash(_) | FaultKind::Join(_) | FaultKind::Leave(_)
+        ) {
             let what = if start { "begins" } else { "heals" };
             self.note(format!("{} {what}", fault.label));
+        }
+    }
+
+    /// A leaving node exits for good once it has been drained (no data, no hints) for
+    /// `LEAVE_GRACE_MS` and its last outputs are out.
+    fn maybe_exit(&mut self, i: usize) {
+        let now = self.now_us;
+        let sn = &mut self.nodes[i];
+        let Some(node) = sn.node.as_ref() else {
+            return;
+        };
+        if !node.drained(&sn.store) {
+            sn.drained_since_us = None;
+            return;
+        }
+        let since = *sn.drained_since_us.get_or_insert(now);
+        if now < since + LEAVE_GRACE_MS * 1000 || sn.syncing || !sn.waiting.is_empty() {
+            return;
+        }
+        let node = sn.node.take();
+        sn.life = Life::Gone;
+        // Messages still on their way to it find it gone.
+        sn.epoch += 1;
+        sn.read_reqs.clear();
+        sn.read_expiry.clear();
+        let name = sn.name.to_string();
+        if let Some(node) = node {
+            self.retired.add(node.stats());
+        }
+        self.note(format!(
+            "{name} is drained (no data, no hints) and leaves the cluster for good"
+        ));
+    }
+
+    /// A node joined or started leaving: the ring of the current members (the initial ones
+    /// plus those that joined, minus those leaving or gone) gives every key its primaries from
+    /// now on. Versions being timed wait for the new primaries that lack them (they get them
+    /// by transfer or repair) and no longer for the ones that left.
+    fn membership_changed(&mut self) {
+        let members: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.life == Life::Member)
+            .map(|n| n.name.clone())
+            .collect();
+        let ring_cfg = self.ring.config().clone();
+        self.ring = Ring::new(ring_cfg, members).expect("validated: a member is always left");
+        let now = self.now_us;
+        for slot in 0..self.hist.keys.len() {
+            let rec = &self.hist.keys[slot];
+            let p = self.ring.partition_for_key(&rec.key.bucket, &rec.key.key);
+            let primaries: Vec<usize> = self
+                .ring
+                .owners(p)
+                .iter()
+                .map(|id| {
+                    self.sc
+                        .node_index(id.as_str())
+                        .expect("ring members are nodes")
+                })
+                .collect();
+            if primaries == rec.primaries {
+                continue;
+            }
+            let old = std::mem::replace(&mut self.hist.keys[slot].primaries, primaries.clone());
+            let open = std::mem::take(&mut self.hist.keys[slot].open);
+            let mut still = Vec::with_capacity(open.len());
+            for id in open {
+                let v = &mut self.hist.versions[id];
+                v.missing = primaries
+                    .iter()
+                    .copied()
+                    .filter(|p| v.missing.contains(p) || !old.contains(p))
+                    .collect();
+                if v.missing.is_empty() {
+                    v.everywhere_us = Some(now);
+                } else {
+                    still.push(id);
+                }
+            }
+            self.hist.keys[slot].open = still;
         }
     }
 
@@ -2093,14 +2282,23 @@ impl<'a> Sim<'a> {
     }
 
     fn quiet(&self) -> bool {
+        // With joins and leaves, the run also waits for every leaving node to be gone and for
+        // every node to hold only partitions it owns.
+        let moving = self.sc.membership_changes();
         self.clients.is_empty()
             && self.scheduled_client_work == 0
             && !self.sweep_pending
             && self.nodes.iter().all(|n| {
-                !n.syncing
+                if matches!(n.life, Life::Waiting | Life::Gone) {
+                    return true;
+                }
+                n.life != Life::Leaving
+                    && !n.syncing
                     && n.waiting.is_empty()
                     && n.node.as_ref().is_some_and(|node| {
-                        node.hints_pending() == 0 && node.requests_pending() == 0
+                        node.hints_pending() == 0
+                            && node.requests_pending() == 0
+                            && (!moving || node.partitions_to_transfer() == 0)
                     })
             })
     }
@@ -2145,6 +2343,31 @@ impl<'a> Sim<'a> {
                 hints_pending += node.hints_pending();
             }
         }
+        let mut holders = Vec::with_capacity(self.hist.keys.len());
+        for rec in &self.hist.keys {
+            let partition = self.ring.partition_for_key(&rec.key.bucket, &rec.key.key);
+            let raw = driftkv_core::keys::data_key(partition, &rec.key);
+            holders.push(
+                (0..self.nodes.len())
+                    .filter(|&i| self.nodes[i].store.get_ref(&raw).is_some())
+                    .collect(),
+            );
+        }
+        let nodes_at_end = self
+            .nodes
+            .iter()
+            .map(|sn| NodeEnd {
+                name: sn.name.to_string(),
+                initial: self.sc.initial_member(sn.name.as_str()),
+                state: match sn.life {
+                    Life::Waiting => "never joined",
+                    Life::Member => "member",
+                    Life::Leaving => "leaving",
+                    Life::Gone => "left",
+                },
+                records: data_records(&sn.store),
+            })
+            .collect();
         let traffic_end = self.traffic_end_us;
         Outcomes {
             converged_after_ms: self
@@ -2175,7 +2398,25 @@ impl<'a> Sim<'a> {
             events_overflow: self.events_overflow,
             log: self.log,
             faults: self.faults,
+            nodes_at_end,
+            holders,
         }
+    }
+}
+
+/// How many data records a store holds.
+fn data_records(store: &MemStore) -> usize {
+    let mut count = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let batch = store
+            .scan(&[driftkv_core::keys::DATA], after.as_deref(), 1024)
+            .expect("MemStore never fails");
+        let Some((last, _)) = batch.last() else {
+            return count;
+        };
+        count += batch.len();
+        after = Some(last.clone());
     }
 }
 
