@@ -5,6 +5,7 @@
 
 pub mod aae;
 pub mod config;
+pub mod fasthash;
 pub mod keys;
 pub mod local;
 pub mod membership;

@@ -5,8 +5,7 @@
 //! of inputs it calls [`Store::sync`] (group commit) before sending what the batch produced, so
 //! nothing is acknowledged before it is durable under the configured policy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::BuildHasherDefault;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a store operation failed. The node answers the request with an error and keeps serving.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,42 +65,8 @@ pub trait Store {
     fn sync(&mut self) -> Result<(), StoreError>;
 }
 
-/// A hasher for the in-memory store's point index: byte keys, eight at a time, then mixed so
-/// every bit of the key reaches the bits the table indexes by. Fixed (no random state): the
-/// index is never iterated, only looked up, so order cannot leak from it either way.
-#[derive(Clone, Copy, Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            h = (h.rotate_left(5) ^ word).wrapping_mul(K);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        // murmur3's final mix.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
-type KeyIndex = HashMap<Vec<u8>, Vec<u8>, BuildHasherDefault<KeyHasher>>;
+/// The point index: looked up, never iterated (see `fasthash`).
+type KeyIndex = crate::fasthash::FastMap<Vec<u8>, Vec<u8>>;
 
 /// An in-memory store that models a disk: writes land in a volatile layer that `sync` makes
 /// durable and `crash` throws away. Used by tests and the simulator.

@@ -159,7 +159,7 @@ pub struct Anomaly {
 pub struct History {
     pub keys: Vec<KeyRec>,
     /// Slots by key (looked up only, never iterated).
-    pub key_index: crate::fasthash::FastMap<Key, usize>,
+    pub key_index: driftkv_core::fasthash::FastMap<Key, usize>,
     pub writes: Vec<WriteRec>,
     pub write_by_value: BTreeMap<Bytes, usize>,
     pub set_ops: Vec<SetOpRec>,

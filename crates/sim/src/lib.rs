@@ -21,7 +21,6 @@
 
 pub mod check;
 pub mod dist;
-pub mod fasthash;
 pub mod history;
 pub mod measure;
 pub mod report;

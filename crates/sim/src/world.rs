@@ -1572,17 +1572,7 @@ impl<'a> Sim<'a> {
         let now = self.now_us;
         for slot in 0..self.hist.keys.len() {
             let rec = &self.hist.keys[slot];
-            let p = self.ring.partition_for_key(&rec.key.bucket, &rec.key.key);
-            let primaries: Vec<usize> = self
-                .ring
-                .owners(p)
-                .iter()
-                .map(|id| {
-                    self.sc
-                        .node_index(id.as_str())
-                        .expect("ring members are nodes")
-                })
-                .collect();
+            let primaries = self.primaries_of(&rec.key);
             if primaries == rec.primaries {
                 continue;
             }
@@ -1659,9 +1649,14 @@ impl<'a> Sim<'a> {
         if let Some(&slot) = self.hist.key_index.get(&key) {
             return slot;
         }
+        let primaries = self.primaries_of(&key);
+        self.hist.key_slot(&key, kind, primaries)
+    }
+
+    /// The key's N primaries on the simulator's ring of the current members.
+    fn primaries_of(&self, key: &Key) -> Vec<usize> {
         let p = self.ring.partition_for_key(&key.bucket, &key.key);
-        let primaries: Vec<usize> = self
-            .ring
+        self.ring
             .owners(p)
             .iter()
             .map(|id| {
@@ -1669,8 +1664,7 @@ impl<'a> Sim<'a> {
                     .node_index(id.as_str())
                     .expect("ring members are nodes")
             })
-            .collect();
-        self.hist.key_slot(&key, kind, primaries)
+            .collect()
     }
 
     fn issue(&mut self, node: usize, request: Request, op: ClientOp) {
