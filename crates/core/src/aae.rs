@@ -8,9 +8,9 @@
 //! middles, then the keys of differing segments, then moves only differing objects. An
 //! exchange opens with the root alone, so a partition in sync costs two small messages.
 //!
-//! Trees live in memory and are built from storage by one scan of the partition the first time
-//! an exchange needs them (after every restart), and rebuilt when a periodic check finds that a
-//! tree no longer matches its partition.
+//! Trees live in memory. The node builds them from storage in the background, a batch of
+//! records per tick (after every restart), and rebuilds one now and then the same way to check
+//! that it still matches its partition.
 
 use driftkv_wire::{Hash64, Key};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_64_with_seed};

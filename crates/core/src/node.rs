@@ -184,6 +184,21 @@ struct AaeState {
     deferred: u32,
 }
 
+/// A partition's tree being built by scanning its records in key order, [`TREE_BUILD_BATCH`]
+/// per tick, so a large partition never holds the node for a whole scan. Changes to records at
+/// or before `after` (already scanned) are applied to it as they happen; later ones the scan
+/// will read. When the partition already has a tree, this is its periodic check: the finished
+/// build replaces it if they differ.
+#[derive(Debug)]
+struct TreeBuild {
+    partition: PartitionId,
+    tree: aae::Tree,
+    after: Option<Vec<u8>>,
+}
+
+/// Records a tree build scans per tick.
+const TREE_BUILD_BATCH: usize = 8192;
+
 #[derive(Debug)]
 struct AaeExchange {
     xid: u64,
@@ -223,6 +238,8 @@ pub struct Node {
     ring: Ring,
     /// Anti-entropy trees of the partitions built so far (see `aae`).
     trees: BTreeMap<PartitionId, aae::Tree>,
+    /// The tree being built from storage, a batch of records per tick (one at a time).
+    building: Option<TreeBuild>,
     aae: AaeState,
     sweep: Sweep,
     next_req: ReqId,
@@ -307,6 +324,7 @@ impl Node {
             membership,
             ring,
             trees: BTreeMap::new(),
+            building: None,
             // Nodes walk their partitions from different places, so two replicas rarely
             // start the same exchange against each other at once (and pay it twice).
             aae: AaeState {
@@ -720,7 +738,8 @@ impl Node {
         })
     }
 
-    /// Keeps the partition's hash tree (when built) in step with a record about to change.
+    /// Keeps the partition's hash tree (when built, or being built and past this record) in
+    /// step with a record about to change.
     fn track(
         &mut self,
         store: &dyn Store,
@@ -729,60 +748,139 @@ impl Node {
         record_key: &[u8],
         record: Option<&[u8]>,
     ) {
-        if !self.trees.contains_key(&partition) {
+        let built = self.trees.contains_key(&partition);
+        let scanned = self.building.as_ref().is_some_and(|b| {
+            b.partition == partition && b.after.as_deref().is_some_and(|a| record_key <= a)
+        });
+        if !built && !scanned {
             return;
         }
         let old = match store.get(record_key) {
             Ok(old) => old,
             Err(_) => {
-                // Unknown old state: drop the tree; the next exchange rebuilds it from storage.
+                // Unknown old state: drop the trees; the next exchange rebuilds from storage.
                 self.stats.storage_errors += 1;
                 self.trees.remove(&partition);
+                if self
+                    .building
+                    .as_ref()
+                    .is_some_and(|b| b.partition == partition)
+                {
+                    self.building = None;
+                }
                 return;
             }
         };
         let segment = aae::segment_of(key);
-        let tree = self.trees.get_mut(&partition).expect("checked above");
-        if let Some(old) = old {
-            tree.toggle(segment, aae::entry_hash(record_key, &old));
+        let apply = |tree: &mut aae::Tree| {
+            if let Some(old) = &old {
+                tree.toggle(segment, aae::entry_hash(record_key, old));
+            }
+            if let Some(new) = record {
+                tree.toggle(segment, aae::entry_hash(record_key, new));
+            }
+        };
+        if let Some(tree) = self.trees.get_mut(&partition) {
+            apply(tree);
         }
-        if let Some(new) = record {
-            tree.toggle(segment, aae::entry_hash(record_key, new));
+        if scanned && let Some(b) = &mut self.building {
+            apply(&mut b.tree);
         }
     }
 
-    /// The partition's hash tree, built by one scan of its records if not built yet.
-    fn tree(&mut self, store: &dyn Store, partition: PartitionId) -> Result<&aae::Tree, String> {
-        if !self.trees.contains_key(&partition) {
-            let tree = self.build_tree(store, partition)?;
-            self.stats.aae_tree_builds += 1;
-            self.trees.insert(partition, tree);
-        }
-        Ok(&self.trees[&partition])
-    }
-
-    fn build_tree(
-        &mut self,
-        store: &dyn Store,
-        partition: PartitionId,
-    ) -> Result<aae::Tree, String> {
-        let prefix = keys::partition_prefix(partition);
-        let mut tree = aae::Tree::default();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let batch = store.scan(&prefix, after.as_deref(), 4096).map_err(|e| {
-                self.stats.storage_errors += 1;
-                e.to_string()
-            })?;
-            let Some((last, _)) = batch.last() else { break };
-            after = Some(last.clone());
-            for (raw_key, raw) in &batch {
-                if let Some((_, key)) = keys::parse_data_key(raw_key) {
-                    tree.toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
+    /// Diagnostics (tests, the bench): how many anti-entropy trees are built, and whether each
+    /// equals a tree built afresh by one full scan of its partition now.
+    pub fn aae_trees_check(&self, store: &dyn Store) -> (usize, bool) {
+        let consistent = self.trees.iter().all(|(&partition, kept)| {
+            let mut fresh = aae::Tree::default();
+            let prefix = keys::partition_prefix(partition);
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let Ok(batch) = store.scan(&prefix, after.as_deref(), 4096) else {
+                    return false;
+                };
+                let Some((last, _)) = batch.last() else { break };
+                after = Some(last.clone());
+                for (raw_key, raw) in &batch {
+                    if let Some((_, key)) = keys::parse_data_key(raw_key) {
+                        fresh.toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
+                    }
                 }
             }
+            fresh == *kept
+        });
+        (self.trees.len(), consistent)
+    }
+
+    /// The partition's hash tree, if built.
+    fn tree(&self, partition: PartitionId) -> Result<&aae::Tree, ()> {
+        self.trees.get(&partition).ok_or(())
+    }
+
+    /// Starts building the partition's tree unless a build is under way.
+    fn begin_tree_build(&mut self, partition: PartitionId) {
+        if self.building.is_none() {
+            self.building = Some(TreeBuild {
+                partition,
+                tree: aae::Tree::default(),
+                after: None,
+            });
         }
-        Ok(tree)
+    }
+
+    /// Scans the next batch of the tree under construction; a finished build becomes the
+    /// partition's tree (a check that finds the kept tree different replaces it, and counts).
+    fn tree_build_step(&mut self, store: &dyn Store) {
+        if self.building.is_none() && self.cfg.aae.enabled {
+            // In the background, the trees of the partitions this node is a primary of, so
+            // they are ready when exchanges come (after a restart, or a change of ownership).
+            let n = self.cfg.ring.n;
+            let missing = self.ring.partitions_of(&self.cfg.id).into_iter().find(|p| {
+                !self.trees.contains_key(p)
+                    && self
+                        .ring
+                        .owners(*p)
+                        .iter()
+                        .take(n)
+                        .any(|o| *o == self.cfg.id)
+            });
+            if let Some(partition) = missing {
+                self.begin_tree_build(partition);
+            }
+        }
+        let Some(b) = &mut self.building else {
+            return;
+        };
+        let prefix = keys::partition_prefix(b.partition);
+        let batch = match store.scan(&prefix, b.after.as_deref(), TREE_BUILD_BATCH) {
+            Ok(batch) => batch,
+            Err(_) => {
+                self.stats.storage_errors += 1;
+                self.building = None;
+                return;
+            }
+        };
+        for (raw_key, raw) in &batch {
+            if let Some((_, key)) = keys::parse_data_key(raw_key) {
+                b.tree
+                    .toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
+            }
+        }
+        if let Some((last, _)) = batch.last() {
+            b.after = Some(last.clone());
+        }
+        if batch.len() == TREE_BUILD_BATCH {
+            return;
+        }
+        let TreeBuild {
+            partition, tree, ..
+        } = self.building.take().expect("checked above");
+        match self.trees.get(&partition) {
+            None => self.stats.aae_tree_builds += 1,
+            Some(kept) if *kept != tree => self.stats.aae_tree_mismatches += 1,
+            Some(_) => return,
+        }
+        self.trees.insert(partition, tree);
     }
 
     /// The records of one segment: `(key, entry hash, record)`.
@@ -1371,15 +1469,32 @@ impl Node {
                 xid,
                 partition,
                 root,
-            } => self.aae_on_root(store, from, xid, PartitionId(partition), root, out),
+            } => self.aae_on_root(now_ms, from, xid, PartitionId(partition), root, out),
             Message::AaeRootDiffers { xid, partition } => {
-                self.aae_on_root_differs(store, from, xid, PartitionId(partition), out)
+                self.aae_on_root_differs(from, xid, PartitionId(partition), out)
+            }
+            Message::AaeNotReady {
+                xid,
+                partition,
+                building,
+            } => {
+                let partition = PartitionId(partition);
+                if self.aae_is_current(&from, xid, partition) {
+                    self.aae.inflight = None;
+                    if building {
+                        self.aae.again = Some((partition, from));
+                    } else {
+                        // The peer is exchanging this partition with us already: go on with
+                        // the next one at once.
+                        self.aae.next_ms = now_ms;
+                    }
+                }
             }
             Message::AaeMids {
                 xid,
                 partition,
                 mids,
-            } => self.aae_on_mids(store, from, xid, PartitionId(partition), mids, out),
+            } => self.aae_on_mids(from, xid, PartitionId(partition), mids, out),
             Message::AaeLeaves {
                 xid,
                 partition,
@@ -1689,7 +1804,8 @@ impl Node {
         if self.cfg.hinted_handoff {
             self.hand_off(store, now_ms, out);
         }
-        self.aae_tick(store, now_ms, out);
+        self.tree_build_step(store);
+        self.aae_tick(now_ms, out);
         self.sweep_tick(store, now_ms, out);
         self.transfer_tick(store, now_ms, out);
     }
@@ -2089,7 +2205,7 @@ impl Node {
 impl Node {
     /// Starts an exchange when one is due: the next partition this node is a primary of, with
     /// the next other primary that is up.
-    fn aae_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+    fn aae_tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
         if let Some(x) = &self.aae.inflight
             && x.deadline_ms <= now_ms
         {
@@ -2111,7 +2227,7 @@ impl Node {
         if let Some((partition, peer)) = self.aae.again.take()
             && self.is_up(&peer)
         {
-            return self.aae_start(store, now_ms, partition, peer, out);
+            return self.aae_start(now_ms, partition, peer, out);
         }
         let n = self.cfg.ring.n;
         let mine: Vec<PartitionId> = self.ring.partitions_of(&self.cfg.id);
@@ -2133,22 +2249,27 @@ impl Node {
             }
             let peer = peers[(self.aae.cursor / mine.len()) % peers.len()].clone();
             self.aae.cursor = self.aae.cursor + step + 1;
-            self.aae_check_tree(store, partition);
-            return self.aae_start(store, now_ms, partition, peer, out);
+            self.aae_check_tree(partition);
+            return self.aae_start(now_ms, partition, peer, out);
         }
     }
 
     fn aae_start(
         &mut self,
-        store: &mut dyn Store,
         now_ms: u64,
         partition: PartitionId,
         peer: NodeId,
         out: &mut Vec<Output>,
     ) {
-        let root = match self.tree(store, partition) {
+        let root = match self.tree(partition) {
             Ok(tree) => tree.root(),
-            Err(_) => return,
+            Err(()) => {
+                // Built over the next ticks; this exchange starts at the first tick after.
+                self.begin_tree_build(partition);
+                self.aae.again = Some((partition, peer));
+                self.aae.next_ms = now_ms;
+                return;
+            }
         };
         self.aae.next_xid += 1;
         let xid = self.aae.next_xid;
@@ -2170,35 +2291,58 @@ impl Node {
 
     /// Every so often, rebuilds a built tree from storage and compares: a tree that drifted
     /// from its partition (a bug, a storage fault) is replaced, and counted.
-    fn aae_check_tree(&mut self, store: &dyn Store, partition: PartitionId) {
+    fn aae_check_tree(&mut self, partition: PartitionId) {
         if self.aae.until_check > 0 {
             self.aae.until_check -= 1;
             return;
         }
         self.aae.until_check = 16;
-        if !self.trees.contains_key(&partition) {
-            return;
-        }
-        if let Ok(fresh) = self.build_tree(store, partition)
-            && self.trees.get(&partition) != Some(&fresh)
-        {
-            self.stats.aae_tree_mismatches += 1;
-            self.trees.insert(partition, fresh);
+        if self.trees.contains_key(&partition) {
+            self.begin_tree_build(partition);
         }
     }
 
     /// Equal roots: in sync, answered with no leaves. Else the initiator sends its middles.
     fn aae_on_root(
         &mut self,
-        store: &mut dyn Store,
+        now_ms: u64,
         from: NodeId,
         xid: u64,
         partition: PartitionId,
         root: Hash64,
         out: &mut Vec<Output>,
     ) {
-        let Ok(tree) = self.tree(store, partition) else {
-            return;
+        // Both replicas started this very exchange against each other: the one with the
+        // smaller name goes on as initiator, the other drops its own and serves (or the two
+        // would move every differing object twice).
+        if let Some(mine) = &self.aae.inflight
+            && mine.partition == partition
+            && mine.peer == from
+        {
+            if self.cfg.id < from {
+                let message = Message::AaeNotReady {
+                    xid,
+                    partition: partition.0,
+                    building: false,
+                };
+                return out.push(Output::Send { to: from, message });
+            }
+            // Go on at once with the next partition but one: out of step with the peer's
+            // walk, or two replicas walking alike collide again and again.
+            self.aae.inflight = None;
+            self.aae.next_ms = now_ms;
+            self.aae.cursor += 1;
+        }
+        let Ok(tree) = self.tree(partition) else {
+            // Not built yet (after a restart): build it, and say so rather than keep the
+            // initiator waiting.
+            self.begin_tree_build(partition);
+            let message = Message::AaeNotReady {
+                xid,
+                partition: partition.0,
+                building: true,
+            };
+            return out.push(Output::Send { to: from, message });
         };
         let message = if tree.root() == root {
             Message::AaeLeaves {
@@ -2217,7 +2361,6 @@ impl Node {
 
     fn aae_on_root_differs(
         &mut self,
-        store: &mut dyn Store,
         from: NodeId,
         xid: u64,
         partition: PartitionId,
@@ -2226,7 +2369,7 @@ impl Node {
         if !self.aae_is_current(&from, xid, partition) {
             return;
         }
-        let Ok(tree) = self.tree(store, partition) else {
+        let Ok(tree) = self.tree(partition) else {
             return;
         };
         let mids = tree.mids();
@@ -2242,14 +2385,13 @@ impl Node {
 
     fn aae_on_mids(
         &mut self,
-        store: &mut dyn Store,
         from: NodeId,
         xid: u64,
         partition: PartitionId,
         mids: Vec<Hash64>,
         out: &mut Vec<Output>,
     ) {
-        let Ok(tree) = self.tree(store, partition) else {
+        let Ok(tree) = self.tree(partition) else {
             return;
         };
         let groups = tree.leaves_under_differing(&mids);
@@ -2282,7 +2424,7 @@ impl Node {
         if !self.aae_is_current(&from, xid, partition) {
             return;
         }
-        let Ok(tree) = self.tree(store, partition) else {
+        let Ok(tree) = self.tree(partition) else {
             return;
         };
         let mut segments = tree.differing_segments(&groups);

@@ -41,6 +41,7 @@ fn aae_kind(message: &Message) -> Option<&'static str> {
     match message {
         Message::AaeRoot { .. } => Some("AaeRoot"),
         Message::AaeRootDiffers { .. } => Some("AaeRootDiffers"),
+        Message::AaeNotReady { .. } => Some("AaeNotReady"),
         Message::AaeMids { .. } => Some("AaeMids"),
         Message::AaeLeaves { .. } => Some("AaeLeaves"),
         Message::AaeKeys { .. } => Some("AaeKeys"),
@@ -214,7 +215,19 @@ fn run_phase(pair: &mut Pair, name: &'static str, watch: &[Key]) -> Phase {
     let mut ticks = 0;
     loop {
         ticks += 1;
-        assert!(ticks < TICKS_MAX, "{name}: anti-entropy did not settle");
+        assert!(
+            ticks < TICKS_MAX,
+            "{name}: anti-entropy did not settle: streaks {streak:?}, stats {:?}",
+            pair.nodes
+                .iter()
+                .map(|n| (
+                    n.stats().aae_exchanges,
+                    n.stats().aae_in_sync,
+                    n.stats().aae_timeouts,
+                    n.stats().aae_keys_repaired
+                ))
+                .collect::<Vec<_>>()
+        );
         pair.tick();
         for (i, n) in pair.nodes.iter().enumerate() {
             let now = (n.stats().aae_exchanges, n.stats().aae_in_sync);

@@ -160,6 +160,7 @@ fn class_of(m: &Message) -> Class {
         Message::Gossip { .. } => Class::Gossip,
         Message::AaeRoot { .. }
         | Message::AaeRootDiffers { .. }
+        | Message::AaeNotReady { .. }
         | Message::AaeMids { .. }
         | Message::AaeLeaves { .. }
         | Message::AaeKeys { .. }
@@ -170,7 +171,7 @@ fn class_of(m: &Message) -> Class {
 }
 
 /// Every message kind's name, indexed by [`message_kind`].
-pub const MESSAGE_NAMES: [&str; 18] = [
+pub const MESSAGE_NAMES: [&str; 19] = [
     "forward",
     "forward_reply",
     "replica_write",
@@ -189,6 +190,7 @@ pub const MESSAGE_NAMES: [&str; 18] = [
     "purge",
     "transfer",
     "transfer_ack",
+    "aae_not_ready",
 ];
 
 /// A message's kind as an index into [`MESSAGE_NAMES`].
@@ -212,6 +214,7 @@ pub fn message_kind(m: &Message) -> usize {
         Message::Purge { .. } => 15,
         Message::Transfer { .. } => 16,
         Message::TransferAck { .. } => 17,
+        Message::AaeNotReady { .. } => 18,
     }
 }
 

@@ -323,6 +323,15 @@ pub enum Message {
         xid: u64,
         partition: u32,
     },
+    /// Step 0 answer (peer → initiator): the exchange ends here. `building`: the peer's tree
+    /// of this partition is still being built from storage (try again later); else the peer is
+    /// running this same exchange against the initiator and goes on with its own (go on with
+    /// another partition).
+    AaeNotReady {
+        xid: u64,
+        partition: u32,
+        building: bool,
+    },
     /// Anti-entropy, step 1 (initiator → peer): the partition's middle-level tree hashes.
     AaeMids {
         xid: u64,
