@@ -607,6 +607,17 @@ impl Node {
         if let Err(message) = self.validate(&request) {
             return self.answer(waiter, Reply::error(ErrorKind::BadRequest, message), out);
         }
+        // A node joining a cluster knows only itself until it hears from a member: its ring
+        // would make it the only replica of every key, and a write acknowledged at "quorum"
+        // would sit on one disk. It serves once it has joined.
+        if !self.cfg.seeds.is_empty() && self.members.len() <= 1 {
+            let reply = Reply::error(
+                ErrorKind::Unavailable,
+                "this node has not reached a member of the cluster it joins yet; \
+                 ask another node, or again in a moment",
+            );
+            return self.answer(waiter, reply, out);
+        }
         let key = request.key().clone();
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
         let n = self.n_for(&key);

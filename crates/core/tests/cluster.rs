@@ -1113,3 +1113,72 @@ fn trees_are_built_a_batch_per_tick_and_writes_during_a_build_are_not_missed() {
         "nothing differed"
     );
 }
+
+#[test]
+fn a_joining_node_serves_no_client_until_it_has_heard_from_a_member() {
+    // A node started to join (it has seeds) but alone so far.
+    let mut cfg = driftkv_core::NodeConfig::new("n9");
+    cfg.seeds = vec!["127.0.0.1:1".into()];
+    let mut store = driftkv_core::MemStore::new(driftkv_core::Durability::GroupCommit);
+    let mut node = driftkv_core::Node::open(cfg, &mut store).unwrap();
+    let mut out = Vec::new();
+    let put = Request::Put {
+        key: Key::default_bucket("k"),
+        value: Some(Bytes::from_static(b"v")),
+        context: VersionVector::new(),
+        w: Quorum::Quorum,
+    };
+    node.handle(
+        &mut store,
+        1_000,
+        Input::Request {
+            client: 1,
+            request: put.clone(),
+        },
+        &mut out,
+    );
+    let replies: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            driftkv_core::Output::Reply { reply, .. } => Some(reply.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(&replies[..], [Reply::Error { kind: ErrorKind::Unavailable, message, .. }]
+            if message.contains("has not reached a member")),
+        "{replies:?}"
+    );
+    assert!(
+        node.local_object(&store, &Key::default_bucket("k"))
+            .unwrap()
+            .is_none(),
+        "nothing was written"
+    );
+    // Once it knows the cluster, it serves.
+    node.set_members(
+        (0..2)
+            .map(|i| driftkv_wire::MemberInfo {
+                id: if i == 0 { "n9".into() } else { "n1".into() },
+                listen: String::new(),
+                http: String::new(),
+                state: driftkv_wire::MemberState::Up,
+            })
+            .collect::<Vec<_>>(),
+    );
+    out.clear();
+    node.handle(
+        &mut store,
+        1_000,
+        Input::Request {
+            client: 2,
+            request: put,
+        },
+        &mut out,
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, driftkv_core::Output::Send { .. })),
+        "the write goes to the replicas: {out:?}"
+    );
+}
