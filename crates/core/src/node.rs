@@ -182,6 +182,9 @@ struct AaeState {
     requests: u64,
     /// Due exchanges put off in a row for client traffic.
     deferred: u32,
+    /// Every partition this node is a primary of has its tree: the background builder has
+    /// nothing to look for until the ring changes or a tree is dropped.
+    trees_complete: bool,
 }
 
 /// A partition's tree being built by scanning its records in key order, [`TREE_BUILD_BATCH`]
@@ -408,6 +411,7 @@ impl Node {
                 owners.push(self.cfg.id.clone());
             }
             if owners != self.ring.members().to_vec() {
+                self.aae.trees_complete = false;
                 self.ring = Ring::new(self.cfg.ring.clone(), owners).expect(
                     "the config was validated when the node opened and members are never empty",
                 );
@@ -772,6 +776,7 @@ impl Node {
                 // Unknown old state: drop the trees; the next exchange rebuilds from storage.
                 self.stats.storage_errors += 1;
                 self.trees.remove(&partition);
+                self.aae.trees_complete = false;
                 if self
                     .building
                     .as_ref()
@@ -812,11 +817,7 @@ impl Node {
                 };
                 let Some((last, _)) = batch.last() else { break };
                 after = Some(last.clone());
-                for (raw_key, raw) in &batch {
-                    if let Some((_, key)) = keys::parse_data_key(raw_key) {
-                        fresh.toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
-                    }
-                }
+                add_records(&mut fresh, &batch);
             }
             fresh == *kept
         });
@@ -842,21 +843,17 @@ impl Node {
     /// Scans the next batch of the tree under construction; a finished build becomes the
     /// partition's tree (a check that finds the kept tree different replaces it, and counts).
     fn tree_build_step(&mut self, store: &dyn Store) {
-        if self.building.is_none() && self.cfg.aae.enabled {
+        if self.building.is_none() && self.cfg.aae.enabled && !self.aae.trees_complete {
             // In the background, the trees of the partitions this node is a primary of, so
             // they are ready when exchanges come (after a restart, or a change of ownership).
-            let n = self.cfg.ring.n;
-            let missing = self.ring.partitions_of(&self.cfg.id).into_iter().find(|p| {
-                !self.trees.contains_key(p)
-                    && self
-                        .ring
-                        .owners(*p)
-                        .iter()
-                        .take(n)
-                        .any(|o| *o == self.cfg.id)
-            });
-            if let Some(partition) = missing {
-                self.begin_tree_build(partition);
+            let missing = self
+                .ring
+                .partitions_of(&self.cfg.id)
+                .into_iter()
+                .find(|p| !self.trees.contains_key(p));
+            match missing {
+                Some(partition) => self.begin_tree_build(partition),
+                None => self.aae.trees_complete = true,
             }
         }
         let Some(b) = &mut self.building else {
@@ -871,12 +868,7 @@ impl Node {
                 return;
             }
         };
-        for (raw_key, raw) in &batch {
-            if let Some((_, key)) = keys::parse_data_key(raw_key) {
-                b.tree
-                    .toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
-            }
-        }
+        add_records(&mut b.tree, &batch);
         if let Some((last, _)) = batch.last() {
             b.after = Some(last.clone());
         }
@@ -976,17 +968,7 @@ impl Node {
     ) {
         self.stats.writes += 1;
         if targets.len() < needed {
-            let reply = Reply::Error {
-                kind: ErrorKind::Unavailable,
-                message: format!(
-                    "only {} of the {} replicas needed are reachable",
-                    targets.len(),
-                    needed
-                ),
-                answered: 0,
-                needed: needed as u8,
-            };
-            return self.answer(waiter, reply, out);
+            return self.answer(waiter, too_few_reachable(targets.len(), needed), out);
         }
         let key = request.key().clone();
         let local = match self.load(store, partition, &key) {
@@ -1115,15 +1097,14 @@ impl Node {
             self.answer(coord.waiter.clone(), coord.reply.clone(), out);
         } else if coord.targets - coord.nacks < coord.needed {
             coord.answered = true;
-            let reply = Reply::Error {
-                kind: ErrorKind::Unavailable,
-                message: format!(
+            let reply = Reply::unavailable(
+                format!(
                     "{} of {} replicas acknowledged the write, {} needed",
                     coord.acks, coord.targets, coord.needed
                 ),
-                answered: coord.acks as u8,
-                needed: coord.needed as u8,
-            };
+                coord.acks,
+                coord.needed,
+            );
             self.answer(coord.waiter.clone(), reply, out);
         }
     }
@@ -1197,17 +1178,7 @@ impl Node {
             .map(|(node, _)| node)
             .collect();
         if targets.len() < needed {
-            let reply = Reply::Error {
-                kind: ErrorKind::Unavailable,
-                message: format!(
-                    "only {} of the {} replicas needed are reachable",
-                    targets.len(),
-                    needed
-                ),
-                answered: 0,
-                needed: needed as u8,
-            };
-            return self.answer(waiter, reply, out);
+            return self.answer(waiter, too_few_reachable(targets.len(), needed), out);
         }
         let key = request.key().clone();
         let kind = match request {
@@ -1266,7 +1237,6 @@ impl Node {
             coord.mode,
             coord.replies.iter().filter_map(|(_, o)| o.as_ref()),
         );
-        let mut answer = None;
         // "Not found" does not count towards R while other replicas may still answer with the
         // key (Riak's notfound_ok = false): a replica that just took over a partition, or came
         // back empty, must not hide data the others hold. Once every replica answered, or at
@@ -1282,43 +1252,39 @@ impl Node {
             },
             _ => true,
         };
-        let enough = covered
-            && (found >= coord.needed || (coord.replies.len() >= coord.needed && (all || expired)));
-        if !coord.answered && !covered && (all || expired) && coord.replies.len() >= coord.needed {
-            coord.answered = true;
+        let answered = coord.replies.len();
+        let quorum = found >= coord.needed || (answered >= coord.needed && (all || expired));
+        let reply = if coord.answered {
+            None
+        } else if quorum && covered {
+            Some(render_read(&coord.request, merged.as_ref()))
+        } else if quorum && (all || expired) {
             self.stats.session_reads_behind += 1;
-            let reply = Reply::Error {
-                kind: ErrorKind::Unavailable,
-                message: format!(
-                    "no replica of the {} that answered holds everything this session has seen \
-                     of the key; try again once replication catches up",
-                    coord.replies.len()
+            Some(Reply::unavailable(
+                format!(
+                    "no replica of the {answered} that answered holds everything this session \
+                     has seen of the key; try again once replication catches up"
                 ),
-                answered: coord.replies.len() as u8,
-                needed: coord.needed as u8,
-            };
-            answer = Some((coord.waiter.clone(), reply));
-        } else if !coord.answered && enough {
-            coord.answered = true;
-            answer = Some((
-                coord.waiter.clone(),
-                render_read(&coord.request, merged.as_ref()),
-            ));
-        } else if !coord.answered && expired {
-            coord.answered = true;
-            let reply = Reply::Error {
-                kind: ErrorKind::Unavailable,
-                message: format!(
-                    "{} of {} replicas answered in time, {} needed",
-                    coord.replies.len(),
+                answered,
+                coord.needed,
+            ))
+        } else if expired {
+            Some(Reply::unavailable(
+                format!(
+                    "{answered} of {} replicas answered in time, {} needed",
                     coord.targets.len(),
                     coord.needed
                 ),
-                answered: coord.replies.len() as u8,
-                needed: coord.needed as u8,
-            };
-            answer = Some((coord.waiter.clone(), reply));
+                answered,
+                coord.needed,
+            ))
+        } else {
+            None
+        };
+        if reply.is_some() {
+            coord.answered = true;
         }
+        let answer = reply.map(|reply| (coord.waiter.clone(), reply));
         let done = expired || coord.replies.len() == coord.targets.len();
         if let Some((waiter, reply)) = answer {
             if let Reply::Values { values, .. } = &reply {
@@ -2687,4 +2653,21 @@ pub fn register_values(object: &Object) -> Vec<Bytes> {
         Object::Register(r) => r.values().cloned().collect(),
         _ => Vec::new(),
     }
+}
+
+/// Adds a batch of a partition's stored records to its tree.
+fn add_records(tree: &mut aae::Tree, batch: &[(Vec<u8>, Vec<u8>)]) {
+    for (raw_key, raw) in batch {
+        if let Some((_, key)) = keys::parse_data_key(raw_key) {
+            tree.toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
+        }
+    }
+}
+
+fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
+    Reply::unavailable(
+        format!("only {reachable} of the {needed} replicas needed are reachable"),
+        0,
+        needed,
+    )
 }

@@ -218,6 +218,11 @@ impl AppState {
             .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))
     }
 
+    /// A key of the default bucket and the query's parameters.
+    fn key_params(&self, key: String, query: Option<String>) -> Result<(Key, Params), Response> {
+        Ok((self.key(None, key)?, params(query)?))
+    }
+
     fn key(&self, bucket: Option<String>, key: String) -> Result<Key, Response> {
         let bucket = bucket.unwrap_or_else(|| "default".to_string());
         if key.is_empty() {
@@ -539,7 +544,7 @@ async fn counter_get(
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+    let (key, p) = match s.key_params(key, q) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -556,7 +561,7 @@ async fn counter_post(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+    let (key, p) = match s.key_params(key, q) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -580,7 +585,7 @@ async fn set_get(
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+    let (key, p) = match s.key_params(key, q) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -611,7 +616,7 @@ async fn set_post(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+    let (key, p) = match s.key_params(key, q) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -703,7 +708,7 @@ async fn read(
     Path(key): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let (key, p) = match s.key(None, key).and_then(|k| Ok((k, params(q)?))) {
+    let (key, p) = match s.key_params(key, q) {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -347,7 +347,7 @@ impl Metrics {
             let _ = writeln!(o, "{name} {value}");
         }
         let t = &self.transport;
-        let transport: [(&str, &str, &std::sync::atomic::AtomicU64); 7] = [
+        let transport: [(&str, &str, &AtomicU64); 7] = [
             (
                 "driftkv_peer_frames_sent_total",
                 "Frames sent to other nodes.",
@@ -389,39 +389,30 @@ impl Metrics {
             let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
         }
         let r = &self.resp;
-        help(
-            o,
-            "driftkv_resp_connections",
-            "gauge",
-            "Open Redis-protocol connections.",
-        );
-        let _ = writeln!(
-            o,
-            "driftkv_resp_connections {}",
-            r.connections.load(Ordering::Relaxed)
-        );
-        help(
-            o,
-            "driftkv_resp_commands_total",
-            "counter",
-            "Redis-protocol commands executed.",
-        );
-        let _ = writeln!(
-            o,
-            "driftkv_resp_commands_total {}",
-            r.commands.load(Ordering::Relaxed)
-        );
-        help(
-            o,
-            "driftkv_resp_errors_total",
-            "counter",
-            "Redis-protocol commands answered with an error.",
-        );
-        let _ = writeln!(
-            o,
-            "driftkv_resp_errors_total {}",
-            r.errors.load(Ordering::Relaxed)
-        );
+        let resp: [(&str, &str, &str, &AtomicU64); 3] = [
+            (
+                "driftkv_resp_connections",
+                "gauge",
+                "Open Redis-protocol connections.",
+                &r.connections,
+            ),
+            (
+                "driftkv_resp_commands_total",
+                "counter",
+                "Redis-protocol commands executed.",
+                &r.commands,
+            ),
+            (
+                "driftkv_resp_errors_total",
+                "counter",
+                "Redis-protocol commands answered with an error.",
+                &r.errors,
+            ),
+        ];
+        for (name, kind, text, value) in resp {
+            help(o, name, kind, text);
+            let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
+        }
 
         help(
             o,

@@ -220,6 +220,16 @@ impl Reply {
             needed: 0,
         }
     }
+
+    /// A request that could not gather the replicas it needed: how many answered, of how many.
+    pub fn unavailable(message: impl Into<String>, answered: usize, needed: usize) -> Reply {
+        Reply::Error {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+            answered: answered as u8,
+            needed: needed as u8,
+        }
+    }
 }
 
 /// One replica's copy of a key as `Inspect` found it.
