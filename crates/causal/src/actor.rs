@@ -1,9 +1,14 @@
 //! Actors (server node identities in version vectors) and dots (one event of one actor).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A server node as it appears in version vectors: its name plus an incarnation.
 ///
@@ -11,7 +16,11 @@ use serde::{Deserialize, Serialize};
 /// A node that lost its data no longer knows which dots it has issued; under a new incarnation
 /// it is a new actor, so it can never issue a dot that other replicas have already seen and
 /// shadow a new write with an old one (the failure Riak tracked as "kv679").
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Decoding interns the name (see [`intern`]): every version vector of every stored object
+/// names the same few nodes, so decoded actors share one allocation per name, and comparing two
+/// of them is mostly a pointer comparison.
+#[derive(Clone, Hash, Serialize)]
 pub struct Actor {
     pub node: Arc<str>,
     pub incarnation: u32,
@@ -23,6 +32,102 @@ impl Actor {
             node: node.into(),
             incarnation,
         }
+    }
+
+    fn same_node(&self, other: &Actor) -> bool {
+        Arc::ptr_eq(&self.node, &other.node) || self.node == other.node
+    }
+}
+
+impl PartialEq for Actor {
+    fn eq(&self, other: &Actor) -> bool {
+        self.incarnation == other.incarnation && self.same_node(other)
+    }
+}
+
+impl Eq for Actor {}
+
+impl Ord for Actor {
+    /// By name, then incarnation (as the fields are declared).
+    fn cmp(&self, other: &Actor) -> Ordering {
+        if Arc::ptr_eq(&self.node, &other.node) {
+            return self.incarnation.cmp(&other.incarnation);
+        }
+        self.node
+            .cmp(&other.node)
+            .then(self.incarnation.cmp(&other.incarnation))
+    }
+}
+
+impl PartialOrd for Actor {
+    fn partial_cmp(&self, other: &Actor) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The encoded shape: the derived `Serialize`'s fields, the name borrowed when it can be.
+        #[derive(Deserialize)]
+        #[serde(rename = "Actor")]
+        struct Encoded<'a> {
+            #[serde(borrow)]
+            node: Cow<'a, str>,
+            incarnation: u32,
+        }
+        let Encoded { node, incarnation } = Encoded::deserialize(deserializer)?;
+        Ok(Actor {
+            node: intern(&node),
+            incarnation,
+        })
+    }
+}
+
+/// The most names one thread keeps interned; past it, names are allocated as they come (input
+/// could name any number of actors, and the table must stay bounded).
+const INTERNED_MAX: usize = 4096;
+
+thread_local! {
+    static NAMES: RefCell<HashSet<Arc<str>, BuildHasherDefault<NameHasher>>> =
+        RefCell::new(HashSet::default());
+}
+
+/// The shared allocation of a node name: one per distinct name per thread. Interning is a cache,
+/// never a meaning: an actor compares by its name's text either way.
+pub fn intern(name: &str) -> Arc<str> {
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(known) = names.get(name) {
+            return known.clone();
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        if names.len() < INTERNED_MAX {
+            names.insert(fresh.clone());
+        }
+        fresh
+    })
+}
+
+/// FNV-1a: node names are short, and the table is local and bounded, so a fast hash with no
+/// random state is enough.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -66,5 +171,45 @@ impl Dot {
 impl fmt::Debug for Dot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "({},{})", self.actor, self.counter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_actors_share_their_name_and_keep_the_encoding() {
+        let actor = Actor::new("n1", 2);
+        let bytes = postcard::to_allocvec(&actor).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&("n1", 2u32)).unwrap());
+        let a: Actor = postcard::from_bytes(&bytes).unwrap();
+        let b: Actor = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(a, actor);
+        assert!(Arc::ptr_eq(&a.node, &b.node), "one allocation per name");
+        let json: Actor = serde_json::from_str(r#"{"node":"n\u0031","incarnation":2}"#).unwrap();
+        assert_eq!(json, actor);
+        assert_eq!(
+            serde_json::to_string(&actor).unwrap(),
+            r#"{"node":"n1","incarnation":2}"#
+        );
+    }
+
+    #[test]
+    fn order_is_by_name_then_incarnation_whether_or_not_names_are_shared() {
+        let shared = intern("n2");
+        let names = [
+            Actor::new("n1", 5),
+            Actor::new(shared.clone(), 0),
+            Actor::new(shared, 1),
+            Actor::new("n2", 3),
+            Actor::new("n10", 0),
+        ];
+        let mut sorted = names.to_vec();
+        sorted.sort();
+        let shown: Vec<String> = sorted.iter().map(|a| a.to_string()).collect();
+        assert_eq!(shown, ["n1#5", "n10", "n2", "n2#1", "n2#3"]);
+        assert_eq!(Actor::new("n2", 1), names[2]);
+        assert_ne!(Actor::new("n2", 0), names[2]);
     }
 }

@@ -1,10 +1,9 @@
 //! Dotted version vector sets: the siblings of one key on one replica, with their causality.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Dot};
+use crate::sorted::SortedMap;
 use crate::vv::VersionVector;
 
 /// The concurrent values (siblings) of one key, each tagged with the dot of the write that
@@ -22,14 +21,14 @@ use crate::vv::VersionVector;
 /// replicas that receive the same states in any order, with duplicates, end equal.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dvv<V> {
-    siblings: BTreeMap<Dot, V>,
+    siblings: SortedMap<Dot, V>,
     context: VersionVector,
 }
 
 impl<V> Default for Dvv<V> {
     fn default() -> Self {
         Dvv {
-            siblings: BTreeMap::new(),
+            siblings: SortedMap::new(),
             context: VersionVector::new(),
         }
     }
@@ -100,7 +99,7 @@ impl<V: Clone + Ord> Dvv<V> {
         // Ours survive unless the other side saw them and dropped them.
         self.siblings
             .retain(|dot, _| other.siblings.contains_key(dot) || !other.context.contains(dot));
-        for (dot, value) in &other.siblings {
+        for (dot, value) in other.siblings.iter() {
             if let Some(ours) = self.siblings.get_mut(dot) {
                 // One dot names one write. Two values under one dot mean an actor issued a dot
                 // twice (it lost its state and came back under its old identity): keep the
@@ -170,6 +169,7 @@ impl<V: std::fmt::Debug> std::fmt::Debug for Dvv<V> {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn a_dot_issued_twice_with_two_values_merges_to_the_greater_on_every_side() {

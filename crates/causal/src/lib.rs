@@ -18,6 +18,7 @@ pub mod actor;
 pub mod dvv;
 pub mod hlc;
 pub mod register;
+pub mod sorted;
 pub mod token;
 pub mod vv;
 

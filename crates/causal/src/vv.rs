@@ -1,12 +1,11 @@
 //! Version vectors: for each actor, the number of its events seen (all of 1..=n).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
-use std::collections::btree_map;
 
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Dot};
+use crate::sorted::SortedMap;
 
 /// For each actor, the highest counter `n` such that all of its dots `1..=n` have been seen.
 ///
@@ -14,7 +13,7 @@ use crate::actor::{Actor, Dot};
 /// and equal encodings.
 #[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VersionVector {
-    entries: BTreeMap<Actor, u64>,
+    entries: SortedMap<Actor, u64>,
 }
 
 impl VersionVector {
@@ -34,7 +33,7 @@ impl VersionVector {
         self.entries.len()
     }
 
-    pub fn iter(&self) -> btree_map::Iter<'_, Actor, u64> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Actor, &u64)> + ExactSizeIterator {
         self.entries.iter()
     }
 
@@ -72,7 +71,7 @@ impl VersionVector {
 
     /// Pointwise maximum: the union of two histories.
     pub fn merge(&mut self, other: &VersionVector) {
-        for (actor, &n) in &other.entries {
+        for (actor, &n) in other.entries.iter() {
             self.observe(actor, n);
         }
     }
