@@ -1892,19 +1892,19 @@ impl Node {
         self.sweep.next_ms = now_ms + 1_000;
         // The next partition whose first primary is this node (others sweep theirs).
         let partitions = self.cfg.ring.partitions;
+        let leads = |node: &Node, p: PartitionId| node.ring.owners(p).first() == Some(&node.cfg.id);
         let mut partition = PartitionId(self.sweep.partition % partitions);
-        let mut primaries = self.primaries(partition);
         for _ in 0..partitions {
-            if primaries.first() == Some(&self.cfg.id) {
+            if leads(self, partition) {
                 break;
             }
             self.next_sweep_partition();
             partition = PartitionId(self.sweep.partition % partitions);
-            primaries = self.primaries(partition);
         }
-        if primaries.first() != Some(&self.cfg.id) {
+        if !leads(self, partition) {
             return;
         }
+        let primaries = self.primaries(partition);
         let batch = match store.scan(
             &keys::partition_prefix(partition),
             self.sweep.after.as_deref(),
@@ -2020,6 +2020,22 @@ impl Node {
         }
     }
 
+    /// The first partition from `from` on of which the store holds a record.
+    fn next_held_partition(&mut self, store: &dyn Store, from: PartitionId) -> Option<PartitionId> {
+        // Every record of `from` and beyond sorts strictly after the bare prefix of `from` (a
+        // data key is longer than its partition's prefix); every record before it, below.
+        match store.scan(&[keys::DATA], Some(&keys::partition_prefix(from)), 1) {
+            Ok(batch) => batch.first().and_then(|(raw, _)| {
+                let id: [u8; 4] = raw.get(1..5)?.try_into().ok()?;
+                Some(PartitionId(u32::from_be_bytes(id)))
+            }),
+            Err(_) => {
+                self.stats.storage_errors += 1;
+                None
+            }
+        }
+    }
+
     /// Finds a partition this node holds records of but no longer owns (the ring changed: a
     /// node joined, or this one is leaving) and sends a batch of them to its owners; deletes
     /// them once every owner confirmed. One batch in flight at a time.
@@ -2035,24 +2051,21 @@ impl Node {
         self.sweep.next_transfer_ms = now_ms + 500;
         let mut foreign = 0;
         let mut chosen: Option<(PartitionId, Vec<NodeId>)> = None;
-        for p in 0..self.cfg.ring.partitions {
-            let partition = PartitionId(p);
+        // Only the partitions this node holds records of, found by leaping from each to the
+        // next: a node of a large cluster holds a few of the ring's many partitions.
+        let mut next = Some(0);
+        while let Some(p) = next.filter(|&p| p < self.cfg.ring.partitions) {
+            let Some(partition) = self.next_held_partition(store, PartitionId(p)) else {
+                break;
+            };
+            next = partition.0.checked_add(1);
             let owners = self.primaries(partition);
             if owners.contains(&self.cfg.id) {
                 continue;
             }
-            match store.scan(&keys::partition_prefix(partition), None, 1) {
-                Ok(batch) if !batch.is_empty() => {
-                    foreign += 1;
-                    if chosen.is_none()
-                        && owners.iter().all(|o| self.is_up(o))
-                        && !owners.is_empty()
-                    {
-                        chosen = Some((partition, owners));
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => self.stats.storage_errors += 1,
+            foreign += 1;
+            if chosen.is_none() && owners.iter().all(|o| self.is_up(o)) && !owners.is_empty() {
+                chosen = Some((partition, owners));
             }
         }
         self.sweep.foreign = foreign;

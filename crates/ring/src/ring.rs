@@ -1,7 +1,9 @@
 //! The ring itself: owner placement by consistent hashing with bounded loads, and the
 //! preference lists and fallbacks derived from it.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::id::{NodeId, PartitionId, key_hash, vnode_hash};
 use crate::{RingConfig, RingError};
@@ -24,8 +26,17 @@ pub struct Target {
 
 /// Partition ownership for one member set. Built once per membership change; a pure function
 /// of the config and the member *set*.
+///
+/// Cloning is cheap (the tables are shared), and a thread builds a given ring once: nodes of one
+/// simulated cluster, or one node seeing the same member set again, share the tables (see
+/// [`Ring::new`]). A thousand-node ring's owner table is ~100 KB and its circle ~500 KB.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ring {
+    t: Arc<Tables>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Tables {
     config: RingConfig,
     /// Sorted and distinct: the canonical form of the member set.
     members: Vec<NodeId>,
@@ -39,6 +50,12 @@ pub struct Ring {
     /// order the walk chose them. One flat vector keeps `owners()` a slice without a `Vec` per
     /// partition.
     owners: Vec<NodeId>,
+}
+
+thread_local! {
+    /// The ring this thread built last: a pure function of its config and members, so handing
+    /// out the same tables again is invisible (but for time and memory).
+    static LAST_BUILT: RefCell<Option<Ring>> = const { RefCell::new(None) };
 }
 
 impl Ring {
@@ -62,6 +79,15 @@ impl Ring {
                 members: members.len(),
             });
         }
+        let cached = LAST_BUILT.with(|last| {
+            last.borrow()
+                .as_ref()
+                .filter(|r| r.t.config == config && r.t.members == members)
+                .cloned()
+        });
+        if let Some(ring) = cached {
+            return Ok(ring);
+        }
 
         let mut points: Vec<(u64, u32)> =
             Vec::with_capacity(members.len() * config.vnodes_per_node as usize);
@@ -76,7 +102,7 @@ impl Ring {
         let slots_count = config.partitions as usize * n_effective;
         let capacity = slots_count.div_ceil(members.len());
 
-        let mut ring = Ring {
+        let mut tables = Tables {
             config,
             members,
             points,
@@ -84,10 +110,16 @@ impl Ring {
             capacity,
             owners: Vec::with_capacity(slots_count),
         };
-        ring.place_owners();
+        tables.place_owners();
+        let ring = Ring {
+            t: Arc::new(tables),
+        };
+        LAST_BUILT.with(|last| *last.borrow_mut() = Some(ring.clone()));
         Ok(ring)
     }
+}
 
+impl Tables {
     /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam): partitions in
     /// order `0..partitions`, each walking clockwise from its point and taking distinct nodes
     /// that still have room. Processing in a fixed order is what makes the greedy choice
@@ -105,16 +137,35 @@ impl Ring {
     /// slack >= n - rich, and at least that many poor nodes with room, so every row fills
     /// within capacity: no node ever exceeds `capacity`.
     fn place_owners(&mut self) {
+        let partitions = self.config.partitions as usize;
         let mut load = vec![0usize; self.members.len()];
+        // `room` is `sum_i min(residual_i, rounds)` for the current `rounds`, kept up to date as
+        // rounds count down and residuals shrink, so each partition costs O(n), not O(members):
+        // `count[r]` members have residual r, `at_least` of them have residual >= rounds.
+        let mut count = vec![0usize; self.capacity + 1];
+        count[self.capacity] = self.members.len();
+        let mut rounds = partitions;
+        let mut room = self.members.len() * self.capacity.min(rounds);
+        let mut at_least = if self.capacity >= rounds {
+            self.members.len()
+        } else {
+            0
+        };
         let mut row: Vec<u32> = Vec::with_capacity(self.n_effective);
         for p in 0..self.config.partitions {
-            let rounds_after = (self.config.partitions - p - 1) as usize;
-            let room_after: usize = load
-                .iter()
-                .map(|&l| self.capacity.saturating_sub(l).min(rounds_after))
-                .sum();
+            // Rounds after this partition: one fewer.
+            room -= at_least;
+            rounds -= 1;
+            at_least += count.get(rounds).copied().unwrap_or(0);
+            let rounds_after = rounds;
+            debug_assert_eq!(
+                room,
+                load.iter()
+                    .map(|&l| self.capacity.saturating_sub(l).min(rounds_after))
+                    .sum::<usize>()
+            );
             // Never negative by the invariant above; saturating keeps a bug from panicking.
-            let mut poor_budget = room_after.saturating_sub(self.n_effective * rounds_after);
+            let mut poor_budget = room.saturating_sub(self.n_effective * rounds_after);
             row.clear();
             for index in self.walk(PartitionId(p)) {
                 if row.len() == self.n_effective {
@@ -145,7 +196,18 @@ impl Ring {
                 }
             }
             for &index in &row {
+                let residual = self.capacity.saturating_sub(load[index as usize]);
                 load[index as usize] += 1;
+                if residual > 0 {
+                    count[residual] -= 1;
+                    count[residual - 1] += 1;
+                    if residual <= rounds {
+                        room -= 1;
+                    }
+                    if residual == rounds {
+                        at_least -= 1;
+                    }
+                }
                 self.owners.push(self.members[index as usize].clone());
             }
         }
@@ -167,38 +229,40 @@ impl Ring {
             .filter(move |&index| !std::mem::replace(&mut seen[index as usize], true))
             .map(|index| &self.members[index as usize])
     }
+}
 
+impl Ring {
     pub fn config(&self) -> &RingConfig {
-        &self.config
+        &self.t.config
     }
 
     pub fn partitions_count(&self) -> u32 {
-        self.config.partitions
+        self.t.config.partitions
     }
 
     /// Every partition, in order.
     pub fn partition_ids(&self) -> impl Iterator<Item = PartitionId> + use<> {
-        (0..self.config.partitions).map(PartitionId)
+        (0..self.t.config.partitions).map(PartitionId)
     }
 
     /// Owners per partition: `min(n, members)`, since one node never holds two replicas.
     pub fn n_effective(&self) -> usize {
-        self.n_effective
+        self.t.n_effective
     }
 
     /// The most partition-replicas a node takes while others still have room:
     /// `ceil(partitions * n_effective / members)`.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.t.capacity
     }
 
     /// The member set, sorted by name.
     pub fn members(&self) -> &[NodeId] {
-        &self.members
+        &self.t.members
     }
 
     pub fn is_member(&self, node: &NodeId) -> bool {
-        self.members.binary_search(node).is_ok()
+        self.t.members.binary_search(node).is_ok()
     }
 
     /// The partition a key hash falls in. Partition `p` holds hashes in
@@ -206,7 +270,7 @@ impl Ring {
     pub fn partition_for_hash(&self, hash: u64) -> PartitionId {
         // Multiply-shift maps the hash range onto 0..partitions evenly without a division and
         // keeps partitions contiguous arcs; the product of a u64 and a u32 fits in a u128.
-        PartitionId(((u128::from(hash) * u128::from(self.config.partitions)) >> 64) as u32)
+        PartitionId(((u128::from(hash) * u128::from(self.t.config.partitions)) >> 64) as u32)
     }
 
     pub fn partition_for_key(&self, bucket: &[u8], key: &[u8]) -> PartitionId {
@@ -216,9 +280,10 @@ impl Ring {
     /// Partition `p`'s `n_effective` primaries in walk order; empty for a partition this ring
     /// does not have (only possible with an id from a ring of another size).
     pub fn owners(&self, p: PartitionId) -> &[NodeId] {
-        let begin = p.0 as usize * self.n_effective;
-        self.owners
-            .get(begin..begin + self.n_effective)
+        let begin = p.0 as usize * self.t.n_effective;
+        self.t
+            .owners
+            .get(begin..begin + self.t.n_effective)
             .unwrap_or(&[])
     }
 
@@ -231,9 +296,13 @@ impl Ring {
 
     /// Partition-replicas owned per member (members owning none included, at 0).
     pub fn load(&self) -> BTreeMap<NodeId, usize> {
-        let mut load: BTreeMap<NodeId, usize> =
-            self.members.iter().map(|node| (node.clone(), 0)).collect();
-        for node in &self.owners {
+        let mut load: BTreeMap<NodeId, usize> = self
+            .t
+            .members
+            .iter()
+            .map(|node| (node.clone(), 0))
+            .collect();
+        for node in &self.t.owners {
             // Owners are always members, so the entry exists.
             if let Some(count) = load.get_mut(node) {
                 *count += 1;
@@ -245,7 +314,7 @@ impl Ring {
     /// Largest load over mean load; 1.0 is perfectly even.
     pub fn load_spread(&self) -> f64 {
         let load_max = self.load().into_values().max().unwrap_or(0);
-        let load_mean = self.owners.len() as f64 / self.members.len() as f64;
+        let load_mean = self.t.owners.len() as f64 / self.t.members.len() as f64;
         load_max as f64 / load_mean
     }
 
@@ -271,6 +340,7 @@ impl Ring {
             return list;
         }
         let mut fallbacks = self
+            .t
             .walk_distinct(p)
             .filter(|node| !primaries.contains(node) && is_up(node));
         for for_node in down {
@@ -293,7 +363,8 @@ impl Ring {
         if primaries.is_empty() {
             return Vec::new();
         }
-        self.walk_distinct(p)
+        self.t
+            .walk_distinct(p)
             .filter(|node| !primaries.contains(node))
             .cloned()
             .collect()
@@ -305,7 +376,7 @@ impl Ring {
 /// Rings of different partition counts share no key ranges, so then every slot counts.
 pub fn moved_partitions(old: &Ring, new: &Ring) -> usize {
     if old.partitions_count() != new.partitions_count() {
-        return new.owners.len();
+        return new.t.owners.len();
     }
     new.partition_ids()
         .map(|p| {

@@ -1,20 +1,31 @@
 //! How fast the simulator runs the real core: simulated node-to-node messages (and events) per
 //! second of wall time, on the shipped classic scenario and a fault-heavy variant of it.
 //!
-//! Run with `cargo bench -p driftkv-sim` (release build; prints a small table).
+//! Run with `cargo bench -p driftkv-sim` (release build; prints a small table), or
+//! `cargo bench -p driftkv-sim -- large` for the cases whose name holds "large".
 
 use std::time::Instant;
 
-use driftkv_sim::{Scenario, run};
+use driftkv_sim::{MembershipMode, Scenario, run};
 
 const CLASSIC: &str = include_str!("../../../scenarios/classic.toml");
 
-fn measure(name: &str, scenario: &Scenario) {
-    // One warm-up run, then the best of three: the figure is the simulator's speed, not the
-    // machine's noise.
-    let _ = run(scenario);
+fn measure(name: &str, scenario: &Scenario, runs: usize) {
+    // `cargo bench -p driftkv-sim -- large` runs only the cases whose name holds "large".
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        return;
+    }
+    // The small scenarios: one warm-up run, then the best of three (the figure is the
+    // simulator's speed, not the machine's noise). The large ones run once.
+    if runs > 1 {
+        let _ = run(scenario);
+    }
     let mut best: Option<(f64, u64, u64)> = None;
-    for _ in 0..3 {
+    for _ in 0..runs {
         let started = Instant::now();
         let report = run(scenario);
         let secs = started.elapsed().as_secs_f64();
@@ -27,7 +38,7 @@ fn measure(name: &str, scenario: &Scenario) {
     let (secs, messages, events) = best.expect("three runs");
     let virtual_s = (scenario.duration_ms as f64) / 1000.0;
     println!(
-        "{name:<28} {virtual_s:>7.1} s virtual in {secs:>6.3} s wall ({:>6.1}x): {messages:>8} messages, {:>10.0} messages/s, {:>10.0} events/s",
+        "{name:<30} {virtual_s:>7.1} s virtual in {secs:>6.3} s wall ({:>6.1}x): {messages:>8} messages, {:>10.0} messages/s, {:>10.0} events/s",
         virtual_s / secs,
         messages as f64 / secs,
         events as f64 / secs,
@@ -36,7 +47,7 @@ fn measure(name: &str, scenario: &Scenario) {
 
 fn main() {
     let classic = Scenario::from_toml(CLASSIC).expect("the shipped scenario parses");
-    measure("classic (3 nodes, 400 op/s)", &classic);
+    measure("classic (3 nodes, 400 op/s)", &classic, 3);
 
     let mut busy = classic.clone();
     busy.nodes = 5;
@@ -50,5 +61,21 @@ fn main() {
     busy.r = "quorum".into();
     busy.w = "quorum".into();
     busy.anti_entropy_interval_ms = 500;
-    measure("busy (5 nodes, 2000 op/s)", &busy);
+    measure("busy (5 nodes, 2000 op/s)", &busy, 3);
+
+    // A thousand-node cluster: what must stay cheap is everything a node does per tick and
+    // per ring (building it, walking its partitions), which a few nodes never show.
+    let mut large = classic.clone();
+    large.nodes = 1_000;
+    large.partitions = 1_024;
+    large.membership = MembershipMode::Static;
+    large.duration_ms = 5_000;
+    large.workload.rate_per_s = 2_000.0;
+    large.workload.keys = 10_000;
+    large.visibility.trials = 0;
+    measure("large (1000 nodes, static)", &large, 1);
+
+    let mut gossip = large.clone();
+    gossip.membership = MembershipMode::Gossip;
+    measure("large (1000 nodes, gossip)", &gossip, 1);
 }

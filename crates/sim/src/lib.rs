@@ -32,7 +32,7 @@ pub mod world;
 
 pub use dist::Delay;
 pub use report::{Report, SweepRow, sweep_table};
-pub use scenario::{Scenario, ScenarioError};
+pub use scenario::{MembershipMode, Scenario, ScenarioError};
 pub use world::Progress;
 
 /// Runs a scenario to the end and reports.

@@ -16,7 +16,7 @@ use crate::dist::Delay;
 
 /// Bounds that keep a scenario (often hand-written, sometimes mistyped) from asking for a run
 /// that cannot finish.
-pub const NODES_MAX: usize = 64;
+pub const NODES_MAX: usize = 1024;
 pub const KEYS_MAX: u32 = 1_000_000;
 pub const OPS_RATE_MAX_PER_S: f64 = 1_000_000.0;
 pub const DURATION_MAX_MS: u64 = 24 * 3600 * 1000;
