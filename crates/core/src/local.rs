@@ -58,8 +58,8 @@ impl LocalCluster {
         let members: Vec<MemberInfo> = (0..self.nodes.len())
             .map(|i| MemberInfo {
                 id: name(i),
-                listen: String::new(),
-                http: String::new(),
+                listen: "".into(),
+                http: "".into(),
                 state: if self.up[i] {
                     MemberState::Up
                 } else {

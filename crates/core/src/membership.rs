@@ -11,6 +11,7 @@
 //! in the sans-io core, so the simulator runs exactly what the servers run.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use driftkv_ring::NodeId;
 use driftkv_wire::{MemberDigest, MemberInfo, MemberState, Message};
@@ -38,8 +39,8 @@ impl Default for GossipConfig {
 
 #[derive(Clone, Debug)]
 struct Peer {
-    listen: String,
-    http: String,
+    listen: Arc<str>,
+    http: Arc<str>,
     generation: u64,
     heartbeat: u64,
     leaving: bool,
@@ -114,8 +115,8 @@ impl Membership {
             peers.insert(
                 r.id,
                 Peer {
-                    listen: r.listen,
-                    http: r.http,
+                    listen: r.listen.into(),
+                    http: r.http.into(),
                     generation: r.generation,
                     heartbeat: 0,
                     leaving: r.leaving,
@@ -127,8 +128,8 @@ impl Membership {
         peers.insert(
             me.clone(),
             Peer {
-                listen,
-                http,
+                listen: listen.into(),
+                http: http.into(),
                 generation,
                 heartbeat: 0,
                 leaving: false,
@@ -172,8 +173,8 @@ impl Membership {
             .iter()
             .map(|(id, p)| Remembered {
                 id: id.clone(),
-                listen: p.listen.clone(),
-                http: p.http.clone(),
+                listen: p.listen.to_string(),
+                http: p.http.to_string(),
                 generation: p.generation,
                 leaving: p.leaving,
             })
@@ -183,7 +184,7 @@ impl Membership {
     pub fn address(&self, id: &NodeId) -> Option<&str> {
         self.peers
             .get(id)
-            .map(|p| p.listen.as_str())
+            .map(|p| &*p.listen)
             .filter(|a| !a.is_empty())
     }
 
@@ -244,7 +245,7 @@ impl Membership {
 
     fn gossip(&self) -> Message {
         Message::Gossip {
-            members: self.digests(),
+            members: self.digests().into(),
         }
     }
 
@@ -338,7 +339,7 @@ impl Membership {
     pub fn on_gossip(
         &mut self,
         from: &NodeId,
-        digests: Vec<MemberDigest>,
+        digests: &[MemberDigest],
         now_ms: u64,
     ) -> (Change, Option<Message>) {
         if self.pinned {
@@ -369,10 +370,10 @@ impl Membership {
             match self.peers.get_mut(&d.id) {
                 None => {
                     self.peers.insert(
-                        d.id,
+                        d.id.clone(),
                         Peer {
-                            listen: d.listen,
-                            http: d.http,
+                            listen: d.listen.clone(),
+                            http: d.http.clone(),
                             generation: d.generation,
                             heartbeat: d.heartbeat,
                             leaving: d.leaving,
@@ -400,8 +401,8 @@ impl Membership {
                         }
                         p.generation = d.generation;
                         p.heartbeat = d.heartbeat;
-                        p.listen = d.listen;
-                        p.http = d.http;
+                        p.listen = d.listen.clone();
+                        p.http = d.http.clone();
                         p.leaving = d.leaving;
                         p.heard_ms = Some(now_ms);
                         if p.state != MemberState::Up {
@@ -436,7 +437,7 @@ mod tests {
 
     fn digests(m: &Message) -> Vec<MemberDigest> {
         match m {
-            Message::Gossip { members } => members.clone(),
+            Message::Gossip { members } => members.to_vec(),
             other => panic!("not gossip: {other:?}"),
         }
     }
@@ -455,10 +456,10 @@ mod tests {
         let (_, to, seeds, msg) = a.tick(0);
         assert!(to.is_empty());
         assert_eq!(seeds, ["seed:1"]);
-        let (change, answer) = b.on_gossip(&NodeId::from("a"), digests(&msg.unwrap()), 0);
+        let (change, answer) = b.on_gossip(&NodeId::from("a"), &digests(&msg.unwrap()), 0);
         assert!(change.members);
         let answer = answer.expect("a new member gets an answer");
-        let (change, again) = a.on_gossip(&NodeId::from("b"), digests(&answer), 1);
+        let (change, again) = a.on_gossip(&NodeId::from("b"), &digests(&answer), 1);
         assert!(change.members);
         assert!(again.is_some(), "b was new to a: a answers once");
         assert_eq!(
@@ -475,7 +476,7 @@ mod tests {
         let mut a = member("a");
         let mut b = member("b");
         let (_, _, _, msg) = b.tick(0);
-        a.on_gossip(&NodeId::from("b"), digests(&msg.unwrap()), 0);
+        a.on_gossip(&NodeId::from("b"), &digests(&msg.unwrap()), 0);
         let cfg = GossipConfig::default();
         a.tick(cfg.suspect_after_ms);
         assert_eq!(states(&a)[1].1, MemberState::Suspect);
@@ -484,7 +485,7 @@ mod tests {
         // An old heartbeat relayed by a third node does not revive it...
         a.on_gossip(
             &NodeId::from("c"),
-            digests(&msg_of(&b)),
+            &digests(&msg_of(&b)),
             cfg.down_after_ms + 1,
         );
         a.tick(cfg.down_after_ms + 2);
@@ -502,7 +503,7 @@ mod tests {
         let (_, _, _, msg) = b2.tick(cfg.down_after_ms + 10);
         let (change, _) = a.on_gossip(
             &NodeId::from("c"),
-            digests(&msg.unwrap()),
+            &digests(&msg.unwrap()),
             cfg.down_after_ms + 10,
         );
         assert!(change.states && change.persist);
@@ -522,21 +523,21 @@ mod tests {
         for t in 0..20 {
             last = b.tick(t * 1_000).3;
         }
-        a.on_gossip(&NodeId::from("b"), digests(&last.unwrap()), 20_000);
+        a.on_gossip(&NodeId::from("b"), &digests(&last.unwrap()), 20_000);
         // b comes back with its data wiped: generation 1 again, heartbeat from zero.
         let mut b2 = member("b");
         let (_, _, _, fresh) = b2.tick(21_000);
-        a.on_gossip(&NodeId::from("b"), digests(&fresh.unwrap()), 21_000);
+        a.on_gossip(&NodeId::from("b"), &digests(&fresh.unwrap()), 21_000);
         // a's answer tells b2 about its old life; b2 outgrows it, and a takes the news.
-        let (_, answer) = a.on_gossip(&NodeId::from("b"), Vec::new(), 21_001);
+        let (_, answer) = a.on_gossip(&NodeId::from("b"), &[], 21_001);
         let old = answer
             .map(|m| digests(&m))
             .unwrap_or_else(|| digests(&a.gossip()));
-        let (change, _) = b2.on_gossip(&NodeId::from("a"), old, 21_002);
+        let (change, _) = b2.on_gossip(&NodeId::from("a"), &old, 21_002);
         assert!(change.persist);
         let (_, _, _, next) = b2.tick(22_000);
         a.tick(40_000); // long silence: b is down on a
-        let (change, _) = a.on_gossip(&NodeId::from("b"), digests(&next.unwrap()), 40_001);
+        let (change, _) = a.on_gossip(&NodeId::from("b"), &digests(&next.unwrap()), 40_001);
         assert!(change.states, "the new life is news");
         assert_eq!(states(&a)[1].1, MemberState::Up);
     }
@@ -569,13 +570,13 @@ mod tests {
             let id = format!("p{i:02}");
             let d = MemberDigest {
                 id: NodeId::from(id.as_str()),
-                listen: id.clone(),
-                http: id.clone(),
+                listen: id.as_str().into(),
+                http: id.as_str().into(),
                 generation: 1,
                 heartbeat: 1,
                 leaving: false,
             };
-            a.on_gossip(&NodeId::from(id.as_str()), vec![d], 0);
+            a.on_gossip(&NodeId::from(id.as_str()), &[d], 0);
         }
         let mut seen = std::collections::BTreeSet::new();
         for round in 0..5 {

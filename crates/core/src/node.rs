@@ -1510,7 +1510,7 @@ impl Node {
                 self.aae_merge(store, now_ms, PartitionId(partition), objects);
             }
             Message::Gossip { members } => {
-                let (change, answer) = self.membership.on_gossip(&from, members, now_ms);
+                let (change, answer) = self.membership.on_gossip(&from, &members, now_ms);
                 self.apply_membership(change);
                 self.persist_membership(store, change);
                 if let Some(message) = answer {

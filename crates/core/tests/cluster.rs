@@ -573,8 +573,8 @@ fn members(ids: &[usize], leaving: &[usize]) -> Vec<driftkv_wire::MemberInfo> {
     ids.iter()
         .map(|&i| driftkv_wire::MemberInfo {
             id: name(i),
-            listen: String::new(),
-            http: String::new(),
+            listen: "".into(),
+            http: "".into(),
             state: if leaving.contains(&i) {
                 driftkv_wire::MemberState::Leaving
             } else {
@@ -1160,8 +1160,8 @@ fn a_joining_node_serves_no_client_until_it_has_heard_from_a_member() {
         (0..2)
             .map(|i| driftkv_wire::MemberInfo {
                 id: if i == 0 { "n9".into() } else { "n1".into() },
-                listen: String::new(),
-                http: String::new(),
+                listen: "".into(),
+                http: "".into(),
                 state: driftkv_wire::MemberState::Up,
             })
             .collect::<Vec<_>>(),

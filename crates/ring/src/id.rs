@@ -9,9 +9,33 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 /// A cluster member's name. Cheap to clone: rings, preference lists and hints copy it a lot.
 ///
-/// Ordered and hashed by its string, so sorting members is sorting names.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Ordered and hashed by its string, so sorting members is sorting names. Two ids sharing one
+/// allocation (clones of one another, the common case) compare equal without reading it.
+#[derive(Clone, Debug, Hash)]
 pub struct NodeId(Arc<str>);
+
+impl PartialEq for NodeId {
+    fn eq(&self, other: &NodeId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for NodeId {}
+
+impl Ord for NodeId {
+    fn cmp(&self, other: &NodeId) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialOrd for NodeId {
+    fn partial_cmp(&self, other: &NodeId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl NodeId {
     pub fn as_str(&self) -> &str {
@@ -43,7 +67,7 @@ impl AsRef<str> for NodeId {
     }
 }
 
-// Sound because the derived Ord/Eq/Hash of `Arc<str>` are those of the `str` it holds, so
+// Sound because Ord/Eq/Hash are those of the `str` it holds (the pointer test only shortcuts), so
 // maps keyed by `NodeId` can be queried with a plain `&str`.
 impl Borrow<str> for NodeId {
     fn borrow(&self) -> &str {

@@ -52,10 +52,15 @@ struct Tables {
     owners: Vec<NodeId>,
 }
 
+/// How many recently built rings a thread keeps for reuse.
+const RECENT_RINGS: usize = 4;
+
 thread_local! {
-    /// The ring this thread built last: a pure function of its config and members, so handing
-    /// out the same tables again is invisible (but for time and memory).
-    static LAST_BUILT: RefCell<Option<Ring>> = const { RefCell::new(None) };
+    /// The rings this thread built last, newest first. A ring is a pure function of its config
+    /// and members, so handing out the same tables again is invisible (but for time and
+    /// memory). More than one: a node opens with a ring of what it remembers, then of the
+    /// cluster it learns; a simulator builds each for a thousand nodes in turn.
+    static RECENT: RefCell<Vec<Ring>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Ring {
@@ -79,10 +84,11 @@ impl Ring {
                 members: members.len(),
             });
         }
-        let cached = LAST_BUILT.with(|last| {
-            last.borrow()
-                .as_ref()
-                .filter(|r| r.t.config == config && r.t.members == members)
+        let cached = RECENT.with(|recent| {
+            recent
+                .borrow()
+                .iter()
+                .find(|r| r.t.config == config && r.t.members == members)
                 .cloned()
         });
         if let Some(ring) = cached {
@@ -114,7 +120,11 @@ impl Ring {
         let ring = Ring {
             t: Arc::new(tables),
         };
-        LAST_BUILT.with(|last| *last.borrow_mut() = Some(ring.clone()));
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            recent.truncate(RECENT_RINGS - 1);
+            recent.insert(0, ring.clone());
+        });
         Ok(ring)
     }
 }

@@ -68,8 +68,8 @@ impl Pair {
             .iter()
             .map(|id| MemberInfo {
                 id: NodeId::from(*id),
-                listen: String::new(),
-                http: String::new(),
+                listen: "".into(),
+                http: "".into(),
                 state: MemberState::Up,
             })
             .collect();

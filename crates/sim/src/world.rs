@@ -804,8 +804,8 @@ impl<'a> Sim<'a> {
             .iter()
             .map(|n| MemberInfo {
                 id: n.name.clone(),
-                listen: n.cfg.listen.clone(),
-                http: n.cfg.http.clone(),
+                listen: n.cfg.listen.as_str().into(),
+                http: n.cfg.http.as_str().into(),
                 state: MemberState::Up,
             })
             .collect();

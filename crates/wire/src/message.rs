@@ -1,5 +1,7 @@
 //! Requests, replies and the messages nodes exchange.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -264,8 +266,8 @@ impl MemberState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub id: NodeId,
-    pub listen: String,
-    pub http: String,
+    pub listen: Arc<str>,
+    pub http: Arc<str>,
     pub state: MemberState,
 }
 
@@ -317,9 +319,10 @@ pub enum Message {
         key: Key,
         object: Object,
     },
-    /// Membership gossip: the sender's view of every member it knows, itself included.
+    /// Membership gossip: the sender's view of every member it knows, itself included. Shared:
+    /// one round sends the same view to several peers.
     Gossip {
-        members: Vec<MemberDigest>,
+        members: Arc<[MemberDigest]>,
     },
     /// Anti-entropy, step 0 (initiator → peer): the partition's root hash. Equal roots end the
     /// exchange with an empty `AaeLeaves`; different ones get `AaeRootDiffers`.
@@ -399,8 +402,9 @@ pub enum Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberDigest {
     pub id: NodeId,
-    pub listen: String,
-    pub http: String,
+    /// Shared, not copied: every member's view and every gossip round carries every address.
+    pub listen: Arc<str>,
+    pub http: Arc<str>,
     pub generation: u64,
     pub heartbeat: u64,
     /// The member announced it is leaving the cluster.
