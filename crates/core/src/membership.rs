@@ -89,6 +89,12 @@ pub struct Membership {
     /// Addresses to contact while no peer is up (the `--join` list).
     seeds: Vec<String>,
     next_round_ms: u64,
+    /// No member's state can change by the clock before this: the earliest time a member last
+    /// heard from crosses `suspect_after_ms` or `down_after_ms`. Hearing from a member only
+    /// moves its crossings later, or, for one that was down, to `now + suspect_after_ms`; so
+    /// failure detection walks the table when something is due, not on every tick (a thousand
+    /// members times a tick every few milliseconds adds up).
+    next_detect_ms: u64,
     cursor: usize,
     /// Once a caller sets the view by hand, gossip no longer changes it (tests, fixed views).
     pinned: bool,
@@ -146,6 +152,7 @@ impl Membership {
             peers,
             seeds,
             next_round_ms: 0,
+            next_detect_ms: 0,
             cursor: 0,
             pinned: false,
         }
@@ -166,6 +173,34 @@ impl Membership {
                 },
             })
             .collect()
+    }
+
+    /// A member's state as [`Membership::view`] gives it; `None` for a stranger.
+    pub fn state(&self, id: &NodeId) -> Option<MemberState> {
+        self.peers.get(id).map(|p| {
+            if p.leaving {
+                MemberState::Leaving
+            } else {
+                p.state
+            }
+        })
+    }
+
+    /// How many members this node knows, itself included.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The members that own partitions (all but the leaving ones, up or down), in id order.
+    pub fn owners(&self) -> impl Iterator<Item = &NodeId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.leaving)
+            .map(|(id, _)| id)
     }
 
     pub fn remembered(&self) -> Vec<Remembered> {
@@ -293,6 +328,10 @@ impl Membership {
 
     fn detect(&mut self, now_ms: u64) -> Change {
         let mut change = Change::default();
+        if now_ms < self.next_detect_ms {
+            return change;
+        }
+        let mut next = u64::MAX;
         for (id, p) in self.peers.iter_mut() {
             if *id == self.me {
                 continue;
@@ -301,16 +340,28 @@ impl Membership {
                 None => MemberState::Down,
                 Some(t) if now_ms.saturating_sub(t) >= self.cfg.down_after_ms => MemberState::Down,
                 Some(t) if now_ms.saturating_sub(t) >= self.cfg.suspect_after_ms => {
+                    next = next.min(t.saturating_add(self.cfg.down_after_ms));
                     MemberState::Suspect
                 }
-                Some(_) => MemberState::Up,
+                Some(t) => {
+                    next = next.min(t.saturating_add(self.cfg.suspect_after_ms));
+                    MemberState::Up
+                }
             };
             if state != p.state {
                 p.state = state;
                 change.states = true;
             }
         }
+        self.next_detect_ms = next;
         change
+    }
+
+    /// A member was heard from at `now_ms`: detection is due when that could expire.
+    fn heard_at(&mut self, now_ms: u64) {
+        self.next_detect_ms = self
+            .next_detect_ms
+            .min(now_ms.saturating_add(self.cfg.suspect_after_ms));
     }
 
     /// A message arrived from `from`: it is alive.
@@ -321,6 +372,9 @@ impl Membership {
         match self.peers.get_mut(from) {
             Some(p) if *from != self.me => {
                 p.heard_ms = Some(now_ms);
+                self.next_detect_ms = self
+                    .next_detect_ms
+                    .min(now_ms.saturating_add(self.cfg.suspect_after_ms));
                 if p.state != MemberState::Up {
                     p.state = MemberState::Up;
                     return Change {
@@ -350,73 +404,104 @@ impl Membership {
             .get(from)
             .is_some_and(|p| p.state == MemberState::Up);
         let mut change = Change::default();
-        for d in digests {
-            if d.id == self.me {
-                // Someone remembers a life of this node ahead of this one (the data directory
-                // was lost, so the generation restarted): outgrow it, or peers would ignore
-                // this node's gossip as old news. Only this node advances its own pair, so a
-                // pair above its own can only come from an earlier life.
-                let me = self
-                    .peers
-                    .get_mut(&self.me)
-                    .expect("a node is its own member");
-                if (d.generation, d.heartbeat) > (me.generation, me.heartbeat) {
-                    me.generation = d.generation + 1;
-                    me.heartbeat = 0;
-                    change.persist = true;
-                }
-                continue;
-            }
-            match self.peers.get_mut(&d.id) {
-                None => {
-                    self.peers.insert(
-                        d.id.clone(),
-                        Peer {
-                            listen: d.listen.clone(),
-                            http: d.http.clone(),
-                            generation: d.generation,
-                            heartbeat: d.heartbeat,
-                            leaving: d.leaving,
-                            heard_ms: Some(now_ms),
-                            state: MemberState::Up,
-                        },
-                    );
-                    change = change.or(Change {
-                        members: true,
-                        states: true,
-                        persist: true,
-                    });
-                }
-                Some(p) => {
-                    if (d.generation, d.heartbeat) > (p.generation, p.heartbeat) {
-                        if d.generation != p.generation || d.listen != p.listen || d.http != p.http
-                        {
-                            change.persist = true;
-                        }
-                        if d.leaving != p.leaving {
-                            // Kept on disk too: a member that left stays out of the ring
-                            // after this node restarts.
-                            change.states = true;
-                            change.persist = true;
-                        }
-                        p.generation = d.generation;
-                        p.heartbeat = d.heartbeat;
-                        p.listen = d.listen.clone();
-                        p.http = d.http.clone();
-                        p.leaving = d.leaving;
-                        p.heard_ms = Some(now_ms);
-                        if p.state != MemberState::Up {
-                            p.state = MemberState::Up;
-                            change.states = true;
-                        }
+        let mut heard = false;
+        let mut fresh: Vec<&MemberDigest> = Vec::new();
+        if digests.windows(2).all(|w| w[0].id < w[1].id) {
+            // Gossip lists members in id order, as the table is kept: one walk of both.
+            let mut ours = self.peers.iter_mut().peekable();
+            for d in digests {
+                while ours.next_if(|(id, _)| **id < d.id).is_some() {}
+                match ours.peek_mut() {
+                    Some((id, p)) if **id == d.id => {
+                        heard |= merge_digest(**id == self.me, p, d, now_ms, &mut change);
                     }
+                    _ => fresh.push(d),
                 }
             }
+        } else {
+            for d in digests {
+                match self.peers.get_mut(&d.id) {
+                    Some(p) => heard |= merge_digest(d.id == self.me, p, d, now_ms, &mut change),
+                    None => fresh.push(d),
+                }
+            }
+        }
+        for d in fresh {
+            self.peers.insert(
+                d.id.clone(),
+                Peer {
+                    listen: d.listen.clone(),
+                    http: d.http.clone(),
+                    generation: d.generation,
+                    heartbeat: d.heartbeat,
+                    leaving: d.leaving,
+                    heard_ms: Some(now_ms),
+                    state: MemberState::Up,
+                },
+            );
+            heard = true;
+            change = change.or(Change {
+                members: true,
+                states: true,
+                persist: true,
+            });
+        }
+        if heard {
+            self.heard_at(now_ms);
         }
         change = change.or(self.heard_from(from, now_ms));
         let answer = (!sender_was_up).then(|| self.gossip());
         (change, answer)
     }
+}
+
+/// Merges one member's gossip into what this node knows of it (`is_me`: this node's own entry).
+/// Returns whether the member was heard from anew.
+fn merge_digest(
+    is_me: bool,
+    p: &mut Peer,
+    d: &MemberDigest,
+    now_ms: u64,
+    change: &mut Change,
+) -> bool {
+    if is_me {
+        // Someone remembers a life of this node ahead of this one (the data directory was
+        // lost, so the generation restarted): outgrow it, or peers would ignore this node's
+        // gossip as old news. Only this node advances its own pair, so a pair above its own
+        // can only come from an earlier life.
+        if (d.generation, d.heartbeat) > (p.generation, p.heartbeat) {
+            p.generation = d.generation + 1;
+            p.heartbeat = 0;
+            change.persist = true;
+        }
+        return false;
+    }
+    if (d.generation, d.heartbeat) <= (p.generation, p.heartbeat) {
+        return false;
+    }
+    if d.generation != p.generation || d.listen != p.listen || d.http != p.http {
+        change.persist = true;
+    }
+    if d.leaving != p.leaving {
+        // Kept on disk too: a member that left stays out of the ring after this node restarts.
+        change.states = true;
+        change.persist = true;
+    }
+    p.generation = d.generation;
+    p.heartbeat = d.heartbeat;
+    if p.listen != d.listen {
+        p.listen = d.listen.clone();
+    }
+    if p.http != d.http {
+        p.http = d.http.clone();
+    }
+    p.leaving = d.leaving;
+    p.heard_ms = Some(now_ms);
+    if p.state != MemberState::Up {
+        p.state = MemberState::Up;
+        change.states = true;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -561,6 +646,83 @@ mod tests {
         );
         assert_eq!(states(&a)[1].1, MemberState::Down);
         assert_eq!(a.address(&NodeId::from("b")), Some("b:1"));
+    }
+
+    fn digest(id: &str, heartbeat: u64) -> MemberDigest {
+        MemberDigest {
+            id: NodeId::from(id),
+            listen: format!("{id}:1").into(),
+            http: format!("{id}:2").into(),
+            generation: 1,
+            heartbeat,
+            leaving: false,
+        }
+    }
+
+    /// Detection runs only when a crossing is due, yet states change at exactly the ticks
+    /// they would if every tick walked the table.
+    #[test]
+    fn failure_detection_changes_states_at_the_same_ticks_as_a_full_walk() {
+        let mut a = member("a");
+        a.on_gossip(&NodeId::from("b"), &[digest("b", 1), digest("c", 1)], 0);
+        let mut changes = Vec::new();
+        for now in (0..12_000).step_by(10) {
+            if now == 5_000 {
+                // b is heard again (through gossip from c): it is up, its clock starts anew.
+                a.on_gossip(&NodeId::from("c"), &[digest("b", 2)], now);
+            }
+            let (change, ..) = a.tick(now);
+            if change.states {
+                changes.push((now, states(&a)));
+            }
+        }
+        let b_at = |t: u64| {
+            changes
+                .iter()
+                .find(|(now, _)| *now == t)
+                .map(|(_, st)| st[1].1)
+        };
+        assert_eq!(b_at(1_500), Some(MemberState::Suspect));
+        assert_eq!(b_at(3_000), Some(MemberState::Down));
+        assert_eq!(b_at(6_500), Some(MemberState::Suspect));
+        assert_eq!(b_at(8_000), Some(MemberState::Down));
+        // c was heard at 0 (as a digest) and directly at 5,000.
+        let c_at = |t: u64| {
+            changes
+                .iter()
+                .find(|(now, _)| *now == t)
+                .map(|(_, st)| st[2].1)
+        };
+        assert_eq!(c_at(6_500), Some(MemberState::Suspect));
+        assert_eq!(c_at(8_000), Some(MemberState::Down));
+        let times: Vec<u64> = changes.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            times,
+            [1_500, 3_000, 6_500, 8_000],
+            "no change at any other tick"
+        );
+    }
+
+    /// Gossip in id order takes the one-walk path; the same gossip shuffled takes lookups:
+    /// both end in the same table.
+    #[test]
+    fn gossip_in_any_order_merges_the_same() {
+        let sorted: Vec<MemberDigest> = (0..30)
+            .map(|i| digest(&format!("p{i:02}"), i + 1))
+            .collect();
+        let mut shuffled = sorted.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 17);
+        let mut x = member("a");
+        let mut y = member("a");
+        x.on_gossip(&NodeId::from("p00"), &sorted[..10], 0);
+        y.on_gossip(&NodeId::from("p00"), &sorted[..10], 0);
+        let (cx, _) = x.on_gossip(&NodeId::from("p01"), &sorted, 5);
+        let (cy, _) = y.on_gossip(&NodeId::from("p01"), &shuffled, 5);
+        assert_eq!(cx, cy);
+        assert_eq!(x.view(), y.view());
+        assert_eq!(x.remembered(), y.remembered());
+        assert_eq!(x.len(), 31);
     }
 
     #[test]

@@ -236,7 +236,6 @@ pub struct Node {
     cfg: NodeConfig,
     actor: Actor,
     hlc: Hlc,
-    members: BTreeMap<NodeId, MemberInfo>,
     membership: Membership,
     ring: Ring,
     /// Anti-entropy trees of the partitions built so far (see `aae`).
@@ -319,11 +318,6 @@ impl Node {
         Ok(Node {
             actor: Actor::new(cfg.id.as_str(), cfg.incarnation),
             hlc: Hlc::new(),
-            members: membership
-                .view()
-                .into_iter()
-                .map(|m| (m.id.clone(), m))
-                .collect(),
             membership,
             ring,
             trees: BTreeMap::new(),
@@ -361,8 +355,9 @@ impl Node {
         &self.ring
     }
 
-    pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
-        self.members.values()
+    /// Every member with its state, in id order.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.membership.view()
     }
 
     pub fn hints_pending(&self) -> usize {
@@ -391,26 +386,19 @@ impl Node {
 
     /// Refreshes the view (and the ring, when the member set changed) after gossip.
     fn apply_membership(&mut self, change: Change) {
-        if change.states || change.members {
-            self.members = self
-                .membership
-                .view()
-                .into_iter()
-                .map(|m| (m.id.clone(), m))
-                .collect();
-        }
         if change.members || change.states {
-            // Leaving members own nothing; everyone else does, up or down.
-            let mut owners: Vec<NodeId> = self
-                .members
-                .values()
-                .filter(|m| m.state != MemberState::Leaving)
-                .map(|m| m.id.clone())
-                .collect();
-            if owners.is_empty() {
-                owners.push(self.cfg.id.clone());
-            }
-            if owners != self.ring.members().to_vec() {
+            // Leaving members own nothing; everyone else does, up or down. Compared in place:
+            // in a large cluster states change often and the owners seldom.
+            let same = if self.membership.owners().next().is_none() {
+                self.ring.members() == std::slice::from_ref(&self.cfg.id)
+            } else {
+                self.membership.owners().eq(self.ring.members().iter())
+            };
+            if !same {
+                let mut owners: Vec<NodeId> = self.membership.owners().cloned().collect();
+                if owners.is_empty() {
+                    owners.push(self.cfg.id.clone());
+                }
                 self.aae.trees_complete = false;
                 self.ring = Ring::new(self.cfg.ring.clone(), owners).expect(
                     "the config was validated when the node opened and members are never empty",
@@ -431,9 +419,7 @@ impl Node {
     }
 
     fn is_up(&self, node: &NodeId) -> bool {
-        self.members
-            .get(node)
-            .is_some_and(|m| m.state == MemberState::Up)
+        self.membership.state(node) == Some(MemberState::Up)
     }
 
     /// Whether this forward is new (and remembers it). A copy is forgotten well after the
@@ -614,7 +600,7 @@ impl Node {
         // A node joining a cluster knows only itself until it hears from a member: its ring
         // would make it the only replica of every key, and a write acknowledged at "quorum"
         // would sit on one disk. It serves once it has joined.
-        if !self.cfg.seeds.is_empty() && self.members.len() <= 1 {
+        if !self.cfg.seeds.is_empty() && self.membership.len() <= 1 {
             let reply = Reply::error(
                 ErrorKind::Unavailable,
                 "this node has not reached a member of the cluster it joins yet; \
@@ -2175,9 +2161,7 @@ impl Node {
     }
 
     pub fn is_leaving(&self) -> bool {
-        self.members
-            .get(&self.cfg.id)
-            .is_some_and(|m| m.state == MemberState::Leaving)
+        self.membership.state(&self.cfg.id) == Some(MemberState::Leaving)
     }
 
     /// A leaving node is done when it holds no data and no hints.

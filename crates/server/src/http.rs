@@ -738,6 +738,7 @@ async fn cluster(State(s): State<AppState>) -> Response {
             let ring = node.ring();
             let members: Vec<Value> = node
                 .members()
+                .into_iter()
                 .map(|m| {
                     json!({
                         "id": m.id.as_str(),
@@ -812,7 +813,7 @@ fn snapshot(node: &Node, store: &FjallStore) -> Snapshot {
     Snapshot {
         node: node.id().to_string(),
         stats: node.stats().clone(),
-        members: node.members().cloned().collect(),
+        members: node.members(),
         partitions_owned: node.ring().partitions_of(node.id()).len(),
         hints_pending: node.hints_pending(),
         requests_pending: node.requests_pending(),
