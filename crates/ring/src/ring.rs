@@ -84,25 +84,35 @@ impl Ring {
                 members: members.len(),
             });
         }
-        let cached = RECENT.with(|recent| {
-            recent
-                .borrow()
-                .iter()
-                .find(|r| r.t.config == config && r.t.members == members)
-                .cloned()
+        let (cached, similar) = RECENT.with(|recent| {
+            let recent = recent.borrow();
+            let same_config = || recent.iter().filter(|r| r.t.config == config);
+            (
+                same_config().find(|r| r.t.members == members).cloned(),
+                same_config().next().cloned(),
+            )
         });
         if let Some(ring) = cached {
             return Ok(ring);
         }
-
-        let mut points: Vec<(u64, u32)> =
-            Vec::with_capacity(members.len() * config.vnodes_per_node as usize);
-        for (index, node) in members.iter().enumerate() {
-            for vnode in 0..config.vnodes_per_node {
-                points.push((vnode_hash(node, vnode), index as u32));
+        let points = match similar {
+            // Members come and go a few at a time: keep the circle of a ring built for a
+            // similar set and add or drop only the changed members' points, a linear merge
+            // instead of a sort of the whole circle (a thousand nodes learning of each other
+            // one gossip at a time rebuild their rings thousands of times).
+            Some(prev) => points_from(&prev.t, &members, config.vnodes_per_node),
+            None => {
+                let mut points: Vec<(u64, u32)> =
+                    Vec::with_capacity(members.len() * config.vnodes_per_node as usize);
+                for (index, node) in members.iter().enumerate() {
+                    for vnode in 0..config.vnodes_per_node {
+                        points.push((vnode_hash(node, vnode), index as u32));
+                    }
+                }
+                points.sort_unstable();
+                points
             }
-        }
-        points.sort_unstable();
+        };
 
         let n_effective = config.n.min(members.len());
         let slots_count = config.partitions as usize * n_effective;
@@ -127,6 +137,48 @@ impl Ring {
         });
         Ok(ring)
     }
+}
+
+/// The circle of `members` (sorted, distinct) derived from `prev`'s: the points of members in
+/// both, renumbered, merged with fresh points of the new members. The same sorted points a
+/// full build gives: renumbering keeps the order of kept members' indices, and a point is
+/// `(position, index)`.
+fn points_from(prev: &Tables, members: &[NodeId], vnodes: u32) -> Vec<(u64, u32)> {
+    // Where each of `prev`'s members sits in `members`, if it is still there.
+    let mut renumber: Vec<Option<u32>> = vec![None; prev.members.len()];
+    let mut added: Vec<(u64, u32)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while j < members.len() {
+        match prev.members.get(i).map(|old| old.cmp(&members[j])) {
+            Some(std::cmp::Ordering::Less) => i += 1,
+            Some(std::cmp::Ordering::Equal) => {
+                renumber[i] = Some(j as u32);
+                i += 1;
+                j += 1;
+            }
+            _ => {
+                for vnode in 0..vnodes {
+                    added.push((vnode_hash(&members[j], vnode), j as u32));
+                }
+                j += 1;
+            }
+        }
+    }
+    added.sort_unstable();
+    let kept = prev
+        .points
+        .iter()
+        .filter_map(|&(position, index)| Some((position, renumber[index as usize]?)));
+    let mut points = Vec::with_capacity(members.len() * vnodes as usize);
+    let mut added = added.into_iter().peekable();
+    for point in kept {
+        while let Some(a) = added.next_if(|a| *a < point) {
+            points.push(a);
+        }
+        points.push(point);
+    }
+    points.extend(added);
+    points
 }
 
 impl Tables {

@@ -54,6 +54,35 @@ proptest! {
         prop_assert_eq!(&Ring::new(config, permuted).unwrap(), &ring);
     }
 
+    /// A thread reuses the circles of rings it built before (members added and dropped are
+    /// merged in): whatever it built first, a ring equals one built by a fresh thread.
+    #[test]
+    fn a_ring_derived_from_earlier_rings_equals_a_fresh_build(
+        config in config_strategy(),
+        history in prop::collection::vec(members_strategy(), 1..6),
+    ) {
+        let mut derived = Vec::new();
+        for members in &history {
+            derived.push(Ring::new(config.clone(), members.clone()).unwrap());
+        }
+        let fresh = std::thread::spawn({
+            let (config, history) = (config.clone(), history.clone());
+            move || {
+                // Each on its own thread: nothing to derive from.
+                history
+                    .into_iter()
+                    .map(|m| {
+                        let config = config.clone();
+                        std::thread::spawn(move || Ring::new(config, m).unwrap()).join().unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            }
+        })
+        .join()
+        .unwrap();
+        prop_assert_eq!(derived, fresh);
+    }
+
     #[test]
     fn every_partition_has_n_effective_distinct_member_owners(ring in ring_strategy()) {
         prop_assert_eq!(ring.n_effective(), ring.config().n.min(ring.members().len()));
