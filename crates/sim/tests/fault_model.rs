@@ -140,3 +140,29 @@ fn sloppy_single_replica_quorums_with_only_read_repair() {
     s.settle.read_sweep_after_ms = 2_000;
     assert_all_pass("R=W=1, read repair only", &s);
 }
+
+/// A large cluster learning itself by gossip from a cold start, with crashes and a split: what
+/// a few nodes never exercise (rings rebuilt as members arrive one gossip at a time, failure
+/// detection over a long member table, data spread over many partitions) must still converge
+/// and pass every checker.
+#[test]
+fn a_hundred_and_twenty_node_cluster_under_gossip_crashes_and_a_split() {
+    let mut s = base();
+    s.nodes = 120;
+    s.partitions = 128;
+    s.membership = MembershipMode::Gossip;
+    s.warmup_ms = 3_000;
+    s.workload.keys = 60;
+    s.chaos.crashes = 3;
+    s.chaos.splits = 1;
+    s.visibility.trials = 0;
+    s.seed = 7;
+    s.validate().unwrap();
+    let report = run(&s);
+    assert!(report.passed(), "{:#?}", report.failures());
+    assert!(
+        report.ops.values().map(|o| o.ok).sum::<u64>() > 100,
+        "the workload hardly ran: {:?}",
+        report.ops
+    );
+}
