@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Decoding interns the name (see [`intern`]): every version vector of every stored object
 /// names the same few nodes, so decoded actors share one allocation per name, and comparing two
 /// of them is mostly a pointer comparison.
-#[derive(Clone, Hash, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Actor {
     pub node: Arc<str>,
     pub incarnation: u32,
@@ -46,6 +46,14 @@ impl PartialEq for Actor {
 }
 
 impl Eq for Actor {}
+
+impl Hash for Actor {
+    /// As equality sees it: the name's text and the incarnation.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.node.hash(state);
+        self.incarnation.hash(state);
+    }
+}
 
 impl Ord for Actor {
     /// By name, then incarnation (as the fields are declared).

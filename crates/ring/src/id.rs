@@ -11,8 +11,15 @@ use xxhash_rust::xxh3::Xxh3Default;
 ///
 /// Ordered and hashed by its string, so sorting members is sorting names. Two ids sharing one
 /// allocation (clones of one another, the common case) compare equal without reading it.
-#[derive(Clone, Debug, Hash)]
+#[derive(Clone, Debug)]
 pub struct NodeId(Arc<str>);
+
+impl std::hash::Hash for NodeId {
+    /// As equality sees it: the name's text.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl PartialEq for NodeId {
     fn eq(&self, other: &NodeId) -> bool {
