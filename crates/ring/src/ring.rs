@@ -70,6 +70,24 @@ impl Ring {
         config: RingConfig,
         members: impl IntoIterator<Item = NodeId>,
     ) -> Result<Ring, RingError> {
+        Ring::build(config, members, true)
+    }
+
+    /// As [`Ring::new`], but from scratch: no earlier ring is reused, none is remembered. For
+    /// tests that hold the reuse to the full build.
+    #[doc(hidden)]
+    pub fn new_from_scratch(
+        config: RingConfig,
+        members: impl IntoIterator<Item = NodeId>,
+    ) -> Result<Ring, RingError> {
+        Ring::build(config, members, false)
+    }
+
+    fn build(
+        config: RingConfig,
+        members: impl IntoIterator<Item = NodeId>,
+        reuse: bool,
+    ) -> Result<Ring, RingError> {
         config.validate()?;
         let mut members: Vec<NodeId> = members.into_iter().collect();
         members.sort();
@@ -86,6 +104,7 @@ impl Ring {
         }
         let (cached, similar) = RECENT.with(|recent| {
             let recent = recent.borrow();
+            let recent = if reuse { &recent[..] } else { &[] };
             let same_config = || recent.iter().filter(|r| r.t.config == config);
             (
                 same_config().find(|r| r.t.members == members).cloned(),
@@ -130,11 +149,13 @@ impl Ring {
         let ring = Ring {
             t: Arc::new(tables),
         };
-        RECENT.with(|recent| {
-            let mut recent = recent.borrow_mut();
-            recent.truncate(RECENT_RINGS - 1);
-            recent.insert(0, ring.clone());
-        });
+        if reuse {
+            RECENT.with(|recent| {
+                let mut recent = recent.borrow_mut();
+                recent.truncate(RECENT_RINGS - 1);
+                recent.insert(0, ring.clone());
+            });
+        }
         Ok(ring)
     }
 }
