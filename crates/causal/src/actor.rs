@@ -8,6 +8,8 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
+use crate::fasthash::FastHasher;
+
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A server node as it appears in version vectors: its name plus an incarnation.
@@ -96,7 +98,7 @@ impl<'de> Deserialize<'de> for Actor {
 const INTERNED_MAX: usize = 4096;
 
 thread_local! {
-    static NAMES: RefCell<HashSet<Arc<str>, BuildHasherDefault<NameHasher>>> =
+    static NAMES: RefCell<HashSet<Arc<str>, BuildHasherDefault<FastHasher>>> =
         RefCell::new(HashSet::default());
 }
 
@@ -114,29 +116,6 @@ pub fn intern(name: &str) -> Arc<str> {
         }
         fresh
     })
-}
-
-/// FNV-1a: node names are short, and the table is local and bounded, so a fast hash with no
-/// random state is enough.
-#[derive(Default)]
-struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 impl From<&str> for Actor {

@@ -16,6 +16,7 @@
 
 pub mod actor;
 pub mod dvv;
+pub mod fasthash;
 pub mod hlc;
 pub mod register;
 pub mod sorted;

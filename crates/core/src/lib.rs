@@ -5,7 +5,6 @@
 
 pub mod aae;
 pub mod config;
-pub mod fasthash;
 pub mod keys;
 pub mod local;
 pub mod membership;
@@ -14,6 +13,8 @@ pub mod stats;
 pub mod store;
 
 pub use config::{BucketProps, NodeConfig};
+/// The fixed fast hasher lives with the causality types, the crate everything builds on.
+pub use driftkv_causal::fasthash;
 pub use membership::GossipConfig;
 pub use node::{ClientId, Input, Node, NodeError, Output};
 pub use stats::{Histogram, Stats};

@@ -186,13 +186,9 @@ impl Membership {
         })
     }
 
-    /// How many members this node knows, itself included.
-    pub fn len(&self) -> usize {
+    /// How many members this node knows, itself included (never fewer than one).
+    pub fn count(&self) -> usize {
         self.peers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
     }
 
     /// The members that own partitions (all but the leaving ones, up or down), in id order.
@@ -369,22 +365,15 @@ impl Membership {
         if self.pinned {
             return Change::default();
         }
-        match self.peers.get_mut(from) {
-            Some(p) if *from != self.me => {
-                p.heard_ms = Some(now_ms);
-                self.next_detect_ms = self
-                    .next_detect_ms
-                    .min(now_ms.saturating_add(self.cfg.suspect_after_ms));
-                if p.state != MemberState::Up {
-                    p.state = MemberState::Up;
-                    return Change {
-                        states: true,
-                        ..Change::default()
-                    };
-                }
-                Change::default()
-            }
-            _ => Change::default(),
+        let Some(p) = self.peers.get_mut(from).filter(|_| *from != self.me) else {
+            return Change::default();
+        };
+        p.heard_ms = Some(now_ms);
+        let was = std::mem::replace(&mut p.state, MemberState::Up);
+        self.heard_at(now_ms);
+        Change {
+            states: was != MemberState::Up,
+            ..Change::default()
         }
     }
 
@@ -676,23 +665,20 @@ mod tests {
                 changes.push((now, states(&a)));
             }
         }
-        let b_at = |t: u64| {
+        // Member `i` of the view (0 is a, 1 is b, 2 is c) as the change at tick `t` left it.
+        let state_at = |t: u64, i: usize| {
             changes
                 .iter()
                 .find(|(now, _)| *now == t)
-                .map(|(_, st)| st[1].1)
+                .map(|(_, st)| st[i].1)
         };
+        let b_at = |t| state_at(t, 1);
+        let c_at = |t| state_at(t, 2);
         assert_eq!(b_at(1_500), Some(MemberState::Suspect));
         assert_eq!(b_at(3_000), Some(MemberState::Down));
         assert_eq!(b_at(6_500), Some(MemberState::Suspect));
         assert_eq!(b_at(8_000), Some(MemberState::Down));
         // c was heard at 0 (as a digest) and directly at 5,000.
-        let c_at = |t: u64| {
-            changes
-                .iter()
-                .find(|(now, _)| *now == t)
-                .map(|(_, st)| st[2].1)
-        };
         assert_eq!(c_at(6_500), Some(MemberState::Suspect));
         assert_eq!(c_at(8_000), Some(MemberState::Down));
         let times: Vec<u64> = changes.iter().map(|(t, _)| *t).collect();
@@ -722,7 +708,7 @@ mod tests {
         assert_eq!(cx, cy);
         assert_eq!(x.view(), y.view());
         assert_eq!(x.remembered(), y.remembered());
-        assert_eq!(x.len(), 31);
+        assert_eq!(x.count(), 31);
     }
 
     #[test]

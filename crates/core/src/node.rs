@@ -600,7 +600,7 @@ impl Node {
         // A node joining a cluster knows only itself until it hears from a member: its ring
         // would make it the only replica of every key, and a write acknowledged at "quorum"
         // would sit on one disk. It serves once it has joined.
-        if !self.cfg.seeds.is_empty() && self.membership.len() <= 1 {
+        if !self.cfg.seeds.is_empty() && self.membership.count() <= 1 {
             let reply = Reply::error(
                 ErrorKind::Unavailable,
                 "this node has not reached a member of the cluster it joins yet; \
@@ -2039,12 +2039,15 @@ impl Node {
         let mut chosen: Option<(PartitionId, Vec<NodeId>)> = None;
         // Only the partitions this node holds records of, found by leaping from each to the
         // next: a node of a large cluster holds a few of the ring's many partitions.
-        let mut next = Some(0);
-        while let Some(p) = next.filter(|&p| p < self.cfg.ring.partitions) {
-            let Some(partition) = self.next_held_partition(store, PartitionId(p)) else {
+        let mut from = 0;
+        while from < self.cfg.ring.partitions {
+            let Some(partition) = self
+                .next_held_partition(store, PartitionId(from))
+                .filter(|p| p.0 < self.cfg.ring.partitions)
+            else {
                 break;
             };
-            next = partition.0.checked_add(1);
+            from = partition.0 + 1;
             let owners = self.primaries(partition);
             if owners.contains(&self.cfg.id) {
                 continue;

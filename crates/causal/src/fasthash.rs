@@ -1,6 +1,7 @@
-//! A fixed, fast hasher for lookup-only maps (`MemStore`'s point index, the simulator's keys to
-//! slots). Fixed means no random state: nothing may depend on a hash map's iteration order
-//! anyway, and these maps are only ever looked up, never iterated.
+//! A fixed, fast hasher for lookup-only maps and sets (`MemStore`'s point index, the simulator's
+//! keys to slots, the table of interned actor names). Fixed means no random state: nothing may
+//! depend on a hash map's iteration order anyway, and these are only ever looked up, never
+//! iterated.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
