@@ -13,7 +13,7 @@
 //! that it still matches its partition.
 
 use driftkv_wire::{Hash64, Key};
-use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// Leaves per partition tree.
 pub const SEGMENTS: usize = 1024;
@@ -26,20 +26,21 @@ const SEGMENT_SEED: u64 = 0x00AA_E5E6;
 
 /// The segment of a key: independent of the bits that choose its partition.
 pub fn segment_of(key: &Key) -> u16 {
-    let mut h = Xxh3::with_seed(SEGMENT_SEED);
-    h.update(&(key.bucket.len() as u64).to_le_bytes());
-    h.update(&key.bucket);
-    h.update(&key.key);
-    (h.digest() % SEGMENTS as u64) as u16
+    let digest = driftkv_ring::hash_parts(
+        SEGMENT_SEED,
+        &[
+            &(key.bucket.len() as u64).to_le_bytes(),
+            &key.bucket,
+            &key.key,
+        ],
+    );
+    (digest % SEGMENTS as u64) as u16
 }
 
-/// One key's contribution to its leaf: covers the key and its whole stored state.
+/// One key's contribution to its leaf: covers the key and its whole stored state. The record
+/// is hashed in place, seeded by the hash of its key (no copy of either).
 pub fn entry_hash(record_key: &[u8], record: &[u8]) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&(record_key.len() as u64).to_le_bytes());
-    h.update(record_key);
-    h.update(record);
-    h.digest()
+    xxh3_64_with_seed(record, xxh3_64(record_key))
 }
 
 /// A partition's hash tree: the leaves; middles and root are computed from them.

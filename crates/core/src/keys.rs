@@ -26,6 +26,11 @@ pub fn data_key(partition: PartitionId, key: &Key) -> Vec<u8> {
     out
 }
 
+/// The anti-entropy segment written into a key made by [`data_key`].
+pub fn segment_of_data_key(record_key: &[u8]) -> u16 {
+    u16::from_be_bytes([record_key[5], record_key[6]])
+}
+
 pub fn partition_prefix(partition: PartitionId) -> Vec<u8> {
     let mut out = vec![DATA];
     out.extend_from_slice(&partition.0.to_be_bytes());

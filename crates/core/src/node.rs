@@ -187,6 +187,15 @@ struct AaeState {
     trees_complete: bool,
 }
 
+/// What an update knows of the record it replaces, for the partition's hash tree.
+#[derive(Clone, Copy, Debug)]
+enum Prior {
+    /// Not read with the update (or no tree followed it then): `track` reads it if needed.
+    Unread,
+    /// The replaced record's tree entry, hashed as it was read (`None`: there was none).
+    Entry(Option<u64>),
+}
+
 /// A partition's tree being built by scanning its records in key order, [`TREE_BUILD_BATCH`]
 /// per tick, so a large partition never holds the node for a whole scan. Changes to records at
 /// or before `after` (already scanned) are applied to it as they happen; later ones the scan
@@ -695,30 +704,60 @@ impl Node {
         partition: PartitionId,
         key: &Key,
     ) -> Result<Option<Object>, String> {
-        let raw = store.get(&keys::data_key(partition, key)).map_err(|e| {
-            self.stats.storage_errors += 1;
-            e.to_string()
-        })?;
-        match raw {
-            None => Ok(None),
-            Some(raw) => driftkv_wire::decode_object(&raw).map(Some).map_err(|e| {
-                self.stats.storage_errors += 1;
-                format!("stored record of {key:?} is unreadable: {e}")
-            }),
-        }
+        let record_key = keys::data_key(partition, key);
+        self.read_record(store, partition, &record_key, key)
+            .map(|(object, _)| object)
     }
 
-    fn save(
+    /// Reads and decodes a data record in place (no copy of the stored bytes), with what an
+    /// update of it will need to know for the partition's hash tree.
+    fn read_record(
+        &mut self,
+        store: &dyn Store,
+        partition: PartitionId,
+        record_key: &[u8],
+        key: &Key,
+    ) -> Result<(Option<Object>, Prior), String> {
+        let follows = self.tree_follows(partition, record_key);
+        let mut decoded = Ok(None);
+        let mut entry = None;
+        let read = store.get_with(record_key, &mut |raw| {
+            if let Some(raw) = raw {
+                decoded = driftkv_wire::decode_object(raw).map(Some);
+                if follows {
+                    entry = Some(aae::entry_hash(record_key, raw));
+                }
+            }
+        });
+        if let Err(e) = read {
+            self.stats.storage_errors += 1;
+            return Err(e.to_string());
+        }
+        let object = decoded.map_err(|e| {
+            self.stats.storage_errors += 1;
+            format!("stored record of {key:?} is unreadable: {e}")
+        })?;
+        let prior = if follows {
+            Prior::Entry(entry)
+        } else {
+            Prior::Unread
+        };
+        Ok((object, prior))
+    }
+
+    /// Saves a record read with [`Node::read_record`] just before (nothing in between wrote it).
+    fn save_over(
         &mut self,
         store: &mut dyn Store,
         partition: PartitionId,
         key: &Key,
+        record_key: Vec<u8>,
+        prior: Prior,
         object: &Object,
     ) -> Result<(), String> {
-        let record_key = keys::data_key(partition, key);
         let record = driftkv_wire::encode_object(object);
-        self.track(store, partition, key, &record_key, Some(&record));
-        store.put(&record_key, &record).map_err(|e| {
+        self.track(store, partition, key, &record_key, Some(&record), prior);
+        store.put_owned(record_key, record).map_err(|e| {
             self.stats.storage_errors += 1;
             e.to_string()
         })
@@ -732,7 +771,7 @@ impl Node {
         key: &Key,
     ) -> Result<(), String> {
         let record_key = keys::data_key(partition, key);
-        self.track(store, partition, key, &record_key, None);
+        self.track(store, partition, key, &record_key, None, Prior::Unread);
         store.delete(&record_key).map_err(|e| {
             self.stats.storage_errors += 1;
             e.to_string()
@@ -748,6 +787,7 @@ impl Node {
         key: &Key,
         record_key: &[u8],
         record: Option<&[u8]>,
+        prior: Prior,
     ) {
         let built = self.trees.contains_key(&partition);
         let scanned = self.building.as_ref().is_some_and(|b| {
@@ -756,7 +796,13 @@ impl Node {
         if !built && !scanned {
             return;
         }
-        let old = match store.get(record_key) {
+        let old = match prior {
+            Prior::Entry(entry) => Ok(entry),
+            Prior::Unread => store
+                .get(record_key)
+                .map(|old| old.map(|old| aae::entry_hash(record_key, &old))),
+        };
+        let old = match old {
             Ok(old) => old,
             Err(_) => {
                 // Unknown old state: drop the trees; the next exchange rebuilds from storage.
@@ -773,13 +819,12 @@ impl Node {
                 return;
             }
         };
-        let segment = aae::segment_of(key);
+        let segment = keys::segment_of_data_key(record_key);
+        debug_assert_eq!(segment, aae::segment_of(key));
+        let new = record.map(|new| aae::entry_hash(record_key, new));
         let apply = |tree: &mut aae::Tree| {
-            if let Some(old) = &old {
-                tree.toggle(segment, aae::entry_hash(record_key, old));
-            }
-            if let Some(new) = record {
-                tree.toggle(segment, aae::entry_hash(record_key, new));
+            for entry in [old, new].into_iter().flatten() {
+                tree.toggle(segment, entry);
             }
         };
         if let Some(tree) = self.trees.get_mut(&partition) {
@@ -788,6 +833,15 @@ impl Node {
         if scanned && let Some(b) = &mut self.building {
             apply(&mut b.tree);
         }
+    }
+
+    /// Whether a hash tree follows this record now: the partition's tree is built, or being
+    /// built and its scan is past the record.
+    fn tree_follows(&self, partition: PartitionId, record_key: &[u8]) -> bool {
+        self.trees.contains_key(&partition)
+            || self.building.as_ref().is_some_and(|b| {
+                b.partition == partition && b.after.as_deref().is_some_and(|a| record_key <= a)
+            })
     }
 
     /// Diagnostics (tests, the bench): how many anti-entropy trees are built, and whether each
@@ -912,7 +966,9 @@ impl Node {
             self.hlc.observe(r.timestamp_max(), now_ms);
         }
         let mode = self.cfg.bucket(&key.bucket).mode;
-        let merged = match self.load(store, partition, key)? {
+        let record_key = keys::data_key(partition, key);
+        let (local, prior) = self.read_record(store, partition, &record_key, key)?;
+        let merged = match local {
             None => incoming.clone(),
             Some(mut local) => {
                 let outcome = local.merge(mode, incoming);
@@ -934,7 +990,7 @@ impl Node {
                     .record(now_ms.saturating_sub(made));
             }
         }
-        self.save(store, partition, key, &merged)?;
+        self.save_over(store, partition, key, record_key, prior, &merged)?;
         Ok(merged)
     }
 
@@ -957,8 +1013,9 @@ impl Node {
             return self.answer(waiter, too_few_reachable(targets.len(), needed), out);
         }
         let key = request.key().clone();
-        let local = match self.load(store, partition, &key) {
-            Ok(local) => local,
+        let record_key = keys::data_key(partition, &key);
+        let (local, prior) = match self.read_record(store, partition, &record_key, &key) {
+            Ok(read) => read,
             Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
         };
         let kind = match &request {
@@ -1015,7 +1072,7 @@ impl Node {
                 return self.answer(waiter, Reply::error(ErrorKind::WrongType, message), out);
             }
         };
-        if let Err(e) = self.save(store, partition, &key, &object) {
+        if let Err(e) = self.save_over(store, partition, &key, record_key, prior, &object) {
             return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
         }
         // Down primaries with no fallback (a cluster of exactly N nodes has none) get their

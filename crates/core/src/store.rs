@@ -5,7 +5,7 @@
 //! of inputs it calls [`Store::sync`] (group commit) before sending what the batch produced, so
 //! nothing is acknowledged before it is durable under the configured policy.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Why a store operation failed. The node answers the request with an error and keeps serving.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +51,18 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// Every backend must pass the conformance suite in the storage crate.
 pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Calls `f` once with the value of `key` (`None`: absent), borrowed where the backend can
+    /// lend it: the core decodes a record in place instead of copying it first.
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        f(self.get(key)?.as_deref());
+        Ok(())
+    }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// [`Store::put`] of buffers the caller no longer needs: a backend that keeps them takes
+    /// them as they are.
+    fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.put(&key, &value)
+    }
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
     /// Up to `limit` entries whose key starts with `prefix` and sorts strictly after `after`
     /// (from the start of the prefix when `None`), in key order.
@@ -68,19 +79,27 @@ pub trait Store {
 /// The point index: looked up, never iterated (see `fasthash`).
 type KeyIndex = crate::fasthash::FastMap<Vec<u8>, Vec<u8>>;
 
-/// An in-memory store that models a disk: writes land in a volatile layer that `sync` makes
-/// durable and `crash` throws away. Used by tests and the simulator.
+/// An in-memory store that models a disk: `sync` makes every write so far durable and `crash`
+/// loses the writes since the last one. Used by tests and the simulator.
 ///
-/// The durable layer is a hash map (point reads, the hot path) beside an ordered set of its
-/// keys (scans); the volatile layer holds the few writes since the last sync, in order.
+/// One layer holds every record, synced or not: a hash map (point reads, the hot path) beside
+/// an ordered set of its keys (scans). What a write since the last sync replaced sits in an
+/// undo log: a sync forgets the log, a crash plays it backwards. So a write costs one map
+/// update and a log push, and a sync costs nothing but the log's release.
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
-    durable: KeyIndex,
-    /// The durable layer's keys in order.
+    data: KeyIndex,
+    /// `data`'s keys in order.
     order: BTreeSet<Vec<u8>>,
-    /// Writes not yet synced: `None` is a delete.
-    volatile: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Each unsynced write's key and the value it replaced (`None`: the key was absent),
+    /// oldest first.
+    undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Under [`Durability::None`] (never synced) only a key's first write needs undoing: the
+    /// keys already in the log, so it stays as large as the data, not the write history.
+    logged: crate::fasthash::FastMap<Vec<u8>, ()>,
     durability: Durability,
+    /// Puts and deletes so far (an observer's cheap "did anything change?").
+    writes: u64,
 }
 
 impl MemStore {
@@ -93,62 +112,69 @@ impl MemStore {
 
     /// The value of `key` as [`Store::get`] returns it, borrowed instead of copied.
     pub fn get_ref(&self, key: &[u8]) -> Option<&[u8]> {
-        if !self.volatile.is_empty()
-            && let Some(v) = self.volatile.get(key)
-        {
-            return v.as_deref();
-        }
-        self.durable.get(key).map(Vec::as_slice)
+        self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// How many puts and deletes this store has taken: unchanged across a step, nothing it
+    /// holds changed in that step.
+    pub fn writes(&self) -> u64 {
+        self.writes
     }
 
     /// Loses everything not synced, as a power cut would.
     pub fn crash(&mut self) {
-        self.volatile.clear();
+        while let Some((key, old)) = self.undo.pop() {
+            self.set(key, old);
+        }
+        self.logged.clear();
     }
 
     pub fn len(&self) -> usize {
-        self.view().count()
+        self.data.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.data.is_empty()
     }
 
-    fn view(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
-        let mut merged: BTreeMap<&Vec<u8>, Option<&Vec<u8>>> = self
-            .order
-            .iter()
-            .map(|k| (k, self.durable.get(k)))
-            .collect();
-        for (k, v) in &self.volatile {
-            merged.insert(k, v.as_ref());
-        }
-        merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)))
-    }
-
-    fn settle(&mut self) {
-        if self.durability == Durability::EveryWrite {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        for (k, v) in std::mem::take(&mut self.volatile) {
-            match v {
-                Some(v) => match self.durable.get_mut(&k) {
-                    Some(old) => *old = v,
-                    None => {
-                        self.order.insert(k.clone());
-                        self.durable.insert(k, v);
-                    }
-                },
+    /// Sets `key` to `value` (`None`: absent), returning what it replaced.
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        match value {
+            Some(value) => match self.data.get_mut(&key) {
+                Some(slot) => Some(std::mem::replace(slot, value)),
                 None => {
-                    if self.durable.remove(&k).is_some() {
-                        self.order.remove(&k);
-                    }
+                    self.order.insert(key.clone());
+                    self.data.insert(key, value);
+                    None
                 }
+            },
+            None => {
+                let old = self.data.remove(&key);
+                if old.is_some() {
+                    self.order.remove(&key);
+                }
+                old
             }
         }
+    }
+
+    /// A write: applied at once, remembered for a crash until a sync makes it durable.
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.writes += 1;
+        if self.durability == Durability::EveryWrite {
+            self.set(key, value);
+            return;
+        }
+        if self.durability == Durability::None {
+            if self.logged.contains_key(&key) {
+                self.set(key, value);
+                return;
+            }
+            self.logged.insert(key.clone(), ());
+        }
+        let undo_key = key.clone();
+        let old = self.set(key, value);
+        self.undo.push((undo_key, old));
     }
 }
 
@@ -157,15 +183,22 @@ impl Store for MemStore {
         Ok(self.get_ref(key).map(<[u8]>::to_vec))
     }
 
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        f(self.get_ref(key));
+        Ok(())
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.volatile.insert(key.to_vec(), Some(value.to_vec()));
-        self.settle();
+        self.put_owned(key.to_vec(), value.to_vec())
+    }
+
+    fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.write(key, Some(value));
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.volatile.insert(key.to_vec(), None);
-        self.settle();
+        self.write(key.to_vec(), None);
         Ok(())
     }
 
@@ -176,58 +209,24 @@ impl Store for MemStore {
         limit: usize,
     ) -> Result<Entries, StoreError> {
         use std::ops::Bound;
-        // Walks both layers from the first candidate key in step, the volatile layer winning
-        // ties, and stops at the first key past the prefix: O(limit + log n), not O(n) (the
-        // simulator scans partitions of large stores on every tick).
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(a),
             _ => Bound::Included(prefix),
         };
-        let range = (start, Bound::Unbounded);
-        let value_of = |k: &Vec<u8>| self.durable.get(k).expect("ordered keys are in the index");
-        let mut durable = self
+        Ok(self
             .order
-            .range::<[u8], _>(range)
-            .map(|k| (k, value_of(k)))
-            .peekable();
-        let mut volatile = self.volatile.range::<[u8], _>(range).peekable();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let (key, value) = match (durable.peek(), volatile.peek()) {
-                (None, None) => break,
-                (Some((dk, _)), Some((vk, _))) if dk < vk => {
-                    let (k, v) = durable.next().expect("peeked");
-                    (k, Some(v))
-                }
-                (Some((dk, _)), Some((vk, _))) if dk == vk => {
-                    durable.next();
-                    let (k, v) = volatile.next().expect("peeked");
-                    (k, v.as_ref())
-                }
-                (Some(_), None) => {
-                    let (k, v) = durable.next().expect("peeked");
-                    (k, Some(v))
-                }
-                _ => {
-                    let (k, v) = volatile.next().expect("peeked");
-                    (k, v.as_ref())
-                }
-            };
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if let Some(value) = value {
-                out.push((key.clone(), value.clone()));
-            }
-        }
-        Ok(out)
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .map(|k| (k.clone(), self.data[k].clone()))
+            .collect())
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
         // A policy of `None` never syncs on purpose; the OS would flush eventually, which the
         // simulator models as "survives only a clean shutdown".
         if self.durability != Durability::None {
-            self.flush();
+            self.undo.clear();
         }
         Ok(())
     }
@@ -282,5 +281,70 @@ mod tests {
         s.put(b"a", b"1").unwrap();
         s.crash();
         assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u8, u8),
+        Delete(u8),
+        Sync,
+        Crash,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u8..6, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+            2 => (0u8..6).prop_map(Op::Delete),
+            1 => Just(Op::Sync),
+            1 => Just(Op::Crash),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The store against the obvious model (what was synced, what is current): reads and
+        /// scans see the current state, a crash returns to the synced one, under every policy.
+        #[test]
+        fn the_store_behaves_as_a_synced_and_a_current_map(
+            ops in proptest::collection::vec(op(), 0..60),
+            policy in 0..3usize,
+        ) {
+            use std::collections::BTreeMap;
+            let durability = [Durability::EveryWrite, Durability::GroupCommit, Durability::None][policy];
+            let mut s = MemStore::new(durability);
+            let mut synced: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let mut current = synced.clone();
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        s.put(&[k], &[v]).unwrap();
+                        current.insert(vec![k], vec![v]);
+                    }
+                    Op::Delete(k) => {
+                        s.delete(&[k]).unwrap();
+                        current.remove(&vec![k]);
+                    }
+                    Op::Sync => {
+                        s.sync().unwrap();
+                        if durability != Durability::None {
+                            synced = current.clone();
+                        }
+                    }
+                    Op::Crash => {
+                        s.crash();
+                        current = synced.clone();
+                    }
+                }
+                if durability == Durability::EveryWrite {
+                    synced = current.clone();
+                }
+                let all: Vec<(Vec<u8>, Vec<u8>)> = current.clone().into_iter().collect();
+                proptest::prop_assert_eq!(s.scan(b"", None, 100).unwrap(), all);
+                proptest::prop_assert_eq!(s.len(), current.len());
+                for k in 0u8..6 {
+                    proptest::prop_assert_eq!(s.get(&[k]).unwrap(), current.get(&vec![k]).cloned());
+                }
+            }
+        }
     }
 }

@@ -3,9 +3,14 @@
 //! thousand-node cluster with static membership and with gossip.
 //!
 //! Run with `cargo bench -p driftkv-sim` (release build; prints a small table), or
-//! `cargo bench -p driftkv-sim -- large` for the cases whose name holds "large".
+//! `cargo bench -p driftkv-sim -- large` for the cases whose name holds "large" (add `--once`
+//! to run each case once, for a profiler).
 
 use std::time::Instant;
+
+/// The allocator the `driftkv` binary runs with, so the figures are the CLI's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use driftkv_sim::{MembershipMode, Scenario, run};
 
@@ -21,7 +26,13 @@ fn measure(name: &str, scenario: &Scenario, runs: usize) {
         return;
     }
     // The small scenarios: one warm-up run, then the best of three (the figure is the
-    // simulator's speed, not the machine's noise). The large ones run once.
+    // simulator's speed, not the machine's noise). The large ones run once, and every case
+    // does with `--once` (for a profiler or an instruction counter).
+    let runs = if std::env::args().any(|a| a == "--once") {
+        1
+    } else {
+        runs
+    };
     if runs > 1 {
         let _ = run(scenario);
     }

@@ -1061,15 +1061,15 @@ impl<'a> Sim<'a> {
         }
         let now_ms = self.local_ms(i);
         let mut out = Vec::new();
-        let writes_started = {
+        let (writes_started, stored) = {
             let sn = &mut self.nodes[i];
             let node = sn
                 .node
                 .as_mut()
                 .expect("handle is only called on an up node");
-            let before = node.stats().writes;
+            let before = (node.stats().writes, sn.store.writes());
             node.handle(&mut sn.store, now_ms, input, &mut out);
-            node.stats().writes > before
+            (node.stats().writes > before.0, sn.store.writes() > before.1)
         };
         if let Some(h) = hist_ref {
             self.watch_write(i, h, writes_started, &out);
@@ -1096,6 +1096,10 @@ impl<'a> Sim<'a> {
                 sn.read_reqs.remove(req);
                 sn.read_expiry.pop_front();
             }
+        }
+        // A step that wrote nothing changed no copy: nothing new to observe.
+        if !stored {
+            keys_to_check.clear();
         }
         keys_to_check.sort_unstable();
         keys_to_check.dedup();

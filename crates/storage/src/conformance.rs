@@ -38,6 +38,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         sync_keeps_everything_readable,
     ),
     ("many_keys", many_keys),
+    (
+        "borrowed_reads_and_owned_writes",
+        borrowed_reads_and_owned_writes,
+    ),
 ];
 
 /// Runs every check in [`CHECKS`], each on a fresh store from `new_store`.
@@ -70,7 +74,8 @@ macro_rules! store_conformance_tests {
             get_after_put, missing_key, overwrite, delete, empty_value, empty_key,
             binary_keys_and_values, large_value, scan_order, scan_prefix,
             scan_prefix_ending_in_ff, scan_after, scan_limit, scan_pages,
-            scan_sees_overwrites_and_deletes, sync_keeps_everything_readable, many_keys);
+            scan_sees_overwrites_and_deletes, sync_keeps_everything_readable, many_keys,
+            borrowed_reads_and_owned_writes);
     };
     (@each $new_store:expr; $($check:ident),* $(,)?) => {
         $(
@@ -550,5 +555,46 @@ pub fn many_keys(s: &mut dyn Store) {
         keys(&scan(s, b"many/", Some(&key(N - 3)), 10)),
         vec![key(N - 2).as_slice()],
         "after near the end"
+    );
+}
+
+/// `get_with` lends exactly what `get` returns, once, and `put_owned` stores what `put` would,
+/// before and after a sync, over deletes and overwrites.
+pub fn borrowed_reads_and_owned_writes(s: &mut dyn Store) {
+    fn lent(s: &dyn Store, k: &[u8]) -> Option<Vec<u8>> {
+        let mut calls = 0;
+        let mut seen = None;
+        s.get_with(k, &mut |v| {
+            calls += 1;
+            seen = v.map(<[u8]>::to_vec);
+        })
+        .unwrap_or_else(|e| panic!("get_with {k:?}: {e}"));
+        assert_eq!(calls, 1, "get_with must call back exactly once for {k:?}");
+        seen
+    }
+    assert_eq!(lent(s, b"k"), None, "get_with of a missing key");
+    s.put_owned(b"k".to_vec(), b"v1".to_vec())
+        .unwrap_or_else(|e| panic!("put_owned: {e}"));
+    assert_eq!(
+        lent(s, b"k"),
+        Some(b"v1".to_vec()),
+        "get_with after put_owned"
+    );
+    assert_eq!(get(s, b"k"), Some(b"v1".to_vec()), "get after put_owned");
+    s.sync().unwrap_or_else(|e| panic!("sync: {e}"));
+    s.put_owned(b"k".to_vec(), Vec::new())
+        .unwrap_or_else(|e| panic!("put_owned: {e}"));
+    assert_eq!(
+        lent(s, b"k"),
+        Some(Vec::new()),
+        "an owned empty value is present"
+    );
+    put(s, b"j", b"x");
+    del(s, b"j");
+    assert_eq!(lent(s, b"j"), None, "get_with after delete");
+    assert_eq!(
+        scan(s, b"", None, 10),
+        vec![(b"k".to_vec(), Vec::new())],
+        "scan after owned writes"
     );
 }

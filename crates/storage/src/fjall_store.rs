@@ -277,6 +277,16 @@ impl Store for FjallStore {
         Ok(value.map(|v| v.to_vec()))
     }
 
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        if key.len() > MAX_KEY_LEN {
+            f(None);
+            return Ok(());
+        }
+        let value = self.keyspace.get(data_key(key)).map_err(|e| io("get", e))?;
+        f(value.as_deref());
+        Ok(())
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         // fjall asserts these limits (a panic); turn them into errors the node can answer with.
         if key.len() > MAX_KEY_LEN {

@@ -23,8 +23,14 @@ impl Store for TempFjall {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.get(key)
     }
+    fn get_with(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        self.store.get_with(key, f)
+    }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.store.put(key, value)
+    }
+    fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.store.put_owned(key, value)
     }
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.store.delete(key)
