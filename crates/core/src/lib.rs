@@ -9,6 +9,7 @@ pub mod keys;
 pub mod local;
 pub mod membership;
 pub mod node;
+pub mod objects;
 pub mod stats;
 pub mod store;
 

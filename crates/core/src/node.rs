@@ -23,6 +23,7 @@ use crate::aae;
 use crate::config::NodeConfig;
 use crate::keys;
 use crate::membership::{Change, Membership, Remembered};
+use crate::objects::{Cached, ObjectCache};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
@@ -247,6 +248,8 @@ pub struct Node {
     hlc: Hlc,
     membership: Membership,
     ring: Ring,
+    /// Decoded objects of the records read or written lately (see `objects`).
+    objects: ObjectCache,
     /// Anti-entropy trees of the partitions built so far (see `aae`).
     trees: BTreeMap<PartitionId, aae::Tree>,
     /// The tree being built from storage, a batch of records per tick (one at a time).
@@ -329,6 +332,7 @@ impl Node {
             hlc: Hlc::new(),
             membership,
             ring,
+            objects: ObjectCache::default(),
             trees: BTreeMap::new(),
             building: None,
             // Nodes walk their partitions from different places, so two replicas rarely
@@ -704,13 +708,19 @@ impl Node {
         partition: PartitionId,
         key: &Key,
     ) -> Result<Option<Object>, String> {
+        if let Some(cached) = self.objects.get(partition, key) {
+            #[cfg(debug_assertions)]
+            check_cached(store, &keys::data_key(partition, key), key, cached);
+            return Ok(Some(cached.object.clone()));
+        }
         let record_key = keys::data_key(partition, key);
         self.read_record(store, partition, &record_key, key)
             .map(|(object, _)| object)
     }
 
-    /// Reads and decodes a data record in place (no copy of the stored bytes), with what an
-    /// update of it will need to know for the partition's hash tree.
+    /// Reads a data record, decoded (from the object cache, or decoded in place with no copy of
+    /// the stored bytes), with what an update of it will need to know for the partition's hash
+    /// tree.
     fn read_record(
         &mut self,
         store: &dyn Store,
@@ -719,14 +729,22 @@ impl Node {
         key: &Key,
     ) -> Result<(Option<Object>, Prior), String> {
         let follows = self.tree_follows(partition, record_key);
+        if let Some(cached) = self.objects.get(partition, key) {
+            #[cfg(debug_assertions)]
+            check_cached(store, record_key, key, cached);
+            let prior = if follows {
+                Prior::Entry(Some(cached.entry))
+            } else {
+                Prior::Unread
+            };
+            return Ok((Some(cached.object.clone()), prior));
+        }
         let mut decoded = Ok(None);
         let mut entry = None;
         let read = store.get_with(record_key, &mut |raw| {
             if let Some(raw) = raw {
                 decoded = driftkv_wire::decode_object(raw).map(Some);
-                if follows {
-                    entry = Some(aae::entry_hash(record_key, raw));
-                }
+                entry = Some(aae::entry_hash(record_key, raw));
             }
         });
         if let Err(e) = read {
@@ -737,6 +755,14 @@ impl Node {
             self.stats.storage_errors += 1;
             format!("stored record of {key:?} is unreadable: {e}")
         })?;
+        if let (Some(object), Some(entry)) = (&object, entry) {
+            let cached = Cached {
+                partition,
+                object: object.clone(),
+                entry,
+            };
+            self.objects.insert(key, cached);
+        }
         let prior = if follows {
             Prior::Entry(entry)
         } else {
@@ -756,11 +782,21 @@ impl Node {
         object: &Object,
     ) -> Result<(), String> {
         let record = driftkv_wire::encode_object(object);
-        self.track(store, partition, key, &record_key, Some(&record), prior);
+        let entry = aae::entry_hash(&record_key, &record);
+        self.track(store, partition, key, &record_key, Some(entry), prior);
+        // Out of the cache until the store took it: a failed put leaves the old record.
+        self.objects.remove(key);
         store.put_owned(record_key, record).map_err(|e| {
             self.stats.storage_errors += 1;
             e.to_string()
-        })
+        })?;
+        let cached = Cached {
+            partition,
+            object: object.clone(),
+            entry,
+        };
+        self.objects.insert(key, cached);
+        Ok(())
     }
 
     /// Deletes a key's record (tombstone collection, handoff of a partition no longer owned).
@@ -771,7 +807,14 @@ impl Node {
         key: &Key,
     ) -> Result<(), String> {
         let record_key = keys::data_key(partition, key);
-        self.track(store, partition, key, &record_key, None, Prior::Unread);
+        let prior = match self.objects.get(partition, key) {
+            Some(cached) if self.tree_follows(partition, &record_key) => {
+                Prior::Entry(Some(cached.entry))
+            }
+            _ => Prior::Unread,
+        };
+        self.track(store, partition, key, &record_key, None, prior);
+        self.objects.remove(key);
         store.delete(&record_key).map_err(|e| {
             self.stats.storage_errors += 1;
             e.to_string()
@@ -786,7 +829,7 @@ impl Node {
         partition: PartitionId,
         key: &Key,
         record_key: &[u8],
-        record: Option<&[u8]>,
+        new: Option<u64>,
         prior: Prior,
     ) {
         let built = self.trees.contains_key(&partition);
@@ -821,7 +864,6 @@ impl Node {
         };
         let segment = keys::segment_of_data_key(record_key);
         debug_assert_eq!(segment, aae::segment_of(key));
-        let new = record.map(|new| aae::entry_hash(record_key, new));
         let apply = |tree: &mut aae::Tree| {
             for entry in [old, new].into_iter().flatten() {
                 tree.toggle(segment, entry);
@@ -1911,6 +1953,20 @@ impl Node {
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
         self.load(store, partition, key)
     }
+}
+
+/// Debug builds hold every object-cache hit to the store: the cached object encodes to exactly
+/// the stored record, whose tree entry it carries (a cache out of step would otherwise hide).
+#[cfg(debug_assertions)]
+fn check_cached(store: &dyn Store, record_key: &[u8], key: &Key, cached: &Cached) {
+    let stored = store.get(record_key).ok().flatten();
+    let encoded = driftkv_wire::encode_object(&cached.object);
+    assert_eq!(
+        stored.as_deref(),
+        Some(&encoded[..]),
+        "the object cache is out of step with the store for {key:?}"
+    );
+    assert_eq!(cached.entry, aae::entry_hash(record_key, &encoded));
 }
 
 /// Tombstone collection and partition transfer.

@@ -911,17 +911,10 @@ impl<'a> Sim<'a> {
         if self.sc.workload.rate_per_s > 0.0 {
             self.schedule(self.t0_us, Event::Arrival);
         }
-        let v = &self.sc.visibility;
-        let total = v.t_ms.len() * v.trials as usize;
-        if total > 0 {
-            // Trials start early enough that their measured write falls in the traffic phase.
-            let duration_us = (self.sc.duration_ms * 1000) as f64;
-            let span_us = (duration_us - (v.setup_gap_ms * 1000) as f64).max(duration_us / 2.0);
-            let spacing = span_us / total as f64;
-            for trial in 0..total {
-                let at = self.t0_us + (spacing * (trial as f64 + 0.5)) as u64;
-                self.schedule(at, Event::ProbeStart(trial));
-            }
+        // Each trial's start schedules the next one's: the queue holds one pending start, not
+        // thousands (every event's cost grows with the queue's depth).
+        if let Some(at) = self.probe_start_at(0) {
+            self.schedule(at, Event::ProbeStart(0));
         }
         for f in 0..self.faults.len() {
             let (at, until) = (self.faults[f].at_us, self.faults[f].until_us);
@@ -1874,7 +1867,24 @@ impl<'a> Sim<'a> {
         self.issue(node, request, op);
     }
 
+    /// When trial `trial` starts (`None`: there is no such trial). Trials start early enough
+    /// that their measured write falls in the traffic phase.
+    fn probe_start_at(&self, trial: usize) -> Option<u64> {
+        let v = &self.sc.visibility;
+        let total = v.t_ms.len() * v.trials as usize;
+        if trial >= total {
+            return None;
+        }
+        let duration_us = (self.sc.duration_ms * 1000) as f64;
+        let span_us = (duration_us - (v.setup_gap_ms * 1000) as f64).max(duration_us / 2.0);
+        let spacing = span_us / total as f64;
+        Some(self.t0_us + (spacing * (trial as f64 + 0.5)) as u64)
+    }
+
     fn on_probe_start(&mut self, trial: usize) {
+        if let Some(at) = self.probe_start_at(trial + 1) {
+            self.schedule(at, Event::ProbeStart(trial + 1));
+        }
         let t_len = self.sc.visibility.t_ms.len();
         let slot = self.slot_for(KeyKind::Probe, format!("t{trial}"));
         self.trials.push(Trial {
@@ -2407,18 +2417,7 @@ impl<'a> Sim<'a> {
 
 /// How many data records a store holds.
 fn data_records(store: &MemStore) -> usize {
-    let mut count = 0;
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let batch = store
-            .scan(&[driftkv_core::keys::DATA], after.as_deref(), 1024)
-            .expect("MemStore never fails");
-        let Some((last, _)) = batch.last() else {
-            return count;
-        };
-        count += batch.len();
-        after = Some(last.clone());
-    }
+    store.count_prefix(&[driftkv_core::keys::DATA])
 }
 
 /// A copy as a person reads it: values (registers), value (counters), members (sets).
