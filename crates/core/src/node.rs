@@ -779,9 +779,9 @@ impl Node {
         key: &Key,
         record_key: Vec<u8>,
         prior: Prior,
-        object: &Object,
+        object: Object,
     ) -> Result<(), String> {
-        let record = driftkv_wire::encode_object(object);
+        let record = driftkv_wire::encode_object(&object);
         let entry = aae::entry_hash(&record_key, &record);
         self.track(store, partition, key, &record_key, Some(entry), prior);
         // Out of the cache until the store took it: a failed put leaves the old record.
@@ -792,7 +792,7 @@ impl Node {
         })?;
         let cached = Cached {
             partition,
-            object: object.clone(),
+            object,
             entry,
         };
         self.objects.insert(key, cached);
@@ -994,7 +994,7 @@ impl Node {
         Ok(out)
     }
 
-    /// Merges `incoming` into the stored state of `key`; returns the merged state.
+    /// Merges `incoming` into the stored state of `key`; returns whether that changed it.
     fn merge_into_store(
         &mut self,
         store: &mut dyn Store,
@@ -1002,7 +1002,7 @@ impl Node {
         partition: PartitionId,
         key: &Key,
         incoming: &Object,
-    ) -> Result<Object, String> {
+    ) -> Result<bool, String> {
         if let Object::Register(r) = incoming {
             // So a later LWW write coordinated here orders after what it just learned.
             self.hlc.observe(r.timestamp_max(), now_ms);
@@ -1018,7 +1018,7 @@ impl Node {
                 self.stats.lww_discarded += outcome.lww_discarded as u64;
                 self.stats.dot_clashes += outcome.dot_clashes as u64;
                 if !outcome.changed {
-                    return Ok(local);
+                    return Ok(false);
                 }
                 local
             }
@@ -1032,8 +1032,8 @@ impl Node {
                     .record(now_ms.saturating_sub(made));
             }
         }
-        self.save_over(store, partition, key, record_key, prior, &merged)?;
-        Ok(merged)
+        self.save_over(store, partition, key, record_key, prior, merged)?;
+        Ok(true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1114,7 +1114,7 @@ impl Node {
                 return self.answer(waiter, Reply::error(ErrorKind::WrongType, message), out);
             }
         };
-        if let Err(e) = self.save_over(store, partition, &key, record_key, prior, &object) {
+        if let Err(e) = self.save_over(store, partition, &key, record_key, prior, object.clone()) {
             return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
         }
         // Down primaries with no fallback (a cluster of exactly N nodes has none) get their
@@ -2625,14 +2625,15 @@ impl Node {
             }
         }
         for (key, theirs) in objects {
-            let before = self.load(store, partition, &key).ok().flatten();
-            let Ok(after) = self.merge_into_store(store, now_ms, partition, &key, &theirs) else {
+            let Ok(changed) = self.merge_into_store(store, now_ms, partition, &key, &theirs) else {
                 continue;
             };
-            if before.as_ref() != Some(&after) {
+            if changed {
                 self.stats.aae_keys_repaired += 1;
             }
-            if after != theirs {
+            if let Ok(Some(after)) = self.load(store, partition, &key)
+                && after != theirs
+            {
                 back.push((key, after));
             }
         }
@@ -2667,10 +2668,7 @@ impl Node {
         objects: Vec<(Key, Object)>,
     ) {
         for (key, object) in objects {
-            let before = self.load(store, partition, &key).ok().flatten();
-            if let Ok(after) = self.merge_into_store(store, now_ms, partition, &key, &object)
-                && before.as_ref() != Some(&after)
-            {
+            if let Ok(true) = self.merge_into_store(store, now_ms, partition, &key, &object) {
                 self.stats.aae_keys_repaired += 1;
             }
         }
