@@ -74,6 +74,41 @@ enum Waiter {
     },
 }
 
+/// Requests in flight by id, in id order. Boxed: a coordination's state is a few hundred bytes,
+/// and a B-tree moves its values as its nodes fill and split, which boxes make pointer moves.
+#[derive(Debug, Default)]
+struct PendingMap(BTreeMap<ReqId, Box<Pending>>);
+
+impl PendingMap {
+    fn insert(&mut self, req: ReqId, pending: Pending) {
+        self.0.insert(req, Box::new(pending));
+    }
+
+    fn get(&self, req: &ReqId) -> Option<&Pending> {
+        self.0.get(req).map(|p| &**p)
+    }
+
+    fn get_mut(&mut self, req: &ReqId) -> Option<&mut Pending> {
+        self.0.get_mut(req).map(|p| &mut **p)
+    }
+
+    fn remove(&mut self, req: &ReqId) -> Option<Pending> {
+        self.0.remove(req).map(|p| *p)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&ReqId, &Pending)> {
+        self.0.iter().map(|(r, p)| (r, &**p))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Pending> {
+        self.0.values().map(|p| &**p)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 #[derive(Debug)]
 struct WriteCoord {
     waiter: Waiter,
@@ -257,7 +292,7 @@ pub struct Node {
     aae: AaeState,
     sweep: Sweep,
     next_req: ReqId,
-    pending: BTreeMap<ReqId, Pending>,
+    pending: PendingMap,
     /// Forwards taken recently, by sender and request id (unique across the sender's lives),
     /// oldest first with when to forget them; at most `FORWARDS_SEEN_MAX`.
     forwards_seen: BTreeSet<(NodeId, ReqId)>,
@@ -343,7 +378,7 @@ impl Node {
             },
             sweep: Sweep::default(),
             next_req: (generation << REQ_ID_GENERATION_SHIFT) + 1,
-            pending: BTreeMap::new(),
+            pending: PendingMap::default(),
             forwards_seen: BTreeSet::new(),
             forwards_seen_order: VecDeque::new(),
             hints,
@@ -784,12 +819,12 @@ impl Node {
         let record = driftkv_wire::encode_object(&object);
         let entry = aae::entry_hash(&record_key, &record);
         self.track(store, partition, key, &record_key, Some(entry), prior);
-        // Out of the cache until the store took it: a failed put leaves the old record.
-        self.objects.remove(key);
-        store.put_owned(record_key, record).map_err(|e| {
+        if let Err(e) = store.put_owned(record_key, record) {
+            // The store may or may not hold the old record now: nothing cached is certain.
+            self.objects.remove(key);
             self.stats.storage_errors += 1;
-            e.to_string()
-        })?;
+            return Err(e.to_string());
+        }
         let cached = Cached {
             partition,
             object,

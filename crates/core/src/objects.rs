@@ -41,7 +41,11 @@ impl ObjectCache {
     }
 
     pub fn insert(&mut self, key: &Key, cached: Cached) {
-        if self.map.len() >= OBJECTS_MAX && !self.map.contains_key(key) {
+        if let Some(slot) = self.map.get_mut(key) {
+            *slot = cached;
+            return;
+        }
+        if self.map.len() >= OBJECTS_MAX {
             self.map.clear();
         }
         self.map.insert(key.clone(), cached);

@@ -172,20 +172,28 @@ impl MemStore {
     /// A write: applied at once, remembered for a crash until a sync makes it durable.
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         self.writes += 1;
-        if self.durability == Durability::EveryWrite {
+        let remember = match self.durability {
+            Durability::EveryWrite => false,
+            Durability::GroupCommit => true,
+            Durability::None => !self.logged.contains_key(&key),
+        };
+        if !remember {
             self.set(key, value);
             return;
         }
         if self.durability == Durability::None {
-            if self.logged.contains_key(&key) {
-                self.set(key, value);
-                return;
-            }
             self.logged.insert(key.clone(), ());
         }
-        let undo_key = key.clone();
-        let old = self.set(key, value);
-        self.undo.push((undo_key, old));
+        // An overwrite (the common write) hands its key to the log; only a new key is copied.
+        let old = match (value, self.data.get_mut(&key)) {
+            (Some(value), Some(slot)) => Some(std::mem::replace(slot, value)),
+            (value, _) => {
+                let old = self.set(key.clone(), value);
+                self.undo.push((key, old));
+                return;
+            }
+        };
+        self.undo.push((key, old));
     }
 }
 

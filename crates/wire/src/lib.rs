@@ -35,9 +35,10 @@ pub enum WireError {
 
 /// Encodes a value behind a format version byte.
 pub fn encode<T: serde::Serialize>(version: u8, value: &T) -> Vec<u8> {
-    let mut out = vec![version];
-    out.extend(postcard::to_allocvec(value).expect("postcard encoding into a Vec cannot fail"));
-    out
+    // One buffer from the start (most frames and records fit it), the version byte first.
+    let mut out = Vec::with_capacity(128);
+    out.push(version);
+    postcard::to_extend(value, out).expect("postcard encoding into a Vec cannot fail")
 }
 
 /// Decodes what [`encode`] wrote with the same version; never panics on any input.
