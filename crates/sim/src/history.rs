@@ -161,7 +161,8 @@ pub struct History {
     /// Slots by key (looked up only, never iterated).
     pub key_index: driftkv_core::fasthash::FastMap<Key, usize>,
     pub writes: Vec<WriteRec>,
-    pub write_by_value: BTreeMap<Bytes, usize>,
+    /// Looked up only (see `fasthash`).
+    pub write_by_value: driftkv_core::fasthash::FastMap<Bytes, usize>,
     pub set_ops: Vec<SetOpRec>,
     pub counter_ops: Vec<CounterOpRec>,
     pub versions: Vec<Version>,

@@ -10,7 +10,7 @@
 //! (group commit), and a crash before it completes loses those writes and their messages.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, Dot, VersionVector};
@@ -69,11 +69,16 @@ pub struct Progress {
 /// The event queue: a min-heap of small copyable keys (virtual time, sequence number, slot),
 /// the events themselves in a slab. The sequence number is unique, so the order is exactly
 /// (time, scheduling order) whatever the slot; moving 24-byte keys keeps the heap cheap.
+///
+/// Events scheduled a fixed time ahead (client timeouts: one per operation, nearly all of them
+/// moot by the time they fire) come in time order, so they wait in a plain FIFO beside the heap
+/// instead of deepening it; `pop` takes whichever of the two heads is first in the same order.
 #[derive(Default)]
 struct Queue {
     heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
     slab: Vec<Option<Event>>,
     free: Vec<u32>,
+    fifo: VecDeque<(u64, u64, Event)>,
 }
 
 impl Queue {
@@ -91,7 +96,21 @@ impl Queue {
         self.heap.push(Reverse((at_us, seq, slot)));
     }
 
+    /// Like `push`, for an event due no earlier than every event pushed here before it.
+    fn push_in_order(&mut self, at_us: u64, seq: u64, event: Event) {
+        debug_assert!(self.fifo.back().is_none_or(|(at, _, _)| *at <= at_us));
+        self.fifo.push_back((at_us, seq, event));
+    }
+
     fn pop(&mut self) -> Option<(u64, Event)> {
+        let heap_first = self.heap.peek().map(|Reverse((at, seq, _))| (*at, *seq));
+        let fifo_first = self.fifo.front().map(|(at, seq, _)| (*at, *seq));
+        if let Some(f) = fifo_first
+            && heap_first.is_none_or(|h| f < h)
+        {
+            let (at_us, _, event) = self.fifo.pop_front().expect("peeked");
+            return Some((at_us, event));
+        }
         let Reverse((at_us, _, slot)) = self.heap.pop()?;
         let event = self.slab[slot as usize]
             .take()
@@ -1680,7 +1699,9 @@ impl<'a> Sim<'a> {
             },
         );
         let timeout = self.now_us + self.sc.client_timeout_ms * 1000;
-        self.schedule(timeout, Event::ClientTimeout(client));
+        self.seq += 1;
+        self.queue
+            .push_in_order(timeout, self.seq, Event::ClientTimeout(client));
         self.clients.insert(client, op);
     }
 
