@@ -394,25 +394,29 @@ impl Membership {
             .is_some_and(|p| p.state == MemberState::Up);
         let mut change = Change::default();
         let mut heard = false;
-        let mut fresh: Vec<&MemberDigest> = Vec::new();
-        if digests.windows(2).all(|w| w[0].id < w[1].id) {
-            // Gossip lists members in id order, as the table is kept: one walk of both.
+        // Gossip lists members in id order, as the table is kept: one walk of both merges
+        // them, and in a settled cluster every step meets the very same id on both sides (a
+        // pointer comparison, ids being shared). What the walk does not meet (a new member, or
+        // input out of order) is looked up after it, so any order is merged correctly.
+        let mut unmatched: Vec<&MemberDigest> = Vec::new();
+        {
             let mut ours = self.peers.iter_mut().peekable();
             for d in digests {
                 while ours.next_if(|(id, _)| **id < d.id).is_some() {}
                 match ours.peek_mut() {
                     Some((id, p)) if **id == d.id => {
                         heard |= merge_digest(**id == self.me, p, d, now_ms, &mut change);
+                        ours.next();
                     }
-                    _ => fresh.push(d),
+                    _ => unmatched.push(d),
                 }
             }
-        } else {
-            for d in digests {
-                match self.peers.get_mut(&d.id) {
-                    Some(p) => heard |= merge_digest(d.id == self.me, p, d, now_ms, &mut change),
-                    None => fresh.push(d),
-                }
+        }
+        let mut fresh: Vec<&MemberDigest> = Vec::new();
+        for d in unmatched {
+            match self.peers.get_mut(&d.id) {
+                Some(p) => heard |= merge_digest(d.id == self.me, p, d, now_ms, &mut change),
+                None => fresh.push(d),
             }
         }
         for d in fresh {

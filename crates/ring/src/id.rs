@@ -9,7 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A cluster member's name. Cheap to clone: rings, preference lists and hints copy it a lot.
 ///
 /// Ordered and hashed by its string, so sorting members is sorting names. Two ids sharing one
-/// allocation (clones of one another, the common case) compare equal without reading it.
+/// allocation compare equal without reading it, and that is the common case: ids are clones of
+/// one another, or made from the same text on the same thread (names are interned with the
+/// actors', see `driftkv_causal::actor::intern`).
 #[derive(Clone, Debug)]
 pub struct NodeId(Arc<str>);
 
@@ -57,13 +59,13 @@ impl fmt::Display for NodeId {
 
 impl From<&str> for NodeId {
     fn from(name: &str) -> Self {
-        NodeId(Arc::from(name))
+        NodeId(driftkv_causal::actor::intern(name))
     }
 }
 
 impl From<String> for NodeId {
     fn from(name: String) -> Self {
-        NodeId(Arc::from(name))
+        NodeId::from(name.as_str())
     }
 }
 
@@ -91,7 +93,8 @@ impl Serialize for NodeId {
 
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(NodeId::from)
+        // Borrowed when the format can lend it: the name is interned, not copied first.
+        <std::borrow::Cow<'de, str>>::deserialize(deserializer).map(|name| NodeId::from(&*name))
     }
 }
 
