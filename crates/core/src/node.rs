@@ -1984,6 +1984,27 @@ impl Node {
     }
 
     /// This node's own copy of a key, for tests and tools (no network, no repair).
+    /// Calls `f` with this node's copy of `key` (`None`: absent or unreadable), lent from the
+    /// object cache: for an observer that only looks (the simulator's oracle), no copy is made.
+    pub fn with_local_object<R>(
+        &mut self,
+        store: &dyn Store,
+        key: &Key,
+        f: impl FnOnce(Option<&Object>) -> R,
+    ) -> R {
+        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        if self.objects.get(partition, key).is_none() {
+            // A miss reads the record, which caches it (when there is one and it decodes).
+            let _ = self.load(store, partition, key);
+        } else {
+            #[cfg(debug_assertions)]
+            if let Some(cached) = self.objects.get(partition, key) {
+                check_cached(store, &keys::data_key(partition, key), key, cached);
+            }
+        }
+        f(self.objects.get(partition, key).map(|c| &c.object))
+    }
+
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
         self.load(store, partition, key)

@@ -1117,10 +1117,16 @@ impl<'a> Sim<'a> {
         keys_to_check.dedup();
         for slot in keys_to_check {
             if self.hist.node_lacks_open_version(slot, i) {
-                let key = self.hist.keys[slot].key.clone();
-                if let Some(ctx) = self.copy_context(i, &key) {
-                    self.hist.observe_copy(slot, i, &ctx, self.now_us);
-                }
+                // The node's copy, looked at in place (no copy of it is made).
+                let (hist, now_us) = (&mut self.hist, self.now_us);
+                let sn = &mut self.nodes[i];
+                let node = sn.node.as_mut().expect("handle is only called on an up node");
+                let key = hist.keys[slot].key.clone();
+                node.with_local_object(&sn.store, &key, |copy| {
+                    if let Some(ctx) = copy.and_then(Object::version_vector) {
+                        hist.observe_copy(slot, i, ctx, now_us);
+                    }
+                });
             }
         }
         self.emit(i, out);
@@ -1149,10 +1155,6 @@ impl<'a> Sim<'a> {
         let sn = &mut self.nodes[i];
         let node = sn.node.as_mut()?;
         node.local_object(&sn.store, key).ok().flatten()
-    }
-
-    fn copy_context(&mut self, i: usize, key: &Key) -> Option<VersionVector> {
-        self.copy(i, key).and_then(|o| o.version_vector().cloned())
     }
 
     /// A client write reached node `i`: note a forward, or record the coordination.
