@@ -1120,7 +1120,10 @@ impl<'a> Sim<'a> {
                 // The node's copy, looked at in place (no copy of it is made).
                 let (hist, now_us) = (&mut self.hist, self.now_us);
                 let sn = &mut self.nodes[i];
-                let node = sn.node.as_mut().expect("handle is only called on an up node");
+                let node = sn
+                    .node
+                    .as_mut()
+                    .expect("handle is only called on an up node");
                 let key = hist.keys[slot].key.clone();
                 node.with_local_object(&sn.store, &key, |copy| {
                     if let Some(ctx) = copy.and_then(Object::version_vector) {
