@@ -186,34 +186,47 @@ pub fn run_checks(sc: &Scenario, o: &Outcomes) -> Findings {
 }
 
 fn check_dots_issued_once(h: &History, c: &mut Collector) {
-    let mut issued: BTreeMap<(usize, &Dot), (String, u64)> = BTreeMap::new();
+    // What issued a dot: a write or a set add, by index (named only if a check fails).
+    #[derive(Clone, Copy)]
+    enum Source {
+        Write(usize),
+        Add(usize),
+    }
+    let name = |source: Source| match source {
+        Source::Write(w) => text(&h.writes[w].value),
+        Source::Add(s) => format!("add {}", text(&h.set_ops[s].member)),
+    };
+    let mut issued: driftkv_core::fasthash::FastMap<(usize, &Dot), (Source, u64)> =
+        Default::default();
     let writes = h
         .writes
         .iter()
-        .map(|w| (w.key, text(&w.value), &w.coordinations));
-    let adds = h.set_ops.iter().filter(|op| op.add).map(|op| {
-        (
-            op.key,
-            format!("add {}", text(&op.member)),
-            &op.coordinations,
-        )
-    });
-    for (key, what, coordinations) in writes.chain(adds) {
+        .enumerate()
+        .map(|(i, w)| (w.key, Source::Write(i), &w.coordinations));
+    let adds = h
+        .set_ops
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| op.add)
+        .map(|(i, op)| (op.key, Source::Add(i), &op.coordinations));
+    for (key, source, coordinations) in writes.chain(adds) {
         for cd in coordinations.iter().filter(|cd| !cd.void) {
             let Some(dot) = cd.dot.as_ref() else { continue };
-            if let Some((first, at_us)) = issued.get(&(key, dot)) {
+            if let Some(&(first, at_us)) = issued.get(&(key, dot)) {
                 c.fail(
                     "dots_issued_once",
                     format!(
-                        "dot {dot:?} of {:?} was issued for {first:?} at {} and again for {what:?} by n{} at {}: the second write is invisible wherever the first was seen",
+                        "dot {dot:?} of {:?} was issued for {:?} at {} and again for {:?} by n{} at {}: the second write is invisible wherever the first was seen",
                         h.keys[key].key,
-                        c.at(*at_us),
+                        name(first),
+                        c.at(at_us),
+                        name(source),
                         cd.node + 1,
                         c.at(cd.at_us)
                     ),
                 );
             } else {
-                issued.insert((key, dot), (what.clone(), cd.at_us));
+                issued.insert((key, dot), (source, cd.at_us));
             }
         }
     }

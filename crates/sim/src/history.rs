@@ -71,6 +71,8 @@ pub struct KeyRec {
     pub kind: KeyKind,
     /// The key's N primaries on the (fixed) ring.
     pub primaries: Vec<usize>,
+    /// The key's record in every node's store (its partition is fixed by the partition count).
+    pub record_key: Vec<u8>,
     /// Dots of writes acknowledged so far (for stale reads).
     pub frontier: VersionVector,
     /// Tracked versions (indices into `History::versions`) some primary does not hold yet.
@@ -176,7 +178,13 @@ pub struct History {
 pub const ANOMALIES_PER_CHECK_MAX: usize = 20;
 
 impl History {
-    pub fn key_slot(&mut self, key: &Key, kind: KeyKind, primaries: Vec<usize>) -> usize {
+    pub fn key_slot(
+        &mut self,
+        key: &Key,
+        kind: KeyKind,
+        primaries: Vec<usize>,
+        record_key: Vec<u8>,
+    ) -> usize {
         if let Some(&slot) = self.key_index.get(key) {
             return slot;
         }
@@ -185,6 +193,7 @@ impl History {
             key: key.clone(),
             kind,
             primaries,
+            record_key,
             frontier: VersionVector::new(),
             open: Vec::new(),
         });

@@ -1674,7 +1674,9 @@ impl<'a> Sim<'a> {
             return slot;
         }
         let primaries = self.primaries_of(&key);
-        self.hist.key_slot(&key, kind, primaries)
+        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        let record_key = driftkv_core::keys::data_key(partition, &key);
+        self.hist.key_slot(&key, kind, primaries, record_key)
     }
 
     /// The key's N primaries on the simulator's ring of the current members.
@@ -2302,13 +2304,10 @@ impl<'a> Sim<'a> {
         let mut first: Option<Option<&[u8]>> = None;
         for &p in &rec.primaries {
             let sn = &self.nodes[p];
-            let Some(node) = sn.node.as_ref() else {
+            if sn.node.is_none() {
                 return false;
-            };
-            let partition = node.ring().partition_for_key(&rec.key.bucket, &rec.key.key);
-            let raw = sn
-                .store
-                .get_ref(&driftkv_core::keys::data_key(partition, &rec.key));
+            }
+            let raw = sn.store.get_ref(&rec.record_key);
             match first {
                 None => first = Some(raw),
                 Some(f) if f == raw => {}
@@ -2365,6 +2364,11 @@ impl<'a> Sim<'a> {
             let key = self.hist.keys[slot].key.clone();
             let mode = self.hist.keys[slot].kind.mode();
             let primaries = self.hist.keys[slot].primaries.clone();
+            // Replicas holding the very same record: their join is that record.
+            if self.same_records(slot) {
+                final_objects.push(primaries.first().and_then(|&p| self.copy(p, &key)));
+                continue;
+            }
             let copies: Vec<Object> = primaries
                 .iter()
                 .filter_map(|&p| self.copy(p, &key))
@@ -2382,11 +2386,9 @@ impl<'a> Sim<'a> {
         }
         let mut holders = Vec::with_capacity(self.hist.keys.len());
         for rec in &self.hist.keys {
-            let partition = self.ring.partition_for_key(&rec.key.bucket, &rec.key.key);
-            let raw = driftkv_core::keys::data_key(partition, &rec.key);
             holders.push(
                 (0..self.nodes.len())
-                    .filter(|&i| self.nodes[i].store.get_ref(&raw).is_some())
+                    .filter(|&i| self.nodes[i].store.get_ref(&rec.record_key).is_some())
                     .collect(),
             );
         }
