@@ -136,8 +136,30 @@ struct ReadCoord {
     needed: usize,
     targets: Vec<NodeId>,
     replies: Vec<(NodeId, Option<Object>)>,
+    /// The join of the replies so far, in arrival order, and what its merges met.
+    merged: Option<Object>,
+    conflicts: u64,
+    lww_discarded: u64,
     answered: bool,
     deadline_ms: u64,
+}
+
+impl ReadCoord {
+    /// Takes a replica's answer into the replies and the running join (the same merges, in the
+    /// same order, as joining all the replies at once).
+    fn add_reply(&mut self, node: NodeId, object: Option<Object>) {
+        if let Some(o) = &object {
+            match &mut self.merged {
+                None => self.merged = Some(o.clone()),
+                Some(m) => {
+                    let outcome = m.merge(self.mode, o);
+                    self.conflicts += outcome.concurrent as u64;
+                    self.lww_discarded += outcome.lww_discarded as u64;
+                }
+            }
+        }
+        self.replies.push((node, object));
+    }
 }
 
 #[derive(Debug)]
@@ -1307,11 +1329,11 @@ impl Node {
             _ => ObjectKind::Register,
         };
         let req = self.new_req();
-        let mut replies = Vec::with_capacity(targets.len());
+        let mut local = None;
         for node in &targets {
             if *node == self.cfg.id {
                 match self.load(store, partition, &key) {
-                    Ok(object) => replies.push((node.clone(), object)),
+                    Ok(object) => local = Some((node.clone(), object)),
                     Err(e) => {
                         return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
                     }
@@ -1327,16 +1349,22 @@ impl Node {
                 });
             }
         }
-        let coord = ReadCoord {
+        let mut coord = ReadCoord {
             waiter,
             request,
             mode,
             needed,
+            replies: Vec::with_capacity(targets.len()),
             targets,
-            replies,
+            merged: None,
+            conflicts: 0,
+            lww_discarded: 0,
             answered: false,
             deadline_ms: now_ms + self.cfg.request_timeout_ms,
         };
+        if let Some((node, object)) = local {
+            coord.add_reply(node, object);
+        }
         self.pending.insert(req, Pending::Read(coord));
         self.progress_read(store, now_ms, req, false, out);
     }
@@ -1353,10 +1381,7 @@ impl Node {
         let Some(Pending::Read(coord)) = self.pending.get_mut(&req) else {
             return;
         };
-        let (merged, conflicts, discarded) = merge_all(
-            coord.mode,
-            coord.replies.iter().filter_map(|(_, o)| o.as_ref()),
-        );
+        let merged = coord.merged.as_ref();
         // "Not found" does not count towards R while other replicas may still answer with the
         // key (Riak's notfound_ok = false): a replica that just took over a partition, or came
         // back empty, must not hide data the others hold. Once every replica answered, or at
@@ -1365,7 +1390,7 @@ impl Node {
         let all = coord.replies.len() == coord.targets.len();
         // A session read also waits until the merge covers what the session has seen.
         let covered = match &coord.request {
-            Request::SessionGet { seen, .. } => match &merged {
+            Request::SessionGet { seen, .. } => match merged {
                 Some(Object::Register(reg)) => reg.context().descends(seen),
                 Some(_) => true, // a wrong type: answered as such
                 None => seen.is_empty(),
@@ -1377,7 +1402,7 @@ impl Node {
         let reply = if coord.answered {
             None
         } else if quorum && covered {
-            Some(render_read(&coord.request, merged.as_ref()))
+            Some(render_read(&coord.request, merged))
         } else if quorum && (all || expired) {
             self.stats.session_reads_behind += 1;
             Some(Reply::unavailable(
@@ -1422,20 +1447,20 @@ impl Node {
             unreachable!()
         };
         // Counted once per read, on its final merge: the conflict the read resolved.
-        self.stats.conflicts += conflicts;
-        self.stats.lww_discarded += discarded;
-        let (Some(merged), true) = (merged, self.cfg.read_repair) else {
+        self.stats.conflicts += coord.conflicts;
+        self.stats.lww_discarded += coord.lww_discarded;
+        let (Some(merged), true) = (&coord.merged, self.cfg.read_repair) else {
             return;
         };
         let key = coord.request.key().clone();
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
         for (node, object) in &coord.replies {
-            if object.as_ref() == Some(&merged) {
+            if object.as_ref() == Some(merged) {
                 continue;
             }
             self.stats.stale_replicas_found += 1;
             if *node == self.cfg.id {
-                let _ = self.merge_into_store(store, now_ms, partition, &key, &merged);
+                let _ = self.merge_into_store(store, now_ms, partition, &key, merged);
             } else {
                 self.stats.read_repairs_sent += 1;
                 out.push(Output::Send {
@@ -1651,7 +1676,7 @@ impl Node {
                     if coord.targets.contains(&from)
                         && !coord.replies.iter().any(|(n, _)| *n == from) =>
                 {
-                    coord.replies.push((from, object));
+                    coord.add_reply(from, object);
                     self.progress_read(store, now_ms, req, false, out);
                 }
                 Some(Pending::Inspect(coord)) => {
