@@ -26,7 +26,7 @@ pub enum Outcome {
 }
 
 /// The kind of data a key holds in the simulation (each key is used for one kind).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     Register(ConflictMode),
     Counter,

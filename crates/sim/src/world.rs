@@ -496,6 +496,10 @@ pub struct Sim<'a> {
     r: Quorum,
     w: Quorum,
     immediate_sync: bool,
+    /// An empty outputs buffer kept for the next step.
+    spare_out: Vec<Output>,
+    /// The workload's keys by kind and index, once named (see `on_arrival`).
+    workload_slots: driftkv_core::fasthash::FastMap<(KeyKind, u32), usize>,
     gossip_delay: Delay,
     anti_entropy_delay: Delay,
     cut: Vec<u32>,
@@ -651,6 +655,8 @@ impl<'a> Sim<'a> {
             r: sc.quorum_r(),
             w: sc.quorum_w(),
             immediate_sync: sc.delays.disk_sync == Delay::constant(0.0),
+            spare_out: Vec::new(),
+            workload_slots: Default::default(),
             gossip_delay: sc.delays.gossip.clone().unwrap_or(sc.delays.write.clone()),
             anti_entropy_delay: sc
                 .delays
@@ -1072,7 +1078,8 @@ impl<'a> Sim<'a> {
             Input::Tick => expire_reads = true,
         }
         let now_ms = self.local_ms(i);
-        let mut out = Vec::new();
+        // The outputs buffer is reused from step to step (it comes back empty from `emit`).
+        let mut out = std::mem::take(&mut self.spare_out);
         let (writes_started, stored) = {
             let sn = &mut self.nodes[i];
             let node = sn
@@ -1331,17 +1338,18 @@ impl<'a> Sim<'a> {
 
     /// The caller's loop: sync, then send. With a disk-sync delay, outputs wait for a sync
     /// that completes later (group commit).
-    fn emit(&mut self, i: usize, out: Vec<Output>) {
+    fn emit(&mut self, i: usize, mut out: Vec<Output>) {
         if self.immediate_sync {
             self.nodes[i].store.sync().expect("MemStore never fails");
-            self.send_outputs(i, out);
-            return;
+            self.send_outputs(i, &mut out);
+        } else {
+            let sn = &mut self.nodes[i];
+            sn.waiting.append(&mut out);
+            if !sn.syncing && !sn.waiting.is_empty() {
+                self.start_sync(i);
+            }
         }
-        let sn = &mut self.nodes[i];
-        sn.waiting.extend(out);
-        if !sn.syncing && !sn.waiting.is_empty() {
-            self.start_sync(i);
-        }
+        self.spare_out = out;
     }
 
     fn start_sync(&mut self, i: usize) {
@@ -1361,16 +1369,17 @@ impl<'a> Sim<'a> {
         sn.store.sync().expect("MemStore never fails");
         sn.unsynced.clear();
         sn.syncing = false;
-        let out = std::mem::take(&mut sn.in_sync);
+        let mut out = std::mem::take(&mut sn.in_sync);
         let more = !sn.waiting.is_empty();
-        self.send_outputs(i, out);
+        self.send_outputs(i, &mut out);
         if more {
             self.start_sync(i);
         }
     }
 
-    fn send_outputs(&mut self, i: usize, out: Vec<Output>) {
-        for o in out {
+    /// Sends (or schedules) every output, leaving `out` empty.
+    fn send_outputs(&mut self, i: usize, out: &mut Vec<Output>) {
+        for o in out.drain(..) {
             match o {
                 Output::Send { to, message } => match self.node_index(&to) {
                     Some(j) => self.send(i, j, message),
@@ -1733,7 +1742,7 @@ impl<'a> Sim<'a> {
         let mode = wl.register_modes[self.rng_work.index(wl.register_modes.len())];
         let blind = self.rng_work.chance(wl.blind_writes);
         let delta = wl.counter_deltas[self.rng_work.index(wl.counter_deltas.len())];
-        let member = Bytes::from(format!("m{}", self.rng_work.below(wl.set_members as u64)));
+        let member_index = self.rng_work.below(wl.set_members as u64);
         let gap_us = self.rng_work.exponential(1e6 / wl.rate_per_s);
         // Drawn only when there are sessions: other scenarios keep their streams.
         let session = (wl.sessions > 0).then(|| self.rng_work.below(wl.sessions as u64) as usize);
@@ -1746,7 +1755,14 @@ impl<'a> Sim<'a> {
             OpKind::CounterAdd | OpKind::CounterGet => KeyKind::Counter,
             _ => KeyKind::Set,
         };
-        let slot = self.slot_for(key_kind, format!("k{key_index}"));
+        let slot = match self.workload_slots.get(&(key_kind, key_index)) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.slot_for(key_kind, format!("k{key_index}"));
+                self.workload_slots.insert((key_kind, key_index), slot);
+                slot
+            }
+        };
         let key = self.hist.keys[slot].key.clone();
         self.count_op(kind).issued += 1;
         let Some(node) = self.choose_node(slot) else {
@@ -1810,6 +1826,7 @@ impl<'a> Sim<'a> {
                 self.send_op(Request::SetGet { key, r }, op(Stage::Read(kind), None));
             }
             OpKind::SetAdd | OpKind::SetRemove => {
+                let member = Bytes::from(format!("m{member_index}"));
                 let add = kind == OpKind::SetAdd;
                 let s = self.hist.set_ops.len();
                 self.hist.set_ops.push(SetOpRec {
