@@ -97,8 +97,10 @@ impl<V: Clone + Ord> Dvv<V> {
     pub fn sync(&mut self, other: &Dvv<V>) -> SyncReport {
         let mut report = SyncReport::default();
         // Ours survive unless the other side saw them and dropped them.
+        let ours_before = self.siblings.len();
         self.siblings
             .retain(|dot, _| other.siblings.contains_key(dot) || !other.context.contains(dot));
+        report.changed = self.siblings.len() != ours_before;
         for (dot, value) in other.siblings.iter() {
             if let Some(ours) = self.siblings.get_mut(dot) {
                 // One dot names one write. Two values under one dot mean an actor issued a dot
@@ -108,6 +110,7 @@ impl<V: Clone + Ord> Dvv<V> {
                     report.dot_clashes += 1;
                     if *value > *ours {
                         *ours = value.clone();
+                        report.changed = true;
                     }
                 }
                 continue;
@@ -115,6 +118,7 @@ impl<V: Clone + Ord> Dvv<V> {
             if !self.context.contains(dot) {
                 self.siblings.insert(dot.clone(), value.clone());
                 report.new_from_other += 1;
+                report.changed = true;
             }
         }
         report.new_to_other = self
@@ -122,7 +126,7 @@ impl<V: Clone + Ord> Dvv<V> {
             .keys()
             .filter(|dot| !other.context.contains(dot))
             .count() as u32;
-        self.context.merge(&other.context);
+        report.changed |= self.context.merge(&other.context);
         report
     }
 
@@ -147,6 +151,8 @@ pub struct SyncReport {
     pub new_to_other: u32,
     /// Dots both sides held with different values: a reused identity (see `Actor`).
     pub dot_clashes: u32,
+    /// This side's state changed (siblings dropped, learned or replaced, or context grown).
+    pub changed: bool,
 }
 
 impl SyncReport {

@@ -42,21 +42,27 @@ impl VersionVector {
         dot.counter <= self.get(&dot.actor)
     }
 
-    /// Records that every event of `actor` up to `counter` has been seen.
-    pub fn observe(&mut self, actor: &Actor, counter: u64) {
+    /// Records that every event of `actor` up to `counter` has been seen. Returns whether that
+    /// was news.
+    pub fn observe(&mut self, actor: &Actor, counter: u64) -> bool {
         if counter == 0 {
-            return;
+            return false;
         }
         match self.entries.get_mut(actor) {
-            Some(n) => *n = (*n).max(counter),
+            Some(n) if *n >= counter => false,
+            Some(n) => {
+                *n = counter;
+                true
+            }
             None => {
                 self.entries.insert(actor.clone(), counter);
+                true
             }
         }
     }
 
     pub fn observe_dot(&mut self, dot: &Dot) {
-        self.observe(&dot.actor, dot.counter);
+        let _ = self.observe(&dot.actor, dot.counter);
     }
 
     /// The next event of `actor`: one past everything seen of it. Records it as seen.
@@ -65,19 +71,21 @@ impl VersionVector {
             .get(actor)
             .checked_add(1)
             .expect("a u64 event counter cannot overflow");
-        self.observe(actor, counter);
+        let _ = self.observe(actor, counter);
         Dot::new(actor.clone(), counter)
     }
 
-    /// Pointwise maximum: the union of two histories.
-    pub fn merge(&mut self, other: &VersionVector) {
+    /// Pointwise maximum: the union of two histories. Returns whether this one grew.
+    pub fn merge(&mut self, other: &VersionVector) -> bool {
+        let mut grew = false;
         for (actor, &n) in other.entries.iter() {
-            self.observe(actor, n);
+            grew |= self.observe(actor, n);
         }
+        grew
     }
 
     pub fn merged(mut self, other: &VersionVector) -> VersionVector {
-        self.merge(other);
+        let _ = self.merge(other);
         self
     }
 
