@@ -1,7 +1,9 @@
 //! Register keys: the stored state of one key and the two conflict modes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::actor::{Actor, Dot};
 use crate::dvv::Dvv;
@@ -77,9 +79,41 @@ pub struct MergeOutcome {
 }
 
 /// The state of one register key on one replica.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Shared on clone and copied on the first change (`Arc::make_mut`): a state is cloned far more
+/// often than it changes (into every replica message, every read reply, the node's object
+/// cache), and a clone is then a reference count, not a copy of every sibling.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Register {
+    dvv: Arc<Dvv<Sibling>>,
+}
+
+/// The encoded shape: the one field, exactly as a derived `Serialize` of `{ dvv }` writes it
+/// (so stored records and frames did not change when the state became shared).
+#[derive(Serialize)]
+#[serde(rename = "Register")]
+struct RegisterRef<'a> {
+    dvv: &'a Dvv<Sibling>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Register")]
+struct RegisterOwned {
     dvv: Dvv<Sibling>,
+}
+
+impl Serialize for Register {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RegisterRef { dvv: &self.dvv }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Register {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RegisterOwned::deserialize(deserializer).map(|r| Register {
+            dvv: Arc::new(r.dvv),
+        })
+    }
 }
 
 impl Register {
@@ -144,12 +178,13 @@ impl Register {
     ) -> WriteOutcome {
         let before = self.dvv.len();
         let sibling = Sibling { value, timestamp };
+        let dvv = Arc::make_mut(&mut self.dvv);
         let dot = match mode {
-            ConflictMode::Siblings => self.dvv.event(client_context, actor, sibling),
+            ConflictMode::Siblings => dvv.event(client_context, actor, sibling),
             ConflictMode::Lww => {
-                let everything = self.dvv.context().clone();
-                let dot = self.dvv.event(&everything, actor, sibling);
-                self.dvv.retain_only(&dot);
+                let everything = dvv.context().clone();
+                let dot = dvv.event(&everything, actor, sibling);
+                dvv.retain_only(&dot);
                 dot
             }
         };
@@ -165,7 +200,14 @@ impl Register {
     pub fn merge(&mut self, mode: ConflictMode, other: &Register) -> MergeOutcome {
         #[cfg(debug_assertions)]
         let before = self.clone();
-        let report = self.dvv.sync(&other.dvv);
+        // The very same state (a clone of this one): joining it changes nothing (unless an
+        // unsettled state is being settled: several siblings under lww).
+        if Arc::ptr_eq(&self.dvv, &other.dvv)
+            && (mode == ConflictMode::Siblings || self.dvv.len() <= 1)
+        {
+            return MergeOutcome::default();
+        }
+        let report = Arc::make_mut(&mut self.dvv).sync(&other.dvv);
         let mut outcome = MergeOutcome {
             concurrent: report.concurrent(),
             dot_clashes: report.dot_clashes,
@@ -193,7 +235,7 @@ impl Register {
             return 0;
         };
         let before = self.dvv.len();
-        self.dvv.retain_only(&winner);
+        Arc::make_mut(&mut self.dvv).retain_only(&winner);
         (before - 1) as u32
     }
 
@@ -215,6 +257,66 @@ impl std::fmt::Debug for Register {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Sharing the state changed nothing on disk or on the wire: a register encodes exactly as
+    /// the plain struct it was, and decodes back.
+    #[test]
+    fn a_shared_state_encodes_as_the_plain_struct_did() {
+        #[derive(Serialize)]
+        struct Plain {
+            dvv: Dvv<Sibling>,
+        }
+        let (n1, n2) = (Actor::from("n1"), Actor::from("n2"));
+        let mut r = Register::new();
+        let none = VersionVector::new();
+        r.write(
+            ConflictMode::Siblings,
+            &n1,
+            &none,
+            b("a"),
+            Timestamp::new(5, 1),
+        );
+        r.write(
+            ConflictMode::Siblings,
+            &n2,
+            &none,
+            None,
+            Timestamp::new(6, 0),
+        );
+        let plain = Plain {
+            dvv: (*r.dvv).clone(),
+        };
+        let bytes = postcard::to_allocvec(&r).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
+        assert_eq!(postcard::from_bytes::<Register>(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn a_clone_is_shared_until_one_side_changes() {
+        let n1 = Actor::from("n1");
+        let mut r = Register::new();
+        r.write(
+            ConflictMode::Siblings,
+            &n1,
+            &VersionVector::new(),
+            b("a"),
+            Timestamp::new(1, 0),
+        );
+        let mut copy = r.clone();
+        assert!(Arc::ptr_eq(&r.dvv, &copy.dvv));
+        assert!(!copy.merge(ConflictMode::Siblings, &r).changed);
+        let context = copy.context().clone();
+        copy.write(
+            ConflictMode::Siblings,
+            &n1,
+            &context,
+            b("b"),
+            Timestamp::new(2, 0),
+        );
+        assert!(!Arc::ptr_eq(&r.dvv, &copy.dvv));
+        assert_eq!(vals(&r), [b"a"]);
+        assert_eq!(vals(&copy), [b"b"]);
+    }
 
     fn b(s: &str) -> Option<Bytes> {
         Some(Bytes::copy_from_slice(s.as_bytes()))
