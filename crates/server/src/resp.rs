@@ -198,7 +198,9 @@ impl Session {
             return;
         };
         match seen.get_mut(k) {
-            Some(old) => old.merge(context),
+            Some(old) => {
+                let _ = old.merge(context);
+            }
             None => {
                 if seen.len() >= SESSION_KEYS_MAX
                     && let Some(oldest) = order.pop_front()
