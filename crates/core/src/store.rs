@@ -133,6 +133,17 @@ impl MemStore {
         self.data.len()
     }
 
+    /// The keys that start with `prefix`, in order, borrowed.
+    pub fn keys_with_prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        self.order
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |k| k.starts_with(prefix))
+            .map(Vec::as_slice)
+    }
+
     /// How many keys start with `prefix`, without copying any.
     pub fn count_prefix(&self, prefix: &[u8]) -> usize {
         self.order

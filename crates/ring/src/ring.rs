@@ -103,13 +103,22 @@ impl Ring {
             });
         }
         let (cached, similar) = RECENT.with(|recent| {
-            let recent = recent.borrow();
-            let recent = if reuse { &recent[..] } else { &[] };
-            let same_config = || recent.iter().filter(|r| r.t.config == config);
-            (
-                same_config().find(|r| r.t.members == members).cloned(),
-                same_config().next().cloned(),
-            )
+            let mut recent = recent.borrow_mut();
+            if !reuse {
+                return (None, None);
+            }
+            // A hit moves to the front (least recently used goes first): a thousand nodes
+            // booting each build a ring of themselves between uses of the cluster's ring.
+            if let Some(at) = recent
+                .iter()
+                .position(|r| r.t.config == config && r.t.members == members)
+            {
+                let ring = recent.remove(at);
+                recent.insert(0, ring.clone());
+                return (Some(ring), None);
+            }
+            let similar = recent.iter().find(|r| r.t.config == config).cloned();
+            (None, similar)
         });
         if let Some(ring) = cached {
             return Ok(ring);

@@ -2401,13 +2401,22 @@ impl<'a> Sim<'a> {
                 hints_pending += node.hints_pending();
             }
         }
-        let mut holders = Vec::with_capacity(self.hist.keys.len());
-        for rec in &self.hist.keys {
-            holders.push(
-                (0..self.nodes.len())
-                    .filter(|&i| self.nodes[i].store.get_ref(&rec.record_key).is_some())
-                    .collect(),
-            );
+        // Which nodes hold a record of each key: each store's records walked once (not every
+        // node asked for every key: a thousand nodes and their keys would be a square).
+        let mut holders: Vec<Vec<usize>> = vec![Vec::new(); self.hist.keys.len()];
+        let slot_of: driftkv_core::fasthash::FastMap<&[u8], usize> = self
+            .hist
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(slot, rec)| (rec.record_key.as_slice(), slot))
+            .collect();
+        for (i, sn) in self.nodes.iter().enumerate() {
+            for record in sn.store.keys_with_prefix(&[driftkv_core::keys::DATA]) {
+                if let Some(&slot) = slot_of.get(record) {
+                    holders[slot].push(i);
+                }
+            }
         }
         let nodes_at_end = self
             .nodes
