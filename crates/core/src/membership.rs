@@ -223,11 +223,12 @@ impl Membership {
     pub fn pin(&mut self, members: &[MemberInfo]) {
         self.pinned = true;
         let mine = self.peers.get(&self.me).cloned();
-        self.peers.clear();
-        for m in members {
-            self.peers.insert(
-                m.id.clone(),
-                Peer {
+        // Built in one go (sorted, then laid out), not member by member: a thousand-node view
+        // is set on every node of a simulated cluster. A name listed twice keeps its last entry.
+        self.peers = members
+            .iter()
+            .map(|m| {
+                let peer = Peer {
                     listen: m.listen.clone(),
                     http: m.http.clone(),
                     generation: 0,
@@ -239,9 +240,10 @@ impl Membership {
                     } else {
                         m.state
                     },
-                },
-            );
-        }
+                };
+                (m.id.clone(), peer)
+            })
+            .collect();
         let me = self
             .peers
             .entry(self.me.clone())

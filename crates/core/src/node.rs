@@ -987,8 +987,9 @@ impl Node {
             // they are ready when exchanges come (after a restart, or a change of ownership).
             let missing = self
                 .ring
-                .partitions_of(&self.cfg.id)
-                .into_iter()
+                .owned_by(&self.cfg.id)
+                .iter()
+                .copied()
                 .find(|p| !self.trees.contains_key(p));
             match missing {
                 Some(partition) => self.begin_tree_build(partition),

@@ -50,6 +50,9 @@ struct Tables {
     /// order the walk chose them. One flat vector keeps `owners()` a slice without a `Vec` per
     /// partition.
     owners: Vec<NodeId>,
+    /// Per member (by index into `members`), the partitions it owns, in order: asked on every
+    /// tick by every node, answered without walking the table.
+    owned: Vec<Vec<PartitionId>>,
 }
 
 /// How many recently built rings a thread keeps for reuse.
@@ -153,6 +156,7 @@ impl Ring {
             n_effective,
             capacity,
             owners: Vec::with_capacity(slots_count),
+            owned: Vec::new(),
         };
         tables.place_owners();
         let ring = Ring {
@@ -244,6 +248,7 @@ impl Tables {
             0
         };
         let mut row: Vec<u32> = Vec::with_capacity(self.n_effective);
+        self.owned = vec![Vec::new(); self.members.len()];
         for p in 0..self.config.partitions {
             // Rounds after this partition: one fewer.
             room -= at_least;
@@ -301,6 +306,7 @@ impl Tables {
                     }
                 }
                 self.owners.push(self.members[index as usize].clone());
+                self.owned[index as usize].push(PartitionId(p));
             }
         }
     }
@@ -381,9 +387,15 @@ impl Ring {
 
     /// The partitions `node` is a primary of, in order.
     pub fn partitions_of(&self, node: &NodeId) -> Vec<PartitionId> {
-        self.partition_ids()
-            .filter(|&p| self.owners(p).contains(node))
-            .collect()
+        self.owned_by(node).to_vec()
+    }
+
+    /// [`Ring::partitions_of`], borrowed.
+    pub fn owned_by(&self, node: &NodeId) -> &[PartitionId] {
+        match self.t.members.binary_search(node) {
+            Ok(member) => &self.t.owned[member],
+            Err(_) => &[],
+        }
     }
 
     /// Partition-replicas owned per member (members owning none included, at 0).

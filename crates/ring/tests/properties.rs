@@ -55,6 +55,20 @@ proptest! {
         prop_assert_eq!(driftkv_ring::hash_parts(seed, &slices), streamed.digest());
     }
 
+    /// The per-member index of owned partitions says what walking the owner table says, for
+    /// every member and for a name that is not one.
+    #[test]
+    fn owned_partitions_match_the_owner_table(ring in ring_strategy()) {
+        let outsider = NodeId::from("not-a-member");
+        for node in ring.members().iter().chain([&outsider]) {
+            let walked: Vec<PartitionId> = (0..ring.config().partitions)
+                .map(PartitionId)
+                .filter(|&p| ring.owners(p).contains(node))
+                .collect();
+            prop_assert_eq!(ring.owned_by(node), walked.as_slice());
+        }
+    }
+
     #[test]
     fn ring_depends_only_on_the_member_set(
         config in config_strategy(),
