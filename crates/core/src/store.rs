@@ -98,8 +98,6 @@ pub struct MemStore {
     /// keys already in the log, so it stays as large as the data, not the write history.
     logged: crate::fasthash::FastMap<Vec<u8>, ()>,
     durability: Durability,
-    /// Puts and deletes so far (an observer's cheap "did anything change?").
-    writes: u64,
 }
 
 impl MemStore {
@@ -113,12 +111,6 @@ impl MemStore {
     /// The value of `key` as [`Store::get`] returns it, borrowed instead of copied.
     pub fn get_ref(&self, key: &[u8]) -> Option<&[u8]> {
         self.data.get(key).map(Vec::as_slice)
-    }
-
-    /// How many puts and deletes this store has taken: unchanged across a step, nothing it
-    /// holds changed in that step.
-    pub fn writes(&self) -> u64 {
-        self.writes
     }
 
     /// Loses everything not synced, as a power cut would.
@@ -182,7 +174,6 @@ impl MemStore {
 
     /// A write: applied at once, remembered for a crash until a sync makes it durable.
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        self.writes += 1;
         let remember = match self.durability {
             Durability::EveryWrite => false,
             Durability::GroupCommit => true,

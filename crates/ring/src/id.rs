@@ -93,8 +93,18 @@ impl Serialize for NodeId {
 
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Borrowed when the format can lend it: the name is interned, not copied first.
-        <std::borrow::Cow<'de, str>>::deserialize(deserializer).map(|name| NodeId::from(&*name))
+        // The name is interned from the text the format hands over, never copied first.
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = NodeId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<NodeId, E> {
+                Ok(NodeId::from(name))
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
 }
 

@@ -1080,15 +1080,18 @@ impl<'a> Sim<'a> {
         let now_ms = self.local_ms(i);
         // The outputs buffer is reused from step to step (it comes back empty from `emit`).
         let mut out = std::mem::take(&mut self.spare_out);
-        let (writes_started, stored) = {
+        // Every touched key is looked at after the step, wrote it or not: a node can become a
+        // primary that a version counts as missing while it already holds that version (a
+        // fallback's copy, then a join or leave), and only a look records that it has it.
+        let writes_started = {
             let sn = &mut self.nodes[i];
             let node = sn
                 .node
                 .as_mut()
                 .expect("handle is only called on an up node");
-            let before = (node.stats().writes, sn.store.writes());
+            let before = node.stats().writes;
             node.handle(&mut sn.store, now_ms, input, &mut out);
-            (node.stats().writes > before.0, sn.store.writes() > before.1)
+            node.stats().writes > before
         };
         if let Some(h) = hist_ref {
             self.watch_write(i, h, writes_started, &out);
@@ -1115,10 +1118,6 @@ impl<'a> Sim<'a> {
                 sn.read_reqs.remove(req);
                 sn.read_expiry.pop_front();
             }
-        }
-        // A step that wrote nothing changed no copy: nothing new to observe.
-        if !stored {
-            keys_to_check.clear();
         }
         keys_to_check.sort_unstable();
         keys_to_check.dedup();
