@@ -297,14 +297,10 @@ impl Membership {
             me.heartbeat += 1;
             me.heard_ms = Some(now_ms);
         }
-        let others: Vec<NodeId> = self
-            .peers
-            .keys()
-            .filter(|id| **id != self.me)
-            .cloned()
-            .collect();
-        let targets = if others.len() <= 2 * self.cfg.fanout {
-            others.clone()
+        // Borrowed: only the few picked are cloned (a large cluster's round picks 4 of many).
+        let others: Vec<&NodeId> = self.peers.keys().filter(|id| **id != self.me).collect();
+        let targets: Vec<NodeId> = if others.len() <= 2 * self.cfg.fanout {
+            others.iter().map(|id| (*id).clone()).collect()
         } else {
             let picked = (0..self.cfg.fanout)
                 .map(|i| others[(self.cursor + i) % others.len()].clone())
