@@ -26,9 +26,10 @@ pub fn data_key(partition: PartitionId, key: &Key) -> Vec<u8> {
     out
 }
 
-/// The anti-entropy segment written into a key made by [`data_key`].
-pub fn segment_of_data_key(record_key: &[u8]) -> u16 {
-    u16::from_be_bytes([record_key[5], record_key[6]])
+/// The anti-entropy segment written into a key made by [`data_key`]; `None` if `raw` is not a
+/// data key.
+pub fn segment_of_data_key(raw: &[u8]) -> Option<u16> {
+    split_data_key(raw).map(|(_, segment, _, _)| segment)
 }
 
 pub fn partition_prefix(partition: PartitionId) -> Vec<u8> {
@@ -46,15 +47,19 @@ pub fn segment_prefix(partition: PartitionId, segment: u16) -> Vec<u8> {
 
 /// The partition and key of a data record, or `None` if `raw` is not one.
 pub fn parse_data_key(raw: &[u8]) -> Option<(PartitionId, Key)> {
+    let (partition, _, bucket, key) = split_data_key(raw)?;
+    Some((partition, Key::new(bucket.to_vec(), key.to_vec())))
+}
+
+/// A data key's partition, segment, bucket and key, borrowed.
+fn split_data_key(raw: &[u8]) -> Option<(PartitionId, u16, &[u8], &[u8])> {
     let rest = raw.strip_prefix(&[DATA])?;
     let partition = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let segment = u16::from_be_bytes(rest.get(4..6)?.try_into().ok()?);
     let len = u16::from_be_bytes(rest.get(6..8)?.try_into().ok()?) as usize;
     let bucket = rest.get(8..8 + len)?;
     let key = rest.get(8 + len..)?;
-    Some((
-        PartitionId(partition),
-        Key::new(bucket.to_vec(), key.to_vec()),
-    ))
+    Some((PartitionId(partition), segment, bucket, key))
 }
 
 pub fn hint_prefix(node: &NodeId) -> Vec<u8> {
@@ -98,6 +103,7 @@ mod tests {
             let raw = data_key(PartitionId(p), &key);
             prop_assert!(raw.starts_with(&partition_prefix(PartitionId(p))));
             prop_assert!(raw.starts_with(&segment_prefix(PartitionId(p), crate::aae::segment_of(&key))));
+            prop_assert_eq!(segment_of_data_key(&raw), Some(crate::aae::segment_of(&key)));
             prop_assert_eq!(parse_data_key(&raw), Some((PartitionId(p), key)));
         }
 

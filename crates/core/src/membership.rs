@@ -50,6 +50,17 @@ struct Peer {
     state: MemberState,
 }
 
+impl Peer {
+    /// The state the view gives: a member that announced it is leaving shows as leaving.
+    fn shown_state(&self) -> MemberState {
+        if self.leaving {
+            MemberState::Leaving
+        } else {
+            self.state
+        }
+    }
+}
+
 /// What a gossip input changed, so the node knows whether to rebuild its ring or persist.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Change {
@@ -166,24 +177,14 @@ impl Membership {
                 id: id.clone(),
                 listen: p.listen.clone(),
                 http: p.http.clone(),
-                state: if p.leaving {
-                    MemberState::Leaving
-                } else {
-                    p.state
-                },
+                state: p.shown_state(),
             })
             .collect()
     }
 
     /// A member's state as [`Membership::view`] gives it; `None` for a stranger.
     pub fn state(&self, id: &NodeId) -> Option<MemberState> {
-        self.peers.get(id).map(|p| {
-            if p.leaving {
-                MemberState::Leaving
-            } else {
-                p.state
-            }
-        })
+        self.peers.get(id).map(Peer::shown_state)
     }
 
     /// How many members this node knows, itself included (never fewer than one).

@@ -136,10 +136,8 @@ struct ReadCoord {
     needed: usize,
     targets: Vec<NodeId>,
     replies: Vec<(NodeId, Option<Object>)>,
-    /// The join of the replies so far, in arrival order, and what its merges met.
-    merged: Option<Object>,
-    conflicts: u64,
-    lww_discarded: u64,
+    /// The join of the replies so far, in arrival order (as `merge_all` of them all).
+    join: Join,
     answered: bool,
     deadline_ms: u64,
 }
@@ -149,14 +147,7 @@ impl ReadCoord {
     /// same order, as joining all the replies at once).
     fn add_reply(&mut self, node: NodeId, object: Option<Object>) {
         if let Some(o) = &object {
-            match &mut self.merged {
-                None => self.merged = Some(o.clone()),
-                Some(m) => {
-                    let outcome = m.merge(self.mode, o);
-                    self.conflicts += outcome.concurrent as u64;
-                    self.lww_discarded += outcome.lww_discarded as u64;
-                }
-            }
+            self.join.add(self.mode, o);
         }
         self.replies.push((node, object));
     }
@@ -252,6 +243,17 @@ enum Prior {
     Unread,
     /// The replaced record's tree entry, hashed as it was read (`None`: there was none).
     Entry(Option<u64>),
+}
+
+impl Prior {
+    /// What a read of a record leaves for its update: its entry, if a tree follows the record.
+    fn read(follows: bool, entry: Option<u64>) -> Prior {
+        if follows {
+            Prior::Entry(entry)
+        } else {
+            Prior::Unread
+        }
+    }
 }
 
 /// A partition's tree being built by scanning its records in key order, [`TREE_BUILD_BATCH`]
@@ -765,9 +767,7 @@ impl Node {
         partition: PartitionId,
         key: &Key,
     ) -> Result<Option<Object>, String> {
-        if let Some(cached) = self.objects.get(partition, key) {
-            #[cfg(debug_assertions)]
-            check_cached(store, &keys::data_key(partition, key), key, cached);
+        if let Some(cached) = self.cached(store, partition, key) {
             return Ok(Some(cached.object.clone()));
         }
         let record_key = keys::data_key(partition, key);
@@ -786,14 +786,8 @@ impl Node {
         key: &Key,
     ) -> Result<(Option<Object>, Prior), String> {
         let follows = self.tree_follows(partition, record_key);
-        if let Some(cached) = self.objects.get(partition, key) {
-            #[cfg(debug_assertions)]
-            check_cached(store, record_key, key, cached);
-            let prior = if follows {
-                Prior::Entry(Some(cached.entry))
-            } else {
-                Prior::Unread
-            };
+        if let Some(cached) = self.cached(store, partition, key) {
+            let prior = Prior::read(follows, Some(cached.entry));
             return Ok((Some(cached.object.clone()), prior));
         }
         let mut decoded = Ok(None);
@@ -820,12 +814,18 @@ impl Node {
             };
             self.objects.insert(key, cached);
         }
-        let prior = if follows {
-            Prior::Entry(entry)
-        } else {
-            Prior::Unread
-        };
-        Ok((object, prior))
+        Ok((object, Prior::read(follows, entry)))
+    }
+
+    /// The object cache's entry for `key`, if it has one; debug builds hold every hit to the
+    /// store (see [`check_cached`]).
+    fn cached(&self, store: &dyn Store, partition: PartitionId, key: &Key) -> Option<&Cached> {
+        let cached = self.objects.get(partition, key)?;
+        #[cfg(debug_assertions)]
+        check_cached(store, &keys::data_key(partition, key), key, cached);
+        #[cfg(not(debug_assertions))]
+        let _ = store;
+        Some(cached)
     }
 
     /// Saves a record read with [`Node::read_record`] just before (nothing in between wrote it).
@@ -865,10 +865,11 @@ impl Node {
     ) -> Result<(), String> {
         let record_key = keys::data_key(partition, key);
         let prior = match self.objects.get(partition, key) {
-            Some(cached) if self.tree_follows(partition, &record_key) => {
-                Prior::Entry(Some(cached.entry))
-            }
-            _ => Prior::Unread,
+            Some(cached) => Prior::read(
+                self.tree_follows(partition, &record_key),
+                Some(cached.entry),
+            ),
+            None => Prior::Unread,
         };
         self.track(store, partition, key, &record_key, None, prior);
         self.objects.remove(key);
@@ -890,9 +891,7 @@ impl Node {
         prior: Prior,
     ) {
         let built = self.trees.contains_key(&partition);
-        let scanned = self.building.as_ref().is_some_and(|b| {
-            b.partition == partition && b.after.as_deref().is_some_and(|a| record_key <= a)
-        });
+        let scanned = self.build_scanned(partition, record_key);
         if !built && !scanned {
             return;
         }
@@ -919,7 +918,7 @@ impl Node {
                 return;
             }
         };
-        let segment = keys::segment_of_data_key(record_key);
+        let segment = keys::segment_of_data_key(record_key).expect("made by keys::data_key");
         debug_assert_eq!(segment, aae::segment_of(key));
         let apply = |tree: &mut aae::Tree| {
             for entry in [old, new].into_iter().flatten() {
@@ -937,10 +936,14 @@ impl Node {
     /// Whether a hash tree follows this record now: the partition's tree is built, or being
     /// built and its scan is past the record.
     fn tree_follows(&self, partition: PartitionId, record_key: &[u8]) -> bool {
-        self.trees.contains_key(&partition)
-            || self.building.as_ref().is_some_and(|b| {
-                b.partition == partition && b.after.as_deref().is_some_and(|a| record_key <= a)
-            })
+        self.trees.contains_key(&partition) || self.build_scanned(partition, record_key)
+    }
+
+    /// Whether the tree being built is of this partition and its scan is past the record.
+    fn build_scanned(&self, partition: PartitionId, record_key: &[u8]) -> bool {
+        self.building.as_ref().is_some_and(|b| {
+            b.partition == partition && b.after.as_deref().is_some_and(|a| record_key <= a)
+        })
     }
 
     /// Diagnostics (tests, the bench): how many anti-entropy trees are built, and whether each
@@ -1357,9 +1360,7 @@ impl Node {
             needed,
             replies: Vec::with_capacity(targets.len()),
             targets,
-            merged: None,
-            conflicts: 0,
-            lww_discarded: 0,
+            join: Join::default(),
             answered: false,
             deadline_ms: now_ms + self.cfg.request_timeout_ms,
         };
@@ -1382,7 +1383,7 @@ impl Node {
         let Some(Pending::Read(coord)) = self.pending.get_mut(&req) else {
             return;
         };
-        let merged = coord.merged.as_ref();
+        let merged = coord.join.merged.as_ref();
         // "Not found" does not count towards R while other replicas may still answer with the
         // key (Riak's notfound_ok = false): a replica that just took over a partition, or came
         // back empty, must not hide data the others hold. Once every replica answered, or at
@@ -1448,9 +1449,9 @@ impl Node {
             unreachable!()
         };
         // Counted once per read, on its final merge: the conflict the read resolved.
-        self.stats.conflicts += coord.conflicts;
-        self.stats.lww_discarded += coord.lww_discarded;
-        let (Some(merged), true) = (&coord.merged, self.cfg.read_repair) else {
+        self.stats.conflicts += coord.join.conflicts;
+        self.stats.lww_discarded += coord.join.lww_discarded;
+        let (Some(merged), true) = (&coord.join.merged, self.cfg.read_repair) else {
             return;
         };
         let key = coord.request.key().clone();
@@ -2009,7 +2010,6 @@ impl Node {
         }
     }
 
-    /// This node's own copy of a key, for tests and tools (no network, no repair).
     /// Calls `f` with this node's copy of `key` (`None`: absent or unreadable), lent from the
     /// object cache: for an observer that only looks (the simulator's oracle), no copy is made.
     pub fn with_local_object<R>(
@@ -2019,18 +2019,14 @@ impl Node {
         f: impl FnOnce(Option<&Object>) -> R,
     ) -> R {
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
-        if self.objects.get(partition, key).is_none() {
+        if self.cached(store, partition, key).is_none() {
             // A miss reads the record, which caches it (when there is one and it decodes).
             let _ = self.load(store, partition, key);
-        } else {
-            #[cfg(debug_assertions)]
-            if let Some(cached) = self.objects.get(partition, key) {
-                check_cached(store, &keys::data_key(partition, key), key, cached);
-            }
         }
         f(self.objects.get(partition, key).map(|c| &c.object))
     }
 
+    /// This node's own copy of a key, for tests and tools (no network, no repair).
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
         let partition = self.ring.partition_for_key(&key.bucket, &key.key);
         self.load(store, partition, key)
@@ -2773,19 +2769,34 @@ pub fn merge_all<'a>(
     mode: ConflictMode,
     objects: impl Iterator<Item = &'a Object>,
 ) -> (Option<Object>, u64, u64) {
-    let mut merged: Option<Object> = None;
-    let (mut conflicts, mut discarded) = (0, 0);
+    let mut join = Join::default();
     for object in objects {
-        match &mut merged {
-            None => merged = Some(object.clone()),
+        join.add(mode, object);
+    }
+    (join.merged, join.conflicts, join.lww_discarded)
+}
+
+/// A join of replica copies built one copy at a time, with what its merges met.
+#[derive(Debug, Default)]
+struct Join {
+    merged: Option<Object>,
+    /// Pairwise merges that met concurrent writes.
+    conflicts: u64,
+    /// Values `lww` discarded on the way.
+    lww_discarded: u64,
+}
+
+impl Join {
+    fn add(&mut self, mode: ConflictMode, object: &Object) {
+        match &mut self.merged {
+            None => self.merged = Some(object.clone()),
             Some(m) => {
                 let outcome = m.merge(mode, object);
-                conflicts += outcome.concurrent as u64;
-                discarded += outcome.lww_discarded as u64;
+                self.conflicts += outcome.concurrent as u64;
+                self.lww_discarded += outcome.lww_discarded as u64;
             }
         }
     }
-    (merged, conflicts, discarded)
 }
 
 /// The client's answer to a read, from the merged replica state.
@@ -2851,8 +2862,8 @@ pub fn register_values(object: &Object) -> Vec<Bytes> {
 /// Adds a batch of a partition's stored records to its tree.
 fn add_records(tree: &mut aae::Tree, batch: &[(Vec<u8>, Vec<u8>)]) {
     for (raw_key, raw) in batch {
-        if let Some((_, key)) = keys::parse_data_key(raw_key) {
-            tree.toggle(aae::segment_of(&key), aae::entry_hash(raw_key, raw));
+        if let Some(segment) = keys::segment_of_data_key(raw_key) {
+            tree.toggle(segment, aae::entry_hash(raw_key, raw));
         }
     }
 }

@@ -54,12 +54,4 @@ impl ObjectCache {
     pub fn remove(&mut self, key: &Key) {
         self.map.remove(key);
     }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }

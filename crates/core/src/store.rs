@@ -136,17 +136,6 @@ impl MemStore {
             .map(Vec::as_slice)
     }
 
-    /// How many keys start with `prefix`, without copying any.
-    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
-        self.order
-            .range::<[u8], _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|k| k.starts_with(prefix))
-            .count()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }

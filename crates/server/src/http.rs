@@ -745,7 +745,7 @@ async fn cluster(State(s): State<AppState>) -> Response {
                         "state": m.state.name(),
                         "listen": m.listen,
                         "http": m.http,
-                        "partitions": ring.partitions_of(&m.id).len(),
+                        "partitions": ring.owned_by(&m.id).len(),
                     })
                 })
                 .collect();
@@ -814,7 +814,7 @@ fn snapshot(node: &Node, store: &FjallStore) -> Snapshot {
         node: node.id().to_string(),
         stats: node.stats().clone(),
         members: node.members(),
-        partitions_owned: node.ring().partitions_of(node.id()).len(),
+        partitions_owned: node.ring().owned_by(node.id()).len(),
         hints_pending: node.hints_pending(),
         requests_pending: node.requests_pending(),
         partitions_to_transfer: node.partitions_to_transfer(),

@@ -1802,7 +1802,7 @@ impl<'a> Sim<'a> {
                 let value = self.fresh_value();
                 if blind {
                     let stage = Stage::Write(OpKind::Put);
-                    self.send_put_in(node, slot, value, VersionVector::new(), stage, session);
+                    self.send_put(node, slot, value, VersionVector::new(), stage, session);
                 } else {
                     register_read(self, Stage::ReadForPut { value }, key);
                 }
@@ -1859,20 +1859,9 @@ impl<'a> Sim<'a> {
         self.issue(op.node, request, op);
     }
 
-    /// Sends a register write of a fresh value with the given context.
+    /// Sends a register write of a fresh value with the given context (within a client
+    /// session, if one is given).
     fn send_put(
-        &mut self,
-        node: usize,
-        slot: usize,
-        value: Bytes,
-        context: VersionVector,
-        stage: Stage,
-    ) {
-        self.send_put_in(node, slot, value, context, stage, None);
-    }
-
-    /// The same, within a client session.
-    fn send_put_in(
         &mut self,
         node: usize,
         slot: usize,
@@ -1949,6 +1938,7 @@ impl<'a> Sim<'a> {
             first,
             VersionVector::new(),
             Stage::ProbeSetup(trial),
+            None,
         );
     }
 
@@ -1960,7 +1950,7 @@ impl<'a> Sim<'a> {
         };
         let value = self.trials[trial].value.clone();
         let context = self.trials[trial].context.clone().unwrap_or_default();
-        self.send_put(node, slot, value, context, Stage::ProbeWrite(trial));
+        self.send_put(node, slot, value, context, Stage::ProbeWrite(trial), None);
     }
 
     fn on_probe_read(&mut self, trial: usize) {
@@ -2110,7 +2100,7 @@ impl<'a> Sim<'a> {
                 self.check_register_read(op.key, &reply, op.frontier.as_ref());
                 let session = op.session.as_ref().map(|(s, _)| *s);
                 let stage = Stage::Write(OpKind::Put);
-                self.send_put_in(op.node, op.key, value, context, stage, session);
+                self.send_put(op.node, op.key, value, context, stage, session);
             }
             Stage::Write(kind) => {
                 let acked = matches!(reply, Reply::Written { .. } | Reply::Counter { .. });
@@ -2410,8 +2400,10 @@ impl<'a> Sim<'a> {
             .enumerate()
             .map(|(slot, rec)| (rec.record_key.as_slice(), slot))
             .collect();
+        let mut records = vec![0; self.nodes.len()];
         for (i, sn) in self.nodes.iter().enumerate() {
             for record in sn.store.keys_with_prefix(&[driftkv_core::keys::DATA]) {
+                records[i] += 1;
                 if let Some(&slot) = slot_of.get(record) {
                     holders[slot].push(i);
                 }
@@ -2420,7 +2412,8 @@ impl<'a> Sim<'a> {
         let nodes_at_end = self
             .nodes
             .iter()
-            .map(|sn| NodeEnd {
+            .zip(records)
+            .map(|(sn, records)| NodeEnd {
                 name: sn.name.to_string(),
                 initial: self.sc.initial_member(sn.name.as_str()),
                 state: match sn.life {
@@ -2429,7 +2422,7 @@ impl<'a> Sim<'a> {
                     Life::Leaving => "leaving",
                     Life::Gone => "left",
                 },
-                records: data_records(&sn.store),
+                records,
             })
             .collect();
         let traffic_end = self.traffic_end_us;
@@ -2466,11 +2459,6 @@ impl<'a> Sim<'a> {
             holders,
         }
     }
-}
-
-/// How many data records a store holds.
-fn data_records(store: &MemStore) -> usize {
-    store.count_prefix(&[driftkv_core::keys::DATA])
 }
 
 /// A copy as a person reads it: values (registers), value (counters), members (sets).

@@ -137,7 +137,11 @@ impl Sorted for driftkv_sim::history::KeyRec {
 #[test]
 fn a_join_and_a_leave_under_load_keep_every_write_on_the_new_primaries() {
     let s = scenario(1);
-    let report = run(&s);
+    // One run, judged for placement and then reported.
+    let o = outcomes(&s);
+    assert_placed_on_new_primaries(&o, 1);
+    let findings = driftkv_sim::check::run_checks(&s, &o);
+    let report = driftkv_sim::Report::build(&s, o, findings);
     assert!(report.passed(), "{:#?}", report.failures());
     assert!(
         report.ops.values().map(|o| o.ok).sum::<u64>() > 300,
@@ -157,7 +161,6 @@ fn a_join_and_a_leave_under_load_keep_every_write_on_the_new_primaries() {
         );
     }
     assert!(report.to_text().contains("n2 left (0 records)"));
-    assert_placed_on_new_primaries(&outcomes(&s), 1);
 }
 
 #[test]
