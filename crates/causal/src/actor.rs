@@ -37,7 +37,7 @@ impl Actor {
     }
 
     fn same_node(&self, other: &Actor) -> bool {
-        Arc::ptr_eq(&self.node, &other.node) || self.node == other.node
+        Arc::ptr_eq(&self.node, &other.node) || name_cmp(&self.node, &other.node).is_eq()
     }
 }
 
@@ -63,9 +63,7 @@ impl Ord for Actor {
         if Arc::ptr_eq(&self.node, &other.node) {
             return self.incarnation.cmp(&other.incarnation);
         }
-        self.node
-            .cmp(&other.node)
-            .then(self.incarnation.cmp(&other.incarnation))
+        name_cmp(&self.node, &other.node).then(self.incarnation.cmp(&other.incarnation))
     }
 }
 
@@ -100,6 +98,20 @@ const INTERNED_MAX: usize = 4096;
 thread_local! {
     static NAMES: RefCell<HashSet<Arc<str>, BuildHasherDefault<FastHasher>>> =
         RefCell::new(HashSet::default());
+}
+
+/// Two names in `str` order, compared in line: names are a few bytes, and version vectors,
+/// member tables and rings compare them all the time, where a call out to `memcmp` costs more
+/// than the comparison.
+#[inline]
+pub fn name_cmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// The shared allocation of a node name: one per distinct name per thread. Interning is a cache,
@@ -198,5 +210,14 @@ mod tests {
         assert_eq!(shown, ["n1#5", "n10", "n2", "n2#1", "n2#3"]);
         assert_eq!(Actor::new("n2", 1), names[2]);
         assert_ne!(Actor::new("n2", 0), names[2]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn name_cmp_is_str_order(a in "\\PC{0,6}", b in "\\PC{0,6}", shared in "[ab]{0,3}") {
+            let (a, b) = (format!("{shared}{a}"), format!("{shared}{b}"));
+            proptest::prop_assert_eq!(name_cmp(&a, &b), a.as_str().cmp(b.as_str()));
+            proptest::prop_assert_eq!(name_cmp(&a, &a), std::cmp::Ordering::Equal);
+        }
     }
 }

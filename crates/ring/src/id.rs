@@ -24,7 +24,7 @@ impl std::hash::Hash for NodeId {
 
 impl PartialEq for NodeId {
     fn eq(&self, other: &NodeId) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        Arc::ptr_eq(&self.0, &other.0) || driftkv_causal::actor::name_cmp(&self.0, &other.0).is_eq()
     }
 }
 
@@ -35,7 +35,7 @@ impl Ord for NodeId {
         if Arc::ptr_eq(&self.0, &other.0) {
             return std::cmp::Ordering::Equal;
         }
-        self.0.cmp(&other.0)
+        driftkv_causal::actor::name_cmp(&self.0, &other.0)
     }
 }
 

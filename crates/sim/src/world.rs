@@ -332,7 +332,7 @@ struct SimNode {
     waiting: Vec<Output>,
     /// Reads this node coordinates, by the request id of their replica reads: when a reply
     /// comes (or the read expires) the read may repair this node's own copy of the key.
-    read_reqs: BTreeMap<ReqId, usize>,
+    read_reqs: driftkv_core::fasthash::FastMap<ReqId, usize>,
     /// The same reads by when they expire (virtual time), oldest first.
     read_expiry: std::collections::VecDeque<(u64, ReqId)>,
     /// Overlapping crash faults on this node; it restarts when the last one ends.
@@ -498,6 +498,8 @@ pub struct Sim<'a> {
     immediate_sync: bool,
     /// An empty outputs buffer kept for the next step.
     spare_out: Vec<Output>,
+    /// An empty key-slot buffer kept for the next step (see `handle`).
+    spare_slots: Vec<usize>,
     /// The workload's keys by kind and index, once named (see `on_arrival`).
     workload_slots: driftkv_core::fasthash::FastMap<(KeyKind, u32), usize>,
     gossip_delay: Delay,
@@ -513,11 +515,11 @@ pub struct Sim<'a> {
     rng_disk: Rng,
     kinds: KindChooser,
     key_chooser: KeyChooser,
-    clients: BTreeMap<ClientId, ClientOp>,
+    clients: driftkv_core::fasthash::FastMap<ClientId, ClientOp>,
     next_client: ClientId,
     /// Client writes in flight as forwards, by (forwarding node, its life, request id), with
     /// when they were forwarded; forgotten once no copy can still be in flight.
-    forwards: BTreeMap<(usize, u64, ReqId), HistRef>,
+    forwards: driftkv_core::fasthash::FastMap<(usize, u64, ReqId), HistRef>,
     forwards_order: std::collections::VecDeque<(u64, (usize, u64, ReqId))>,
     hist: History,
     trials: Vec<Trial>,
@@ -627,7 +629,7 @@ impl<'a> Sim<'a> {
                 syncing: false,
                 in_sync: Vec::new(),
                 waiting: Vec::new(),
-                read_reqs: BTreeMap::new(),
+                read_reqs: Default::default(),
                 read_expiry: std::collections::VecDeque::new(),
                 crash_depth: 0,
                 unsynced: Vec::new(),
@@ -656,6 +658,7 @@ impl<'a> Sim<'a> {
             w: sc.quorum_w(),
             immediate_sync: sc.delays.disk_sync == Delay::constant(0.0),
             spare_out: Vec::new(),
+            spare_slots: Vec::new(),
             workload_slots: Default::default(),
             gossip_delay: sc.delays.gossip.clone().unwrap_or(sc.delays.write.clone()),
             anti_entropy_delay: sc
@@ -674,9 +677,9 @@ impl<'a> Sim<'a> {
             rng_disk: Rng::stream(seed, "disk"),
             kinds: KindChooser::new(&sc.workload.mix),
             key_chooser: KeyChooser::new(sc.workload.keys, &sc.workload.popularity),
-            clients: BTreeMap::new(),
+            clients: Default::default(),
             next_client: 1,
-            forwards: BTreeMap::new(),
+            forwards: Default::default(),
             forwards_order: std::collections::VecDeque::new(),
             hist: History::default(),
             trials: Vec::new(),
@@ -1046,7 +1049,7 @@ impl<'a> Sim<'a> {
         // What the input is about, before it is moved into the node.
         // The slots of the keys the input touches (resolved now: only new client operations
         // add slots, never a node's step).
-        let mut keys_to_check: Vec<usize> = Vec::new();
+        let mut keys_to_check = std::mem::take(&mut self.spare_slots);
         let index = &self.hist.key_index;
         let mut touch = |key: &Key| keys_to_check.extend(index.get(key).copied());
         let mut hist_ref: Option<HistRef> = None;
@@ -1121,7 +1124,7 @@ impl<'a> Sim<'a> {
         }
         keys_to_check.sort_unstable();
         keys_to_check.dedup();
-        for slot in keys_to_check {
+        for &slot in &keys_to_check {
             if self.hist.node_lacks_open_version(slot, i) {
                 // The node's copy, looked at in place (no copy of it is made).
                 let (hist, now_us) = (&mut self.hist, self.now_us);
@@ -1138,6 +1141,8 @@ impl<'a> Sim<'a> {
                 });
             }
         }
+        keys_to_check.clear();
+        self.spare_slots = keys_to_check;
         self.emit(i, out);
     }
 
@@ -1726,7 +1731,7 @@ impl<'a> Sim<'a> {
 
     fn fresh_value(&mut self) -> Bytes {
         self.next_value += 1;
-        Bytes::from(format!("v{}", self.next_value))
+        Bytes::from(numbered("v", self.next_value, ""))
     }
 
     fn on_arrival(&mut self) {
@@ -1757,7 +1762,7 @@ impl<'a> Sim<'a> {
         let slot = match self.workload_slots.get(&(key_kind, key_index)) {
             Some(&slot) => slot,
             None => {
-                let slot = self.slot_for(key_kind, format!("k{key_index}"));
+                let slot = self.slot_for(key_kind, numbered("k", key_index.into(), ""));
                 self.workload_slots.insert((key_kind, key_index), slot);
                 slot
             }
@@ -1825,7 +1830,7 @@ impl<'a> Sim<'a> {
                 self.send_op(Request::SetGet { key, r }, op(Stage::Read(kind), None));
             }
             OpKind::SetAdd | OpKind::SetRemove => {
-                let member = Bytes::from(format!("m{member_index}"));
+                let member = Bytes::from(numbered("m", member_index, ""));
                 let add = kind == OpKind::SetAdd;
                 let s = self.hist.set_ops.len();
                 self.hist.set_ops.push(SetOpRec {
@@ -1919,11 +1924,11 @@ impl<'a> Sim<'a> {
             self.schedule(at, Event::ProbeStart(trial + 1));
         }
         let t_len = self.sc.visibility.t_ms.len();
-        let slot = self.slot_for(KeyKind::Probe, format!("t{trial}"));
+        let slot = self.slot_for(KeyKind::Probe, numbered("t", trial as u64, ""));
         self.trials.push(Trial {
             t_index: trial % t_len,
             key: slot,
-            value: Bytes::from(format!("p{trial}b")),
+            value: Bytes::from(numbered("p", trial as u64, "b")),
             context: None,
             fresh: None,
         });
@@ -1931,7 +1936,7 @@ impl<'a> Sim<'a> {
         let Some(node) = self.choose_node(slot) else {
             return;
         };
-        let first = Bytes::from(format!("p{trial}a"));
+        let first = Bytes::from(numbered("p", trial as u64, "a"));
         self.send_put(
             node,
             slot,
@@ -2479,6 +2484,38 @@ pub fn describe(object: Option<&Object>) -> String {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .collect();
             format!("set {{{}}} {:?}", members.join(", "), s.context())
+        }
+    }
+}
+
+/// `prefix`, `n` in decimal, `suffix`: the names of keys, values and members, made once per
+/// operation (what `format!` makes, without its machinery).
+fn numbered(prefix: &str, n: u64, suffix: &str) -> String {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let digits = std::str::from_utf8(&digits[at..]).expect("ASCII digits");
+    let mut name = String::with_capacity(prefix.len() + digits.len() + suffix.len());
+    name.push_str(prefix);
+    name.push_str(digits);
+    name.push_str(suffix);
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbered_names_read_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(super::numbered("p", n, "b"), format!("p{n}b"));
         }
     }
 }
