@@ -141,6 +141,7 @@ pub fn key_hash(bucket: &[u8], key: &[u8]) -> u64 {
 /// xxh3-64 with `seed` over the concatenation of `parts`, without allocating it: short inputs
 /// (the usual keys) are gathered on the stack and hashed in one call, which costs a fraction of
 /// the streaming hasher's buffering; longer ones stream (the digest is the same either way).
+#[inline]
 pub fn hash_parts(seed: u64, parts: &[&[u8]]) -> u64 {
     const STACK: usize = 96;
     let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -148,7 +149,7 @@ pub fn hash_parts(seed: u64, parts: &[&[u8]]) -> u64 {
         let mut buf = [0u8; STACK];
         let mut at = 0;
         for part in parts {
-            buf[at..at + part.len()].copy_from_slice(part);
+            copy_small(&mut buf[at..at + part.len()], part);
             at += part.len();
         }
         return xxhash_rust::xxh3::xxh3_64_with_seed(&buf[..at], seed);
@@ -158,6 +159,42 @@ pub fn hash_parts(seed: u64, parts: &[&[u8]]) -> u64 {
         hasher.update(part);
     }
     hasher.digest()
+}
+
+/// `to.copy_from_slice(from)` for the few bytes of a key part, in line: a part of 4 to 16 bytes
+/// is two word copies that may overlap, instead of a call out to `memcpy` (which costs more
+/// than the copy at these sizes). `to` and `from` have the same length.
+#[inline]
+fn copy_small(to: &mut [u8], from: &[u8]) {
+    let n = from.len();
+    debug_assert_eq!(to.len(), n);
+    match n {
+        0 => {}
+        1..=3 => {
+            to[0] = from[0];
+            to[n / 2] = from[n / 2];
+            to[n - 1] = from[n - 1];
+        }
+        4..=7 => {
+            let (head, tail) = (word4(&from[..4]), word4(&from[n - 4..]));
+            to[..4].copy_from_slice(&head);
+            to[n - 4..].copy_from_slice(&tail);
+        }
+        8..=16 => {
+            let (head, tail) = (word8(&from[..8]), word8(&from[n - 8..]));
+            to[..8].copy_from_slice(&head);
+            to[n - 8..].copy_from_slice(&tail);
+        }
+        _ => to.copy_from_slice(from),
+    }
+}
+
+fn word4(bytes: &[u8]) -> [u8; 4] {
+    bytes.try_into().expect("four bytes")
+}
+
+fn word8(bytes: &[u8]) -> [u8; 8] {
+    bytes.try_into().expect("eight bytes")
 }
 
 /// Where a node's `vnode`-th point sits on the hash circle: xxh3-64 over
