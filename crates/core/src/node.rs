@@ -323,6 +323,9 @@ pub struct Node {
     forwards_seen_order: VecDeque<(NodeId, ReqId, u64)>,
     /// Hint records on disk, per primary they wait for.
     hints: BTreeMap<NodeId, usize>,
+    /// Down primaries whose hints need no look before the given time: the earliest a hint in
+    /// the batch `hand_off` looks at can expire (see there).
+    hints_quiet_until: BTreeMap<NodeId, u64>,
     stats: Stats,
 }
 
@@ -406,6 +409,7 @@ impl Node {
             forwards_seen: BTreeSet::new(),
             forwards_seen_order: VecDeque::new(),
             hints,
+            hints_quiet_until: BTreeMap::new(),
             stats: Stats::default(),
             cfg,
         })
@@ -1939,6 +1943,20 @@ impl Node {
         let waiting: Vec<NodeId> = self.hints.keys().cloned().collect();
         for target in waiting {
             let up = self.is_up(&target);
+            // For a down primary a look only expires hints. With none of its hints in flight,
+            // the batch looked at changes only by new hints (which expire later than any
+            // already there, being made later), so nothing can expire before the batch's
+            // earliest expiry: until then the look is skipped (a thousand-node cluster keeps
+            // hints for many down members, and read and decoded them on every tick).
+            if up {
+                self.hints_quiet_until.remove(&target);
+            } else if self
+                .hints_quiet_until
+                .get(&target)
+                .is_some_and(|until| now_ms < *until)
+            {
+                continue;
+            }
             let in_flight: Vec<Vec<u8>> = self
                 .pending
                 .values()
@@ -1961,8 +1979,10 @@ impl Node {
             };
             if batch.is_empty() {
                 self.hints.remove(&target);
+                self.hints_quiet_until.remove(&target);
                 continue;
             }
+            let mut earliest_expiry: Option<u64> = None;
             for (hint_key, raw) in batch {
                 if in_flight.contains(&hint_key) {
                     continue;
@@ -1980,6 +2000,10 @@ impl Node {
                     continue;
                 }
                 if !up {
+                    let expiry = record
+                        .as_ref()
+                        .map_or(0, |r| r.created_ms.saturating_add(self.cfg.hint_age_max_ms));
+                    earliest_expiry = Some(earliest_expiry.map_or(expiry, |e| e.min(expiry)));
                     continue;
                 }
                 let Some((_, data_key)) = keys::parse_hint_key(&hint_key) else {
@@ -2006,6 +2030,14 @@ impl Node {
                     deadline_ms: now_ms + self.cfg.request_timeout_ms,
                 };
                 self.pending.insert(req, Pending::Handoff(handoff));
+            }
+            match earliest_expiry {
+                Some(expiry) if !up && in_flight.is_empty() => {
+                    self.hints_quiet_until.insert(target, expiry);
+                }
+                _ => {
+                    self.hints_quiet_until.remove(&target);
+                }
             }
         }
     }
