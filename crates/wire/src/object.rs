@@ -8,7 +8,7 @@ use driftkv_causal::{ConflictMode, Register, VersionVector};
 use driftkv_crdt::{AwSet, Crdt, PnCounter};
 
 /// A key in a bucket. The bucket `default` is the one `/kv/{key}` addresses.
-#[derive(Clone, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
     pub bucket: Bytes,
     pub key: Bytes,
@@ -20,6 +20,14 @@ impl PartialEq for Key {
     /// bytes, and short keys are compared in line instead of by a call out to `memcmp`.
     fn eq(&self, other: &Key) -> bool {
         same_bytes(&self.key, &other.key) && same_bytes(&self.bucket, &other.bucket)
+    }
+}
+
+impl std::hash::Hash for Key {
+    /// As equality sees it (and as a derived hash would be): the bucket's bytes, the key's.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bucket.hash(state);
+        self.key.hash(state);
     }
 }
 
