@@ -326,6 +326,8 @@ pub struct Node {
     /// Down primaries whose hints need no look before the given time: the earliest a hint in
     /// the batch `hand_off` looks at can expire (see there).
     hints_quiet_until: BTreeMap<NodeId, u64>,
+    /// The member table changed since it was last written (see [`Node::save_membership`]).
+    membership_unsaved: bool,
     stats: Stats,
 }
 
@@ -410,6 +412,7 @@ impl Node {
             forwards_seen_order: VecDeque::new(),
             hints,
             hints_quiet_until: BTreeMap::new(),
+            membership_unsaved: false,
             stats: Stats::default(),
             cfg,
         })
@@ -483,11 +486,22 @@ impl Node {
         }
     }
 
-    fn persist_membership(&mut self, store: &mut dyn Store, change: Change) {
-        if !(change.members || change.persist) {
+    /// Notes a membership change worth keeping; it is written by the next tick (see
+    /// [`Node::save_membership`]).
+    fn note_membership(&mut self, change: Change) {
+        self.membership_unsaved |= change.members || change.persist;
+    }
+
+    /// Writes the member table if a change since the last write is worth keeping. Ticks do,
+    /// so gossip that changes the table many times between two ticks (a thousand members
+    /// learning of each other) writes it once; what a crash in between loses, the restarted
+    /// node learns again from its first gossip. A leave writes at once (it must survive).
+    fn save_membership(&mut self, store: &mut dyn Store, change: Change) {
+        self.note_membership(change);
+        if !std::mem::take(&mut self.membership_unsaved) {
             return;
         }
-        let record = driftkv_wire::encode(1, &self.membership.remembered());
+        let record = driftkv_wire::encode(1, &self.membership.remembered_refs());
         let _ = store.delete(&keys::meta_key("members"));
         if store.put(&keys::meta_key(MEMBERS_RECORD), &record).is_err() {
             self.stats.storage_errors += 1;
@@ -1663,7 +1677,7 @@ impl Node {
             Message::Gossip { members } => {
                 let (change, answer) = self.membership.on_gossip(&from, &members, now_ms);
                 self.apply_membership(change);
-                self.persist_membership(store, change);
+                self.note_membership(change);
                 if let Some(message) = answer {
                     out.push(Output::Send { to: from, message });
                 }
@@ -1869,7 +1883,7 @@ impl Node {
     fn on_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
         let (change, peers, seeds, gossip) = self.membership.tick(now_ms);
         self.apply_membership(change);
-        self.persist_membership(store, change);
+        self.save_membership(store, change);
         if let Some(gossip) = gossip {
             for to in peers {
                 out.push(Output::Send {
@@ -2379,7 +2393,7 @@ impl Node {
             persist: true,
         };
         self.apply_membership(change);
-        self.persist_membership(store, change);
+        self.save_membership(store, change);
         store.sync().map_err(|e| {
             self.stats.storage_errors += 1;
             e.to_string()
