@@ -465,9 +465,10 @@ impl Node {
 
     /// Refreshes the view (and the ring, when the member set changed) after gossip.
     fn apply_membership(&mut self, change: Change) {
-        if change.members || change.states {
-            // Leaving members own nothing; everyone else does, up or down. Compared in place:
-            // in a large cluster states change often and the owners seldom.
+        if change.members {
+            // Leaving members own nothing; everyone else does, up or down (so a change of
+            // states alone leaves the ring as it is). Compared in place: gossip may report a
+            // change that leaves the owners as they were.
             let same = if self.membership.owners().next().is_none() {
                 self.ring.members() == std::slice::from_ref(&self.cfg.id)
             } else {
