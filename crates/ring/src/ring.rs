@@ -51,8 +51,12 @@ struct Tables {
     /// partition.
     owners: Vec<NodeId>,
     /// Per member (by index into `members`), the partitions it owns, in order: asked on every
-    /// tick by every node, answered without walking the table.
-    owned: Vec<Vec<PartitionId>>,
+    /// tick by every node, answered without walking the table. Member `i`'s are
+    /// `owned[owned_start[i]..owned_start[i + 1]]` (one vector, not one per member: a
+    /// thousand-node cluster builds rings by the thousand while its members learn of each
+    /// other).
+    owned_start: Vec<u32>,
+    owned: Vec<PartitionId>,
 }
 
 /// How many recently built rings a thread keeps for reuse.
@@ -156,6 +160,7 @@ impl Ring {
             n_effective,
             capacity,
             owners: Vec::with_capacity(slots_count),
+            owned_start: Vec::new(),
             owned: Vec::new(),
         };
         tables.place_owners();
@@ -248,7 +253,8 @@ impl Tables {
             0
         };
         let mut row: Vec<u32> = Vec::with_capacity(self.n_effective);
-        self.owned = vec![Vec::new(); self.members.len()];
+        // Member indices of `owners`, row by row, for the per-member index built at the end.
+        let mut owner_index: Vec<u32> = Vec::with_capacity(self.owners.capacity());
         for p in 0..self.config.partitions {
             // Rounds after this partition: one fewer.
             room -= at_least;
@@ -306,8 +312,24 @@ impl Tables {
                     }
                 }
                 self.owners.push(self.members[index as usize].clone());
-                self.owned[index as usize].push(PartitionId(p));
+                owner_index.push(index);
             }
+        }
+        // Each member's partitions, in partition order: a counting sort of the rows by member
+        // (a member's load is how many it owns).
+        self.owned_start = Vec::with_capacity(load.len() + 1);
+        let mut at = 0;
+        self.owned_start.push(at);
+        for &l in &load {
+            at += l as u32;
+            self.owned_start.push(at);
+        }
+        let mut next: Vec<u32> = self.owned_start[..load.len()].to_vec();
+        self.owned = vec![PartitionId(0); owner_index.len()];
+        for (slot, &index) in owner_index.iter().enumerate() {
+            let fill = &mut next[index as usize];
+            self.owned[*fill as usize] = PartitionId((slot / self.n_effective) as u32);
+            *fill += 1;
         }
     }
 
@@ -393,7 +415,10 @@ impl Ring {
     /// [`Ring::partitions_of`], borrowed.
     pub fn owned_by(&self, node: &NodeId) -> &[PartitionId] {
         match self.t.members.binary_search(node) {
-            Ok(member) => &self.t.owned[member],
+            Ok(member) => {
+                let (begin, end) = (self.t.owned_start[member], self.t.owned_start[member + 1]);
+                &self.t.owned[begin as usize..end as usize]
+            }
             Err(_) => &[],
         }
     }
