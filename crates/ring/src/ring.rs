@@ -5,6 +5,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use driftkv_causal::fasthash::FastMap;
+
 use crate::id::{NodeId, PartitionId, key_hash, vnode_hash};
 use crate::{RingConfig, RingError};
 
@@ -59,6 +61,35 @@ struct Tables {
     owned: Vec<PartitionId>,
 }
 
+/// Members whose vnode positions a thread remembers at most (it starts over when full).
+const POSITIONS_MAX: usize = 65_536;
+
+/// Calls `f` with `node`'s `vnodes` positions on the circle (`vnode_hash` of each vnode, in
+/// vnode order), hashed once per name: a large cluster's members learn of each other a few at
+/// a time, and every ring then derived places the newcomers' points again.
+fn with_positions<R>(node: &NodeId, vnodes: u32, f: impl FnOnce(&[u64]) -> R) -> R {
+    let fresh = || {
+        (0..vnodes)
+            .map(|v| vnode_hash(node, v))
+            .collect::<Vec<u64>>()
+    };
+    POSITIONS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((count, positions)) = cache.get(node)
+            && *count == vnodes
+        {
+            return f(positions);
+        }
+        if cache.len() >= POSITIONS_MAX {
+            cache.clear();
+        }
+        let positions = fresh();
+        let answer = f(&positions);
+        cache.insert(node.clone(), (vnodes, positions));
+        answer
+    })
+}
+
 /// How many recently built rings a thread keeps for reuse.
 const RECENT_RINGS: usize = 4;
 
@@ -68,6 +99,9 @@ thread_local! {
     /// memory). More than one: a node opens with a ring of what it remembers, then of the
     /// cluster it learns; a simulator builds each for a thousand nodes in turn.
     static RECENT: RefCell<Vec<Ring>> = const { RefCell::new(Vec::new()) };
+    /// Each member's vnode positions by name, with the vnode count they are for (see
+    /// [`with_positions`]).
+    static POSITIONS: RefCell<FastMap<NodeId, (u32, Vec<u64>)>> = RefCell::new(FastMap::default());
 }
 
 impl Ring {
@@ -140,9 +174,9 @@ impl Ring {
                 let mut points: Vec<(u64, u32)> =
                     Vec::with_capacity(members.len() * config.vnodes_per_node as usize);
                 for (index, node) in members.iter().enumerate() {
-                    for vnode in 0..config.vnodes_per_node {
-                        points.push((vnode_hash(node, vnode), index as u32));
-                    }
+                    with_positions(node, config.vnodes_per_node, |positions| {
+                        points.extend(positions.iter().map(|&p| (p, index as u32)));
+                    });
                 }
                 points.sort_unstable();
                 points
@@ -196,9 +230,9 @@ fn points_from(prev: &Tables, members: &[NodeId], vnodes: u32) -> Vec<(u64, u32)
                 j += 1;
             }
             _ => {
-                for vnode in 0..vnodes {
-                    added.push((vnode_hash(&members[j], vnode), j as u32));
-                }
+                with_positions(&members[j], vnodes, |positions| {
+                    added.extend(positions.iter().map(|&p| (p, j as u32)));
+                });
                 j += 1;
             }
         }
