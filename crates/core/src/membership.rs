@@ -784,8 +784,7 @@ mod tests {
         }
         let index = |id: &NodeId| ids.iter().position(|i| i == id.as_str()).unwrap();
         let rounds = 3 * cfg.down_after_ms / cfg.interval_ms;
-        let mut received = vec![0usize; ids.len()];
-        let (mut suspect_moments, mut looks) = (0, 0);
+        let (mut suspect_moments, mut looks, mut busiest) = (0, 0, 0);
         for round in 1..=rounds {
             let now = round * cfg.interval_ms;
             let mut sent = Vec::new();
@@ -794,11 +793,13 @@ mod tests {
                 let members = digests(&message.expect("a round is due"));
                 sent.extend(to.into_iter().map(|to| (from, index(&to), members.clone())));
             }
+            let mut received = vec![0usize; ids.len()];
             for (from, to, members) in sent {
                 received[to] += 1;
                 let from = NodeId::from(ids[from].as_str());
                 nodes[to].on_gossip(&from, &members, now + 1);
             }
+            busiest = busiest.max(*received.iter().max().unwrap());
             for node in &mut nodes {
                 node.tick(now + 2);
             }
@@ -822,11 +823,11 @@ mod tests {
             suspect_moments * 1_000 < looks,
             "{suspect_moments} suspect members in {looks} looks"
         );
-        // Sends are spread: nobody takes the gossip of the whole cluster at once.
-        let most = *received.iter().max().unwrap() as u64;
+        // Sends are spread: a round brings each member a few gossips, never the whole
+        // cluster's (every node starting its walk at the first member sent 199 to each of 4).
         assert!(
-            most < 3 * cfg.fanout as u64 * rounds,
-            "one member got {most} gossips"
+            busiest <= 4 * cfg.fanout,
+            "a member got {busiest} gossips in one round"
         );
     }
 

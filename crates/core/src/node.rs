@@ -256,6 +256,16 @@ impl Prior {
     }
 }
 
+/// The members a ring is built from: every member not leaving (up or down), or this node alone
+/// when there is none (a ring needs a member).
+fn ring_owners(membership: &Membership, me: &NodeId) -> Vec<NodeId> {
+    let mut owners: Vec<NodeId> = membership.owners().cloned().collect();
+    if owners.is_empty() {
+        owners.push(me.clone());
+    }
+    owners
+}
+
 /// A partition's tree being built by scanning its records in key order, [`TREE_BUILD_BATCH`]
 /// per tick, so a large partition never holds the node for a whole scan. Changes to records at
 /// or before `after` (already scanned) are applied to it as they happen; later ones the scan
@@ -370,15 +380,10 @@ impl Node {
             cfg.seeds.clone(),
             remembered,
         );
-        let ring = Ring::new(
-            cfg.ring.clone(),
-            membership
-                .view()
-                .into_iter()
-                .filter(|m| m.state != MemberState::Leaving || m.id == cfg.id)
-                .map(|m| m.id),
-        )
-        .map_err(|e| NodeError::Config(e.to_string()))?;
+        // As `apply_membership` builds it: a node restarted while leaving owns nothing from
+        // the start (and goes on handing its data off), without waiting for a member change.
+        let ring = Ring::new(cfg.ring.clone(), ring_owners(&membership, &cfg.id))
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         let mut hints: BTreeMap<NodeId, usize> = BTreeMap::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -475,10 +480,7 @@ impl Node {
                 self.membership.owners().eq(self.ring.members().iter())
             };
             if !same {
-                let mut owners: Vec<NodeId> = self.membership.owners().cloned().collect();
-                if owners.is_empty() {
-                    owners.push(self.cfg.id.clone());
-                }
+                let owners = ring_owners(&self.membership, &self.cfg.id);
                 self.aae.trees_complete = false;
                 self.ring = Ring::new(self.cfg.ring.clone(), owners).expect(
                     "the config was validated when the node opened and members are never empty",
@@ -1305,6 +1307,9 @@ impl Node {
                     return;
                 }
                 *self.hints.entry(primary.clone()).or_default() += 1;
+                // A new hint may be dated back to its write's start (a missed write): the
+                // next look at this primary's hints is not skipped (see `hand_off`).
+                self.hints_quiet_until.remove(primary);
                 self.stats.hints_stored += 1;
                 HintRecord {
                     created_ms: now_ms,
@@ -1958,11 +1963,13 @@ impl Node {
         let waiting: Vec<NodeId> = self.hints.keys().cloned().collect();
         for target in waiting {
             let up = self.is_up(&target);
-            // For a down primary a look only expires hints. With none of its hints in flight,
-            // the batch looked at changes only by new hints (which expire later than any
-            // already there, being made later), so nothing can expire before the batch's
-            // earliest expiry: until then the look is skipped (a thousand-node cluster keeps
-            // hints for many down members, and read and decoded them on every tick).
+            // For a down primary a look only expires hints. After a look that expired none,
+            // with none of its hints in flight, the batch looked at (the first in key order)
+            // changes only by new hints, and a new hint ends the skip (`store_hint`; it may be
+            // dated back). So nothing can expire before the batch's earliest expiry: until
+            // then the look is skipped (a thousand-node cluster keeps hints for many down
+            // members, and read and decoded them on every tick). A look that expired some
+            // is followed by another on the next tick: the batch moved on to later keys.
             if up {
                 self.hints_quiet_until.remove(&target);
             } else if self
@@ -1998,6 +2005,7 @@ impl Node {
                 continue;
             }
             let mut earliest_expiry: Option<u64> = None;
+            let mut expired_seen = false;
             for (hint_key, raw) in batch {
                 if in_flight.contains(&hint_key) {
                     continue;
@@ -2008,6 +2016,7 @@ impl Node {
                     r.created_ms.saturating_add(self.cfg.hint_age_max_ms) <= now_ms
                 });
                 if expired {
+                    expired_seen = true;
                     if store.delete(&hint_key).is_ok() {
                         self.stats.hints_expired += 1;
                         self.forget_hint(&target);
@@ -2047,7 +2056,7 @@ impl Node {
                 self.pending.insert(req, Pending::Handoff(handoff));
             }
             match earliest_expiry {
-                Some(expiry) if !up && in_flight.is_empty() => {
+                Some(expiry) if !up && in_flight.is_empty() && !expired_seen => {
                     self.hints_quiet_until.insert(target, expiry);
                 }
                 _ => {

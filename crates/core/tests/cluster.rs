@@ -129,6 +129,46 @@ fn hints_for_a_primary_that_stays_down_expire_at_their_age_and_not_before() {
     );
 }
 
+/// The look at a down primary's hints reads a batch of them in key order: once an expired one
+/// in it is deleted, the next look reaches further keys at once, and an expired hint there
+/// goes on that tick too (not when the rest of the batch is due).
+#[test]
+fn an_expired_hint_beyond_the_batch_goes_as_soon_as_the_batch_moves_on_to_it() {
+    let age_ms = 10_000;
+    let mut h = Harness::new(3, |cfg| {
+        cfg.hint_age_max_ms = age_ms;
+        cfg.handoff_batch_max = 2;
+    });
+    // Three keys in the order their hints are stored in.
+    let hint_order = |h: &Harness, key: &str| {
+        let key = Key::default_bucket(key.to_string());
+        let partition = h.nodes[0].ring().partition_for_key(&key.bucket, &key.key);
+        driftkv_core::keys::data_key(partition, &key)
+    };
+    let mut keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();
+    keys.sort_by_key(|k| hint_order(&h, k));
+    let (first, second, third) = (&keys[0], &keys[1], &keys[2]);
+    h.set_up(2, false);
+    // The batch (the first two in key order) holds a young hint and an old one; an old one
+    // waits beyond it.
+    for (key, wait_ms) in [(second, 1_000), (third, 5_000), (first, 1_000)] {
+        let reply = h.put(0, key, "v", VersionVector::new(), Quorum::Quorum);
+        assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+        h.tick(wait_ms);
+    }
+    assert_eq!(h.nodes[0].hints_pending(), 3);
+    // Up to just past the third key's age (made 1 s after the second's): both old ones gone.
+    let made_second = 1_000;
+    while h.now_ms < made_second + 1_000 + age_ms + 200 {
+        h.tick(100);
+    }
+    assert_eq!(
+        h.nodes[0].hints_pending(),
+        1,
+        "only the young hint is left; the old one beyond the batch went when it was reached"
+    );
+}
+
 #[test]
 fn a_primary_back_after_many_ticks_down_gets_its_hints_at_once() {
     let mut h = Harness::new(3, |_| {});
@@ -767,6 +807,10 @@ fn a_joining_node_receives_its_partitions_and_a_leaving_node_hands_all_of_its_of
     let cfg = h.nodes[0].config().clone();
     h.nodes[0] = driftkv_core::Node::open(cfg, &mut h.stores[0]).unwrap();
     assert!(h.nodes[0].is_leaving(), "a restart forgot the leave");
+    assert!(
+        !h.nodes[0].ring().members().contains(h.nodes[0].id()),
+        "restarted while leaving, it owns nothing from the start (no member change needed)"
+    );
     h.nodes[0].set_members(members(&[0, 1, 2, 3], &[0]));
     for i in 1..4 {
         h.nodes[i].set_members(members(&[0, 1, 2, 3], &[0]));
