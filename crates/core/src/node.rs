@@ -645,7 +645,12 @@ impl Node {
 
     /// Up primaries, then fallbacks standing in for down primaries: where a request goes.
     fn targets(&self, partition: PartitionId, n: usize) -> Vec<(NodeId, Option<NodeId>)> {
-        let primaries = &self.ring.owners(partition)[..n.min(self.ring.owners(partition).len())];
+        let owners = self.ring.owners(partition);
+        let primaries = &owners[..n.min(owners.len())];
+        // The common case, every primary up: the preference list would be just them, in order.
+        if primaries.iter().all(|node| self.is_up(node)) {
+            return primaries.iter().map(|node| (node.clone(), None)).collect();
+        }
         self.ring
             .preference_list(partition, |node| self.is_up(node))
             .into_iter()

@@ -1438,50 +1438,55 @@ impl<'a> Sim<'a> {
             self.counts(kind).lost += 1;
             return;
         }
-        let copies = if self.rng_net.chance(dup) {
-            self.counts(kind).duplicated += 1;
-            2
-        } else {
-            1
-        };
+        let duplicated = self.rng_net.chance(dup);
         let class = class_of(&message);
-        let mut message = Some(message);
-        for copy in 0..copies {
-            let dist = match class {
-                Class::Write => &self.sc.delays.write,
-                Class::Ack => &self.sc.delays.ack,
-                Class::ReadRequest => &self.sc.delays.read_request,
-                Class::ReadResponse => &self.sc.delays.read_response,
-                Class::Gossip => &self.gossip_delay,
-                Class::AntiEntropy => &self.anti_entropy_delay,
-            };
-            let mut delay_ms = dist.sample(&mut self.rng_net);
-            if self.nodes[from].region != self.nodes[to].region {
-                delay_ms += self.sc.delays.inter_region.sample(&mut self.rng_net);
-            }
-            let reordered = self.rng_net.chance(reorder);
-            if reordered {
-                delay_ms += self.sc.network.reorder_delay.sample(&mut self.rng_net);
-            }
-            let mut at = self.now_us + us(delay_ms);
-            if self.sc.network.fifo && !reordered {
-                let link = &mut self.last_on_link[from * n + to];
-                at = at.max(*link);
-                *link = at;
-            }
-            let event = Event::Deliver {
-                from,
-                to,
-                from_epoch: self.nodes[from].epoch,
-                to_epoch: self.nodes[to].epoch,
-                // The last copy takes the message itself.
-                message: if copy + 1 == copies {
-                    message.take().expect("one message per copy")
-                } else {
-                    message.clone().expect("one message per copy")
-                },
-            };
+        // A duplicate goes first (its own delay), then the message itself.
+        if duplicated {
+            self.counts(kind).duplicated += 1;
+            let at = self.arrival(from, to, class, reorder);
+            let event = self.deliver_event(from, to, message.clone());
             self.schedule(at, event);
+        }
+        let at = self.arrival(from, to, class, reorder);
+        let event = self.deliver_event(from, to, message);
+        self.schedule(at, event);
+    }
+
+    /// When a message sent now from `from` to `to` arrives: its class's delay, the regions'
+    /// distance, maybe a reordering delay, and (on FIFO links) never before the link's last.
+    fn arrival(&mut self, from: usize, to: usize, class: Class, reorder: f64) -> u64 {
+        let dist = match class {
+            Class::Write => &self.sc.delays.write,
+            Class::Ack => &self.sc.delays.ack,
+            Class::ReadRequest => &self.sc.delays.read_request,
+            Class::ReadResponse => &self.sc.delays.read_response,
+            Class::Gossip => &self.gossip_delay,
+            Class::AntiEntropy => &self.anti_entropy_delay,
+        };
+        let mut delay_ms = dist.sample(&mut self.rng_net);
+        if self.nodes[from].region != self.nodes[to].region {
+            delay_ms += self.sc.delays.inter_region.sample(&mut self.rng_net);
+        }
+        let reordered = self.rng_net.chance(reorder);
+        if reordered {
+            delay_ms += self.sc.network.reorder_delay.sample(&mut self.rng_net);
+        }
+        let mut at = self.now_us + us(delay_ms);
+        if self.sc.network.fifo && !reordered {
+            let link = &mut self.last_on_link[from * self.nodes.len() + to];
+            at = at.max(*link);
+            *link = at;
+        }
+        at
+    }
+
+    fn deliver_event(&self, from: usize, to: usize, message: Message) -> Event {
+        Event::Deliver {
+            from,
+            to,
+            from_epoch: self.nodes[from].epoch,
+            to_epoch: self.nodes[to].epoch,
+            message,
         }
     }
 
