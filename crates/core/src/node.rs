@@ -316,7 +316,9 @@ pub struct Node {
     actor: Actor,
     hlc: Hlc,
     membership: Membership,
-    ring: Ring,
+    /// The ring of the current owners, built when first asked for after they change (see
+    /// [`Node::ring`]); never empty before the first change.
+    ring: std::cell::OnceCell<Ring>,
     /// Decoded objects of the records read or written lately (see `objects`).
     objects: ObjectCache,
     /// Anti-entropy trees of the partitions built so far (see `aae`).
@@ -400,7 +402,7 @@ impl Node {
             actor: Actor::new(cfg.id.as_str(), cfg.incarnation),
             hlc: Hlc::new(),
             membership,
-            ring,
+            ring: std::cell::OnceCell::from(ring),
             objects: ObjectCache::default(),
             trees: BTreeMap::new(),
             building: None,
@@ -435,8 +437,18 @@ impl Node {
         &self.stats
     }
 
+    /// The ring of the current owners. Built when first asked for after the owners changed: a
+    /// node learning a large cluster by gossip changes its owners many times between two uses
+    /// (a thousand-node bootstrap built 13,000 rings and used 800 of them). A ring is a pure
+    /// function of the owners, so building it later changes nothing but when it is built.
     pub fn ring(&self) -> &Ring {
-        &self.ring
+        self.ring.get_or_init(|| {
+            Ring::new(
+                self.cfg.ring.clone(),
+                ring_owners(&self.membership, &self.cfg.id),
+            )
+            .expect("the config was validated when the node opened and members are never empty")
+        })
     }
 
     /// Every member with its state, in id order.
@@ -470,21 +482,21 @@ impl Node {
 
     /// Refreshes the view (and the ring, when the member set changed) after gossip.
     fn apply_membership(&mut self, change: Change) {
-        if change.members {
-            // Leaving members own nothing; everyone else does, up or down (so a change of
-            // states alone leaves the ring as it is). Compared in place: gossip may report a
-            // change that leaves the owners as they were.
+        // Leaving members own nothing; everyone else does, up or down (so a change of states
+        // alone leaves the ring as it is). Compared in place: gossip may report a change that
+        // leaves the owners as they were. A ring not built since the last change is already
+        // out of date (and the trees already incomplete): it is built when next asked for.
+        if change.members
+            && let Some(ring) = self.ring.get()
+        {
             let same = if self.membership.owners().next().is_none() {
-                self.ring.members() == std::slice::from_ref(&self.cfg.id)
+                ring.members() == std::slice::from_ref(&self.cfg.id)
             } else {
-                self.membership.owners().eq(self.ring.members().iter())
+                self.membership.owners().eq(ring.members().iter())
             };
             if !same {
-                let owners = ring_owners(&self.membership, &self.cfg.id);
                 self.aae.trees_complete = false;
-                self.ring = Ring::new(self.cfg.ring.clone(), owners).expect(
-                    "the config was validated when the node opened and members are never empty",
-                );
+                self.ring = std::cell::OnceCell::new();
             }
         }
     }
@@ -636,7 +648,7 @@ impl Node {
 
     /// Replicas for a key in this bucket (the bucket's N, at most the ring's).
     fn n_for(&self, key: &Key) -> usize {
-        let ring_n = self.ring.n_effective();
+        let ring_n = self.ring().n_effective();
         self.cfg
             .bucket(&key.bucket)
             .n
@@ -645,13 +657,13 @@ impl Node {
 
     /// Up primaries, then fallbacks standing in for down primaries: where a request goes.
     fn targets(&self, partition: PartitionId, n: usize) -> Vec<(NodeId, Option<NodeId>)> {
-        let owners = self.ring.owners(partition);
+        let owners = self.ring().owners(partition);
         let primaries = &owners[..n.min(owners.len())];
         // The common case, every primary up: the preference list would be just them, in order.
         if primaries.iter().all(|node| self.is_up(node)) {
             return primaries.iter().map(|node| (node.clone(), None)).collect();
         }
-        self.ring
+        self.ring()
             .preference_list(partition, |node| self.is_up(node))
             .into_iter()
             .filter_map(|t| match t.role {
@@ -670,7 +682,7 @@ impl Node {
         n: usize,
         targets: &[(NodeId, Option<NodeId>)],
     ) -> Vec<NodeId> {
-        self.ring
+        self.ring()
             .owners(partition)
             .iter()
             .take(n)
@@ -707,7 +719,7 @@ impl Node {
             return self.answer(waiter, reply, out);
         }
         let key = request.key().clone();
-        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
         let n = self.n_for(&key);
         let props = self.cfg.bucket(&key.bucket);
         let level = |q: Quorum, bucket: Option<Quorum>, default: Quorum| {
@@ -1015,7 +1027,7 @@ impl Node {
             // In the background, the trees of the partitions this node is a primary of, so
             // they are ready when exchanges come (after a restart, or a change of ownership).
             let missing = self
-                .ring
+                .ring()
                 .owned_by(&self.cfg.id)
                 .iter()
                 .copied()
@@ -1484,7 +1496,7 @@ impl Node {
             return;
         };
         let key = coord.request.key().clone();
-        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
         for (node, object) in &coord.replies {
             if object.as_ref() == Some(merged) {
                 continue;
@@ -1520,7 +1532,7 @@ impl Node {
         let mut views = Vec::new();
         let mut waiting = 0;
         let owners: Vec<NodeId> = self
-            .ring
+            .ring()
             .owners(partition)
             .iter()
             .take(n)
@@ -1605,7 +1617,7 @@ impl Node {
                 object,
                 hint,
             } => {
-                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
                 let ok = self
                     .merge_into_store(store, now_ms, partition, &key, &object)
                     .is_ok();
@@ -1694,7 +1706,7 @@ impl Node {
                 }
             }
             Message::ReplicaRead { req, key, .. } => {
-                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
                 // An unreadable record answers as missing: the coordinator repairs it.
                 let object = self.load(store, partition, &key).unwrap_or(None);
                 out.push(Output::Send {
@@ -1751,7 +1763,7 @@ impl Node {
                 _ => {}
             },
             Message::Purge { key, object } => {
-                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
                 if let Ok(Some(local)) = self.load(store, partition, &key)
                     && local == object
                     && self.remove(store, partition, &key).is_ok()
@@ -1792,7 +1804,7 @@ impl Node {
                 }
             }
             Message::Repair { key, object } => {
-                let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
                 let _ = self.merge_into_store(store, now_ms, partition, &key, &object);
             }
         }
@@ -2079,7 +2091,7 @@ impl Node {
         key: &Key,
         f: impl FnOnce(Option<&Object>) -> R,
     ) -> R {
-        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
         if self.cached(store, partition, key).is_none() {
             // A miss reads the record, which caches it (when there is one and it decodes).
             let _ = self.load(store, partition, key);
@@ -2089,7 +2101,7 @@ impl Node {
 
     /// This node's own copy of a key, for tests and tools (no network, no repair).
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
-        let partition = self.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
         self.load(store, partition, key)
     }
 }
@@ -2112,7 +2124,7 @@ fn check_cached(store: &dyn Store, record_key: &[u8], key: &Key, cached: &Cached
 impl Node {
     /// The primaries of a partition (by the ring, up or not).
     fn primaries(&self, partition: PartitionId) -> Vec<NodeId> {
-        self.ring
+        self.ring()
             .owners(partition)
             .iter()
             .take(self.cfg.ring.n)
@@ -2130,7 +2142,8 @@ impl Node {
         self.sweep.next_ms = now_ms + 1_000;
         // The next partition whose first primary is this node (others sweep theirs).
         let partitions = self.cfg.ring.partitions;
-        let leads = |node: &Node, p: PartitionId| node.ring.owners(p).first() == Some(&node.cfg.id);
+        let leads =
+            |node: &Node, p: PartitionId| node.ring().owners(p).first() == Some(&node.cfg.id);
         let mut partition = PartitionId(self.sweep.partition % partitions);
         for _ in 0..partitions {
             if leads(self, partition) {
@@ -2459,14 +2472,14 @@ impl Node {
             return self.aae_start(now_ms, partition, peer, out);
         }
         let n = self.cfg.ring.n;
-        let mine: Vec<PartitionId> = self.ring.partitions_of(&self.cfg.id);
+        let mine: Vec<PartitionId> = self.ring().partitions_of(&self.cfg.id);
         if mine.is_empty() {
             return;
         }
         for step in 0..mine.len() {
             let partition = mine[(self.aae.cursor + step) % mine.len()];
             let peers: Vec<NodeId> = self
-                .ring
+                .ring()
                 .owners(partition)
                 .iter()
                 .take(n)

@@ -93,6 +93,20 @@ impl Default for RingConfig {
 }
 
 impl RingConfig {
+    /// The partition a key hash falls in. Partition `p` holds hashes in
+    /// `[p * 2^64 / partitions, (p + 1) * 2^64 / partitions)`, i.e. the arc starting at its
+    /// point. A function of the config alone: no ring (no member set) is needed.
+    pub fn partition_for_hash(&self, hash: u64) -> PartitionId {
+        // Multiply-shift maps the hash range onto 0..partitions evenly without a division and
+        // keeps partitions contiguous arcs; the product of a u64 and a u32 fits in a u128.
+        PartitionId(((u128::from(hash) * u128::from(self.partitions)) >> 64) as u32)
+    }
+
+    /// The partition of a key (see [`RingConfig::partition_for_hash`]).
+    pub fn partition_for_key(&self, bucket: &[u8], key: &[u8]) -> PartitionId {
+        self.partition_for_hash(key_hash(bucket, key))
+    }
+
     /// Checks every field against its limit.
     pub fn validate(&self) -> Result<(), RingError> {
         if self.partitions == 0 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use driftkv_causal::fasthash::FastMap;
 
-use crate::id::{NodeId, PartitionId, key_hash, vnode_hash};
+use crate::id::{NodeId, PartitionId, vnode_hash};
 use crate::{RingConfig, RingError};
 
 /// Why a node is in a preference list.
@@ -419,16 +419,14 @@ impl Ring {
         self.t.members.binary_search(node).is_ok()
     }
 
-    /// The partition a key hash falls in. Partition `p` holds hashes in
-    /// `[p * 2^64 / partitions, (p + 1) * 2^64 / partitions)`, i.e. the arc starting at its point.
+    /// See [`RingConfig::partition_for_hash`].
     pub fn partition_for_hash(&self, hash: u64) -> PartitionId {
-        // Multiply-shift maps the hash range onto 0..partitions evenly without a division and
-        // keeps partitions contiguous arcs; the product of a u64 and a u32 fits in a u128.
-        PartitionId(((u128::from(hash) * u128::from(self.t.config.partitions)) >> 64) as u32)
+        self.t.config.partition_for_hash(hash)
     }
 
+    /// See [`RingConfig::partition_for_key`].
     pub fn partition_for_key(&self, bucket: &[u8], key: &[u8]) -> PartitionId {
-        self.partition_for_hash(key_hash(bucket, key))
+        self.t.config.partition_for_key(bucket, key)
     }
 
     /// Partition `p`'s `n_effective` primaries in walk order; empty for a partition this ring
