@@ -120,6 +120,8 @@ pub struct Membership {
     /// members times a tick every few milliseconds adds up).
     next_detect_ms: u64,
     cursor: usize,
+    /// The list the last gossip carried, for the next round to update in place.
+    last_gossip: Option<Arc<[MemberDigest]>>,
     /// Once a caller sets the view by hand, gossip no longer changes it (tests, fixed views).
     pinned: bool,
 }
@@ -183,6 +185,7 @@ impl Membership {
             next_round_ms: 0,
             next_detect_ms: 0,
             cursor,
+            last_gossip: None,
             pinned: false,
         }
     }
@@ -309,9 +312,38 @@ impl Membership {
             .collect()
     }
 
-    fn gossip(&self) -> Message {
+    /// The table as gossip. The last round's list is updated in place when no message holds
+    /// it any more (the usual case: gossip is delivered well within a round) and the members
+    /// are the same: a thousand-member list is rewritten, not rebuilt with three shared strings
+    /// taken (and later released) per member.
+    fn gossip(&mut self) -> Message {
+        let reused = self
+            .last_gossip
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .is_some_and(|list| {
+                list.len() == self.peers.len()
+                    && list.iter_mut().zip(&self.peers).all(|(d, (id, p))| {
+                        if d.id != *id {
+                            return false;
+                        }
+                        d.generation = p.generation;
+                        d.heartbeat = p.heartbeat;
+                        d.leaving = p.leaving;
+                        if !Arc::ptr_eq(&d.listen, &p.listen) {
+                            d.listen = p.listen.clone();
+                        }
+                        if !Arc::ptr_eq(&d.http, &p.http) {
+                            d.http = p.http.clone();
+                        }
+                        true
+                    })
+            });
+        if !reused {
+            self.last_gossip = Some(self.digests().into());
+        }
         Message::Gossip {
-            members: self.digests().into(),
+            members: self.last_gossip.clone().expect("just set"),
         }
     }
 
@@ -596,7 +628,7 @@ mod tests {
         // An old heartbeat relayed by a third node does not revive it...
         a.on_gossip(
             &NodeId::from("c"),
-            &digests(&msg_of(&b)),
+            &digests(&msg_of(&mut b)),
             cfg.down_after_ms + 1,
         );
         a.tick(cfg.down_after_ms + 2);
@@ -621,7 +653,7 @@ mod tests {
         assert_eq!(states(&a)[1].1, MemberState::Up);
     }
 
-    fn msg_of(m: &Membership) -> Message {
+    fn msg_of(m: &mut Membership) -> Message {
         m.gossip()
     }
 
@@ -828,6 +860,50 @@ mod tests {
         assert!(
             busiest <= 4 * cfg.fanout,
             "a member got {busiest} gossips in one round"
+        );
+    }
+
+    /// A round sends the table as it is, whether it rewrote the last round's list in place
+    /// (nobody held it any more) or built a new one; a list a message still holds is never
+    /// changed under it.
+    #[test]
+    fn each_round_sends_the_table_and_never_changes_a_list_in_flight() {
+        let cfg = GossipConfig::default();
+        let mut a = member("a");
+        a.on_gossip(&NodeId::from("b"), &[digest("b", 1), digest("c", 1)], 0);
+        let list = |m: &Message| match m {
+            Message::Gossip { members } => members.clone(),
+            other => panic!("not gossip: {other:?}"),
+        };
+        let round = |a: &mut Membership, now: &mut u64| {
+            *now += cfg.interval_ms;
+            let (_, _, _, message) = a.tick(*now);
+            let members = list(&message.expect("a round is due"));
+            assert_eq!(members.to_vec(), a.digests(), "the table as it is");
+            members
+        };
+        let mut now = 0;
+        let held = round(&mut a, &mut now);
+        let snapshot = held.to_vec();
+        let second = round(&mut a, &mut now);
+        assert_eq!(held.to_vec(), snapshot, "a list in flight is left alone");
+        assert!(!Arc::ptr_eq(&held, &second));
+        let at = Arc::as_ptr(&second);
+        drop((held, second));
+        let third = round(&mut a, &mut now);
+        assert_eq!(Arc::as_ptr(&third), at, "the last list, rewritten in place");
+        drop(third);
+        // A new member, then a member at a new address: the list follows.
+        a.on_gossip(&NodeId::from("b"), &[digest("d", 1)], now);
+        round(&mut a, &mut now);
+        let mut moved = digest("c", 5);
+        moved.listen = "c:9".into();
+        a.on_gossip(&NodeId::from("b"), &[moved], now);
+        let members = round(&mut a, &mut now);
+        assert!(
+            members
+                .iter()
+                .any(|d| d.id.as_str() == "c" && &*d.listen == "c:9")
         );
     }
 
