@@ -10,8 +10,9 @@
 //! The design is gossip-style failure detection (van Renesse et al.) rather than SWIM: it lives
 //! in the sans-io core, so the simulator runs exactly what the servers run.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use driftkv_causal::sorted::SortedMap;
 
 use driftkv_ring::NodeId;
 use driftkv_wire::{MemberDigest, MemberInfo, MemberState, Message};
@@ -109,7 +110,9 @@ pub struct RememberedRef<'a> {
 pub struct Membership {
     me: NodeId,
     cfg: GossipConfig,
-    peers: BTreeMap<NodeId, Peer>,
+    /// Every member by id, this node included: one sorted vector, walked whole by every gossip
+    /// message and round (a `BTreeMap` chased pointers for it).
+    peers: SortedMap<NodeId, Peer>,
     /// Addresses to contact while no peer is up (the `--join` list).
     seeds: Vec<String>,
     next_round_ms: u64,
@@ -136,7 +139,7 @@ impl Membership {
         seeds: Vec<String>,
         remembered: Vec<Remembered>,
     ) -> Membership {
-        let mut peers = BTreeMap::new();
+        let mut peers = SortedMap::new();
         let mut was_leaving = false;
         for r in remembered {
             if r.id == me {
@@ -282,8 +285,7 @@ impl Membership {
             .collect();
         let me = self
             .peers
-            .entry(self.me.clone())
-            .or_insert_with(|| mine.unwrap());
+            .get_or_insert_with(self.me.clone(), || mine.unwrap());
         me.state = MemberState::Up;
     }
 
@@ -323,7 +325,7 @@ impl Membership {
             .and_then(Arc::get_mut)
             .is_some_and(|list| {
                 list.len() == self.peers.len()
-                    && list.iter_mut().zip(&self.peers).all(|(d, (id, p))| {
+                    && list.iter_mut().zip(self.peers.iter()).all(|(d, (id, p))| {
                         if d.id != *id {
                             return false;
                         }
@@ -483,19 +485,24 @@ impl Membership {
                 None => fresh.push(d),
             }
         }
-        for d in fresh {
-            self.peers.insert(
-                d.id.clone(),
-                Peer {
-                    listen: d.listen.clone(),
-                    http: d.http.clone(),
-                    generation: d.generation,
-                    heartbeat: d.heartbeat,
-                    leaving: d.leaving,
-                    heard_ms: Some(now_ms),
-                    state: MemberState::Up,
-                },
-            );
+        if !fresh.is_empty() {
+            // New members come by the hundred while a large cluster forms: merged in at once.
+            let added = fresh
+                .iter()
+                .map(|d| {
+                    let peer = Peer {
+                        listen: d.listen.clone(),
+                        http: d.http.clone(),
+                        generation: d.generation,
+                        heartbeat: d.heartbeat,
+                        leaving: d.leaving,
+                        heard_ms: Some(now_ms),
+                        state: MemberState::Up,
+                    };
+                    (d.id.clone(), peer)
+                })
+                .collect();
+            self.peers.insert_all(added);
             heard = true;
             change = change.or(Change {
                 members: true,
