@@ -100,7 +100,8 @@ impl<K: Ord, V> SortedMap<K, V> {
                 merged.push(n);
             }
             match new.next_if(|n| n.0 == k) {
-                Some(n) => merged.push(n),
+                // As `insert` does: the stored key stays, the value is replaced.
+                Some((_, value)) => merged.push((k, value)),
                 None => merged.push((k, v)),
             }
         }
