@@ -500,6 +500,8 @@ pub struct Sim<'a> {
     spare_out: Vec<Output>,
     /// An empty key-slot buffer kept for the next step (see `handle`).
     spare_slots: Vec<usize>,
+    /// See `static_members`.
+    static_members: Vec<MemberInfo>,
     /// The workload's keys by kind and index, once named (see `on_arrival`).
     workload_slots: driftkv_core::fasthash::FastMap<(KeyKind, u32), usize>,
     gossip_delay: Delay,
@@ -659,6 +661,7 @@ impl<'a> Sim<'a> {
             immediate_sync: sc.delays.disk_sync == Delay::constant(0.0),
             spare_out: Vec::new(),
             spare_slots: Vec::new(),
+            static_members: Vec::new(),
             workload_slots: Default::default(),
             gossip_delay: sc.delays.gossip.clone().unwrap_or(sc.delays.write.clone()),
             anti_entropy_delay: sc
@@ -825,18 +828,34 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Every node as a member, up, in id order: the view each node of a static cluster is
+    /// given at boot. Built once (a thousand nodes booting each made a thousand entries with
+    /// two fresh address strings each); the view never changes.
+    fn static_members(&mut self) -> Vec<MemberInfo> {
+        if self.static_members.is_empty() {
+            let mut members: Vec<MemberInfo> = self
+                .nodes
+                .iter()
+                .map(|n| MemberInfo {
+                    id: n.name.clone(),
+                    listen: n.cfg.listen.as_str().into(),
+                    http: n.cfg.http.as_str().into(),
+                    state: MemberState::Up,
+                })
+                .collect();
+            members.sort_by(|a, b| a.id.cmp(&b.id));
+            self.static_members = members;
+        }
+        self.static_members.clone()
+    }
+
     fn boot(&mut self, i: usize) {
         let static_view = self.sc.membership == MembershipMode::Static;
-        let members: Vec<MemberInfo> = self
-            .nodes
-            .iter()
-            .map(|n| MemberInfo {
-                id: n.name.clone(),
-                listen: n.cfg.listen.as_str().into(),
-                http: n.cfg.http.as_str().into(),
-                state: MemberState::Up,
-            })
-            .collect();
+        let members = if static_view {
+            self.static_members()
+        } else {
+            Vec::new()
+        };
         let sn = &mut self.nodes[i];
         // As the server does: the incarnation is kept in the store, and chosen fresh when the
         // store has none (new, or lost to a crash under durability "none").
@@ -1657,33 +1676,35 @@ impl<'a> Sim<'a> {
 
     // ---- clients ----
 
-    fn up_nodes(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|i| self.is_up(*i)).collect()
-    }
-
     /// The node a client sends to, per the scenario's coordinator choice (among up nodes: the
-    /// client sits behind a health-checking load balancer).
+    /// client sits behind a health-checking load balancer): uniformly among the preferred up
+    /// nodes, or among all up nodes when none is preferred. Counted and picked by index, with
+    /// no list of a thousand nodes built per operation.
     fn choose_node(&mut self, slot: usize) -> Option<usize> {
-        let up = self.up_nodes();
-        if up.is_empty() {
+        let primaries = &self.hist.keys[slot].primaries;
+        let prefer = |i: usize| match self.sc.coordinator {
+            CoordinatorChoice::Any => true,
+            CoordinatorChoice::Replica => primaries.contains(&i),
+            CoordinatorChoice::Proxy => !primaries.contains(&i),
+        };
+        let up = |i: &usize| self.is_up(*i);
+        let preferred = (0..self.nodes.len())
+            .filter(up)
+            .filter(|&i| prefer(i))
+            .count();
+        let (count, in_pool): (usize, &dyn Fn(usize) -> bool) = if preferred > 0 {
+            (preferred, &prefer)
+        } else {
+            ((0..self.nodes.len()).filter(up).count(), &|_| true)
+        };
+        if count == 0 {
             return None;
         }
-        let primaries = &self.hist.keys[slot].primaries;
-        let preferred: Vec<usize> = match self.sc.coordinator {
-            CoordinatorChoice::Any => Vec::new(),
-            CoordinatorChoice::Replica => up
-                .iter()
-                .copied()
-                .filter(|i| primaries.contains(i))
-                .collect(),
-            CoordinatorChoice::Proxy => up
-                .iter()
-                .copied()
-                .filter(|i| !primaries.contains(i))
-                .collect(),
-        };
-        let pool = if preferred.is_empty() { up } else { preferred };
-        Some(pool[self.rng_client.index(pool.len())])
+        let k = self.rng_client.index(count);
+        (0..self.nodes.len())
+            .filter(|i| self.is_up(*i))
+            .filter(|&i| in_pool(i))
+            .nth(k)
     }
 
     fn slot_for(&mut self, kind: KeyKind, name: String) -> usize {
