@@ -256,6 +256,16 @@ impl Prior {
     }
 }
 
+/// The hints waiting for one primary.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Hint records on disk.
+    count: usize,
+    /// While the primary is down, no look at its hints is needed before this: the earliest a
+    /// hint in the batch `hand_off` looked at can expire (see there).
+    quiet_until: Option<u64>,
+}
+
 /// The members a ring is built from: every member not leaving (up or down), or this node alone
 /// when there is none (a ring needs a member).
 fn ring_owners(membership: &Membership, me: &NodeId) -> Vec<NodeId> {
@@ -334,10 +344,7 @@ pub struct Node {
     forwards_seen: BTreeSet<(NodeId, ReqId)>,
     forwards_seen_order: VecDeque<(NodeId, ReqId, u64)>,
     /// Hint records on disk, per primary they wait for.
-    hints: BTreeMap<NodeId, usize>,
-    /// Down primaries whose hints need no look before the given time: the earliest a hint in
-    /// the batch `hand_off` looks at can expire (see there).
-    hints_quiet_until: BTreeMap<NodeId, u64>,
+    hints: BTreeMap<NodeId, Waiting>,
     /// The member table changed since it was last written (see [`Node::save_membership`]).
     membership_unsaved: bool,
     stats: Stats,
@@ -386,7 +393,7 @@ impl Node {
         // the start (and goes on handing its data off), without waiting for a member change.
         let ring = Ring::new(cfg.ring.clone(), ring_owners(&membership, &cfg.id))
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let mut hints: BTreeMap<NodeId, usize> = BTreeMap::new();
+        let mut hints: BTreeMap<NodeId, Waiting> = BTreeMap::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
             let batch = store.scan(&[keys::HINT], after.as_deref(), 1024)?;
@@ -394,7 +401,7 @@ impl Node {
             after = Some(last.clone());
             for (raw, _) in &batch {
                 if let Some((node, _)) = keys::parse_hint_key(raw) {
-                    *hints.entry(node).or_default() += 1;
+                    hints.entry(node).or_default().count += 1;
                 }
             }
         }
@@ -418,7 +425,6 @@ impl Node {
             forwards_seen: BTreeSet::new(),
             forwards_seen_order: VecDeque::new(),
             hints,
-            hints_quiet_until: BTreeMap::new(),
             membership_unsaved: false,
             stats: Stats::default(),
             cfg,
@@ -457,7 +463,7 @@ impl Node {
     }
 
     pub fn hints_pending(&self) -> usize {
-        self.hints.values().sum()
+        self.hints.values().map(|w| w.count).sum()
     }
 
     pub fn requests_pending(&self) -> usize {
@@ -1323,10 +1329,11 @@ impl Node {
                     self.stats.hints_refused += 1;
                     return;
                 }
-                *self.hints.entry(primary.clone()).or_default() += 1;
+                let waiting = self.hints.entry(primary.clone()).or_default();
+                waiting.count += 1;
                 // A new hint may be dated back to its write's start (a missed write): the
                 // next look at this primary's hints is not skipped (see `hand_off`).
-                self.hints_quiet_until.remove(primary);
+                waiting.quiet_until = None;
                 self.stats.hints_stored += 1;
                 HintRecord {
                     created_ms: now_ms,
@@ -1895,9 +1902,9 @@ impl Node {
     }
 
     fn forget_hint(&mut self, target: &NodeId) {
-        if let Some(count) = self.hints.get_mut(target) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        if let Some(waiting) = self.hints.get_mut(target) {
+            waiting.count = waiting.count.saturating_sub(1);
+            if waiting.count == 0 {
                 self.hints.remove(target);
             }
         }
@@ -1987,13 +1994,12 @@ impl Node {
             // then the look is skipped (a thousand-node cluster keeps hints for many down
             // members, and read and decoded them on every tick). A look that expired some
             // is followed by another on the next tick: the batch moved on to later keys.
+            let Some(waiting) = self.hints.get_mut(&target) else {
+                continue;
+            };
             if up {
-                self.hints_quiet_until.remove(&target);
-            } else if self
-                .hints_quiet_until
-                .get(&target)
-                .is_some_and(|until| now_ms < *until)
-            {
+                waiting.quiet_until = None;
+            } else if waiting.quiet_until.is_some_and(|until| now_ms < until) {
                 continue;
             }
             let in_flight: Vec<Vec<u8>> = self
@@ -2018,7 +2024,6 @@ impl Node {
             };
             if batch.is_empty() {
                 self.hints.remove(&target);
-                self.hints_quiet_until.remove(&target);
                 continue;
             }
             let mut earliest_expiry: Option<u64> = None;
@@ -2072,13 +2077,10 @@ impl Node {
                 };
                 self.pending.insert(req, Pending::Handoff(handoff));
             }
-            match earliest_expiry {
-                Some(expiry) if !up && in_flight.is_empty() && !expired_seen => {
-                    self.hints_quiet_until.insert(target, expiry);
-                }
-                _ => {
-                    self.hints_quiet_until.remove(&target);
-                }
+            // (All of its hints may have expired, and the primary be forgotten with them.)
+            if let Some(waiting) = self.hints.get_mut(&target) {
+                waiting.quiet_until =
+                    earliest_expiry.filter(|_| !up && in_flight.is_empty() && !expired_seen);
             }
         }
     }

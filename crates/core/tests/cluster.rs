@@ -31,11 +31,16 @@ fn context(reply: &Reply) -> VersionVector {
     }
 }
 
+/// Writes a fresh value (no context) through node `i` and checks it was acknowledged.
+fn put_new(h: &mut Harness, i: usize, key: &str, value: &str, w: Quorum) {
+    let reply = h.put(i, key, value, VersionVector::new(), w);
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+}
+
 #[test]
 fn a_write_to_one_node_reaches_every_replica() {
     let mut h = Harness::new(3, |_| {});
-    let reply = h.put(0, "name", "Alice", VersionVector::new(), Quorum::Quorum);
-    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    put_new(&mut h, 0, "name", "Alice", Quorum::Quorum);
     assert_eq!(h.copies("name"), vec![vec!["Alice".to_string()]; 3]);
     for i in 0..3 {
         assert_eq!(values(&h.get(i, "name", Quorum::One)), ["Alice"]);
@@ -73,8 +78,7 @@ fn w_one_answers_before_the_other_replicas_have_the_write() {
 fn a_quorum_write_with_one_node_down_succeeds_and_the_node_catches_up_by_handoff() {
     let mut h = Harness::new(3, |_| {});
     h.set_up(2, false);
-    let reply = h.put(0, "hh", "v1", VersionVector::new(), Quorum::Quorum);
-    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    put_new(&mut h, 0, "hh", "v1", Quorum::Quorum);
     assert_eq!(h.copies("hh")[2], Vec::<String>::new());
     assert!(
         h.nodes[0].hints_pending() >= 1,
@@ -94,8 +98,7 @@ fn hints_for_a_primary_that_stays_down_expire_at_their_age_and_not_before() {
     let mut h = Harness::new(3, |cfg| cfg.hint_age_max_ms = age_ms);
     h.set_up(2, false);
     for key in ["a", "b", "c"] {
-        let reply = h.put(0, key, "v", VersionVector::new(), Quorum::Quorum);
-        assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+        put_new(&mut h, 0, key, "v", Quorum::Quorum);
         h.tick(1_000);
     }
     let held = h.nodes[0].hints_pending();
@@ -152,8 +155,7 @@ fn an_expired_hint_beyond_the_batch_goes_as_soon_as_the_batch_moves_on_to_it() {
     // The batch (the first two in key order) holds a young hint and an old one; an old one
     // waits beyond it.
     for (key, wait_ms) in [(second, 1_000), (third, 5_000), (first, 1_000)] {
-        let reply = h.put(0, key, "v", VersionVector::new(), Quorum::Quorum);
-        assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+        put_new(&mut h, 0, key, "v", Quorum::Quorum);
         h.tick(wait_ms);
     }
     assert_eq!(h.nodes[0].hints_pending(), 3);
@@ -173,8 +175,7 @@ fn an_expired_hint_beyond_the_batch_goes_as_soon_as_the_batch_moves_on_to_it() {
 fn a_primary_back_after_many_ticks_down_gets_its_hints_at_once() {
     let mut h = Harness::new(3, |_| {});
     h.set_up(2, false);
-    let reply = h.put(0, "late", "v", VersionVector::new(), Quorum::Quorum);
-    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    put_new(&mut h, 0, "late", "v", Quorum::Quorum);
     for _ in 0..50 {
         h.tick(100);
     }
@@ -420,8 +421,7 @@ fn a_write_to_a_node_outside_the_replicas_is_forwarded_to_one() {
             !h.nodes[0].ring().owners(p).contains(&name(0))
         })
         .unwrap();
-    let reply = h.put(0, &key, "v", VersionVector::new(), Quorum::Quorum);
-    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    put_new(&mut h, 0, &key, "v", Quorum::Quorum);
     assert_eq!(h.nodes[0].stats().forwarded, 1);
     assert!(
         h.copies(&key)[0].is_empty(),
@@ -842,8 +842,7 @@ fn a_joining_node_receives_its_partitions_and_a_leaving_node_hands_all_of_its_of
 fn a_late_reply_meant_for_a_previous_life_is_not_taken_for_a_new_request() {
     let mut h = Harness::new(3, |_| {});
     let (a, b) = (Key::default_bucket("a"), Key::default_bucket("b"));
-    let reply = h.put(1, "a", "Alice", VersionVector::new(), Quorum::All);
-    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    put_new(&mut h, 1, "a", "Alice", Quorum::All);
     let add = Request::CounterAdd {
         key: b.clone(),
         delta: 5,

@@ -1681,30 +1681,23 @@ impl<'a> Sim<'a> {
     /// nodes, or among all up nodes when none is preferred. Counted and picked by index, with
     /// no list of a thousand nodes built per operation.
     fn choose_node(&mut self, slot: usize) -> Option<usize> {
-        let primaries = &self.hist.keys[slot].primaries;
+        let (nodes, primaries) = (&self.nodes, &self.hist.keys[slot].primaries);
         let prefer = |i: usize| match self.sc.coordinator {
             CoordinatorChoice::Any => true,
             CoordinatorChoice::Replica => primaries.contains(&i),
             CoordinatorChoice::Proxy => !primaries.contains(&i),
         };
-        let up = |i: &usize| self.is_up(*i);
-        let preferred = (0..self.nodes.len())
-            .filter(up)
-            .filter(|&i| prefer(i))
-            .count();
-        let (count, in_pool): (usize, &dyn Fn(usize) -> bool) = if preferred > 0 {
-            (preferred, &prefer)
-        } else {
-            ((0..self.nodes.len()).filter(up).count(), &|_| true)
+        let pool = |only_preferred: bool| {
+            (0..nodes.len())
+                .filter(move |&i| nodes[i].node.is_some() && (!only_preferred || prefer(i)))
         };
+        let only_preferred = pool(true).next().is_some();
+        let count = pool(only_preferred).count();
         if count == 0 {
             return None;
         }
         let k = self.rng_client.index(count);
-        (0..self.nodes.len())
-            .filter(|i| self.is_up(*i))
-            .filter(|&i| in_pool(i))
-            .nth(k)
+        pool(only_preferred).nth(k)
     }
 
     fn slot_for(&mut self, kind: KeyKind, name: String) -> usize {
