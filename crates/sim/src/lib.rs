@@ -23,6 +23,7 @@ pub mod check;
 pub mod dist;
 pub mod history;
 pub mod measure;
+pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod scenario;

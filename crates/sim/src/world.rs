@@ -1,7 +1,7 @@
 //! The event loop: N production nodes (`driftkv_core::Node` over `MemStore`), a network of
 //! delayed, lost, duplicated and cut messages, clients, faults and virtual time.
 //!
-//! One run is a pure function of its scenario and seed. Events sit in a min-heap ordered by
+//! One run is a pure function of its scenario and seed. Events wait in a queue ordered by
 //! (virtual time in microseconds, sequence number), so ties break by scheduling order; every
 //! random draw comes from seeded streams; every map is ordered. Nothing reads the host clock.
 //!
@@ -9,8 +9,7 @@
 //! the outputs leave. With a disk-sync delay the sync takes virtual time: outputs wait for it
 //! (group commit), and a crash before it completes loses those writes and their messages.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, Dot, VersionVector};
@@ -22,6 +21,7 @@ use driftkv_wire::{Key, MemberInfo, MemberState, Message, Object, Quorum, Reply,
 
 use crate::dist::Delay;
 use crate::history::{Coordination, HistRef, History, KeyKind, Outcome, SetOpRec, WriteRec};
+use crate::queue::RadixQueue;
 use crate::rng::Rng;
 use crate::scenario::{CoordinatorChoice, MembershipMode, Scenario};
 use crate::workload::{KeyChooser, KindChooser, OpKind};
@@ -66,78 +66,15 @@ pub struct Progress {
     pub messages: u64,
 }
 
-/// The event queue: a min-heap of small copyable keys (virtual time, sequence number, slot),
-/// the events themselves in a slab. The sequence number is unique, so the order is exactly
-/// (time, scheduling order) whatever the slot; moving 24-byte keys keeps the heap cheap.
-///
-/// Events scheduled a fixed time ahead (client timeouts: one per operation, nearly all of them
-/// moot by the time they fire) come in time order, so they wait in a plain FIFO beside the heap
-/// instead of deepening it; `pop` takes whichever of the two heads is first in the same order.
-#[derive(Default)]
-struct Queue {
-    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
-    slab: Vec<Option<Event>>,
-    free: Vec<u32>,
-    fifo: VecDeque<(u64, u64, Event)>,
-}
-
-impl Queue {
-    fn push(&mut self, at_us: u64, seq: u64, event: Event) {
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slab[slot as usize] = Some(event);
-                slot
-            }
-            None => {
-                self.slab.push(Some(event));
-                (self.slab.len() - 1) as u32
-            }
-        };
-        self.heap.push(Reverse((at_us, seq, slot)));
-    }
-
-    /// Like `push`, for an event due no earlier than every event pushed here before it.
-    fn push_in_order(&mut self, at_us: u64, seq: u64, event: Event) {
-        debug_assert!(self.fifo.back().is_none_or(|(at, _, _)| *at <= at_us));
-        self.fifo.push_back((at_us, seq, event));
-    }
-
-    fn pop(&mut self) -> Option<(u64, Event)> {
-        let heap_first = self.heap.peek().map(|Reverse((at, seq, _))| (*at, *seq));
-        let fifo_first = self.fifo.front().map(|(at, seq, _)| (*at, *seq));
-        if let Some(f) = fifo_first
-            && heap_first.is_none_or(|h| f < h)
-        {
-            let (at_us, _, event) = self.fifo.pop_front().expect("peeked");
-            return Some((at_us, event));
-        }
-        let Reverse((at_us, _, slot)) = self.heap.pop()?;
-        let event = self.slab[slot as usize]
-            .take()
-            .expect("a queued slot holds its event");
-        self.free.push(slot);
-        Some((at_us, event))
-    }
-}
-
 enum Event {
     Tick(usize),
-    Deliver {
-        from: usize,
-        to: usize,
-        from_epoch: u64,
-        to_epoch: u64,
-        message: Message,
-    },
-    AtNode {
-        node: usize,
-        client: ClientId,
-        request: Request,
-    },
-    AtClient {
-        client: ClientId,
-        reply: Reply,
-    },
+    /// A node-to-node message arrives (boxed, as the other large payloads: the queue moves
+    /// small events).
+    Deliver(Box<Delivery>),
+    /// A client's request reaches its node.
+    AtNode(Box<(usize, ClientId, Request)>),
+    /// A reply reaches its client.
+    AtClient(Box<(ClientId, Reply)>),
     ClientTimeout(ClientId),
     SyncDone {
         node: usize,
@@ -152,6 +89,14 @@ enum Event {
     TrafficEnd,
     ReadSweep,
     Poll,
+}
+
+struct Delivery {
+    from: usize,
+    to: usize,
+    from_epoch: u64,
+    to_epoch: u64,
+    message: Message,
 }
 
 /// The delay class of a node-to-node message.
@@ -490,7 +435,8 @@ pub struct Sim<'a> {
     traffic_end_us: u64,
     deadline_us: u64,
     seq: u64,
-    queue: Queue,
+    /// Every pending event, by (virtual time, scheduling order).
+    queue: RadixQueue<Event>,
     nodes: Vec<SimNode>,
     ring: Ring,
     r: Quorum,
@@ -653,7 +599,7 @@ impl<'a> Sim<'a> {
             traffic_end_us,
             deadline_us: traffic_end_us + sc.settle.max_ms * 1000,
             seq: 0,
-            queue: Queue::default(),
+            queue: RadixQueue::default(),
             nodes,
             ring,
             r: sc.quorum_r(),
@@ -1007,13 +953,14 @@ impl<'a> Sim<'a> {
                 let next = self.now_us + self.sc.tick_ms * 1000;
                 self.schedule(next, Event::Tick(i));
             }
-            Event::Deliver {
-                from,
-                to,
-                from_epoch,
-                to_epoch,
-                message,
-            } => {
+            Event::Deliver(delivery) => {
+                let Delivery {
+                    from,
+                    to,
+                    from_epoch,
+                    to_epoch,
+                    message,
+                } = *delivery;
                 let kind = message_kind(&message);
                 if self.cut[from * self.nodes.len() + to] > 0 {
                     self.counts(kind).cut += 1;
@@ -1035,17 +982,17 @@ impl<'a> Sim<'a> {
                     Some((from, from_epoch)),
                 );
             }
-            Event::AtNode {
-                node,
-                client,
-                request,
-            } => {
+            Event::AtNode(at_node) => {
+                let (node, client, request) = *at_node;
                 // A request to a crashed node is never answered: the client times out.
                 if self.is_up(node) {
                     self.handle(node, Input::Request { client, request }, None);
                 }
             }
-            Event::AtClient { client, reply } => self.on_reply(client, reply),
+            Event::AtClient(at_client) => {
+                let (client, reply) = *at_client;
+                self.on_reply(client, reply)
+            }
             Event::ClientTimeout(client) => self.on_client_timeout(client),
             Event::SyncDone { node, epoch } => self.on_sync_done(node, epoch),
             Event::Arrival => self.on_arrival(),
@@ -1423,7 +1370,10 @@ impl<'a> Sim<'a> {
                 }
                 Output::Reply { client, reply } => {
                     let delay = us(self.sc.delays.client.sample(&mut self.rng_client));
-                    self.schedule(self.now_us + delay, Event::AtClient { client, reply });
+                    self.schedule(
+                        self.now_us + delay,
+                        Event::AtClient(Box::new((client, reply))),
+                    );
                 }
             }
         }
@@ -1500,13 +1450,13 @@ impl<'a> Sim<'a> {
     }
 
     fn deliver_event(&self, from: usize, to: usize, message: Message) -> Event {
-        Event::Deliver {
+        Event::Deliver(Box::new(Delivery {
             from,
             to,
             from_epoch: self.nodes[from].epoch,
             to_epoch: self.nodes[to].epoch,
             message,
-        }
+        }))
     }
 
     fn on_fault(&mut self, f: usize, start: bool) {
@@ -1731,16 +1681,10 @@ impl<'a> Sim<'a> {
         let delay = us(self.sc.delays.client.sample(&mut self.rng_client));
         self.schedule(
             self.now_us + delay,
-            Event::AtNode {
-                node,
-                client,
-                request,
-            },
+            Event::AtNode(Box::new((node, client, request))),
         );
         let timeout = self.now_us + self.sc.client_timeout_ms * 1000;
-        self.seq += 1;
-        self.queue
-            .push_in_order(timeout, self.seq, Event::ClientTimeout(client));
+        self.schedule(timeout, Event::ClientTimeout(client));
         self.clients.insert(client, op);
     }
 
