@@ -845,9 +845,12 @@ impl<'a> Sim<'a> {
         }
         sn.store.crash();
         let unsynced = std::mem::take(&mut sn.unsynced);
-        // Under durability "none" nothing is ever synced, yet outputs do leave: those writes
-        // may live on elsewhere (and the node comes back under a new incarnation).
-        if self.sc.durability_policy() != driftkv_core::Durability::None {
+        // Only group commit loses what the node applied since its last sync. Under
+        // "every-write" each write was durable as it was applied (the crash only kept its
+        // outputs from leaving: the write lives on in the store, to spread by repair), and
+        // under "none" nothing is ever synced, yet outputs do leave: those writes may live on
+        // elsewhere (and the node comes back under a new incarnation).
+        if self.sc.durability_policy() == driftkv_core::Durability::GroupCommit {
             for (h, index) in unsynced {
                 self.hist.void_coordination(h, index);
             }
