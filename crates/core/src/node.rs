@@ -225,6 +225,11 @@ struct AaeState {
     again: Option<(PartitionId, NodeId)>,
     /// The last exchanges moved data.
     streak: bool,
+    /// A partition in which an exchange moved data, and its other replicas not yet compared
+    /// with since: what one replica lacked, others may lack too, so the initiator goes round
+    /// them all before walking on (or one replica's write would reach one peer per round of
+    /// every partition).
+    spread: Option<(PartitionId, Vec<NodeId>)>,
     /// Exchanges until the next tree self-check.
     until_check: u32,
     /// Client requests since the last decision to start an exchange or not.
@@ -2474,6 +2479,19 @@ impl Node {
             return self.aae_start(now_ms, partition, peer, out);
         }
         let n = self.cfg.ring.n;
+        while let Some((partition, peers)) = &mut self.aae.spread {
+            let partition = *partition;
+            let Some(peer) = peers.pop() else {
+                self.aae.spread = None;
+                break;
+            };
+            // Still replicas of it both (the ring may have changed since), and the peer up.
+            let owners = self.ring().owners(partition);
+            let replicas = &owners[..n.min(owners.len())];
+            if replicas.contains(&self.cfg.id) && replicas.contains(&peer) && self.is_up(&peer) {
+                return self.aae_start(now_ms, partition, peer, out);
+            }
+        }
         let mine: Vec<PartitionId> = self.ring().partitions_of(&self.cfg.id);
         if mine.is_empty() {
             return;
@@ -2676,9 +2694,11 @@ impl Node {
             self.stats.aae_exchanges += 1;
             self.stats.aae_in_sync += 1;
             self.aae.inflight = None;
-            // A partition just repaired is confirmed: go on to the next one at once while
-            // there is repair work about (a replica refilling), else keep the pace.
-            if std::mem::take(&mut self.aae.streak) {
+            // A partition just repaired is confirmed: go on at once (to the partition's other
+            // replicas, then the next partition) while there is repair work about (a replica
+            // refilling, a write that reached few replicas), else keep the pace.
+            let spreading = self.aae.spread.as_ref().is_some_and(|(_, p)| !p.is_empty());
+            if std::mem::take(&mut self.aae.streak) || spreading {
                 self.aae.next_ms = 0;
             }
             return;
@@ -2799,10 +2819,29 @@ impl Node {
         self.stats.aae_bytes_sent += bytes;
         self.aae.inflight = None;
         // Data moved: go again with the same peer at the next tick until the partition is in
-        // sync (an exchange handles a bounded number of segments and objects).
+        // sync (an exchange handles a bounded number of segments and objects), then with the
+        // partition's other replicas.
         self.aae.again = Some((partition, from.clone()));
         self.aae.streak = true;
         self.aae.next_ms = now_ms;
+        if self
+            .aae
+            .spread
+            .as_ref()
+            .is_none_or(|(p, _)| *p != partition)
+        {
+            let n = self.cfg.ring.n;
+            let mut others: Vec<NodeId> = self
+                .ring()
+                .owners(partition)
+                .iter()
+                .take(n)
+                .filter(|o| **o != self.cfg.id && **o != from)
+                .cloned()
+                .collect();
+            others.reverse(); // visited in ring order
+            self.aae.spread = Some((partition, others));
+        }
         if !back.is_empty() {
             out.push(Output::Send {
                 to: from,

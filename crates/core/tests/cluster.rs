@@ -671,6 +671,55 @@ fn anti_entropy_heals_a_replica_that_missed_writes_without_any_read() {
     );
 }
 
+/// A write that reached one replica of five, with nothing to read it: the first exchange that
+/// moves it makes its initiator go round the partition's other replicas before walking on, so
+/// the rest get it within a few ticks instead of one partition walk (64 exchanges) per peer.
+#[test]
+fn an_exchange_that_moved_data_goes_round_the_other_replicas_of_its_partition() {
+    let mut h = Harness::new(5, |cfg| {
+        cfg.ring.n = 5;
+        cfg.hinted_handoff = false;
+        cfg.read_repair = false;
+        cfg.aae.interval_ms = 100;
+    });
+    // Build every tree first (a tree builds over ticks), so exchanges are what is measured.
+    for _ in 0..200 {
+        h.tick(100);
+    }
+    // Only n1 takes the write: the others are cut off (still counted up, so no fallback).
+    for i in 1..5 {
+        h.up[i] = false;
+    }
+    h.put(0, "lone", "v", VersionVector::new(), Quorum::One);
+    for i in 1..5 {
+        h.up[i] = true;
+    }
+    let holders = |h: &mut Harness| {
+        h.copies("lone")
+            .iter()
+            .filter(|c| c.as_slice() == ["v"])
+            .count()
+    };
+    assert_eq!(holders(&mut h), 1);
+    let mut ticks = 0;
+    while holders(&mut h) < 2 {
+        ticks += 1;
+        assert!(ticks < 1_000, "no exchange ever moved the write");
+        h.tick(100);
+    }
+    let first = ticks;
+    while holders(&mut h) < 5 {
+        ticks += 1;
+        assert!(ticks < 1_000, "anti-entropy did not spread the write");
+        h.tick(100);
+    }
+    // Per remaining replica: one exchange that moves it and one that confirms, a tick each.
+    assert!(
+        ticks - first <= 2 * 3 + 2,
+        "the write reached a second replica at tick {first} but the fifth only at {ticks}"
+    );
+}
+
 fn members(ids: &[usize], leaving: &[usize]) -> Vec<driftkv_wire::MemberInfo> {
     ids.iter()
         .map(|&i| driftkv_wire::MemberInfo {
