@@ -1676,7 +1676,10 @@ impl Node {
                 xid,
                 partition,
                 groups,
-            } => self.aae_on_leaves(store, from, xid, PartitionId(partition), groups, out),
+            } => {
+                let partition = PartitionId(partition);
+                self.aae_on_leaves(store, now_ms, from, xid, partition, groups, out)
+            }
             Message::AaeKeys {
                 xid,
                 partition,
@@ -2478,20 +2481,10 @@ impl Node {
         {
             return self.aae_start(now_ms, partition, peer, out);
         }
-        let n = self.cfg.ring.n;
-        while let Some((partition, peers)) = &mut self.aae.spread {
-            let partition = *partition;
-            let Some(peer) = peers.pop() else {
-                self.aae.spread = None;
-                break;
-            };
-            // Still replicas of it both (the ring may have changed since), and the peer up.
-            let owners = self.ring().owners(partition);
-            let replicas = &owners[..n.min(owners.len())];
-            if replicas.contains(&self.cfg.id) && replicas.contains(&peer) && self.is_up(&peer) {
-                return self.aae_start(now_ms, partition, peer, out);
-            }
+        if self.aae_spread_on(now_ms, out) {
+            return;
         }
+        let n = self.cfg.ring.n;
         let mine: Vec<PartitionId> = self.ring().partitions_of(&self.cfg.id);
         if mine.is_empty() {
             return;
@@ -2514,6 +2507,27 @@ impl Node {
             self.aae_check_tree(partition);
             return self.aae_start(now_ms, partition, peer, out);
         }
+    }
+
+    /// Starts the exchange with the next replica a partition's data is spread to, if any is
+    /// left (and still a replica, and up).
+    fn aae_spread_on(&mut self, now_ms: u64, out: &mut Vec<Output>) -> bool {
+        let n = self.cfg.ring.n;
+        while let Some((partition, peers)) = &mut self.aae.spread {
+            let partition = *partition;
+            let Some(peer) = peers.pop() else {
+                self.aae.spread = None;
+                break;
+            };
+            // Still replicas of it both (the ring may have changed since), and the peer up.
+            let owners = self.ring().owners(partition);
+            let replicas = &owners[..n.min(owners.len())];
+            if replicas.contains(&self.cfg.id) && replicas.contains(&peer) && self.is_up(&peer) {
+                self.aae_start(now_ms, partition, peer, out);
+                return true;
+            }
+        }
+        false
     }
 
     fn aae_start(
@@ -2674,9 +2688,11 @@ impl Node {
             .is_some_and(|x| x.xid == xid && x.peer == *from && x.partition == partition)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn aae_on_leaves(
         &mut self,
         store: &mut dyn Store,
+        now_ms: u64,
         from: NodeId,
         xid: u64,
         partition: PartitionId,
@@ -2694,13 +2710,14 @@ impl Node {
             self.stats.aae_exchanges += 1;
             self.stats.aae_in_sync += 1;
             self.aae.inflight = None;
-            // A partition just repaired is confirmed: go on at once (to the partition's other
-            // replicas, then the next partition) while there is repair work about (a replica
-            // refilling, a write that reached few replicas), else keep the pace.
-            let spreading = self.aae.spread.as_ref().is_some_and(|(_, p)| !p.is_empty());
-            if std::mem::take(&mut self.aae.streak) || spreading {
+            // A partition just repaired is confirmed: go on to the partition's other replicas
+            // now (a root each, where nothing differs), then at the next tick to the next
+            // partition while there is repair work about (a replica refilling, a write that
+            // reached few replicas), else keep the pace.
+            if std::mem::take(&mut self.aae.streak) {
                 self.aae.next_ms = 0;
             }
+            self.aae_spread_on(now_ms, out);
             return;
         }
         segments.truncate(self.cfg.aae.segments_per_exchange_max);
