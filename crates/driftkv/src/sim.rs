@@ -118,8 +118,9 @@ fn write_report(dir: &Path, report: &Report) -> anyhow::Result<()> {
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.scenario)
         .with_context(|| format!("cannot read scenario {}", args.scenario.display()))?;
-    let mut scenario = Scenario::from_toml(&text)
-        .with_context(|| format!("in scenario {}", args.scenario.display()))?;
+    let mut scenario =
+        Scenario::from_toml_at(&text, &args.scenario, &mut |p| std::fs::read_to_string(p))
+            .with_context(|| format!("in scenario {}", args.scenario.display()))?;
     if scenario.name.is_empty() {
         scenario.name = args
             .scenario

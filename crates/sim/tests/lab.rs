@@ -205,20 +205,29 @@ fn lww_loses_concurrent_writes_that_siblings_keep() {
     assert!(c.concurrent_merges > 0);
 }
 
-#[test]
-fn shipped_scenarios_parse_and_pass_when_shortened() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+fn scenario_files(dir: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .expect("scenarios/ exists at the repository root")
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     names.sort();
-    assert!(names.len() >= 5, "{names:?}");
-    for path in names {
+    names
+}
+
+/// The shipped scenarios, and the chaos variants of `scenarios/sweeps/` (each extends
+/// `chaos.toml`), as the CLI reads them.
+#[test]
+fn shipped_scenarios_parse_and_pass_when_shortened() {
+    let shipped = scenario_files("../../scenarios");
+    assert!(shipped.len() >= 5, "{shipped:?}");
+    let sweeps = scenario_files("../../scenarios/sweeps");
+    assert!(sweeps.len() >= 5, "{sweeps:?}");
+    for path in shipped.into_iter().chain(sweeps) {
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut s =
-            Scenario::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut s = Scenario::from_toml_at(&text, &path, &mut |p| std::fs::read_to_string(p))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         // The full runs belong to the release contract check; here, their first seconds.
         let scale = 1_500.0 / s.duration_ms as f64;
         s.duration_ms = 1_500;
