@@ -45,6 +45,7 @@ fn measure(name: &str, scenario: &Scenario, runs: usize) {
         // The whole simulated span: warm-up, traffic, and the settling until convergence.
         let virtual_ms =
             (scenario.warmup_ms + scenario.duration_ms) as f64 + report.convergence.settle_ms;
+        // The workload's operations (the visibility trials' writes and reads are not counted).
         let ops = report.ops.values().map(|o| o.issued).sum::<u64>();
         let sample = (
             secs,
@@ -59,7 +60,7 @@ fn measure(name: &str, scenario: &Scenario, runs: usize) {
     }
     let (secs, messages, events, virtual_s, ops) = best.expect("at least one run");
     println!(
-        "{name:<30} {virtual_s:>7.1} s virtual in {secs:>6.3} s wall ({:>6.1}x): {ops:>8} ops, {messages:>8} messages, {:>10.0} messages/s, {:>10.0} events/s",
+        "{name:<30} {virtual_s:>7.1} s virtual in {secs:>6.3} s wall ({:>6.1}x): {ops:>8} workload ops, {messages:>8} messages, {:>10.0} messages/s, {:>10.0} events/s",
         virtual_s / secs,
         messages as f64 / secs,
         events as f64 / secs,
