@@ -13,7 +13,8 @@ use driftkv_sim::{Progress, Report, Scenario, SweepRow};
 
 #[derive(Args)]
 pub struct SimArgs {
-    /// The scenario file (TOML); see scenarios/ for examples.
+    /// The scenario file (TOML); see scenarios/ for examples. With --seeds, a directory:
+    /// every scenario file in it is swept in turn (scenarios/sweeps/, say).
     scenario: PathBuf,
     /// Directory for report.txt, report.json and the plots (created if missing). Without it
     /// the text report goes to stdout only.
@@ -115,15 +116,14 @@ fn write_report(dir: &Path, report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: SimArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.scenario)
-        .with_context(|| format!("cannot read scenario {}", args.scenario.display()))?;
-    let mut scenario =
-        Scenario::from_toml_at(&text, &args.scenario, &mut |p| std::fs::read_to_string(p))
-            .with_context(|| format!("in scenario {}", args.scenario.display()))?;
+/// Reads a scenario file (following its `extends`) and applies the command line's overrides.
+fn load(path: &Path, args: &SimArgs) -> anyhow::Result<Scenario> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read scenario {}", path.display()))?;
+    let mut scenario = Scenario::from_toml_at(&text, path, &mut |p| std::fs::read_to_string(p))
+        .with_context(|| format!("in scenario {}", path.display()))?;
     if scenario.name.is_empty() {
-        scenario.name = args
-            .scenario
+        scenario.name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -143,13 +143,27 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
             .context("--r/--w")?;
     }
+    Ok(scenario)
+}
+
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    if args.scenario.is_dir() {
+        let Some(range) = &args.seeds else {
+            bail!(
+                "{} is a directory: only --seeds runs every scenario in one",
+                args.scenario.display()
+            );
+        };
+        return run_seeds_of_dir(&args, parse_seeds(range)?, jobs);
+    }
+    let scenario = load(&args.scenario, &args)?;
     if let Some(range) = &args.seeds {
-        return run_seeds(&args, &scenario, parse_seeds(range)?, jobs);
+        return run_seeds(&args, &args.scenario, &scenario, parse_seeds(range)?, jobs);
     }
     if args.sweep {
         return run_sweep(&args, &scenario, jobs);
@@ -208,8 +222,41 @@ fn parallel<T: Send>(count: usize, jobs: usize, work: impl Fn(usize) -> T + Sync
         .collect()
 }
 
+/// `--seeds` over every scenario file of a directory, in name order.
+fn run_seeds_of_dir(args: &SimArgs, seeds: (u64, u64), jobs: usize) -> anyhow::Result<()> {
+    let dir = &args.scenario;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no scenario files (*.toml) in {}", dir.display());
+    }
+    let mut failed = Vec::new();
+    for path in &files {
+        let scenario = load(path, args)?;
+        if run_seeds(args, path, &scenario, seeds, jobs).is_err() {
+            failed.push(path.display().to_string());
+        }
+    }
+    println!(
+        "{} scenarios of {}: {} with every seed passing, {} with failures",
+        files.len(),
+        dir.display(),
+        files.len() - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        bail!("seeds failed in {}", failed.join(", "));
+    }
+    Ok(())
+}
+
 fn run_seeds(
     args: &SimArgs,
+    path: &Path,
     scenario: &Scenario,
     (first, last): (u64, u64),
     jobs: usize,
@@ -264,7 +311,7 @@ fn run_seeds(
         println!("seed {seed} FAILED:\n    {failure}");
         println!(
             "    replay: driftkv sim {} --seed {seed} --out sim-seed-{seed}",
-            args.scenario.display()
+            path.display()
         );
     }
     println!(

@@ -137,3 +137,59 @@ fn a_bad_scenario_is_refused_with_the_field_at_fault() {
     let err = text(&run.stderr);
     assert!(err.contains("bad.toml") && err.contains("r:"), "{err}");
 }
+
+#[test]
+fn a_directory_of_scenarios_extending_one_base_is_swept_whole_and_fails_if_one_seed_does() {
+    let dir = tempfile::tempdir().unwrap();
+    write_scenario(dir.path(), "base.toml.in", SMALL);
+    let variants = dir.path().join("variants");
+    std::fs::create_dir(&variants).unwrap();
+    write_scenario(
+        &variants,
+        "a_fine.toml",
+        "extends = \"../base.toml.in\"\nname = \"fine\"\nnodes = 4\n",
+    );
+    write_scenario(
+        &variants,
+        "b_quorums.toml",
+        "extends = \"../base.toml.in\"\nname = \"quorums\"\nr = \"quorum\"\nw = \"quorum\"\n",
+    );
+    let dir_arg = variants.to_str().unwrap();
+    let run = driftkv(&["sim", dir_arg, "--seeds", "1..2", "--quiet"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let out = text(&run.stdout);
+    assert!(out.contains("2 seeds (1..=2) of fine: 2 passed"), "{out}");
+    assert!(
+        out.contains("2 seeds (1..=2) of quorums: 2 passed"),
+        "{out}"
+    );
+    assert!(out.contains("2 scenarios of"), "{out}");
+
+    // One variant whose every replica loses its data: the sweep goes on, then fails naming it.
+    write_scenario(
+        &variants,
+        "c_doomed.toml",
+        "extends = \"../base.toml.in\"\nname = \"doomed\"\ndurability = \"none\"\n\
+         [[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n1\"\n\
+         [[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n2\"\n\
+         [[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n3\"\n",
+    );
+    let run = driftkv(&["sim", dir_arg, "--seeds", "1..2", "--quiet"]);
+    assert!(!run.status.success());
+    let out = text(&run.stdout);
+    assert!(out.contains("of doomed: 0 passed, 2 failed"), "{out}");
+    assert!(
+        out.contains("c_doomed.toml --seed 1"),
+        "the replay names the file: {out}"
+    );
+    assert!(
+        out.contains("2 with every seed passing, 1 with failures"),
+        "{out}"
+    );
+    assert!(text(&run.stderr).contains("c_doomed.toml"));
+
+    // A directory takes --seeds only.
+    let run = driftkv(&["sim", dir_arg, "--quiet"]);
+    assert!(!run.status.success());
+    assert!(text(&run.stderr).contains("only --seeds"));
+}
