@@ -3,6 +3,12 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+// Ports below the ephemeral range (a port picked by binding port 0 is one an outgoing
+// connection, redis-benchmark's say, can take before the node binds it).
+#[allow(dead_code)]
+mod support;
+use support::free_port;
+
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -10,14 +16,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn driftkv(args: &[&str]) -> Output {

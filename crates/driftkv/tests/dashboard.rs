@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+// Ports below the ephemeral range (a port picked by binding port 0 is one an outgoing
+// connection, redis-benchmark's say, can take before the node binds it).
+#[allow(dead_code)]
+mod support;
+use support::free_port;
+
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -24,14 +30,6 @@ struct Node {
     _proc: Proc,
     http: u16,
     listen: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(id: &str, dir: &std::path::Path, join: Option<u16>) -> Node {

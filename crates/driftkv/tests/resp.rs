@@ -6,6 +6,12 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// Ports below the ephemeral range (a port picked by binding port 0 is one an outgoing
+// connection, redis-benchmark's say, can take before the node binds it).
+#[allow(dead_code)]
+mod support;
+use support::free_port;
+
 struct Node {
     child: Child,
     http: u16,
@@ -19,14 +25,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(id: &str, join: Option<u16>) -> Node {
