@@ -230,6 +230,12 @@ struct AaeState {
     /// them all before walking on (or one replica's write would reach one peer per round of
     /// every partition).
     spread: Option<(PartitionId, Vec<NodeId>)>,
+    /// After a restart: walk exchanges still to run at tick pace instead of the interval's
+    /// (`usize::MAX`: one walk over every partition, counted at its first step). A restarted
+    /// node may have lost unsynced writes, and the hints of writes it was coordinating when it
+    /// stopped; one quick walk finds what its replicas lack (and the round of a repaired
+    /// partition's replicas spreads it) instead of one exchange per interval.
+    catch_up: Option<usize>,
     /// Exchanges until the next tree self-check.
     until_check: u32,
     /// Client requests since the last decision to start an exchange or not.
@@ -422,6 +428,7 @@ impl Node {
             // start the same exchange against each other at once (and pay it twice).
             aae: AaeState {
                 cursor: xxhash_rust::xxh3::xxh3_64(cfg.id.as_str().as_bytes()) as u32 as usize,
+                catch_up: (generation > 1).then_some(usize::MAX),
                 ..AaeState::default()
             },
             sweep: Sweep::default(),
@@ -2504,6 +2511,16 @@ impl Node {
             }
             let peer = peers[(self.aae.cursor / mine.len()) % peers.len()].clone();
             self.aae.cursor = self.aae.cursor + step + 1;
+            if let Some(left) = &mut self.aae.catch_up {
+                if *left == usize::MAX {
+                    *left = mine.len();
+                }
+                *left -= 1;
+                self.aae.next_ms = now_ms; // the next step at the next tick
+                if *left == 0 {
+                    self.aae.catch_up = None;
+                }
+            }
             self.aae_check_tree(partition);
             return self.aae_start(now_ms, partition, peer, out);
         }

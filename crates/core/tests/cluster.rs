@@ -722,6 +722,57 @@ fn an_exchange_that_moved_data_goes_round_the_other_replicas_of_its_partition() 
     );
 }
 
+/// A restarted node may have lost unsynced writes and the hints of the writes it was
+/// coordinating: it walks its partitions once at tick pace, then keeps the interval's pace. A
+/// node that did not restart keeps the interval throughout.
+#[test]
+fn a_restarted_node_walks_its_partitions_once_at_tick_pace_then_keeps_the_interval() {
+    let mut h = Harness::new(3, |cfg| cfg.aae.interval_ms = 1_000);
+    for i in 0..50 {
+        h.put(
+            i % 3,
+            &format!("k{i}"),
+            "v",
+            VersionVector::new(),
+            Quorum::All,
+        );
+    }
+    for _ in 0..100 {
+        h.tick(100);
+    }
+    let cfg = h.nodes[0].config().clone();
+    h.nodes[0] = driftkv_core::Node::open(cfg, &mut h.stores[0]).unwrap();
+    h.refresh_membership();
+    let exchanges = |h: &Harness, i: usize| h.nodes[i].stats().aae_exchanges;
+    let others = exchanges(&h, 1);
+    for _ in 0..40 {
+        h.tick(100);
+    }
+    let (restarted, other) = (exchanges(&h, 0), exchanges(&h, 1) - others);
+    println!("in 4 s: {restarted} exchanges by the restarted node, {other} by another");
+    // (Trees are rebuilt after the restart too, and an exchange on an unbuilt one waits.)
+    assert!(
+        restarted >= 15,
+        "the restarted node walks fast: {restarted} in 40 ticks"
+    );
+    assert!(
+        other <= 6,
+        "the other keeps the 1 s interval: {other} in 4 s"
+    );
+    // One walk over its 64 partitions, then the interval again.
+    for _ in 0..120 {
+        h.tick(100);
+    }
+    let after_walk = exchanges(&h, 0);
+    println!("after 16 s: {after_walk}");
+    assert!(after_walk >= 64, "one whole walk: {after_walk}");
+    for _ in 0..50 {
+        h.tick(100);
+    }
+    let later = exchanges(&h, 0) - after_walk;
+    assert!(later <= 7, "back at the interval: {later} in 5 s");
+}
+
 fn members(ids: &[usize], leaving: &[usize]) -> Vec<driftkv_wire::MemberInfo> {
     ids.iter()
         .map(|&i| driftkv_wire::MemberInfo {
