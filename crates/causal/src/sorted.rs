@@ -84,17 +84,18 @@ impl<K: Ord, V> SortedMap<K, V> {
             return;
         }
         batch.sort_by(|a, b| a.0.cmp(&b.0));
-        // Of equal keys (now adjacent, in input order) keep the last.
-        let mut last_wins: Vec<(K, V)> = Vec::with_capacity(batch.len());
-        for entry in batch {
-            match last_wins.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => last_wins.push(entry),
+        // Of equal keys (now adjacent, in input order) the first key stays with the last value,
+        // as inserting them one by one leaves it.
+        batch.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
             }
-        }
+            same
+        });
         let old = std::mem::take(&mut self.entries);
-        let mut merged = Vec::with_capacity(old.len() + last_wins.len());
-        let mut new = last_wins.into_iter().peekable();
+        let mut merged = Vec::with_capacity(old.len() + batch.len());
+        let mut new = batch.into_iter().peekable();
         for (k, v) in old {
             while let Some(n) = new.next_if(|n| n.0 < k) {
                 merged.push(n);

@@ -238,6 +238,7 @@ impl Membership {
             .collect()
     }
 
+    #[cfg(test)]
     pub fn remembered(&self) -> Vec<Remembered> {
         self.peers
             .iter()

@@ -2049,21 +2049,20 @@ impl Node {
                 }
                 let record =
                     driftkv_wire::decode::<HintRecord>(driftkv_wire::RECORD_FORMAT_VERSION, &raw);
-                let expired = record.as_ref().map_or(true, |r| {
-                    r.created_ms.saturating_add(self.cfg.hint_age_max_ms) <= now_ms
-                });
-                if expired {
+                let expiry = record
+                    .as_ref()
+                    .ok()
+                    .map(|r| r.created_ms.saturating_add(self.cfg.hint_age_max_ms));
+                let Some(expiry) = expiry.filter(|e| *e > now_ms) else {
+                    // Expired, or unreadable.
                     expired_seen = true;
                     if store.delete(&hint_key).is_ok() {
                         self.stats.hints_expired += 1;
                         self.forget_hint(&target);
                     }
                     continue;
-                }
+                };
                 if !up {
-                    let expiry = record
-                        .as_ref()
-                        .map_or(0, |r| r.created_ms.saturating_add(self.cfg.hint_age_max_ms));
                     earliest_expiry = Some(earliest_expiry.map_or(expiry, |e| e.min(expiry)));
                     continue;
                 }

@@ -152,6 +152,7 @@ fn an_expired_hint_beyond_the_batch_goes_as_soon_as_the_batch_moves_on_to_it() {
     keys.sort_by_key(|k| hint_order(&h, k));
     let (first, second, third) = (&keys[0], &keys[1], &keys[2]);
     h.set_up(2, false);
+    let made_second = h.now_ms;
     // The batch (the first two in key order) holds a young hint and an old one; an old one
     // waits beyond it.
     for (key, wait_ms) in [(second, 1_000), (third, 5_000), (first, 1_000)] {
@@ -160,7 +161,6 @@ fn an_expired_hint_beyond_the_batch_goes_as_soon_as_the_batch_moves_on_to_it() {
     }
     assert_eq!(h.nodes[0].hints_pending(), 3);
     // Up to just past the third key's age (made 1 s after the second's): both old ones gone.
-    let made_second = 1_000;
     while h.now_ms < made_second + 1_000 + age_ms + 200 {
         h.tick(100);
     }

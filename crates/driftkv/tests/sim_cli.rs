@@ -27,6 +27,22 @@ trials = 5
 setup_gap_ms = 200
 "#;
 
+/// All three nodes of `SMALL` crash together near the end of its traffic.
+const EVERY_NODE_CRASHES: &str = r#"
+[[faults]]
+at_ms = 700
+until_ms = 750
+crash = "n1"
+[[faults]]
+at_ms = 700
+until_ms = 750
+crash = "n2"
+[[faults]]
+at_ms = 700
+until_ms = 750
+crash = "n3"
+"#;
+
 fn driftkv(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_driftkv"))
         .args(args)
@@ -79,10 +95,10 @@ fn sim_writes_a_deterministic_report_with_the_contract_keys_and_a_plot() {
 fn a_failing_check_exits_non_zero_and_names_the_seed_to_replay() {
     let dir = tempfile::tempdir().unwrap();
     // Every replica loses its unsynced data at once under durability "none".
-    let doomed = format!(
-        "{SMALL}\n[[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n1\"\n[[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n2\"\n[[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n3\"\n"
-    )
-    .replace("partitions = 16", "partitions = 16\ndurability = \"none\"\nseed = 77");
+    let doomed = format!("{SMALL}\n{EVERY_NODE_CRASHES}").replace(
+        "partitions = 16",
+        "partitions = 16\ndurability = \"none\"\nseed = 77",
+    );
     let scenario = write_scenario(dir.path(), "doomed.toml", &doomed);
     let run = driftkv(&["sim", &scenario]);
     assert!(!run.status.success());
@@ -169,10 +185,10 @@ fn a_directory_of_scenarios_extending_one_base_is_swept_whole_and_fails_if_one_s
     write_scenario(
         &variants,
         "c_doomed.toml",
-        "extends = \"../base.toml.in\"\nname = \"doomed\"\ndurability = \"none\"\n\
-         [[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n1\"\n\
-         [[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n2\"\n\
-         [[faults]]\nat_ms = 700\nuntil_ms = 750\ncrash = \"n3\"\n",
+        &format!(
+            "extends = \"../base.toml.in\"\nname = \"doomed\"\ndurability = \"none\"\n\
+             {EVERY_NODE_CRASHES}"
+        ),
     );
     let run = driftkv(&["sim", dir_arg, "--seeds", "1..2", "--quiet"]);
     assert!(!run.status.success());

@@ -37,13 +37,11 @@ pub const EXTENDS_DEPTH_MAX: usize = 8;
 
 /// The table of a scenario file with its `extends` chain applied.
 fn resolve_extends(
-    text: &str,
+    mut table: toml::Table,
     path: &Path,
     read: &mut dyn FnMut(&Path) -> std::io::Result<String>,
     depth: usize,
 ) -> Result<toml::Table, ScenarioError> {
-    let mut table: toml::Table = toml::from_str(text)
-        .map_err(|e| ScenarioError::Parse(format!("{}: {e}", path.display())))?;
     let Some(base) = table.remove("extends") else {
         return Ok(table);
     };
@@ -67,9 +65,14 @@ fn resolve_extends(
             base_path.display()
         ))
     })?;
-    let mut merged = resolve_extends(&base_text, &base_path, read, depth + 1)?;
+    let base_table = parse_table(&base_text, &base_path)?;
+    let mut merged = resolve_extends(base_table, &base_path, read, depth + 1)?;
     overlay(&mut merged, table);
     Ok(merged)
+}
+
+fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ScenarioError> {
+    toml::from_str(text).map_err(|e| ScenarioError::Parse(format!("{}: {e}", path.display())))
 }
 
 /// `over`'s values replace `base`'s; a table in both is merged the same way, field by field.
@@ -501,7 +504,12 @@ impl Scenario {
         path: &Path,
         read: &mut dyn FnMut(&Path) -> std::io::Result<String>,
     ) -> Result<Scenario, ScenarioError> {
-        let table = resolve_extends(text, path, read, 0)?;
+        let table = parse_table(text, path)?;
+        if !table.contains_key("extends") {
+            // Read straight from the text, errors keep their line and column.
+            return Self::from_toml(text);
+        }
+        let table = resolve_extends(table, path, read, 0)?;
         let s: Scenario = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ScenarioError::Parse(e.to_string()))?;
@@ -938,21 +946,14 @@ crash = "n2"
 
         // What the merged file lacks or gets wrong is refused as any scenario's would be.
         let set = [("base.toml", BASE)];
-        let e = Scenario::from_toml_at(
-            "extends = \"base.toml\"\nnodse = 3",
-            Path::new("c.toml"),
-            &mut files(&set, &mut Vec::new()),
-        )
-        .unwrap_err()
-        .to_string();
+        let extending = |text: &str| {
+            Scenario::from_toml_at(text, Path::new("c.toml"), &mut files(&set, &mut Vec::new()))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = extending("extends = \"base.toml\"\nnodse = 3");
         assert!(e.contains("nodse"), "{e}");
-        let e = Scenario::from_toml_at(
-            "extends = \"base.toml\"\nnodes = 0",
-            Path::new("c.toml"),
-            &mut files(&set, &mut Vec::new()),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = extending("extends = \"base.toml\"\nnodes = 0");
         assert!(e.contains("invalid"), "{e}");
     }
 

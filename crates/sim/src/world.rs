@@ -282,8 +282,8 @@ struct SimNode {
     read_expiry: std::collections::VecDeque<(u64, ReqId)>,
     /// Overlapping crash faults on this node; it restarts when the last one ends.
     crash_depth: u32,
-    /// Client writes coordinated here since the last sync (`(record, coordination index)`):
-    /// a crash before the sync voids them.
+    /// Client writes coordinated here since the last sync (`(record, coordination index)`),
+    /// kept when a crash before the sync would lose them (`Sim::crash_loses_unsynced`).
     unsynced: Vec<(HistRef, usize)>,
     life: Life,
     /// A leaving node: when it was first seen drained (reset if it holds something again).
@@ -442,6 +442,11 @@ pub struct Sim<'a> {
     r: Quorum,
     w: Quorum,
     immediate_sync: bool,
+    /// A crash loses what a node applied since its last sync: group commit with a sync delay
+    /// (under "every-write" each write is durable as it is applied, and the crash only keeps
+    /// its outputs from leaving; under "none" nothing is synced, yet outputs do leave, so those
+    /// writes may live on elsewhere).
+    crash_loses_unsynced: bool,
     /// An empty outputs buffer kept for the next step.
     spare_out: Vec<Output>,
     /// An empty key-slot buffer kept for the next step (see `handle`).
@@ -605,6 +610,8 @@ impl<'a> Sim<'a> {
             r: sc.quorum_r(),
             w: sc.quorum_w(),
             immediate_sync: sc.delays.disk_sync == Delay::constant(0.0),
+            crash_loses_unsynced: sc.delays.disk_sync != Delay::constant(0.0)
+                && sc.durability_policy() == driftkv_core::Durability::GroupCommit,
             spare_out: Vec::new(),
             spare_slots: Vec::new(),
             static_members: Vec::new(),
@@ -796,12 +803,7 @@ impl<'a> Sim<'a> {
     }
 
     fn boot(&mut self, i: usize) {
-        let static_view = self.sc.membership == MembershipMode::Static;
-        let members = if static_view {
-            self.static_members()
-        } else {
-            Vec::new()
-        };
+        let members = (self.sc.membership == MembershipMode::Static).then(|| self.static_members());
         let sn = &mut self.nodes[i];
         // As the server does: the incarnation is kept in the store, and chosen fresh when the
         // store has none (new, or lost to a crash under durability "none").
@@ -827,7 +829,7 @@ impl<'a> Sim<'a> {
         sn.cfg.incarnation = incarnation;
         let mut node =
             Node::open(sn.cfg.clone(), &mut sn.store).expect("a MemStore the node wrote opens");
-        if static_view {
+        if let Some(members) = members {
             node.set_members(members);
         }
         if sn.life == Life::Leaving && !node.is_leaving() {
@@ -844,16 +846,8 @@ impl<'a> Sim<'a> {
             self.retired.add(node.stats());
         }
         sn.store.crash();
-        let unsynced = std::mem::take(&mut sn.unsynced);
-        // Only group commit loses what the node applied since its last sync. Under
-        // "every-write" each write was durable as it was applied (the crash only kept its
-        // outputs from leaving: the write lives on in the store, to spread by repair), and
-        // under "none" nothing is ever synced, yet outputs do leave: those writes may live on
-        // elsewhere (and the node comes back under a new incarnation).
-        if self.sc.durability_policy() == driftkv_core::Durability::GroupCommit {
-            for (h, index) in unsynced {
-                self.hist.void_coordination(h, index);
-            }
+        for (h, index) in std::mem::take(&mut sn.unsynced) {
+            self.hist.void_coordination(h, index);
         }
         let sn = &mut self.nodes[i];
         sn.epoch += 1;
@@ -1304,7 +1298,7 @@ impl<'a> Sim<'a> {
     }
 
     fn note_unsynced(&mut self, i: usize, h: HistRef, index: usize) {
-        if !self.immediate_sync {
+        if self.crash_loses_unsynced {
             self.nodes[i].unsynced.push((h, index));
         }
     }

@@ -91,18 +91,23 @@ fn fifo_links_with_reordering_spikes() {
     assert_all_pass("fifo links", &s);
 }
 
-#[test]
-fn crashes_that_lose_unsynced_writes() {
-    let mut s = base();
+/// `crashes` crashes early in the run, while fsyncs take up to `fsync_ms_max`.
+fn crashes_during_slow_fsyncs(s: &mut Scenario, crashes: u32, fsync_ms_max: f64) {
     s.delays.disk_sync = Delay::Uniform {
         min_ms: 0.0,
-        max_ms: 3.0,
+        max_ms: fsync_ms_max,
     };
-    s.chaos.crashes = 3;
+    s.chaos.crashes = crashes;
     s.chaos.fault_ms = Delay::Uniform {
         min_ms: 1.0,
         max_ms: 300.0,
     };
+}
+
+#[test]
+fn crashes_that_lose_unsynced_writes() {
+    let mut s = base();
+    crashes_during_slow_fsyncs(&mut s, 3, 3.0);
     assert_all_pass("crashes", &s);
 }
 
@@ -118,21 +123,15 @@ fn every_write_durability_and_long_splits() {
 /// Under every-write durability a write is durable as it is applied: a crash during the fsync
 /// delay only keeps its outputs from leaving, and the write spreads later by repair. The oracle
 /// once voided such writes as if group commit had lost them, then flagged the survivors (a set
-/// member back from a "lost" add, a counter above its acknowledged sum): seeds 14, 16 and 33.
+/// member back from a "lost" add, a counter above its acknowledged sum). Six crashes during
+/// fsyncs of up to 30 ms make that common: with the old oracle 9 of these 20 seeds fail (a
+/// milder setup's failing seeds stopped failing once anti-entropy changed the histories).
 #[test]
 fn every_write_durability_with_crashes_during_slow_fsyncs() {
     let mut s = base();
     s.durability = "every-write".into();
-    s.delays.disk_sync = Delay::Uniform {
-        min_ms: 0.0,
-        max_ms: 3.0,
-    };
-    s.chaos.crashes = 3;
-    s.chaos.fault_ms = Delay::Uniform {
-        min_ms: 1.0,
-        max_ms: 300.0,
-    };
-    assert_seeds_pass("every-write and crashes", &s, 1..=40);
+    crashes_during_slow_fsyncs(&mut s, 6, 30.0);
+    assert_seeds_pass("every-write and crashes", &s, 1..=20);
 }
 
 #[test]
