@@ -26,9 +26,7 @@ impl Hasher for FastHasher {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(word));
+            self.mix(tail_word(rest));
         }
     }
 
@@ -51,5 +49,48 @@ impl Hasher for FastHasher {
     }
 }
 
+/// The last one to seven bytes as one word, without a variable-length copy (which would be a
+/// call to `memcpy` for every short key): two overlapping reads and the length. One to seven
+/// bytes map to distinct words (the reads cover every byte), so no tails collide.
+fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    let (lo, hi) = if n >= 4 {
+        let first = u32::from_le_bytes(rest[..4].try_into().expect("four bytes"));
+        let last = u32::from_le_bytes(rest[n - 4..].try_into().expect("four bytes"));
+        (u64::from(first), u64::from(last))
+    } else {
+        let first = u64::from(rest[0]) | u64::from(rest[n / 2]) << 8;
+        (first, u64::from(rest[n - 1]))
+    };
+    lo | ((hi << 32) ^ ((n as u64) << 61))
+}
+
 /// A hash map for lookups only (see the module comment).
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::tail_word;
+    use std::collections::HashMap;
+
+    #[test]
+    fn tails_of_one_to_seven_bytes_are_distinct_words() {
+        // Every tail over a small alphabet, all lengths: no two share a word.
+        let alphabet = [0u8, 1, 0x7f, 0xff];
+        let mut seen: HashMap<u64, Vec<u8>> = HashMap::new();
+        for n in 1..=7u32 {
+            for mut code in 0..alphabet.len().pow(n) {
+                let tail: Vec<u8> = (0..n)
+                    .map(|_| {
+                        let b = alphabet[code % alphabet.len()];
+                        code /= alphabet.len();
+                        b
+                    })
+                    .collect();
+                if let Some(other) = seen.insert(tail_word(&tail), tail.clone()) {
+                    panic!("{tail:?} and {other:?} give one word");
+                }
+            }
+        }
+    }
+}

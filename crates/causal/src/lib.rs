@@ -14,6 +14,8 @@
 //! - [`hlc`]: a hybrid logical clock for last-write-wins ordering.
 //! - [`token`]: the opaque causal-context token handed to clients.
 
+#![forbid(unsafe_code)]
+
 pub mod actor;
 pub mod dvv;
 pub mod fasthash;

@@ -3,6 +3,8 @@
 //! No sockets, threads, clocks or randomness: time and storage are passed in, effects come out
 //! as [`node::Output`] values. The tokio node and the simulator drive the very same code.
 
+#![forbid(unsafe_code)]
+
 pub mod aae;
 pub mod config;
 pub mod keys;

@@ -13,6 +13,8 @@
 //! Operations are coordinated by a server node (an [`Actor`]) on top of its own stored state,
 //! as with registers, so per-node entries stay few and dots stay unique.
 
+#![forbid(unsafe_code)]
+
 pub mod counter;
 pub mod set;
 

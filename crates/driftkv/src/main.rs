@@ -1,9 +1,11 @@
 //! The `driftkv` binary: subcommands over the library crates.
 
-/// mimalloc: the simulator and the node allocate small, short-lived objects on every message;
-/// it runs them measurably faster than the system allocator (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
+/// mimalloc (see the alloc crate): the simulator and the node allocate small, short-lived
+/// objects on every message; it runs them measurably faster than the system allocator.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: driftkv_alloc::Allocator = driftkv_alloc::Allocator;
 
 mod client;
 mod demo;

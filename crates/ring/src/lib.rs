@@ -43,6 +43,8 @@
 //! to: up primaries first, then a fallback (the next up node of the continued walk) for each
 //! down primary, marked with the primary it stands in for so writes can be handed off later.
 
+#![forbid(unsafe_code)]
+
 mod id;
 mod ring;
 

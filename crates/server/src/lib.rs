@@ -3,6 +3,8 @@
 //! It moves bytes (TCP transport, HTTP), time (ticks) and storage calls (fjall) for the core,
 //! and decides nothing about the protocol: that is all in `driftkv-core`.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod http;
 pub mod metrics;

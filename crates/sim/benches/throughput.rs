@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// The allocator the `driftkv` binary runs with, so the figures are the CLI's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: driftkv_alloc::Allocator = driftkv_alloc::Allocator;
 
 use driftkv_sim::{MembershipMode, Scenario, run};
 

@@ -19,6 +19,8 @@
 //!
 //! Pure like the core: no sockets, no threads, no host clock, no unseeded randomness.
 
+#![forbid(unsafe_code)]
+
 pub mod check;
 pub mod dist;
 pub mod history;

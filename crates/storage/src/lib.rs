@@ -5,6 +5,8 @@
 //! `driftkv-core` so the sans-io core does not depend on an engine; it is re-exported here so a
 //! caller that opens a store needs only this crate.
 
+#![forbid(unsafe_code)]
+
 pub mod conformance;
 mod fjall_store;
 
