@@ -90,7 +90,19 @@ impl NodeConfig {
         }
     }
 
+    /// The properties of `bucket` (the defaults if it has none of its own). Looked up for every
+    /// request and replica write: a handful of named buckets are compared in line, where the
+    /// map's search would call out to `memcmp` at each one.
     pub fn bucket(&self, bucket: &[u8]) -> BucketProps {
-        self.buckets.get(bucket).cloned().unwrap_or_default()
+        const SCANNED_MAX: usize = 8;
+        let found = if self.buckets.len() <= SCANNED_MAX {
+            self.buckets
+                .iter()
+                .find(|(name, _)| driftkv_wire::object::same_bytes(name, bucket))
+                .map(|(_, props)| props)
+        } else {
+            self.buckets.get(bucket)
+        };
+        found.cloned().unwrap_or_default()
     }
 }

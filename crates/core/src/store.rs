@@ -79,6 +79,28 @@ pub trait Store {
 /// The point index: looked up, never iterated (see `fasthash`).
 type KeyIndex = crate::fasthash::FastMap<Vec<u8>, Vec<u8>>;
 
+/// A key as the ordered set holds it: its first sixteen bytes as a big-endian number (zero
+/// padded), then the key. The pairs sort exactly as the keys' bytes do (where the numbers
+/// differ, the first differing byte, or the end of the shorter key, decides alike; where they
+/// are equal the keys decide), and most comparisons end at the number, in line, where comparing
+/// the bytes calls out to `memcmp` (record keys share their first bytes within a partition, but
+/// rarely all sixteen).
+type Ordered = (u128, Vec<u8>);
+
+fn ordered(key: Vec<u8>) -> Ordered {
+    (lead(&key), key)
+}
+
+fn lead(key: &[u8]) -> u128 {
+    match key.first_chunk::<16>() {
+        Some(first) => u128::from_be_bytes(*first),
+        None => key
+            .iter()
+            .enumerate()
+            .fold(0, |n, (i, &b)| n | u128::from(b) << (8 * (15 - i))),
+    }
+}
+
 /// An in-memory store that models a disk: `sync` makes every write so far durable and `crash`
 /// loses the writes since the last one. Used by tests and the simulator.
 ///
@@ -89,8 +111,8 @@ type KeyIndex = crate::fasthash::FastMap<Vec<u8>, Vec<u8>>;
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
     data: KeyIndex,
-    /// `data`'s keys in order.
-    order: BTreeSet<Vec<u8>>,
+    /// `data`'s keys in order (see [`Ordered`]).
+    order: BTreeSet<Ordered>,
     /// Each unsynced write's key and the value it replaced (`None`: the key was absent),
     /// oldest first.
     undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -128,12 +150,12 @@ impl MemStore {
     /// The keys that start with `prefix`, in order, borrowed.
     pub fn keys_with_prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
         self.order
-            .range::<[u8], _>((
-                std::ops::Bound::Included(prefix),
+            .range((
+                std::ops::Bound::Included(ordered(prefix.to_vec())),
                 std::ops::Bound::Unbounded,
             ))
+            .map(|(_, k)| k.as_slice())
             .take_while(move |k| k.starts_with(prefix))
-            .map(Vec::as_slice)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,7 +168,7 @@ impl MemStore {
             Some(value) => match self.data.get_mut(&key) {
                 Some(slot) => Some(std::mem::replace(slot, value)),
                 None => {
-                    self.order.insert(key.clone());
+                    self.order.insert(ordered(key.clone()));
                     self.data.insert(key, value);
                     None
                 }
@@ -154,7 +176,7 @@ impl MemStore {
             None => {
                 let old = self.data.remove(&key);
                 if old.is_some() {
-                    self.order.remove(&key);
+                    self.order.remove(&ordered(key));
                 }
                 old
             }
@@ -220,12 +242,13 @@ impl Store for MemStore {
     ) -> Result<Entries, StoreError> {
         use std::ops::Bound;
         let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
+            Some(a) if a >= prefix => Bound::Excluded(ordered(a.to_vec())),
+            _ => Bound::Included(ordered(prefix.to_vec())),
         };
         Ok(self
             .order
-            .range::<[u8], _>((start, Bound::Unbounded))
+            .range((start, Bound::Unbounded))
+            .map(|(_, k)| k)
             .take_while(|k| k.starts_with(prefix))
             .take(limit)
             .map(|k| (k.clone(), self.data[k].clone()))
@@ -245,6 +268,16 @@ impl Store for MemStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn ordered_keys_sort_as_their_bytes(
+            a in proptest::collection::vec(0u8..3, 0..24),
+            b in proptest::collection::vec(0u8..3, 0..24),
+        ) {
+            proptest::prop_assert_eq!(ordered(a.clone()).cmp(&ordered(b.clone())), a.cmp(&b));
+        }
+    }
 
     #[test]
     fn a_crash_loses_exactly_the_unsynced_writes() {
