@@ -29,9 +29,9 @@ pub fn segment_of(key: &Key) -> u16 {
     let digest = driftkv_ring::hash_parts(
         SEGMENT_SEED,
         &[
-            &(key.bucket.len() as u64).to_le_bytes(),
-            &key.bucket,
-            &key.key,
+            &(key.bucket().len() as u64).to_le_bytes(),
+            key.bucket(),
+            key.key(),
         ],
     );
     (digest % SEGMENTS as u64) as u16

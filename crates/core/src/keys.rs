@@ -16,13 +16,13 @@ pub const HINT: u8 = b'h';
 pub const META: u8 = b'm';
 
 pub fn data_key(partition: PartitionId, key: &Key) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + key.bucket.len() + key.key.len());
+    let mut out = Vec::with_capacity(9 + key.bucket().len() + key.key().len());
     out.push(DATA);
     out.extend_from_slice(&partition.0.to_be_bytes());
     out.extend_from_slice(&crate::aae::segment_of(key).to_be_bytes());
-    out.extend_from_slice(&(key.bucket.len() as u16).to_be_bytes());
-    out.extend_from_slice(&key.bucket);
-    out.extend_from_slice(&key.key);
+    out.extend_from_slice(&(key.bucket().len() as u16).to_be_bytes());
+    out.extend_from_slice(key.bucket());
+    out.extend_from_slice(key.key());
     out
 }
 

@@ -614,17 +614,17 @@ impl Node {
 
     fn validate(&self, request: &Request) -> Result<(), String> {
         let key = request.key();
-        if key.key.is_empty() {
+        if key.key().is_empty() {
             return Err("key is empty".into());
         }
-        if key.key.len() > self.cfg.key_bytes_max {
+        if key.key().len() > self.cfg.key_bytes_max {
             return Err(format!(
                 "key is {} bytes, the limit is {}",
-                key.key.len(),
+                key.key().len(),
                 self.cfg.key_bytes_max
             ));
         }
-        if key.bucket.is_empty() || key.bucket.len() > self.cfg.bucket_bytes_max {
+        if key.bucket().is_empty() || key.bucket().len() > self.cfg.bucket_bytes_max {
             return Err(format!(
                 "bucket name must be 1 to {} bytes",
                 self.cfg.bucket_bytes_max
@@ -668,7 +668,7 @@ impl Node {
     fn n_for(&self, key: &Key) -> usize {
         let ring_n = self.ring().n_effective();
         self.cfg
-            .bucket(&key.bucket)
+            .bucket(key.bucket())
             .n
             .map_or(ring_n, |n| n.clamp(1, ring_n))
     }
@@ -737,9 +737,9 @@ impl Node {
             return self.answer(waiter, reply, out);
         }
         let key = request.key().clone();
-        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
         let n = self.n_for(&key);
-        let props = self.cfg.bucket(&key.bucket);
+        let props = self.cfg.bucket(key.bucket());
         let level = |q: Quorum, bucket: Option<Quorum>, default: Quorum| {
             q.resolve(n, bucket.unwrap_or(default))
         };
@@ -1124,7 +1124,7 @@ impl Node {
             // So a later LWW write coordinated here orders after what it just learned.
             self.hlc.observe(r.timestamp_max(), now_ms);
         }
-        let mode = self.cfg.bucket(&key.bucket).mode;
+        let mode = self.cfg.bucket(key.bucket()).mode;
         let record_key = keys::data_key(partition, key);
         let (local, prior) = self.read_record(store, partition, &record_key, key)?;
         let merged = match local {
@@ -1333,7 +1333,8 @@ impl Node {
             .map(|raw| driftkv_wire::decode::<HintRecord>(driftkv_wire::RECORD_FORMAT_VERSION, raw))
         {
             Some(Ok(mut held)) => {
-                held.object.merge(self.cfg.bucket(&key.bucket).mode, object);
+                held.object
+                    .merge(self.cfg.bucket(key.bucket()).mode, object);
                 held
             }
             _ => {
@@ -1515,7 +1516,7 @@ impl Node {
             return;
         };
         let key = coord.request.key().clone();
-        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
         for (node, object) in &coord.replies {
             if object.as_ref() == Some(merged) {
                 continue;
@@ -1636,7 +1637,7 @@ impl Node {
                 object,
                 hint,
             } => {
-                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
                 let ok = self
                     .merge_into_store(store, now_ms, partition, &key, &object)
                     .is_ok();
@@ -1728,7 +1729,7 @@ impl Node {
                 }
             }
             Message::ReplicaRead { req, key, .. } => {
-                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
                 // An unreadable record answers as missing: the coordinator repairs it.
                 let object = self.load(store, partition, &key).unwrap_or(None);
                 out.push(Output::Send {
@@ -1785,7 +1786,7 @@ impl Node {
                 _ => {}
             },
             Message::Purge { key, object } => {
-                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
                 if let Ok(Some(local)) = self.load(store, partition, &key)
                     && local == object
                     && self.remove(store, partition, &key).is_ok()
@@ -1826,7 +1827,7 @@ impl Node {
                 }
             }
             Message::Repair { key, object } => {
-                let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
                 let _ = self.merge_into_store(store, now_ms, partition, &key, &object);
             }
         }
@@ -2107,7 +2108,7 @@ impl Node {
         key: &Key,
         f: impl FnOnce(Option<&Object>) -> R,
     ) -> R {
-        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
         if self.cached(store, partition, key).is_none() {
             // A miss reads the record, which caches it (when there is one and it decodes).
             let _ = self.load(store, partition, key);
@@ -2117,7 +2118,7 @@ impl Node {
 
     /// This node's own copy of a key, for tests and tools (no network, no repair).
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
-        let partition = self.cfg.ring.partition_for_key(&key.bucket, &key.key);
+        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
         self.load(store, partition, key)
     }
 }

@@ -80,7 +80,7 @@ fn value_from_json(v: &Value, what: &str) -> Result<Bytes, String> {
 }
 
 fn token(context: &VersionVector, key: &Key) -> String {
-    ContextToken::encode(context, &key.bucket, &key.key)
+    ContextToken::encode(context, key.bucket(), key.key())
 }
 
 fn context_header(context: &VersionVector, key: &Key) -> Option<HeaderValue> {
@@ -143,7 +143,7 @@ fn read_token(
     if text.is_empty() {
         return Ok(None);
     }
-    ContextToken::decode(text, &key.bucket, &key.key)
+    ContextToken::decode(text, key.bucket(), key.key())
         .map(Some)
         .map_err(|e| bad(format!("bad causal context in {shown}: {e}")))
 }
@@ -244,10 +244,10 @@ impl AppState {
                 self.config.bucket_bytes_max
             )));
         }
-        Ok(Key {
-            bucket: Bytes::from(bucket.into_bytes()),
-            key: Bytes::from(key.into_bytes()),
-        })
+        Ok(Key::new(
+            Bytes::from(bucket.into_bytes()),
+            Bytes::from(key.into_bytes()),
+        ))
     }
 }
 
@@ -397,7 +397,7 @@ async fn kv_replicas(state: &AppState, key: Key) -> Response {
     let Reply::Replicas { replicas, .. } = reply else {
         return unexpected(reply);
     };
-    let mode = state.config.bucket(&key.bucket).mode;
+    let mode = state.config.bucket(key.bucket()).mode;
     let (merged, _, _) = merge_all(mode, replicas.iter().filter_map(|r| r.object.as_ref()));
     let views: Vec<Value> = replicas
         .iter()
@@ -431,8 +431,8 @@ async fn kv_replicas(state: &AppState, key: Key) -> Response {
         })
         .collect();
     axum::Json(json!({
-        "key": String::from_utf8_lossy(&key.key),
-        "bucket": String::from_utf8_lossy(&key.bucket),
+        "key": String::from_utf8_lossy(key.key()),
+        "bucket": String::from_utf8_lossy(key.bucket()),
         "replicas": views,
     }))
     .into_response()
@@ -693,7 +693,7 @@ async fn write(State(s): State<AppState>, body: Body) -> Response {
     match s.call(request).await {
         Ok(Reply::Written { context }) => axum::Json(json!({
             "status": "success",
-            "key": String::from_utf8_lossy(&key.key),
+            "key": String::from_utf8_lossy(key.key()),
             "node": s.node_id,
             "context": token(&context, &key),
         }))
@@ -712,7 +712,7 @@ async fn read(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let name = String::from_utf8_lossy(&key.key).into_owned();
+    let name = String::from_utf8_lossy(key.key()).into_owned();
     match s.call(Request::Get { key, r: p.r }).await {
         Ok(Reply::Values { values, .. }) => {
             let mut body =

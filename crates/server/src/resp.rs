@@ -294,10 +294,7 @@ async fn connection(
 }
 
 fn key(raw: &Bytes) -> Key {
-    Key {
-        bucket: Bytes::from_static(b"default"),
-        key: raw.clone(),
-    }
+    Key::default_bucket(raw.clone())
 }
 
 fn integer(raw: &[u8]) -> Result<i64, Value> {

@@ -1,5 +1,7 @@
 //! Keys and the objects stored under them: registers, counters and sets.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -8,26 +10,85 @@ use driftkv_causal::{ConflictMode, Register, VersionVector};
 use driftkv_crdt::{AwSet, Crdt, PnCounter};
 
 /// A key in a bucket. The bucket `default` is the one `/kv/{key}` addresses.
-#[derive(Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Key {
-    pub bucket: Bytes,
-    pub key: Bytes,
+///
+/// A handle to one shared allocation: a key is cloned into every message, pending request,
+/// cache entry and (in the simulator) history record about it, and moved with each of them. One
+/// pointer clones with one reference count (where two `Bytes` took two calls through their
+/// vtables) and keeps the messages that carry it small enough to be moved in line.
+#[derive(Clone)]
+pub struct Key(Arc<KeyParts>);
+
+struct KeyParts {
+    bucket: Bytes,
+    key: Bytes,
+}
+
+/// The encoded shape: the two fields, exactly as the derived encoding of
+/// `struct Key { bucket, key }` writes them (frames and records did not change when the key
+/// became shared).
+#[derive(Serialize)]
+#[serde(rename = "Key")]
+struct KeyRef<'a> {
+    bucket: &'a Bytes,
+    key: &'a Bytes,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Key")]
+struct KeyOwned {
+    bucket: Bytes,
+    key: Bytes,
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        KeyRef {
+            bucket: self.bucket(),
+            key: self.key(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        KeyOwned::deserialize(deserializer).map(|k| Key::new(k.bucket, k.key))
+    }
 }
 
 impl PartialEq for Key {
-    /// Byte equality of both parts, as derived; but a key is mostly compared with clones of
-    /// itself (maps of in-flight work, caches, the simulator's oracle), which share their
-    /// bytes, and short keys are compared in line instead of by a call out to `memcmp`.
+    /// Byte equality of both parts; but a key is mostly compared with clones of itself (maps
+    /// of in-flight work, caches, the simulator's oracle), which share their allocation, and
+    /// short keys are compared in line instead of by a call out to `memcmp`.
     fn eq(&self, other: &Key) -> bool {
-        same_bytes(&self.key, &other.key) && same_bytes(&self.bucket, &other.bucket)
+        Arc::ptr_eq(&self.0, &other.0)
+            || (same_bytes(self.key(), other.key()) && same_bytes(self.bucket(), other.bucket()))
+    }
+}
+
+impl Eq for Key {}
+
+impl Ord for Key {
+    /// By bucket, then key, as bytes.
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        (self.bucket(), self.key()).cmp(&(other.bucket(), other.key()))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl std::hash::Hash for Key {
-    /// As equality sees it (and as a derived hash would be): the bucket's bytes, the key's.
+    /// As equality sees it: the bucket's bytes, the key's.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.bucket.hash(state);
-        self.key.hash(state);
+        self.bucket().hash(state);
+        self.key().hash(state);
     }
 }
 
@@ -48,14 +109,24 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 
 impl Key {
     pub fn new(bucket: impl Into<Bytes>, key: impl Into<Bytes>) -> Self {
-        Key {
+        Key(Arc::new(KeyParts {
             bucket: bucket.into(),
             key: key.into(),
-        }
+        }))
     }
 
     pub fn default_bucket(key: impl Into<Bytes>) -> Self {
         Key::new(Bytes::from_static(b"default"), key)
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &Bytes {
+        &self.0.bucket
+    }
+
+    /// The key within its bucket.
+    pub fn key(&self) -> &Bytes {
+        &self.0.key
     }
 }
 
@@ -64,8 +135,8 @@ impl std::fmt::Debug for Key {
         write!(
             f,
             "{}/{}",
-            String::from_utf8_lossy(&self.bucket),
-            String::from_utf8_lossy(&self.key)
+            String::from_utf8_lossy(self.bucket()),
+            String::from_utf8_lossy(self.key())
         )
     }
 }
@@ -180,8 +251,34 @@ mod tests {
             proptest::prop_assert!(ka == ka.clone());
             // Equal bytes in another allocation, and the same bytes seen through a shorter slice.
             proptest::prop_assert!(ka == Key::new(bucket.clone(), a.clone()));
-            let shorter = Key::new(ka.bucket.clone(), ka.key.slice(..a.len() / 2));
+            let shorter = Key::new(ka.bucket().clone(), ka.key().slice(..a.len() / 2));
             proptest::prop_assert_eq!(ka == shorter, a.len() / 2 == a.len());
+        }
+
+        #[test]
+        fn keys_order_and_encode_as_their_two_parts(
+            buckets in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..4), 2),
+            keys in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..6), 2),
+        ) {
+            let ka = Key::new(buckets[0].clone(), keys[0].clone());
+            let kb = Key::new(buckets[1].clone(), keys[1].clone());
+            proptest::prop_assert_eq!(
+                ka.cmp(&kb),
+                (&buckets[0], &keys[0]).cmp(&(&buckets[1], &keys[1]))
+            );
+            proptest::prop_assert_eq!(ka.cmp(&ka.clone()), std::cmp::Ordering::Equal);
+            // The encoding of the struct the key was before it became a shared handle.
+            #[derive(serde::Serialize)]
+            #[serde(rename = "Key")]
+            struct Plain<'a> {
+                bucket: &'a [u8],
+                key: &'a [u8],
+            }
+            let plain = Plain { bucket: &buckets[0], key: &keys[0] };
+            let bytes = postcard::to_allocvec(&ka).expect("encodes");
+            proptest::prop_assert_eq!(&bytes, &postcard::to_allocvec(&plain).expect("encodes"));
+            let back: Key = postcard::from_bytes(&bytes).expect("decodes");
+            proptest::prop_assert_eq!(back, ka);
         }
     }
 }
