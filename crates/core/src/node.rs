@@ -737,7 +737,7 @@ impl Node {
             return self.answer(waiter, reply, out);
         }
         let key = request.key().clone();
-        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
         let n = self.n_for(&key);
         let props = self.cfg.bucket(key.bucket());
         let level = |q: Quorum, bucket: Option<Quorum>, default: Quorum| {
@@ -1516,7 +1516,7 @@ impl Node {
             return;
         };
         let key = coord.request.key().clone();
-        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
         for (node, object) in &coord.replies {
             if object.as_ref() == Some(merged) {
                 continue;
@@ -1637,7 +1637,7 @@ impl Node {
                 object,
                 hint,
             } => {
-                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
                 let ok = self
                     .merge_into_store(store, now_ms, partition, &key, &object)
                     .is_ok();
@@ -1729,7 +1729,7 @@ impl Node {
                 }
             }
             Message::ReplicaRead { req, key, .. } => {
-                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
                 // An unreadable record answers as missing: the coordinator repairs it.
                 let object = self.load(store, partition, &key).unwrap_or(None);
                 out.push(Output::Send {
@@ -1786,7 +1786,7 @@ impl Node {
                 _ => {}
             },
             Message::Purge { key, object } => {
-                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
                 if let Ok(Some(local)) = self.load(store, partition, &key)
                     && local == object
                     && self.remove(store, partition, &key).is_ok()
@@ -1827,7 +1827,7 @@ impl Node {
                 }
             }
             Message::Repair { key, object } => {
-                let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
                 let _ = self.merge_into_store(store, now_ms, partition, &key, &object);
             }
         }
@@ -2108,7 +2108,7 @@ impl Node {
         key: &Key,
         f: impl FnOnce(Option<&Object>) -> R,
     ) -> R {
-        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
         if self.cached(store, partition, key).is_none() {
             // A miss reads the record, which caches it (when there is one and it decodes).
             let _ = self.load(store, partition, key);
@@ -2118,7 +2118,7 @@ impl Node {
 
     /// This node's own copy of a key, for tests and tools (no network, no repair).
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
-        let partition = self.cfg.ring.partition_for_key(key.bucket(), key.key());
+        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
         self.load(store, partition, key)
     }
 }

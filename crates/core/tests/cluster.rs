@@ -145,9 +145,7 @@ fn an_expired_hint_beyond_the_batch_goes_as_soon_as_the_batch_moves_on_to_it() {
     // Three keys in the order their hints are stored in.
     let hint_order = |h: &Harness, key: &str| {
         let key = Key::default_bucket(key.to_string());
-        let partition = h.nodes[0]
-            .ring()
-            .partition_for_key(key.bucket(), key.key());
+        let partition = h.nodes[0].ring().partition_for_hash(key.key_hash());
         driftkv_core::keys::data_key(partition, &key)
     };
     let mut keys: Vec<String> = (0..3).map(|i| format!("key{i}")).collect();

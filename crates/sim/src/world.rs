@@ -1653,14 +1653,14 @@ impl<'a> Sim<'a> {
             return slot;
         }
         let primaries = self.primaries_of(&key);
-        let partition = self.ring.partition_for_key(key.bucket(), key.key());
+        let partition = self.ring.partition_for_hash(key.key_hash());
         let record_key = driftkv_core::keys::data_key(partition, &key);
         self.hist.key_slot(&key, kind, primaries, record_key)
     }
 
     /// The key's N primaries on the simulator's ring of the current members.
     fn primaries_of(&self, key: &Key) -> Vec<usize> {
-        let p = self.ring.partition_for_key(key.bucket(), key.key());
+        let p = self.ring.partition_for_hash(key.key_hash());
         self.ring
             .owners(p)
             .iter()

@@ -15,12 +15,16 @@ use driftkv_crdt::{AwSet, Crdt, PnCounter};
 /// cache entry and (in the simulator) history record about it, and moved with each of them. One
 /// pointer clones with one reference count (where two `Bytes` took two calls through their
 /// vtables) and keeps the messages that carry it small enough to be moved in line.
+///
+/// The key's placement hash ([`driftkv_ring::key_hash`]) is computed once, when the key is
+/// made: every message about a key asks for its partition, and every map of keys hashes it.
 #[derive(Clone)]
 pub struct Key(Arc<KeyParts>);
 
 struct KeyParts {
     bucket: Bytes,
     key: Bytes,
+    hash: u64,
 }
 
 /// The encoded shape: the two fields, exactly as the derived encoding of
@@ -85,10 +89,9 @@ impl PartialOrd for Key {
 }
 
 impl std::hash::Hash for Key {
-    /// As equality sees it: the bucket's bytes, the key's.
+    /// The placement hash: a function of the bytes equality compares, so equal keys hash alike.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.bucket().hash(state);
-        self.key().hash(state);
+        state.write_u64(self.0.hash);
     }
 }
 
@@ -109,10 +112,9 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 
 impl Key {
     pub fn new(bucket: impl Into<Bytes>, key: impl Into<Bytes>) -> Self {
-        Key(Arc::new(KeyParts {
-            bucket: bucket.into(),
-            key: key.into(),
-        }))
+        let (bucket, key) = (bucket.into(), key.into());
+        let hash = driftkv_ring::key_hash(&bucket, &key);
+        Key(Arc::new(KeyParts { bucket, key, hash }))
     }
 
     pub fn default_bucket(key: impl Into<Bytes>) -> Self {
@@ -127,6 +129,11 @@ impl Key {
     /// The key within its bucket.
     pub fn key(&self) -> &Bytes {
         &self.0.key
+    }
+
+    /// Where the key lives: [`driftkv_ring::key_hash`] of its bucket and key.
+    pub fn key_hash(&self) -> u64 {
+        self.0.hash
     }
 }
 
@@ -267,6 +274,8 @@ mod tests {
                 (&buckets[0], &keys[0]).cmp(&(&buckets[1], &keys[1]))
             );
             proptest::prop_assert_eq!(ka.cmp(&ka.clone()), std::cmp::Ordering::Equal);
+            // The placement hash is the ring's, of the two parts.
+            proptest::prop_assert_eq!(ka.key_hash(), driftkv_ring::key_hash(&buckets[0], &keys[0]));
             // The encoding of the struct the key was before it became a shared handle.
             #[derive(serde::Serialize)]
             #[serde(rename = "Key")]
