@@ -92,6 +92,29 @@ impl<V: Clone + Ord> Dvv<V> {
         self.siblings.retain(|dot, _| dot == keep);
     }
 
+    /// Whether joining `other` into this state gives exactly `other`, so a caller holding both
+    /// can take `other` as the result instead of computing the join. That is the usual case of
+    /// a replica write: the incoming state is the coordinator's, which had seen everything this
+    /// replica holds. Exactly when (the join's definition, read off [`Dvv::sync`]):
+    /// - `other`'s context holds this one's (the joined context is `other`'s);
+    /// - each sibling here is either dropped (absent there: then its dot is in `other`'s
+    ///   context, by the first condition) or held there with the same value;
+    /// - each sibling there survives: this state never saw its dot, or holds it too.
+    ///
+    /// A few lookups in small maps, no allocation. `sync` stays the definition; a property test
+    /// holds the two together.
+    pub fn joins_to(&self, other: &Dvv<V>) -> bool {
+        other.context.descends(&self.context)
+            && self
+                .siblings
+                .iter()
+                .all(|(dot, v)| other.siblings.get(dot).is_none_or(|w| w == v))
+            && other
+                .siblings
+                .keys()
+                .all(|dot| !self.context.contains(dot) || self.siblings.contains_key(dot))
+    }
+
     /// Joins another replica's state into this one. Returns how many siblings each side had
     /// that the other had never seen: both non-zero means the two held concurrent writes.
     pub fn sync(&mut self, other: &Dvv<V>) -> SyncReport {
@@ -191,6 +214,31 @@ pub(crate) mod tests {
         assert_eq!(report.dot_clashes, 1);
         assert_eq!(ab, ba, "both sides settle on the same value");
         assert_eq!(ab.values().copied().collect::<Vec<_>>(), [2]);
+        // The join is neither side: each holds the dot with another value.
+        assert!(!a.joins_to(&b) && !b.joins_to(&a));
+        assert!(!ab.joins_to(&a) && ab.joins_to(&ab.clone()));
+    }
+
+    #[test]
+    fn a_sibling_this_side_saw_superseded_keeps_the_join_from_being_the_other_side() {
+        // n1 writes a over n2's b (its client had read b). n2 then writes c with a context
+        // naming n1's write but not b (a crafted context: real ones name what they descend
+        // from), so n2 keeps b beside c although it has seen a.
+        let (n1, n2) = (actor(0), actor(1));
+        let (a, b, c) = (1u32, 2u32, 3u32);
+        let mut r2 = Dvv::new();
+        r2.event(&VersionVector::new(), &n2, b);
+        let mut r1 = Dvv::new();
+        r1.event(&r2.context().clone(), &n1, a);
+        let mut crafted = VersionVector::new();
+        crafted.observe(&n1, 1);
+        r2.event(&crafted, &n2, c);
+        assert!(r2.context().descends(r1.context()));
+        // Joined into r1, b stays superseded (r1 saw it replaced): the join is not r2.
+        let joined = synced(&r1, &r2);
+        assert_eq!(joined.values().copied().collect::<Vec<_>>(), [c]);
+        assert!(joined != r2);
+        assert!(!r1.joins_to(&r2));
     }
 
     /// One step of a history played on a few replicas of one key.
@@ -292,6 +340,17 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        #[test]
+        fn joins_to_says_exactly_when_the_join_is_the_other_state(
+            ops in proptest::collection::vec(arb_op(), 1..40),
+            picks in proptest::collection::vec(any::<proptest::sample::Index>(), 2),
+        ) {
+            let (seen, _) = play(&ops);
+            let a = picks[0].get(&seen);
+            let b = picks[1].get(&seen);
+            prop_assert_eq!(a.joins_to(b), synced(a, b) == *b);
+        }
+
         #[test]
         fn sync_is_commutative_associative_idempotent(ops in proptest::collection::vec(arb_op(), 1..40),
                                                       picks in proptest::collection::vec(any::<proptest::sample::Index>(), 3)) {
