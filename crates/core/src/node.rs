@@ -74,38 +74,90 @@ enum Waiter {
     },
 }
 
-/// Requests in flight by id, in id order. Boxed: a coordination's state is a few hundred bytes,
-/// and a B-tree moves its values as its nodes fill and split, which boxes make pointer moves.
-#[derive(Debug, Default)]
-struct PendingMap(BTreeMap<ReqId, Box<Pending>>);
+/// Requests in flight by id, in id order. Ids are handed out in order and a request is
+/// entered under a fresh one (or put back under its own after a look), so the map is a window
+/// of slots from the oldest id in flight: entering appends, finding and removing index, and
+/// the window's front moves past the finished. Each slot is a box (a coordination's state is a
+/// few hundred bytes): a long-running request holding the window open costs a pointer per
+/// later id, not a state.
+type PendingMap = Window<Pending>;
 
-impl PendingMap {
-    fn insert(&mut self, req: ReqId, pending: Pending) {
-        self.0.insert(req, Box::new(pending));
+#[derive(Debug)]
+struct Window<T> {
+    /// The id of `slots[0]`.
+    first: ReqId,
+    slots: std::collections::VecDeque<Option<Box<T>>>,
+    len: usize,
+}
+
+impl<T> Default for Window<T> {
+    fn default() -> Self {
+        Window {
+            first: 0,
+            slots: Default::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Window<T> {
+    /// Enters `pending` under `req` (replacing what was there).
+    fn insert(&mut self, req: ReqId, pending: T) {
+        if self.slots.is_empty() {
+            self.first = req;
+        }
+        while req < self.first {
+            // Put back below the window's front (which moved past it when it was taken out).
+            self.slots.push_front(None);
+            self.first -= 1;
+        }
+        let i = usize::try_from(req - self.first).expect("a window of requests fits in memory");
+        while self.slots.len() <= i {
+            self.slots.push_back(None);
+        }
+        if self.slots[i].replace(Box::new(pending)).is_none() {
+            self.len += 1;
+        }
     }
 
-    fn get(&self, req: &ReqId) -> Option<&Pending> {
-        self.0.get(req).map(|p| &**p)
+    fn index(&self, req: &ReqId) -> Option<usize> {
+        usize::try_from(req.checked_sub(self.first)?).ok()
     }
 
-    fn get_mut(&mut self, req: &ReqId) -> Option<&mut Pending> {
-        self.0.get_mut(req).map(|p| &mut **p)
+    fn get(&self, req: &ReqId) -> Option<&T> {
+        self.slots.get(self.index(req)?)?.as_deref()
     }
 
-    fn remove(&mut self, req: &ReqId) -> Option<Pending> {
-        self.0.remove(req).map(|p| *p)
+    fn get_mut(&mut self, req: &ReqId) -> Option<&mut T> {
+        let i = self.index(req)?;
+        self.slots.get_mut(i)?.as_deref_mut()
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&ReqId, &Pending)> {
-        self.0.iter().map(|(r, p)| (r, &**p))
+    fn remove(&mut self, req: &ReqId) -> Option<T> {
+        let i = self.index(req)?;
+        let pending = self.slots.get_mut(i)?.take()?;
+        self.len -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(*pending)
     }
 
-    fn values(&self) -> impl Iterator<Item = &Pending> {
-        self.0.values().map(|p| &**p)
+    fn iter(&self) -> impl Iterator<Item = (ReqId, &T)> {
+        let first = self.first;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, p)| Some((first + i as u64, p.as_deref()?)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|p| p.as_deref())
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 }
 
@@ -1956,7 +2008,7 @@ impl Node {
                 Pending::Collect(c) => c.deadline_ms <= now_ms,
                 Pending::Transfer(t) => t.deadline_ms <= now_ms,
             })
-            .map(|(req, _)| *req)
+            .map(|(req, _)| req)
             .collect();
         for req in expired {
             match self.pending.get(&req) {
@@ -3023,4 +3075,52 @@ fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
         0,
         needed,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    proptest::proptest! {
+        /// The window of requests answers as a map of ids would, whatever the order of entries
+        /// and removals (fresh ids in order, and ids put back after being taken out).
+        #[test]
+        fn the_request_window_is_a_map_of_ids(
+            steps in proptest::collection::vec((0u8..4, 0u64..40), 0..200),
+        ) {
+            let mut window: super::Window<u64> = Default::default();
+            let mut model = std::collections::BTreeMap::new();
+            let mut next = 5u64;
+            for (op, pick) in steps {
+                match op {
+                    0 => {
+                        next += pick % 3;
+                        window.insert(next, next * 10);
+                        model.insert(next, next * 10);
+                        next += 1;
+                    }
+                    1 => {
+                        let req = 5 + pick;
+                        proptest::prop_assert_eq!(window.remove(&req), model.remove(&req));
+                    }
+                    2 => {
+                        // Put back an id at or below the newest.
+                        let req = 5 + pick.min(next.saturating_sub(6));
+                        window.insert(req, pick);
+                        model.insert(req, pick);
+                    }
+                    _ => {
+                        let req = pick * 2;
+                        proptest::prop_assert_eq!(window.get(&req), model.get(&req));
+                        if let Some(v) = window.get_mut(&req) {
+                            *v += 1;
+                            *model.get_mut(&req).expect("the model has it too") += 1;
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(window.len(), model.len());
+                let listed: Vec<(u64, u64)> = window.iter().map(|(r, v)| (r, *v)).collect();
+                let want: Vec<(u64, u64)> = model.iter().map(|(r, v)| (*r, *v)).collect();
+                proptest::prop_assert_eq!(listed, want);
+            }
+        }
+    }
 }
