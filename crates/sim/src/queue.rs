@@ -18,8 +18,10 @@ pub struct RadixQueue<T> {
     /// Bucket `b` holds the entries whose key differs from `last` first in bit `b - 1` (bucket
     /// 0: equal to `last`, so at most one entry, keys being unique).
     buckets: Vec<Vec<Entry<T>>>,
-    /// Bit `b - 1` set: bucket `b` (1..=128) is non-empty.
-    occupied: u128,
+    /// Bit `(b - 1) % 64` of word `(b - 1) / 64` set: bucket `b` (1..=128) is non-empty. Two
+    /// words, not a `u128`: shifting a `u128` by a variable amount is a dozen instructions, on
+    /// every move of every entry.
+    occupied: [u64; 2],
 }
 
 struct Entry<T> {
@@ -48,14 +50,14 @@ impl<T> Default for RadixQueue<T> {
         RadixQueue {
             last: 0,
             buckets: (0..=u128::BITS).map(|_| Vec::new()).collect(),
-            occupied: 0,
+            occupied: [0; 2],
         }
     }
 }
 
 impl<T> RadixQueue<T> {
     pub fn is_empty(&self) -> bool {
-        self.occupied == 0 && self.buckets[0].is_empty()
+        self.occupied == [0; 2] && self.buckets[0].is_empty()
     }
 
     /// How many entries are queued (counted: only the tests ask).
@@ -78,7 +80,7 @@ impl<T> RadixQueue<T> {
     fn put(&mut self, entry: Entry<T>, k: u128) {
         let b = bucket(k ^ self.last);
         if b > 0 {
-            self.occupied |= 1 << (b - 1);
+            self.occupied[(b - 1) / 64] |= 1 << ((b - 1) % 64);
         }
         self.buckets[b].push(entry);
     }
@@ -88,12 +90,15 @@ impl<T> RadixQueue<T> {
         if !self.buckets[0].is_empty() {
             return true;
         }
-        if self.occupied == 0 {
+        if self.occupied == [0; 2] {
             return false;
         }
-        let b = self.occupied.trailing_zeros() as usize + 1;
+        let b = match self.occupied {
+            [0, high] => high.trailing_zeros() as usize + 65,
+            [low, _] => low.trailing_zeros() as usize + 1,
+        };
         let mut spread = std::mem::take(&mut self.buckets[b]);
-        self.occupied &= !(1 << (b - 1));
+        self.occupied[(b - 1) / 64] &= !(1 << ((b - 1) % 64));
         self.last = spread
             .iter()
             .map(Entry::key)
