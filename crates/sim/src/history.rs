@@ -280,20 +280,17 @@ impl History {
 
     /// `node` holds `context` for `key` now: marks the versions it covers.
     pub fn observe_copy(&mut self, key: usize, node: usize, context: &VersionVector, now_us: u64) {
-        let open = std::mem::take(&mut self.keys[key].open);
-        let mut still = Vec::with_capacity(open.len());
-        for id in open {
-            let v = &mut self.versions[id];
+        let versions = &mut self.versions;
+        self.keys[key].open.retain(|&id| {
+            let v = &mut versions[id];
             if context.contains(&v.dot) {
                 v.missing.retain(|p| *p != node);
             }
             if v.missing.is_empty() {
                 v.everywhere_us = Some(now_us);
-            } else {
-                still.push(id);
             }
-        }
-        self.keys[key].open = still;
+            !v.missing.is_empty()
+        });
     }
 
     /// Whether `node` is a primary of `key` still missing a version being timed: only then is

@@ -1210,15 +1210,12 @@ impl<'a> Sim<'a> {
                     return;
                 };
                 let value = self.hist.writes[w].value.clone();
-                let known: Vec<Dot> = self.hist.writes[w]
-                    .coordinations
-                    .iter()
-                    .filter_map(|c| c.dot.clone())
-                    .collect();
+                let coordinations = &self.hist.writes[w].coordinations;
+                let known = |dot: &Dot| coordinations.iter().any(|c| c.dot.as_ref() == Some(dot));
                 let found = reg
                     .dvv()
                     .siblings()
-                    .find(|(dot, s)| s.value.as_ref() == Some(&value) && !known.contains(dot))
+                    .find(|(dot, s)| s.value.as_ref() == Some(&value) && !known(dot))
                     .map(|(dot, s)| (dot.clone(), s.timestamp));
                 let Some((dot, timestamp)) = found else {
                     self.hist.anomaly(
