@@ -1964,47 +1964,31 @@ impl<'a> Sim<'a> {
     fn set_outcome(&mut self, h: HistRef, outcome: Outcome) {
         let now = self.now_us;
         let acked = outcome == Outcome::Acked;
+        let hist = &mut self.hist;
         match h {
             HistRef::Write(w) => {
-                let rec = &mut self.hist.writes[w];
+                let rec = &mut hist.writes[w];
                 rec.outcome = outcome;
                 if acked {
                     rec.acked_us = Some(now);
-                    let slot = rec.key;
-                    let dots: Vec<Dot> = rec
-                        .coordinations
-                        .iter()
-                        .filter_map(|c| c.dot.clone())
-                        .collect();
-                    for d in &dots {
-                        self.hist.keys[slot].frontier.observe_dot(d);
+                    let frontier = &mut hist.keys[rec.key].frontier;
+                    for d in rec.coordinations.iter().filter_map(|c| c.dot.as_ref()) {
+                        frontier.observe_dot(d);
                     }
-                    for v in self
-                        .hist
-                        .versions_of_write
-                        .get(&w)
-                        .cloned()
-                        .unwrap_or_default()
-                    {
-                        self.hist.versions[v].acked_us.get_or_insert(now);
+                    for &v in hist.versions_of_write.get(&w).into_iter().flatten() {
+                        hist.versions[v].acked_us.get_or_insert(now);
                     }
                 }
             }
             HistRef::SetOp(s) => {
-                self.hist.set_ops[s].outcome = outcome;
+                hist.set_ops[s].outcome = outcome;
                 if acked {
-                    for v in self
-                        .hist
-                        .versions_of_set_op
-                        .get(&s)
-                        .cloned()
-                        .unwrap_or_default()
-                    {
-                        self.hist.versions[v].acked_us.get_or_insert(now);
+                    for &v in hist.versions_of_set_op.get(&s).into_iter().flatten() {
+                        hist.versions[v].acked_us.get_or_insert(now);
                     }
                 }
             }
-            HistRef::CounterOp(c) => self.hist.counter_ops[c].outcome = outcome,
+            HistRef::CounterOp(c) => hist.counter_ops[c].outcome = outcome,
         }
     }
 
