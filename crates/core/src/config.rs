@@ -1,7 +1,5 @@
 //! A node's configuration as the core sees it: identity, replication, limits, bucket properties.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use driftkv_causal::ConflictMode;
 use driftkv_ring::{NodeId, RingConfig};
@@ -35,7 +33,7 @@ pub struct NodeConfig {
     pub ring: RingConfig,
     pub r: Quorum,
     pub w: Quorum,
-    pub buckets: BTreeMap<Bytes, BucketProps>,
+    pub buckets: Buckets,
     /// A coordinator gives up on replicas that have not answered by then.
     pub request_timeout_ms: u64,
     /// Inspection (`/kv/{key}/replicas`) waits at most this long for each copy.
@@ -73,7 +71,7 @@ impl NodeConfig {
             ring: RingConfig::default(),
             r: Quorum::Quorum,
             w: Quorum::Quorum,
-            buckets: BTreeMap::new(),
+            buckets: Buckets::default(),
             request_timeout_ms: 2_000,
             inspect_timeout_ms: 500,
             read_repair: true,
@@ -90,19 +88,42 @@ impl NodeConfig {
         }
     }
 
-    /// The properties of `bucket` (the defaults if it has none of its own). Looked up for every
-    /// request and replica write: a handful of named buckets are compared in line, where the
-    /// map's search would call out to `memcmp` at each one.
+    /// The properties of `bucket` (the defaults if it has none of its own).
     pub fn bucket(&self, bucket: &[u8]) -> BucketProps {
-        const SCANNED_MAX: usize = 8;
-        let found = if self.buckets.len() <= SCANNED_MAX {
-            self.buckets
-                .iter()
-                .find(|(name, _)| driftkv_wire::object::same_bytes(name, bucket))
-                .map(|(_, props)| props)
-        } else {
-            self.buckets.get(bucket)
-        };
-        found.cloned().unwrap_or_default()
+        self.buckets.get(bucket).cloned().unwrap_or_default()
+    }
+}
+
+/// The named buckets' properties. A handful at most, looked up for every request and replica
+/// write: kept in a short list compared in line, where a tree's search calls out to `memcmp` at
+/// each node and mispredicts its branches.
+#[derive(Clone, Debug, Default)]
+pub struct Buckets(Vec<(Bytes, BucketProps)>);
+
+impl Buckets {
+    /// Sets `name`'s properties, returning what they replaced.
+    pub fn insert(&mut self, name: Bytes, props: BucketProps) -> Option<BucketProps> {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, slot)) => Some(std::mem::replace(slot, props)),
+            None => {
+                self.0.push((name, props));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&BucketProps> {
+        self.0
+            .iter()
+            .find(|(n, _)| driftkv_wire::object::same_bytes(n, name))
+            .map(|(_, props)| props)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

@@ -395,7 +395,7 @@ pub struct Node {
     /// Decoded objects of the records read or written lately (see `objects`).
     objects: ObjectCache,
     /// Anti-entropy trees of the partitions built so far (see `aae`).
-    trees: BTreeMap<PartitionId, aae::Tree>,
+    trees: crate::fasthash::FastMap<PartitionId, aae::Tree>,
     /// The tree being built from storage, a batch of records per tick (one at a time).
     building: Option<TreeBuild>,
     aae: AaeState,
@@ -474,7 +474,7 @@ impl Node {
             membership,
             ring: std::cell::OnceCell::from(ring),
             objects: ObjectCache::default(),
-            trees: BTreeMap::new(),
+            trees: Default::default(),
             building: None,
             // Nodes walk their partitions from different places, so two replicas rarely
             // start the same exchange against each other at once (and pay it twice).
