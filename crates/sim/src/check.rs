@@ -233,23 +233,31 @@ fn check_dots_issued_once(h: &History, c: &mut Collector) {
 }
 
 fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Findings) {
-    // For each key, the writes to it.
-    let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    // For each key (by slot, in slot order), the writes to it.
+    let mut by_key: Vec<Vec<usize>> = vec![Vec::new(); h.keys.len()];
     for (w, rec) in h.writes.iter().enumerate() {
-        by_key.entry(rec.key).or_default().push(w);
+        by_key[rec.key].push(w);
     }
-    for (slot, writes) in &by_key {
+    // Per-key working lists, reused from key to key (most keys have a write or two).
+    let mut landed: Vec<(usize, &crate::history::Coordination, &Dot)> = Vec::new();
+    let mut reach: Vec<(&driftkv_causal::Actor, (u64, usize, u64))> = Vec::new();
+    let empty_context = VersionVector::new();
+    for (slot, writes) in by_key.iter().enumerate() {
+        if writes.is_empty() {
+            continue;
+        }
+        let slot = &slot;
         let kind = h.keys[*slot].kind;
         let key = &h.keys[*slot].key;
         let mode = kind.mode();
-        let (siblings, context): (Vec<(Dot, Option<Bytes>)>, VersionVector) =
+        let (siblings, context): (Vec<(&Dot, Option<&Bytes>)>, &VersionVector) =
             match &o.final_objects[*slot] {
                 Some(Object::Register(r)) => (
                     r.dvv()
                         .siblings()
-                        .map(|(d, s)| (d.clone(), s.value.clone()))
+                        .map(|(d, s)| (d, s.value.as_ref()))
                         .collect(),
-                    r.context().clone(),
+                    r.context(),
                 ),
                 Some(other) => {
                     c.fail(
@@ -261,7 +269,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                     );
                     continue;
                 }
-                None => (Vec::new(), VersionVector::new()),
+                None => (Vec::new(), &empty_context),
             };
         if siblings.len() > 1 {
             f.keys_with_siblings_at_end += 1;
@@ -283,24 +291,34 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                 .any(|cd| !cd.void && cd.context_after.contains(d)),
         };
         // The coordinations whose dots landed (are in the final history), with the write.
-        let landed: Vec<(usize, &crate::history::Coordination, &Dot)> = writes
-            .iter()
-            .flat_map(|&x| {
-                h.writes[x]
-                    .coordinations
-                    .iter()
-                    .filter(|cd| !cd.void)
-                    .filter_map(move |cd| cd.dot.as_ref().map(|d| (x, cd, d)))
-            })
-            .filter(|(_, _, d)| context.contains(d))
-            .collect();
+        landed.clear();
+        landed.extend(
+            writes
+                .iter()
+                .flat_map(|&x| {
+                    h.writes[x]
+                        .coordinations
+                        .iter()
+                        .filter(|cd| !cd.void)
+                        .filter_map(move |cd| cd.dot.as_ref().map(|d| (x, cd, d)))
+                })
+                .filter(|(_, _, d)| context.contains(d)),
+        );
         // How far the writes with a landed dot saw, per actor: the highest counter and which
         // write saw it, and the highest counter any other write saw. A write `w` was seen by
         // some other landed write exactly when that other write's counter reaches its dot.
-        let mut reach: BTreeMap<&driftkv_causal::Actor, (u64, usize, u64)> = BTreeMap::new();
+        // (A few actors: a list looked through, not a tree.)
+        reach.clear();
         {
             let mut bump = |actor, counter: u64, x: usize| {
-                let e = reach.entry(actor).or_insert((0, usize::MAX, 0));
+                let at = match reach.iter().position(|(a, _)| *a == actor) {
+                    Some(at) => at,
+                    None => {
+                        reach.push((actor, (0, usize::MAX, 0)));
+                        reach.len() - 1
+                    }
+                };
+                let e = &mut reach[at].1;
                 if counter > e.0 {
                     if e.1 != x {
                         e.2 = e.0;
@@ -333,12 +351,13 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
             }
         }
         let seen_by_another = |w: usize, d: &Dot| {
-            reach.get(&d.actor).is_some_and(|&(best, by, other)| {
+            let found = reach.iter().find(|(a, _)| **a == d.actor).map(|(_, r)| r);
+            found.is_some_and(|&(best, by, other)| {
                 let counter = if by == w { other } else { best };
                 d.counter <= counter
             })
         };
-        let sibling_dots: BTreeSet<&Dot> = siblings.iter().map(|(d, _)| d).collect();
+        let is_sibling = |d: &Dot| siblings.iter().any(|(s, _)| *s == d);
         for &w in writes {
             let rec = &h.writes[w];
             if rec.outcome != Outcome::Acked {
@@ -375,7 +394,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                 );
                 continue;
             }
-            if seen.iter().any(|d| sibling_dots.contains(d)) {
+            if seen.iter().any(|d| is_sibling(d)) {
                 continue;
             }
             // Not among the final values: replaced. By a write that had seen it?
@@ -426,7 +445,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
         let mut sibling_writes = Vec::new();
         for (dot, value) in &siblings {
             let Some(value) = value else { continue };
-            match h.write_by_value.get(value) {
+            match h.write_by_value.get(*value) {
                 Some(&w) => sibling_writes.push((dot, w)),
                 None => c.fail(
                     "reads_return_written_values",
