@@ -6,8 +6,6 @@
 //! `Node::handle` and records the write's dot and the context the coordinator held: that is how
 //! the checkers know which writes saw which.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use driftkv_causal::{ConflictMode, Dot, Timestamp, VersionVector};
 use driftkv_wire::Key;
@@ -63,6 +61,8 @@ pub struct Coordination {
     /// The coordinator crashed before syncing it: the write never left the node and is gone
     /// (and its dot may be issued again, harmlessly, since nobody saw it).
     pub void: bool,
+    /// The version its dot created (in `History::versions`), once tracked.
+    pub version: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -168,9 +168,6 @@ pub struct History {
     pub set_ops: Vec<SetOpRec>,
     pub counter_ops: Vec<CounterOpRec>,
     pub versions: Vec<Version>,
-    /// Versions created by each write (for acknowledgement times).
-    pub versions_of_write: BTreeMap<usize, Vec<usize>>,
-    pub versions_of_set_op: BTreeMap<usize, Vec<usize>>,
     pub anomalies: Vec<Anomaly>,
 }
 
@@ -205,28 +202,16 @@ impl History {
     pub fn void_coordination(&mut self, h: HistRef, index: usize) {
         let version = match h {
             HistRef::Write(w) => {
-                self.writes[w].coordinations[index].void = true;
-                self.versions_of_write
-                    .get(&w)
-                    .and_then(|v| v.get(index))
-                    .copied()
+                let coordination = &mut self.writes[w].coordinations[index];
+                coordination.void = true;
+                coordination.version
             }
             HistRef::SetOp(s) => {
                 let op = &mut self.set_ops[s];
-                op.coordinations[index].void = true;
-                // Only adds are timed; their versions follow their coordinations in order.
-                let adds_before = op.coordinations[..index]
-                    .iter()
-                    .filter(|c| c.dot.is_some())
-                    .count();
-                if op.coordinations[index].dot.is_some() {
-                    self.versions_of_set_op
-                        .get(&s)
-                        .and_then(|v| v.get(adds_before))
-                        .copied()
-                } else {
-                    None
-                }
+                let coordination = &mut op.coordinations[index];
+                coordination.void = true;
+                // Only adds are timed (a remove has no dot and no version).
+                coordination.version
             }
             HistRef::CounterOp(c) => {
                 self.counter_ops[c].applied_by[index].void = true;

@@ -1236,11 +1236,12 @@ impl<'a> Sim<'a> {
                     context_after: reg.context().clone(),
                     timestamp: Some(timestamp),
                     void: false,
+                    version: None,
                 });
                 let index = self.hist.writes[w].coordinations.len() - 1;
                 self.note_unsynced(i, h, index);
                 let v = self.hist.track(slot, dot, i, now);
-                self.hist.versions_of_write.entry(w).or_default().push(v);
+                self.hist.writes[w].coordinations[index].version = Some(v);
             }
             HistRef::SetOp(s) => {
                 let slot = self.hist.set_ops[s].key;
@@ -1283,12 +1284,13 @@ impl<'a> Sim<'a> {
                     context_after: context,
                     timestamp: None,
                     void: false,
+                    version: None,
                 });
                 let index = self.hist.set_ops[s].coordinations.len() - 1;
                 self.note_unsynced(i, h, index);
                 if let Some(dot) = dot {
                     let v = self.hist.track(slot, dot, i, now);
-                    self.hist.versions_of_set_op.entry(s).or_default().push(v);
+                    self.hist.set_ops[s].coordinations[index].version = Some(v);
                 }
             }
         }
@@ -1840,7 +1842,8 @@ impl<'a> Sim<'a> {
             issued_us: self.now_us,
             outcome: Outcome::Pending,
             acked_us: None,
-            coordinations: Vec::new(),
+            // Coordinated once, unless forwarded or retried.
+            coordinations: Vec::with_capacity(1),
         });
         self.hist.write_by_value.insert(value.clone(), w);
         let key = self.hist.keys[slot].key.clone();
@@ -1975,15 +1978,16 @@ impl<'a> Sim<'a> {
                     for d in rec.coordinations.iter().filter_map(|c| c.dot.as_ref()) {
                         frontier.observe_dot(d);
                     }
-                    for &v in hist.versions_of_write.get(&w).into_iter().flatten() {
+                    for v in rec.coordinations.iter().filter_map(|c| c.version) {
                         hist.versions[v].acked_us.get_or_insert(now);
                     }
                 }
             }
             HistRef::SetOp(s) => {
-                hist.set_ops[s].outcome = outcome;
+                let op = &mut hist.set_ops[s];
+                op.outcome = outcome;
                 if acked {
-                    for &v in hist.versions_of_set_op.get(&s).into_iter().flatten() {
+                    for v in op.coordinations.iter().filter_map(|c| c.version) {
                         hist.versions[v].acked_us.get_or_insert(now);
                     }
                 }
