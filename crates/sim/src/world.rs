@@ -501,8 +501,18 @@ pub struct Sim<'a> {
     log: Vec<(f64, String)>,
 }
 
+/// Milliseconds to whole microseconds, rounded half away from zero (negative and NaN: 0).
+/// Exactly `(ms * 1000.0).round().max(0.0) as u64`, without the call out to libm's `round`
+/// (every message's delay goes through here): below 2^52 the fraction `x - trunc(x)` is exact,
+/// and above it every value is whole already.
 fn us(ms: f64) -> u64 {
-    (ms * 1000.0).round().max(0.0) as u64
+    let x = ms * 1000.0;
+    let whole = x as u64; // saturating: negative and NaN give 0, beyond u64 its maximum
+    if x - whole as f64 >= 0.5 {
+        whole.saturating_add(1)
+    } else {
+        whole
+    }
 }
 
 fn bucket_of(kind: KeyKind) -> &'static str {
@@ -1113,8 +1123,6 @@ impl<'a> Sim<'a> {
     fn note_reads(&mut self, i: usize, out: &[Output]) {
         // The node's deadline is in its own (drifting) time; this is when it falls in ours.
         let sn = &mut self.nodes[i];
-        let timeout_us = (self.sc.request_timeout_ms * 1000) as f64 / (1.0 + sn.drift);
-        let until = self.now_us + timeout_us.ceil() as u64;
         for o in out {
             if let Output::Send {
                 message: Message::ReplicaRead { req, key, .. },
@@ -1123,6 +1131,8 @@ impl<'a> Sim<'a> {
                 && let Some(&slot) = self.hist.key_index.get(key)
                 && sn.read_reqs.insert(*req, slot).is_none()
             {
+                let timeout_us = (self.sc.request_timeout_ms * 1000) as f64 / (1.0 + sn.drift);
+                let until = self.now_us + timeout_us.ceil() as u64;
                 sn.read_expiry.push_back((until, *req));
             }
         }
@@ -2457,6 +2467,40 @@ fn numbered(prefix: &str, n: u64, suffix: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn microseconds_round_as_f64_round_does() {
+        let reference = |ms: f64| (ms * 1000.0).round().max(0.0) as u64;
+        let mut samples = vec![
+            0.0,
+            -0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            0.0005,
+            0.0004999999999999999,
+            0.0015,
+            0.0025,
+            4.5e12,
+            4.503599627370497e12,
+            (u64::MAX / 1000) as f64,
+        ];
+        // Halfway points and their neighbours, and a sweep of ordinary delays.
+        for n in 0..2000u64 {
+            let half = (n as f64 + 0.5) / 1000.0;
+            samples.extend([
+                half,
+                f64::from_bits(half.to_bits() - 1),
+                f64::from_bits(half.to_bits() + 1),
+            ]);
+            samples.push(n as f64 * 0.37 + 0.000_123);
+        }
+        for ms in samples {
+            assert_eq!(super::us(ms), reference(ms), "{ms:e} ms");
+        }
+    }
+
     #[test]
     fn numbered_names_read_as_format_writes_them() {
         for n in [0, 1, 9, 10, 99, 100, 12_345, u64::MAX] {
