@@ -491,6 +491,8 @@ pub struct Sim<'a> {
     messages_delivered: u64,
     retired: NodeTotals,
     converged_since_us: Option<u64>,
+    /// The last poll found every key's copies equal and ended the run.
+    ended_converged: bool,
     sweep_pending: bool,
     /// Client work scheduled for later (a trial's next step): the run is not quiet before it.
     scheduled_client_work: u64,
@@ -662,6 +664,7 @@ impl<'a> Sim<'a> {
             messages_delivered: 0,
             retired: NodeTotals::default(),
             converged_since_us: None,
+            ended_converged: false,
             sweep_pending: sc.settle.read_sweep,
             scheduled_client_work: 0,
             finished: false,
@@ -2314,6 +2317,8 @@ impl<'a> Sim<'a> {
         }
         if (self.converged_since_us.is_some() && self.quiet()) || self.now_us >= self.deadline_us {
             self.finished = true;
+            // The run ends here, nothing happens before `finish`: it need not look again.
+            self.ended_converged = divergent == 0;
             return;
         }
         let at = (self.now_us + self.sc.settle.poll_ms * 1000).min(self.deadline_us);
@@ -2321,7 +2326,11 @@ impl<'a> Sim<'a> {
     }
 
     fn finish(mut self) -> Outcomes {
-        let (divergent, divergent_keys) = self.divergence(5);
+        let (divergent, divergent_keys) = if self.ended_converged {
+            (Vec::new(), 0)
+        } else {
+            self.divergence(5)
+        };
         if divergent_keys > 0 {
             self.converged_since_us = None;
         }
