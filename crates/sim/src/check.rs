@@ -196,8 +196,12 @@ fn check_dots_issued_once(h: &History, c: &mut Collector) {
         Source::Write(w) => text(&h.writes[w].value),
         Source::Add(s) => format!("add {}", text(&h.set_ops[s].member)),
     };
+    // About a dot per write and add: sized once rather than grown through every doubling.
     let mut issued: driftkv_core::fasthash::FastMap<(usize, &Dot), (Source, u64)> =
-        Default::default();
+        driftkv_core::fasthash::FastMap::with_capacity_and_hasher(
+            h.writes.len() + h.set_ops.len(),
+            Default::default(),
+        );
     let writes = h
         .writes
         .iter()
