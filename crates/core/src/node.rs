@@ -79,7 +79,8 @@ enum Waiter {
 /// of slots from the oldest id in flight: entering appends, finding and removing index, and
 /// the window's front moves past the finished. Each slot is a box (a coordination's state is a
 /// few hundred bytes): a long-running request holding the window open costs a pointer per
-/// later id, not a state.
+/// later id, not a state, and every request has a deadline of seconds (expired on the tick), so
+/// the window spans at most that much of the id stream.
 type PendingMap = Window<Pending>;
 
 #[derive(Debug)]
