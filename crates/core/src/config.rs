@@ -94,9 +94,10 @@ impl NodeConfig {
     }
 }
 
-/// The named buckets' properties. A handful at most, looked up for every request and replica
+/// The named buckets' properties. A handful in practice, looked up for every request and replica
 /// write: kept in a short list compared in line, where a tree's search calls out to `memcmp` at
-/// each node and mispredicts its branches.
+/// each node and mispredicts its branches. (A lookup walks the list: a configuration naming
+/// hundreds of buckets would want a map again.)
 #[derive(Clone, Debug, Default)]
 pub struct Buckets(Vec<(Bytes, BucketProps)>);
 
@@ -125,5 +126,33 @@ impl Buckets {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_find_their_properties_and_a_second_insert_replaces() {
+        let mut buckets = Buckets::default();
+        let lww = BucketProps {
+            mode: ConflictMode::Lww,
+            ..Default::default()
+        };
+        assert_eq!(buckets.insert(Bytes::from_static(b"a"), lww.clone()), None);
+        assert_eq!(
+            buckets.insert(Bytes::from_static(b"bb"), BucketProps::default()),
+            None
+        );
+        assert_eq!(buckets.get(b"a"), Some(&lww));
+        assert_eq!(buckets.get(b"b"), None);
+        assert_eq!(buckets.get(b"aa"), None);
+        let replaced = buckets.insert(Bytes::from_static(b"a"), BucketProps::default());
+        assert_eq!(replaced, Some(lww));
+        assert_eq!(buckets.len(), 2);
+        let mut cfg = NodeConfig::new("n1");
+        cfg.buckets = buckets;
+        assert_eq!(cfg.bucket(b"zz").mode, ConflictMode::Siblings);
     }
 }
