@@ -1349,7 +1349,12 @@ impl Node {
         }
         if coord.acks >= coord.needed {
             coord.answered = true;
-            self.answer(coord.waiter.clone(), coord.reply.clone(), out);
+            // Answered once: the reply kept for this moment is handed over, not copied.
+            let placeholder = Reply::Written {
+                context: VersionVector::new(),
+            };
+            let reply = std::mem::replace(&mut coord.reply, placeholder);
+            self.answer(coord.waiter.clone(), reply, out);
         } else if coord.targets - coord.nacks < coord.needed {
             coord.answered = true;
             let reply = Reply::unavailable(
