@@ -210,28 +210,22 @@ impl Register {
         // The join is the other state (it had seen all of this one): share it instead of
         // copying this one to change it. Equal contexts then mean equal states, but for
         // siblings the other had dropped (see `Dvv::joins_to`).
-        if self.dvv.joins_to(&other.dvv) {
+        let mut outcome = if self.dvv.joins_to(&other.dvv) {
             let changed =
                 self.dvv.context() != other.dvv.context() || self.dvv.len() != other.dvv.len();
             self.dvv = Arc::clone(&other.dvv);
-            let mut outcome = MergeOutcome {
+            MergeOutcome {
                 changed,
                 ..Default::default()
-            };
-            if mode == ConflictMode::Lww {
-                outcome.lww_discarded = self.settle_lww();
-                outcome.changed |= outcome.lww_discarded > 0;
             }
-            #[cfg(debug_assertions)]
-            debug_assert_eq!(outcome.changed, *self != before, "merge's change report");
-            return outcome;
-        }
-        let report = Arc::make_mut(&mut self.dvv).sync(&other.dvv);
-        let mut outcome = MergeOutcome {
-            concurrent: report.concurrent(),
-            dot_clashes: report.dot_clashes,
-            changed: report.changed,
-            ..Default::default()
+        } else {
+            let report = Arc::make_mut(&mut self.dvv).sync(&other.dvv);
+            MergeOutcome {
+                concurrent: report.concurrent(),
+                dot_clashes: report.dot_clashes,
+                changed: report.changed,
+                ..Default::default()
+            }
         };
         if mode == ConflictMode::Lww {
             outcome.lww_discarded = self.settle_lww();

@@ -718,6 +718,11 @@ impl Node {
     }
 
     /// Replicas for a key in this bucket (the bucket's N, at most the ring's).
+    /// The partition `key` lives in (from its placement hash).
+    fn partition_of(&self, key: &Key) -> PartitionId {
+        self.cfg.ring.partition_for_hash(key.key_hash())
+    }
+
     fn n_for(&self, key: &Key) -> usize {
         let ring_n = self.ring().n_effective();
         self.cfg
@@ -790,7 +795,7 @@ impl Node {
             return self.answer(waiter, reply, out);
         }
         let key = request.key().clone();
-        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+        let partition = self.partition_of(&key);
         let n = self.n_for(&key);
         let props = self.cfg.bucket(key.bucket());
         let level = |q: Quorum, bucket: Option<Quorum>, default: Quorum| {
@@ -1574,7 +1579,7 @@ impl Node {
             return;
         };
         let key = coord.request.key().clone();
-        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+        let partition = self.partition_of(&key);
         for (node, object) in &coord.replies {
             if object.as_ref() == Some(merged) {
                 continue;
@@ -1695,7 +1700,7 @@ impl Node {
                 object,
                 hint,
             } => {
-                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+                let partition = self.partition_of(&key);
                 let ok = self
                     .merge_into_store(store, now_ms, partition, &key, &object)
                     .is_ok();
@@ -1787,7 +1792,7 @@ impl Node {
                 }
             }
             Message::ReplicaRead { req, key, .. } => {
-                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+                let partition = self.partition_of(&key);
                 // An unreadable record answers as missing: the coordinator repairs it.
                 let object = self.load(store, partition, &key).unwrap_or(None);
                 out.push(Output::Send {
@@ -1844,7 +1849,7 @@ impl Node {
                 _ => {}
             },
             Message::Purge { key, object } => {
-                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+                let partition = self.partition_of(&key);
                 if let Ok(Some(local)) = self.load(store, partition, &key)
                     && local == object
                     && self.remove(store, partition, &key).is_ok()
@@ -1885,7 +1890,7 @@ impl Node {
                 }
             }
             Message::Repair { key, object } => {
-                let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+                let partition = self.partition_of(&key);
                 let _ = self.merge_into_store(store, now_ms, partition, &key, &object);
             }
         }
@@ -2166,7 +2171,7 @@ impl Node {
         key: &Key,
         f: impl FnOnce(Option<&Object>) -> R,
     ) -> R {
-        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+        let partition = self.partition_of(key);
         if self.cached(store, partition, key).is_none() {
             // A miss reads the record, which caches it (when there is one and it decodes).
             let _ = self.load(store, partition, key);
@@ -2176,7 +2181,7 @@ impl Node {
 
     /// This node's own copy of a key, for tests and tools (no network, no repair).
     pub fn local_object(&mut self, store: &dyn Store, key: &Key) -> Result<Option<Object>, String> {
-        let partition = self.cfg.ring.partition_for_hash(key.key_hash());
+        let partition = self.partition_of(key);
         self.load(store, partition, key)
     }
 }

@@ -250,12 +250,11 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
         if writes.is_empty() {
             continue;
         }
-        let slot = &slot;
-        let kind = h.keys[*slot].kind;
-        let key = &h.keys[*slot].key;
+        let kind = h.keys[slot].kind;
+        let key = &h.keys[slot].key;
         let mode = kind.mode();
         let (siblings, context): (Vec<(&Dot, Option<&Bytes>)>, &VersionVector) =
-            match &o.final_objects[*slot] {
+            match &o.final_objects[slot] {
                 Some(Object::Register(r)) => (
                     r.dvv()
                         .siblings()
@@ -393,7 +392,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                         "the acknowledged write of {:?} to {key:?} (dot {:?}) is gone: no replica has seen it; final copy {}",
                         text(&rec.value),
                         dots[0],
-                        crate::world::describe(o.final_objects[*slot].as_ref())
+                        crate::world::describe(o.final_objects[slot].as_ref())
                     ),
                 );
                 continue;
@@ -409,7 +408,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                     format!(
                         "the acknowledged write of {:?} to {key:?} was replaced by no write that had seen it; final copy {}",
                         text(&rec.value),
-                        crate::world::describe(o.final_objects[*slot].as_ref())
+                        crate::world::describe(o.final_objects[slot].as_ref())
                     ),
                 ),
                 ConflictMode::Siblings => {}
@@ -438,7 +437,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
                             format!(
                                 "the acknowledged lww write of {:?} to {key:?} was replaced by no write that had seen it and lost no race to a concurrent one; final copy {}",
                                 text(&rec.value),
-                                crate::world::describe(o.final_objects[*slot].as_ref())
+                                crate::world::describe(o.final_objects[slot].as_ref())
                             ),
                         );
                     }
