@@ -2203,6 +2203,15 @@ fn check_cached(store: &dyn Store, record_key: &[u8], key: &Key, cached: &Cached
 /// Tombstone collection and partition transfer.
 impl Node {
     /// The primaries of a partition (by the ring, up or not).
+    /// Whether this node is one of `partition`'s primaries.
+    fn is_primary_of(&self, partition: PartitionId) -> bool {
+        self.ring()
+            .owners(partition)
+            .iter()
+            .take(self.cfg.ring.n)
+            .any(|node| *node == self.cfg.id)
+    }
+
     fn primaries(&self, partition: PartitionId) -> Vec<NodeId> {
         self.ring()
             .owners(partition)
@@ -2384,8 +2393,14 @@ impl Node {
         let mut chosen: Option<(PartitionId, Vec<NodeId>)> = None;
         // Only the partitions this node holds records of, found by leaping from each to the
         // next: a node of a large cluster holds a few of the ring's many partitions.
+        // A partition this node owns is never handed over: it is stepped past without asking
+        // the store (a node of a small cluster owns most partitions).
         let mut from = 0;
         while from < self.cfg.ring.partitions {
+            if self.is_primary_of(PartitionId(from)) {
+                from += 1;
+                continue;
+            }
             let Some(partition) = self
                 .next_held_partition(store, PartitionId(from))
                 .filter(|p| p.0 < self.cfg.ring.partitions)
@@ -2393,10 +2408,10 @@ impl Node {
                 break;
             };
             from = partition.0 + 1;
-            let owners = self.primaries(partition);
-            if owners.contains(&self.cfg.id) {
+            if self.is_primary_of(partition) {
                 continue;
             }
+            let owners = self.primaries(partition);
             foreign += 1;
             if chosen.is_none() && owners.iter().all(|o| self.is_up(o)) && !owners.is_empty() {
                 chosen = Some((partition, owners));

@@ -2339,8 +2339,9 @@ impl<'a> Sim<'a> {
             let key = self.hist.keys[slot].key.clone();
             let mode = self.hist.keys[slot].kind.mode();
             let primaries = self.hist.keys[slot].primaries.clone();
-            // Replicas holding the very same record: their join is that record.
-            if self.same_records(slot) {
+            // Replicas holding the very same record (or equal copies: the run ended with every
+            // key converged): their join is that copy.
+            if self.ended_converged || self.same_records(slot) {
                 final_objects.push(primaries.first().and_then(|&p| self.copy(p, &key)));
                 continue;
             }
