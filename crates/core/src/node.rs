@@ -87,8 +87,24 @@ type PendingMap = Window<Pending>;
 struct Window<T> {
     /// The id of `slots[0]`.
     first: ReqId,
-    slots: std::collections::VecDeque<Option<Box<T>>>,
+    slots: std::collections::VecDeque<Option<Slot<T>>>,
     len: usize,
+}
+
+/// An entry beside its deadline (as it was entered) and class: the tick finds the due entries,
+/// and the entries of one class, by walking these in line instead of every entry's box.
+#[derive(Debug)]
+struct Slot<T> {
+    due_ms: u64,
+    class: u8,
+    entry: Box<T>,
+}
+
+/// An entry of a [`Window`]: when it is due (its deadline, which may move later but not
+/// earlier while the entry is in the window), and its class (which does not change).
+trait Due {
+    fn due_ms(&self) -> u64;
+    fn class(&self) -> u8;
 }
 
 impl<T> Default for Window<T> {
@@ -101,7 +117,7 @@ impl<T> Default for Window<T> {
     }
 }
 
-impl<T> Window<T> {
+impl<T: Due> Window<T> {
     /// Enters `pending` under `req` (replacing what was there).
     fn insert(&mut self, req: ReqId, pending: T) {
         if self.slots.is_empty() {
@@ -116,7 +132,12 @@ impl<T> Window<T> {
         while self.slots.len() <= i {
             self.slots.push_back(None);
         }
-        if self.slots[i].replace(Box::new(pending)).is_none() {
+        let slot = Slot {
+            due_ms: pending.due_ms(),
+            class: pending.class(),
+            entry: Box::new(pending),
+        };
+        if self.slots[i].replace(slot).is_none() {
             self.len += 1;
         }
     }
@@ -126,41 +147,94 @@ impl<T> Window<T> {
     }
 
     fn get(&self, req: &ReqId) -> Option<&T> {
-        self.slots.get(self.index(req)?)?.as_deref()
+        Some(&self.slots.get(self.index(req)?)?.as_ref()?.entry)
     }
 
     fn get_mut(&mut self, req: &ReqId) -> Option<&mut T> {
         let i = self.index(req)?;
-        self.slots.get_mut(i)?.as_deref_mut()
+        Some(&mut self.slots.get_mut(i)?.as_mut()?.entry)
     }
 
     fn remove(&mut self, req: &ReqId) -> Option<T> {
         let i = self.index(req)?;
-        let pending = self.slots.get_mut(i)?.take()?;
+        let slot = self.slots.get_mut(i)?.take()?;
         self.len -= 1;
         while let Some(None) = self.slots.front() {
             self.slots.pop_front();
             self.first += 1;
         }
-        Some(*pending)
+        Some(*slot.entry)
     }
 
+    /// The entries in id order (the tests compare it with a map's).
+    #[cfg(test)]
     fn iter(&self) -> impl Iterator<Item = (ReqId, &T)> {
         let first = self.first;
         self.slots
             .iter()
             .enumerate()
-            .filter_map(move |(i, p)| Some((first + i as u64, p.as_deref()?)))
+            .filter_map(move |(i, slot)| Some((first + i as u64, &*slot.as_ref()?.entry)))
     }
 
-    fn values(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|p| p.as_deref())
+    /// The entries of one class, in id order.
+    fn of_class(&self, class: u8) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(move |slot| match slot {
+            Some(slot) if slot.class == class => Some(&*slot.entry),
+            _ => None,
+        })
     }
 
     fn len(&self) -> usize {
         self.len
     }
+
+    /// The ids of the entries due at `now_ms` (deadline reached), in id order.
+    fn due(&self, now_ms: u64) -> Vec<ReqId> {
+        let first = self.first;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| match slot {
+                // The deadline in line is the entry's or earlier (it may have moved later).
+                Some(slot) if slot.due_ms <= now_ms && slot.entry.due_ms() <= now_ms => {
+                    Some(first + i as u64)
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
+
+impl Due for Pending {
+    fn due_ms(&self) -> u64 {
+        match self {
+            Pending::Write(c) => c.deadline_ms,
+            Pending::Read(c) => c.deadline_ms,
+            Pending::Inspect(c) => c.deadline_ms,
+            Pending::Forwarded { deadline_ms, .. } => *deadline_ms,
+            Pending::Handoff(h) => h.deadline_ms,
+            Pending::Collect(c) => c.deadline_ms,
+            Pending::Transfer(t) => t.deadline_ms,
+        }
+    }
+
+    fn class(&self) -> u8 {
+        match self {
+            Pending::Write(_) => 0,
+            Pending::Read(_) => 1,
+            Pending::Inspect(_) => 2,
+            Pending::Forwarded { .. } => 3,
+            Pending::Handoff(_) => HANDOFF,
+            Pending::Collect(_) => COLLECT,
+            Pending::Transfer(_) => TRANSFER,
+        }
+    }
+}
+
+/// The classes of [`Pending`] entries looked for by class.
+const HANDOFF: u8 = 4;
+const COLLECT: u8 = 5;
+const TRANSFER: u8 = 6;
 
 #[derive(Debug)]
 struct WriteCoord {
@@ -2007,21 +2081,7 @@ impl Node {
                 });
             }
         }
-        let expired: Vec<ReqId> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| match p {
-                Pending::Write(c) => c.deadline_ms <= now_ms,
-                Pending::Read(c) => c.deadline_ms <= now_ms,
-                Pending::Inspect(c) => c.deadline_ms <= now_ms,
-                Pending::Forwarded { deadline_ms, .. } => *deadline_ms <= now_ms,
-                Pending::Handoff(h) => h.deadline_ms <= now_ms,
-                Pending::Collect(c) => c.deadline_ms <= now_ms,
-                Pending::Transfer(t) => t.deadline_ms <= now_ms,
-            })
-            .map(|(req, _)| req)
-            .collect();
-        for req in expired {
+        for req in self.pending.due(now_ms) {
             match self.pending.get(&req) {
                 Some(Pending::Read(_)) => self.progress_read(store, now_ms, req, true, out),
                 _ => match self.pending.remove(&req) {
@@ -2064,6 +2124,9 @@ impl Node {
     /// Sends hints to their primaries that are up again, a bounded batch per primary.
     fn hand_off(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
         let waiting: Vec<NodeId> = self.hints.keys().cloned().collect();
+        // The hints in flight to each primary, from one walk of the requests (at the first
+        // primary looked at; the handoffs sent below are to primaries already past).
+        let mut in_flight_to: Option<BTreeMap<NodeId, Vec<Vec<u8>>>> = None;
         for target in waiting {
             let up = self.is_up(&target);
             // For a down primary a look only expires hints. After a look that expired none,
@@ -2081,14 +2144,21 @@ impl Node {
             } else if waiting.quiet_until.is_some_and(|until| now_ms < until) {
                 continue;
             }
-            let in_flight: Vec<Vec<u8>> = self
-                .pending
-                .values()
-                .filter_map(|p| match p {
-                    Pending::Handoff(h) if h.target == target => Some(h.hint_key.clone()),
-                    _ => None,
+            let in_flight = in_flight_to
+                .get_or_insert_with(|| {
+                    let mut by_target: BTreeMap<NodeId, Vec<Vec<u8>>> = BTreeMap::new();
+                    for p in self.pending.of_class(HANDOFF) {
+                        if let Pending::Handoff(h) = p {
+                            by_target
+                                .entry(h.target.clone())
+                                .or_default()
+                                .push(h.hint_key.clone());
+                        }
+                    }
+                    by_target
                 })
-                .collect();
+                .remove(&target)
+                .unwrap_or_default();
             if up && in_flight.len() >= self.cfg.handoff_batch_max {
                 continue;
             }
@@ -2271,11 +2341,7 @@ impl Node {
             return; // every primary must confirm: a down one cannot
         }
         let now = driftkv_causal::Timestamp::new(now_ms, 0);
-        let checking: usize = self
-            .pending
-            .values()
-            .filter(|p| matches!(p, Pending::Collect(_)))
-            .count();
+        let checking: usize = self.pending.of_class(COLLECT).count();
         let mut room = 64usize.saturating_sub(checking);
         for (raw_key, raw) in batch {
             if room == 0 {
@@ -2380,11 +2446,7 @@ impl Node {
     /// node joined, or this one is leaving) and sends a batch of them to its owners; deletes
     /// them once every owner confirmed. One batch in flight at a time.
     fn transfer_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
-        if now_ms < self.sweep.next_transfer_ms
-            || self
-                .pending
-                .values()
-                .any(|p| matches!(p, Pending::Transfer(_)))
+        if now_ms < self.sweep.next_transfer_ms || self.pending.of_class(TRANSFER).next().is_some()
         {
             return;
         }
@@ -3105,6 +3167,17 @@ fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    /// A test entry is its own deadline, and of class its value modulo 3 (the test moves a
+    /// deadline later by 3, keeping its class).
+    impl super::Due for u64 {
+        fn due_ms(&self) -> u64 {
+            *self
+        }
+        fn class(&self) -> u8 {
+            (*self % 3) as u8
+        }
+    }
+
     proptest::proptest! {
         /// The window of requests answers as a map of ids would, whatever the order of entries
         /// and removals (fresh ids in order, and ids put back after being taken out).
@@ -3113,6 +3186,7 @@ mod tests {
             steps in proptest::collection::vec((0u8..4, 0u64..40), 0..200),
         ) {
             let mut window: super::Window<u64> = Default::default();
+            let mut now = 0u64;
             let mut model = std::collections::BTreeMap::new();
             let mut next = 5u64;
             for (op, pick) in steps {
@@ -3137,8 +3211,8 @@ mod tests {
                         let req = pick * 2;
                         proptest::prop_assert_eq!(window.get(&req), model.get(&req));
                         if let Some(v) = window.get_mut(&req) {
-                            *v += 1;
-                            *model.get_mut(&req).expect("the model has it too") += 1;
+                            *v += 3;
+                            *model.get_mut(&req).expect("the model has it too") += 3;
                         }
                     }
                 }
@@ -3146,6 +3220,16 @@ mod tests {
                 let listed: Vec<(u64, u64)> = window.iter().map(|(r, v)| (r, *v)).collect();
                 let want: Vec<(u64, u64)> = model.iter().map(|(r, v)| (*r, *v)).collect();
                 proptest::prop_assert_eq!(listed, want);
+                // The clock moves on; what is due is what the model says (the values are the
+                // deadlines here, moved later by the increments above).
+                now += pick % 7;
+                let due: Vec<u64> = model.iter().filter(|(_, v)| **v <= now).map(|(r, _)| *r).collect();
+                proptest::prop_assert_eq!(window.due(now), due);
+                for class in 0..3u8 {
+                    let listed: Vec<u64> = window.of_class(class).copied().collect();
+                    let want: Vec<u64> = model.values().copied().filter(|v| (v % 3) as u8 == class).collect();
+                    proptest::prop_assert_eq!(listed, want);
+                }
             }
         }
     }
