@@ -168,8 +168,7 @@ impl MemStore {
             Some(value) => match self.data.get_mut(&key) {
                 Some(slot) => Some(std::mem::replace(slot, value)),
                 None => {
-                    self.order.insert(ordered(key.clone()));
-                    self.data.insert(key, value);
+                    self.insert_new(key, value);
                     None
                 }
             },
@@ -181,6 +180,12 @@ impl MemStore {
                 old
             }
         }
+    }
+
+    /// Enters a key `data` does not hold.
+    fn insert_new(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.order.insert(ordered(key.clone()));
+        self.data.insert(key, value);
     }
 
     /// A write: applied at once, remembered for a crash until a sync makes it durable.
@@ -200,8 +205,12 @@ impl MemStore {
         // An overwrite (the common write) hands its key to the log; only a new key is copied.
         let old = match (value, self.data.get_mut(&key)) {
             (Some(value), Some(slot)) => Some(std::mem::replace(slot, value)),
-            (value, _) => {
-                let old = self.set(key.clone(), value);
+            (Some(value), None) => {
+                self.insert_new(key.clone(), value);
+                None
+            }
+            (None, _) => {
+                let old = self.set(key.clone(), None);
                 self.undo.push((key, old));
                 return;
             }
@@ -337,8 +346,8 @@ mod tests {
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         use proptest::prelude::*;
         prop_oneof![
-            4 => (0u8..6, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
-            2 => (0u8..6).prop_map(Op::Delete),
+            4 => (0u8..24, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+            2 => (0u8..24).prop_map(Op::Delete),
             1 => Just(Op::Sync),
             1 => Just(Op::Crash),
         ]
@@ -347,11 +356,14 @@ mod tests {
     proptest::proptest! {
         /// The store against the obvious model (what was synced, what is current): reads and
         /// scans see the current state, a crash returns to the synced one, under every policy.
+        /// Keys are two bytes (`k / 4`, `k % 4`), so scans by a one-byte prefix, from a key on,
+        /// are checked too.
         #[test]
         fn the_store_behaves_as_a_synced_and_a_current_map(
-            ops in proptest::collection::vec(op(), 0..60),
+            ops in proptest::collection::vec(op(), 0..80),
             policy in 0..3usize,
         ) {
+            let key = |k: u8| vec![k / 4, k % 4];
             use std::collections::BTreeMap;
             let durability = [Durability::EveryWrite, Durability::GroupCommit, Durability::None][policy];
             let mut s = MemStore::new(durability);
@@ -360,12 +372,12 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Put(k, v) => {
-                        s.put(&[k], &[v]).unwrap();
-                        current.insert(vec![k], vec![v]);
+                        s.put(&key(k), &[v]).unwrap();
+                        current.insert(key(k), vec![v]);
                     }
                     Op::Delete(k) => {
-                        s.delete(&[k]).unwrap();
-                        current.remove(&vec![k]);
+                        s.delete(&key(k)).unwrap();
+                        current.remove(&key(k));
                     }
                     Op::Sync => {
                         s.sync().unwrap();
@@ -384,8 +396,23 @@ mod tests {
                 let all: Vec<(Vec<u8>, Vec<u8>)> = current.clone().into_iter().collect();
                 proptest::prop_assert_eq!(s.scan(b"", None, 100).unwrap(), all);
                 proptest::prop_assert_eq!(s.len(), current.len());
-                for k in 0u8..6 {
-                    proptest::prop_assert_eq!(s.get(&[k]).unwrap(), current.get(&vec![k]).cloned());
+                for k in 0u8..24 {
+                    proptest::prop_assert_eq!(s.get(&key(k)).unwrap(), current.get(&key(k)).cloned());
+                }
+                for prefix in 0u8..6 {
+                    for after in [None, Some(0u8), Some(2)] {
+                        let after = after.map(|a| vec![prefix, a]);
+                        let want: Vec<(Vec<u8>, Vec<u8>)> = current
+                            .iter()
+                            .filter(|(k, _)| k[0] == prefix && after.as_ref().is_none_or(|a| *k > a))
+                            .take(3)
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        proptest::prop_assert_eq!(s.scan(&[prefix], after.as_deref(), 3).unwrap(), want);
+                    }
+                    let keys: Vec<Vec<u8>> = s.keys_with_prefix(&[prefix]).map(<[u8]>::to_vec).collect();
+                    let want: Vec<Vec<u8>> = current.keys().filter(|k| k[0] == prefix).cloned().collect();
+                    proptest::prop_assert_eq!(keys, want);
                 }
             }
         }
