@@ -130,6 +130,17 @@ impl MemStore {
         }
     }
 
+    /// An empty store with room for `keys` keys before its index grows.
+    pub fn with_capacity(durability: Durability, keys: usize) -> Self {
+        let mut data = KeyIndex::default();
+        data.reserve(keys);
+        MemStore {
+            data,
+            durability,
+            ..Default::default()
+        }
+    }
+
     /// The value of `key` as [`Store::get`] returns it, borrowed instead of copied.
     pub fn get_ref(&self, key: &[u8]) -> Option<&[u8]> {
         self.data.get(key).map(Vec::as_slice)

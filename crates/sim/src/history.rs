@@ -175,6 +175,22 @@ pub struct History {
 pub const ANOMALIES_PER_CHECK_MAX: usize = 20;
 
 impl History {
+    /// An empty history with room for `keys` keys and `writes` register writes.
+    pub fn with_capacity(keys: usize, writes: usize) -> History {
+        let mut key_index = driftkv_core::fasthash::FastMap::default();
+        key_index.reserve(keys);
+        let mut write_by_value = driftkv_core::fasthash::FastMap::default();
+        write_by_value.reserve(writes);
+        History {
+            keys: Vec::with_capacity(keys),
+            key_index,
+            writes: Vec::with_capacity(writes),
+            write_by_value,
+            versions: Vec::with_capacity(writes),
+            ..Default::default()
+        }
+    }
+
     pub fn key_slot(
         &mut self,
         key: &Key,

@@ -503,6 +503,45 @@ pub struct Sim<'a> {
     log: Vec<(f64, String)>,
 }
 
+/// How much a run is expected to record, from its scenario: the oracle's tables and the
+/// stores are sized for it at the start, since growing a large one copies (or rehashes) all of
+/// it. An estimate only (a run may record more, and grows then); capped, so a scenario of
+/// absurd rates does not reserve absurd memory.
+struct Expected {
+    keys: usize,
+    keys_per_node: usize,
+    writes: usize,
+    trials: usize,
+}
+
+impl Expected {
+    const CAP: usize = 1 << 22;
+
+    fn of(sc: &Scenario) -> Expected {
+        let trials = sc.visibility.trials as usize * sc.visibility.t_ms.len();
+        let mix = &sc.workload.mix;
+        let total = mix.get
+            + mix.put
+            + mix.counter_add
+            + mix.counter_get
+            + mix.set_add
+            + mix.set_remove
+            + mix.set_get;
+        let put_share = if total > 0.0 { mix.put / total } else { 0.0 };
+        let ops = sc.workload.rate_per_s.max(0.0) * sc.duration_ms as f64 / 1000.0;
+        let cap = |x: f64| (x.max(0.0) as usize).min(Self::CAP);
+        // Each trial writes its key twice (a first version, then the measured one).
+        let keys = cap(sc.workload.keys as f64 + trials as f64);
+        let replicas = sc.n.min(sc.nodes.max(1)) as f64 / sc.nodes.max(1) as f64;
+        Expected {
+            keys,
+            keys_per_node: cap(keys as f64 * replicas),
+            writes: cap(ops * put_share + 2.0 * trials as f64),
+            trials: trials.min(Self::CAP),
+        }
+    }
+}
+
 /// Milliseconds to whole microseconds, rounded half away from zero (negative and NaN: 0).
 /// Exactly `(ms * 1000.0).round().max(0.0) as u64`, without the call out to libm's `round`
 /// (every message's delay goes through here): below 2^52 the fraction `x - trunc(x)` is exact,
@@ -544,6 +583,7 @@ impl<'a> Sim<'a> {
         )
         .expect("validated: the ring config is in range and there are members");
         let mut rng_clock = Rng::stream(seed, "clocks");
+        let expect = Expected::of(sc);
         let mut nodes = Vec::with_capacity(names.len());
         for name in &names {
             let mut cfg = NodeConfig::new(name.as_str());
@@ -585,7 +625,7 @@ impl<'a> Sim<'a> {
                 name: NodeId::from(name.as_str()),
                 cfg,
                 node: None,
-                store: MemStore::new(sc.durability_policy()),
+                store: MemStore::with_capacity(sc.durability_policy(), expect.keys_per_node),
                 epoch: 0,
                 next_incarnation: 0,
                 offset_us: offset_ms * 1000.0,
@@ -649,8 +689,8 @@ impl<'a> Sim<'a> {
             next_client: 1,
             forwards: Default::default(),
             forwards_order: std::collections::VecDeque::new(),
-            hist: History::default(),
-            trials: Vec::new(),
+            hist: History::with_capacity(expect.keys, expect.writes),
+            trials: Vec::with_capacity(expect.trials),
             read_latency_ms: Vec::new(),
             write_latency_ms: Vec::new(),
             register_reads: 0,
@@ -2509,6 +2549,28 @@ mod tests {
         for ms in samples {
             assert_eq!(super::us(ms), reference(ms), "{ms:e} ms");
         }
+    }
+
+    /// The sizes a run is prepared for are those the classic scenario then records: every
+    /// key and write counted, none far over (the estimate is what spares the regrowth).
+    #[test]
+    fn the_expected_sizes_are_what_a_run_records() {
+        let sc = crate::Scenario::from_toml(include_str!("../../../scenarios/classic.toml"))
+            .expect("the shipped scenario parses");
+        let expect = super::Expected::of(&sc);
+        let run = super::Sim::new(&sc).run(&mut |_| {});
+        let (keys, writes) = (run.hist.keys.len(), run.hist.writes.len());
+        assert!(
+            (keys..=keys + keys / 10).contains(&expect.keys),
+            "expected {} keys, recorded {keys}",
+            expect.keys
+        );
+        assert!(
+            (writes * 9 / 10..=writes * 11 / 10).contains(&expect.writes),
+            "expected {} writes, recorded {writes}",
+            expect.writes
+        );
+        assert_eq!(expect.trials, run.trials.len());
     }
 
     #[test]
