@@ -133,8 +133,9 @@ pub struct Version {
     pub dot: Dot,
     pub created_us: u64,
     pub acked_us: Option<u64>,
-    /// Primaries that do not hold it yet.
-    pub missing: Vec<usize>,
+    /// The primaries that do not hold it yet: bit `j` stands for the key's `primaries[j]` (N
+    /// is at most `driftkv_ring::N_MAX`, 16).
+    pub missing: u32,
     /// When the last primary got it.
     pub everywhere_us: Option<u64>,
     /// Lost with its coordinator before any other node saw it.
@@ -169,6 +170,16 @@ pub struct History {
     pub counter_ops: Vec<CounterOpRec>,
     pub versions: Vec<Version>,
     pub anomalies: Vec<Anomaly>,
+}
+
+/// The positions in `primaries` of the nodes `pick` accepts, as bits (see `Version::missing`).
+pub(crate) fn positions(primaries: &[usize], pick: impl Fn(usize) -> bool) -> u32 {
+    debug_assert!(primaries.len() <= 32, "N is at most driftkv_ring::N_MAX");
+    primaries
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| pick(**p))
+        .fold(0, |bits, (j, _)| bits | 1 << j)
 }
 
 /// Anomalies kept at most per check: enough to diagnose, bounded for long runs.
@@ -256,14 +267,9 @@ impl History {
 
     /// Starts timing a new version's spread; `holder` (the coordinator) already has it.
     pub fn track(&mut self, key: usize, dot: Dot, holder: usize, now_us: u64) -> usize {
-        let missing: Vec<usize> = self.keys[key]
-            .primaries
-            .iter()
-            .copied()
-            .filter(|p| *p != holder)
-            .collect();
+        let missing = positions(&self.keys[key].primaries, |p| p != holder);
         let id = self.versions.len();
-        let everywhere = missing.is_empty().then_some(now_us);
+        let everywhere = (missing == 0).then_some(now_us);
         self.versions.push(Version {
             key,
             dot,
@@ -282,25 +288,36 @@ impl History {
     /// `node` holds `context` for `key` now: marks the versions it covers.
     pub fn observe_copy(&mut self, key: usize, node: usize, context: &VersionVector, now_us: u64) {
         let versions = &mut self.versions;
-        self.keys[key].open.retain(|&id| {
+        let rec = &mut self.keys[key];
+        if rec.open.is_empty() {
+            return;
+        }
+        let held = !positions(&rec.primaries, |p| p == node);
+        rec.open.retain(|&id| {
             let v = &mut versions[id];
             if context.contains(&v.dot) {
-                v.missing.retain(|p| *p != node);
+                v.missing &= held;
             }
-            if v.missing.is_empty() {
+            if v.missing == 0 {
                 v.everywhere_us = Some(now_us);
             }
-            !v.missing.is_empty()
+            v.missing != 0
         });
     }
 
     /// Whether `node` is a primary of `key` still missing a version being timed: only then is
     /// its copy worth loading after it handled something.
     pub fn node_lacks_open_version(&self, key: usize, node: usize) -> bool {
-        self.keys[key]
-            .open
-            .iter()
-            .any(|id| self.versions[*id].missing.contains(&node))
+        let rec = &self.keys[key];
+        if rec.open.is_empty() {
+            return false;
+        }
+        let bits = positions(&rec.primaries, |p| p == node);
+        bits != 0
+            && rec
+                .open
+                .iter()
+                .any(|id| self.versions[*id].missing & bits != 0)
     }
 
     /// Why writes `a` and `b` must not be siblings, if they must not: one write's client had

@@ -1641,12 +1641,14 @@ impl<'a> Sim<'a> {
             let mut still = Vec::with_capacity(open.len());
             for id in open {
                 let v = &mut self.hist.versions[id];
-                v.missing = primaries
-                    .iter()
-                    .copied()
-                    .filter(|p| v.missing.contains(p) || !old.contains(p))
-                    .collect();
-                if v.missing.is_empty() {
+                // Missing now: a new primary, or one that was (and still is) missing it.
+                let was_missing = |p: usize| {
+                    old.iter()
+                        .position(|o| *o == p)
+                        .is_none_or(|j| v.missing & 1 << j != 0)
+                };
+                v.missing = crate::history::positions(&primaries, was_missing);
+                if v.missing == 0 {
                     v.everywhere_us = Some(now);
                 } else {
                     still.push(id);
