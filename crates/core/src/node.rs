@@ -2347,18 +2347,20 @@ impl Node {
             if room == 0 {
                 break;
             }
-            let (Some((_, key)), Ok(object)) = (
-                keys::parse_data_key(&raw_key),
-                driftkv_wire::decode_object(&raw),
-            ) else {
+            let Some((_, key)) = keys::parse_data_key(&raw_key) else {
                 continue;
             };
-            let Object::Register(reg) = &object else {
-                continue;
+            let grace_ms = self.cfg.tombstone_grace_ms;
+            let collectable = |object: &Object| matches!(object, Object::Register(reg) if reg.is_collectable_tombstone(now, grace_ms));
+            // The cached copy when there is one (it is the record, decoded), else the record.
+            let object = match self.cached(store, partition, &key) {
+                Some(cached) if !collectable(&cached.object) => continue,
+                Some(cached) => cached.object.clone(),
+                None => match driftkv_wire::decode_object(&raw) {
+                    Ok(object) if collectable(&object) => object,
+                    _ => continue,
+                },
             };
-            if !reg.is_collectable_tombstone(now, self.cfg.tombstone_grace_ms) {
-                continue;
-            }
             room -= 1;
             if others.is_empty() {
                 self.collect(
