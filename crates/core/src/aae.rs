@@ -63,6 +63,11 @@ impl Tree {
         self.leaves[segment as usize % SEGMENTS] ^= entry;
     }
 
+    /// The leaf of a segment, borrowed (to prefetch it).
+    pub fn leaf_ref(&self, segment: u16) -> &u64 {
+        &self.leaves[segment as usize % SEGMENTS]
+    }
+
     pub fn leaf(&self, segment: u16) -> u64 {
         self.leaves[segment as usize % SEGMENTS]
     }

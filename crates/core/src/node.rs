@@ -1121,6 +1121,18 @@ impl Node {
         }
     }
 
+    /// Prefetches the hash-tree leaf a write of this record will update: the trees are large
+    /// and their leaves touched at random, so the leaf is rarely in cache, and asked for here
+    /// it arrives while the record is read, merged and encoded (see `driftkv_hint`).
+    fn warm_leaf(&self, partition: PartitionId, record_key: &[u8]) {
+        if let (Some(tree), Some(segment)) = (
+            self.trees.get(&partition),
+            keys::segment_of_data_key(record_key),
+        ) {
+            driftkv_hint::prefetch(tree.leaf_ref(segment));
+        }
+    }
+
     /// Whether a hash tree follows this record now: the partition's tree is built, or being
     /// built and its scan is past the record.
     fn tree_follows(&self, partition: PartitionId, record_key: &[u8]) -> bool {
@@ -1258,6 +1270,7 @@ impl Node {
         }
         let mode = self.cfg.bucket(key.bucket()).mode;
         let record_key = keys::data_key(partition, key);
+        self.warm_leaf(partition, &record_key);
         let (local, prior) = self.read_record(store, partition, &record_key, key)?;
         let merged = match local {
             None => incoming.clone(),
@@ -1305,6 +1318,7 @@ impl Node {
         }
         let key = request.key().clone();
         let record_key = keys::data_key(partition, &key);
+        self.warm_leaf(partition, &record_key);
         let (local, prior) = match self.read_record(store, partition, &record_key, &key) {
             Ok(read) => read,
             Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
