@@ -65,6 +65,51 @@ pub struct Coordination {
     pub version: Option<usize>,
 }
 
+/// A record's coordinations, as a slice: nearly always one (more only when the network
+/// duplicated a forwarded request), kept in line, so a write costs no allocation of its own
+/// for it (nor a pointer to follow when the checkers walk every write).
+#[derive(Clone, Debug, Default)]
+pub enum Coordinations {
+    #[default]
+    None,
+    One(Coordination),
+    Many(Vec<Coordination>),
+}
+
+impl Coordinations {
+    pub fn push(&mut self, c: Coordination) {
+        *self = match std::mem::take(self) {
+            Coordinations::None => Coordinations::One(c),
+            Coordinations::One(first) => Coordinations::Many(vec![first, c]),
+            Coordinations::Many(mut all) => {
+                all.push(c);
+                Coordinations::Many(all)
+            }
+        };
+    }
+}
+
+impl std::ops::Deref for Coordinations {
+    type Target = [Coordination];
+    fn deref(&self) -> &[Coordination] {
+        match self {
+            Coordinations::None => &[],
+            Coordinations::One(c) => std::slice::from_ref(c),
+            Coordinations::Many(all) => all,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Coordinations {
+    fn deref_mut(&mut self) -> &mut [Coordination] {
+        match self {
+            Coordinations::None => &mut [],
+            Coordinations::One(c) => std::slice::from_mut(c),
+            Coordinations::Many(all) => all,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct KeyRec {
     pub key: Key,
@@ -89,7 +134,7 @@ pub struct WriteRec {
     pub issued_us: u64,
     pub outcome: Outcome,
     pub acked_us: Option<u64>,
-    pub coordinations: Vec<Coordination>,
+    pub coordinations: Coordinations,
 }
 
 #[derive(Clone, Debug)]
@@ -98,7 +143,7 @@ pub struct SetOpRec {
     pub member: Bytes,
     pub add: bool,
     pub outcome: Outcome,
-    pub coordinations: Vec<Coordination>,
+    pub coordinations: Coordinations,
 }
 
 #[derive(Clone, Debug)]
@@ -352,5 +397,37 @@ impl History {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordination(node: usize) -> Coordination {
+        Coordination {
+            node,
+            at_us: node as u64,
+            dot: None,
+            context_after: VersionVector::new(),
+            timestamp: None,
+            void: false,
+            version: None,
+        }
+    }
+
+    /// Coordinations read as the list they were pushed in, in line or not, and change in place.
+    #[test]
+    fn coordinations_are_the_list_pushed() {
+        let mut list = Coordinations::default();
+        assert!(list.is_empty());
+        for n in 0..4 {
+            list.push(coordination(n));
+            let nodes: Vec<usize> = list.iter().map(|c| c.node).collect();
+            assert_eq!(nodes, (0..=n).collect::<Vec<_>>());
+        }
+        list[2].void = true;
+        let void: Vec<bool> = list.iter().map(|c| c.void).collect();
+        assert_eq!(void, [false, false, true, false]);
     }
 }

@@ -20,7 +20,9 @@ use driftkv_ring::{NodeId, Ring, RingConfig};
 use driftkv_wire::{Key, MemberInfo, MemberState, Message, Object, Quorum, Reply, ReqId, Request};
 
 use crate::dist::Delay;
-use crate::history::{Coordination, HistRef, History, KeyKind, Outcome, SetOpRec, WriteRec};
+use crate::history::{
+    Coordination, Coordinations, HistRef, History, KeyKind, Outcome, SetOpRec, WriteRec,
+};
 use crate::queue::RadixQueue;
 use crate::rng::Rng;
 use crate::scenario::{CoordinatorChoice, MembershipMode, Scenario};
@@ -1852,7 +1854,7 @@ impl<'a> Sim<'a> {
                     member: member.clone(),
                     add,
                     outcome: Outcome::Pending,
-                    coordinations: Vec::new(),
+                    coordinations: Coordinations::None,
                 });
                 let (add, remove) = if add {
                     (vec![member], Vec::new())
@@ -1897,8 +1899,7 @@ impl<'a> Sim<'a> {
             issued_us: self.now_us,
             outcome: Outcome::Pending,
             acked_us: None,
-            // Coordinated once, unless forwarded or retried.
-            coordinations: Vec::with_capacity(1),
+            coordinations: Coordinations::None,
         });
         self.hist.write_by_value.insert(value.clone(), w);
         let key = self.hist.keys[slot].key.clone();
