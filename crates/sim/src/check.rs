@@ -237,16 +237,27 @@ fn check_dots_issued_once(h: &History, c: &mut Collector) {
 }
 
 fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Findings) {
-    // For each key (by slot, in slot order), the writes to it.
-    let mut by_key: Vec<Vec<usize>> = vec![Vec::new(); h.keys.len()];
-    for (w, rec) in h.writes.iter().enumerate() {
-        by_key[rec.key].push(w);
+    // For each key (by slot, in slot order), the writes to it in order: one list of every
+    // write, grouped by key (a counting sort), not a vector per key.
+    let mut starts = vec![0usize; h.keys.len() + 1];
+    for rec in &h.writes {
+        starts[rec.key + 1] += 1;
     }
+    for slot in 0..h.keys.len() {
+        starts[slot + 1] += starts[slot];
+    }
+    let mut grouped = vec![0usize; h.writes.len()];
+    let mut next = starts.clone();
+    for (w, rec) in h.writes.iter().enumerate() {
+        grouped[next[rec.key]] = w;
+        next[rec.key] += 1;
+    }
+    let by_key = starts.windows(2).map(|span| &grouped[span[0]..span[1]]);
     // Per-key working lists, reused from key to key (most keys have a write or two).
     let mut landed: Vec<(usize, &crate::history::Coordination, &Dot)> = Vec::new();
     let mut reach: Vec<(&driftkv_causal::Actor, (u64, usize, u64))> = Vec::new();
     let empty_context = VersionVector::new();
-    for (slot, writes) in by_key.iter().enumerate() {
+    for (slot, writes) in by_key.enumerate() {
         if writes.is_empty() {
             continue;
         }
@@ -448,7 +459,13 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, f: &mut Finding
         let mut sibling_writes = Vec::new();
         for (dot, value) in &siblings {
             let Some(value) = value else { continue };
-            match h.write_by_value.get(*value) {
+            // The write whose coordination made the dot, found among the few that landed
+            // (values name their writes: the table by value is the fallback).
+            let by_dot = landed
+                .iter()
+                .find(|(x, _, d)| *d == *dot && h.writes[*x].value == **value)
+                .map(|(x, _, _)| x);
+            match by_dot.or_else(|| h.write_by_value.get(*value)) {
                 Some(&w) => sibling_writes.push((dot, w)),
                 None => c.fail(
                     "reads_return_written_values",
