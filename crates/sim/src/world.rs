@@ -78,9 +78,11 @@ enum Event {
     /// A reply reaches its client.
     AtClient(Box<(ClientId, Reply)>),
     ClientTimeout(ClientId),
+    /// A node's sync completes, unless the node restarted since (its epoch, as `u32`: the
+    /// queue moves events of 16 bytes, and no run restarts a node four billion times).
     SyncDone {
-        node: usize,
-        epoch: u64,
+        node: u32,
+        epoch: u32,
     },
     Arrival,
     ProbeStart(usize),
@@ -92,6 +94,10 @@ enum Event {
     ReadSweep,
     Poll,
 }
+
+// The queue moves events by value, each beside its 16-byte key: kept at 16 bytes (large
+// payloads are boxed).
+const _: () = assert!(std::mem::size_of::<Event>() == 16);
 
 struct Delivery {
     from: usize,
@@ -1046,7 +1052,7 @@ impl<'a> Sim<'a> {
                 self.on_reply(client, reply)
             }
             Event::ClientTimeout(client) => self.on_client_timeout(client),
-            Event::SyncDone { node, epoch } => self.on_sync_done(node, epoch),
+            Event::SyncDone { node, epoch } => self.on_sync_done(node as usize, epoch),
             Event::Arrival => self.on_arrival(),
             Event::ProbeStart(trial) => self.on_probe_start(trial),
             Event::ProbeWrite(trial) => self.on_probe_write(trial),
@@ -1378,12 +1384,15 @@ impl<'a> Sim<'a> {
         let sn = &mut self.nodes[i];
         sn.syncing = true;
         sn.in_sync = std::mem::take(&mut sn.waiting);
-        let epoch = sn.epoch;
-        self.schedule(self.now_us + delay, Event::SyncDone { node: i, epoch });
+        let event = Event::SyncDone {
+            node: u32::try_from(i).expect("node indices fit in u32"),
+            epoch: sn.epoch as u32,
+        };
+        self.schedule(self.now_us + delay, event);
     }
 
-    fn on_sync_done(&mut self, i: usize, epoch: u64) {
-        if self.nodes[i].epoch != epoch || !self.is_up(i) {
+    fn on_sync_done(&mut self, i: usize, epoch: u32) {
+        if self.nodes[i].epoch as u32 != epoch || !self.is_up(i) {
             return; // the node crashed meanwhile: the sync never happened
         }
         let sn = &mut self.nodes[i];
