@@ -89,7 +89,16 @@ struct Window<T> {
     first: ReqId,
     slots: std::collections::VecDeque<Option<Slot<T>>>,
     len: usize,
+    /// Entries per class (so a look for a class with none is free).
+    classes: [u32; CLASSES],
+    /// At or below every entry's deadline in line: lowered by each entry, set to the earliest
+    /// by each walk of [`Window::due`]. While the clock is below it nothing is due, and the
+    /// tick does not walk the window (requests end long before their deadlines).
+    due_floor_ms: u64,
 }
+
+/// Classes of window entries (see [`Due::class`]).
+const CLASSES: usize = 8;
 
 /// An entry beside its deadline (as it was entered) and class: the tick finds the due entries,
 /// and the entries of one class, by walking these in line instead of every entry's box.
@@ -101,7 +110,8 @@ struct Slot<T> {
 }
 
 /// An entry of a [`Window`]: when it is due (its deadline, which may move later but not
-/// earlier while the entry is in the window), and its class (which does not change).
+/// earlier while the entry is in the window), and its class (below [`CLASSES`], and which
+/// does not change).
 trait Due {
     fn due_ms(&self) -> u64;
     fn class(&self) -> u8;
@@ -113,6 +123,8 @@ impl<T> Default for Window<T> {
             first: 0,
             slots: Default::default(),
             len: 0,
+            classes: [0; CLASSES],
+            due_floor_ms: u64::MAX,
         }
     }
 }
@@ -137,8 +149,11 @@ impl<T: Due> Window<T> {
             class: pending.class(),
             entry: Box::new(pending),
         };
-        if self.slots[i].replace(slot).is_none() {
-            self.len += 1;
+        self.due_floor_ms = self.due_floor_ms.min(slot.due_ms);
+        self.classes[slot.class as usize] += 1;
+        match self.slots[i].replace(slot) {
+            None => self.len += 1,
+            Some(old) => self.classes[old.class as usize] -= 1,
         }
     }
 
@@ -159,6 +174,7 @@ impl<T: Due> Window<T> {
         let i = self.index(req)?;
         let slot = self.slots.get_mut(i)?.take()?;
         self.len -= 1;
+        self.classes[slot.class as usize] -= 1;
         while let Some(None) = self.slots.front() {
             self.slots.pop_front();
             self.first += 1;
@@ -178,10 +194,21 @@ impl<T: Due> Window<T> {
 
     /// The entries of one class, in id order.
     fn of_class(&self, class: u8) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(move |slot| match slot {
+        // None of the class: nothing to walk.
+        let walk = if self.count_of(class) == 0 {
+            0
+        } else {
+            self.slots.len()
+        };
+        self.slots.range(..walk).filter_map(move |slot| match slot {
             Some(slot) if slot.class == class => Some(&*slot.entry),
             _ => None,
         })
+    }
+
+    /// How many entries of a class the window holds.
+    fn count_of(&self, class: u8) -> usize {
+        self.classes[class as usize] as usize
     }
 
     fn len(&self) -> usize {
@@ -189,19 +216,23 @@ impl<T: Due> Window<T> {
     }
 
     /// The ids of the entries due at `now_ms` (deadline reached), in id order.
-    fn due(&self, now_ms: u64) -> Vec<ReqId> {
-        let first = self.first;
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, slot)| match slot {
-                // The deadline in line is the entry's or earlier (it may have moved later).
-                Some(slot) if slot.due_ms <= now_ms && slot.entry.due_ms() <= now_ms => {
-                    Some(first + i as u64)
-                }
-                _ => None,
-            })
-            .collect()
+    fn due(&mut self, now_ms: u64) -> Vec<ReqId> {
+        if now_ms < self.due_floor_ms {
+            return Vec::new();
+        }
+        let mut floor = u64::MAX;
+        let mut due = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            // Due ones included: the caller may keep some.
+            floor = floor.min(slot.due_ms);
+            // The deadline in line is the entry's or earlier (it may have moved later).
+            if slot.due_ms <= now_ms && slot.entry.due_ms() <= now_ms {
+                due.push(self.first + i as u64);
+            }
+        }
+        self.due_floor_ms = floor;
+        due
     }
 }
 
@@ -2355,7 +2386,7 @@ impl Node {
             return; // every primary must confirm: a down one cannot
         }
         let now = driftkv_causal::Timestamp::new(now_ms, 0);
-        let checking: usize = self.pending.of_class(COLLECT).count();
+        let checking = self.pending.count_of(COLLECT);
         let mut room = 64usize.saturating_sub(checking);
         for (raw_key, raw) in batch {
             if room == 0 {
@@ -2462,8 +2493,7 @@ impl Node {
     /// node joined, or this one is leaving) and sends a batch of them to its owners; deletes
     /// them once every owner confirmed. One batch in flight at a time.
     fn transfer_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
-        if now_ms < self.sweep.next_transfer_ms || self.pending.of_class(TRANSFER).next().is_some()
-        {
+        if now_ms < self.sweep.next_transfer_ms || self.pending.count_of(TRANSFER) > 0 {
             return;
         }
         self.sweep.next_transfer_ms = now_ms + 500;
@@ -3244,6 +3274,7 @@ mod tests {
                 for class in 0..3u8 {
                     let listed: Vec<u64> = window.of_class(class).copied().collect();
                     let want: Vec<u64> = model.values().copied().filter(|v| (v % 3) as u8 == class).collect();
+                    proptest::prop_assert_eq!(window.count_of(class), want.len());
                     proptest::prop_assert_eq!(listed, want);
                 }
             }
