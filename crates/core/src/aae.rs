@@ -22,19 +22,10 @@ pub const GROUP: usize = 32;
 /// Middle hashes per tree.
 pub const MIDS: usize = SEGMENTS / GROUP;
 
-const SEGMENT_SEED: u64 = 0x00AA_E5E6;
-
-/// The segment of a key: independent of the bits that choose its partition.
+/// The segment of a key: independent of the bits that choose its partition (see
+/// [`driftkv_ring::segment_hash`], which the key carries).
 pub fn segment_of(key: &Key) -> u16 {
-    let digest = driftkv_ring::hash_parts(
-        SEGMENT_SEED,
-        &[
-            &(key.bucket().len() as u64).to_le_bytes(),
-            key.bucket(),
-            key.key(),
-        ],
-    );
-    (digest % SEGMENTS as u64) as u16
+    (key.segment_hash() % SEGMENTS as u64) as u16
 }
 
 /// One key's contribution to its leaf: covers the key and its whole stored state. The record

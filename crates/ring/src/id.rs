@@ -138,6 +138,17 @@ pub fn key_hash(bucket: &[u8], key: &[u8]) -> u64 {
     )
 }
 
+/// The hash that chooses a key's anti-entropy segment (the core takes it modulo its segment
+/// count): xxh3-64 seeded `0x00AA_E5E6` over `len(bucket) as u64 LE ‖ bucket ‖ key`. Like
+/// [`key_hash`] it is part of the stored record layout (the segment is in every record's key)
+/// and must never change; it is independent of the bits that place the key.
+pub fn segment_hash(bucket: &[u8], key: &[u8]) -> u64 {
+    hash_parts(
+        0x00AA_E5E6,
+        &[&(bucket.len() as u64).to_le_bytes(), bucket, key],
+    )
+}
+
 /// xxh3-64 with `seed` over the concatenation of `parts`, without allocating it: short inputs
 /// (the usual keys) are gathered on the stack and hashed in one call, which costs a fraction of
 /// the streaming hasher's buffering; longer ones stream (the digest is the same either way).

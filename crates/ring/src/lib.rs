@@ -50,7 +50,7 @@ mod ring;
 
 use serde::{Deserialize, Serialize};
 
-pub use id::{NodeId, PartitionId, hash_parts, key_hash};
+pub use id::{NodeId, PartitionId, hash_parts, key_hash, segment_hash};
 pub use ring::{Ring, Role, Target, moved_partitions};
 
 /// Most partitions a ring may have. Each partition is a unit of handoff and of per-partition

@@ -464,3 +464,21 @@ fn rings_of_different_sizes_move_every_slot() {
     let large = ring(config(128, 3), 8);
     assert_eq!(moved_partitions(&small, &large), 128 * 3);
 }
+
+#[test]
+fn segment_hash_is_pinned_and_xxh3_of_its_encoding() {
+    // Part of every stored record's key (the core's anti-entropy segment): a data-format
+    // change if these move.
+    use driftkv_ring::segment_hash;
+    let mut encoded = Vec::new();
+    encoded.extend_from_slice(&5u64.to_le_bytes());
+    encoded.extend_from_slice(b"users");
+    encoded.extend_from_slice(b"alice");
+    assert_eq!(
+        segment_hash(b"users", b"alice"),
+        xxhash_rust::xxh3::xxh3_64_with_seed(&encoded, 0x00AA_E5E6)
+    );
+    assert_eq!(segment_hash(b"", b""), 0xfcd2_7228_c186_d789);
+    assert_eq!(segment_hash(b"users", b"alice"), 0xd108_bded_a018_0a3c);
+    assert_eq!(segment_hash(b"", b"bob"), 0x5f1f_72e8_9bab_85be);
+}

@@ -25,6 +25,7 @@ struct KeyParts {
     bucket: Bytes,
     key: Bytes,
     hash: u64,
+    segment_hash: u64,
 }
 
 /// The encoded shape: the two fields, exactly as the derived encoding of
@@ -114,7 +115,13 @@ impl Key {
     pub fn new(bucket: impl Into<Bytes>, key: impl Into<Bytes>) -> Self {
         let (bucket, key) = (bucket.into(), key.into());
         let hash = driftkv_ring::key_hash(&bucket, &key);
-        Key(Arc::new(KeyParts { bucket, key, hash }))
+        let segment_hash = driftkv_ring::segment_hash(&bucket, &key);
+        Key(Arc::new(KeyParts {
+            bucket,
+            key,
+            hash,
+            segment_hash,
+        }))
     }
 
     pub fn default_bucket(key: impl Into<Bytes>) -> Self {
@@ -134,6 +141,12 @@ impl Key {
     /// Where the key lives: [`driftkv_ring::key_hash`] of its bucket and key.
     pub fn key_hash(&self) -> u64 {
         self.0.hash
+    }
+
+    /// Which anti-entropy segment holds it: [`driftkv_ring::segment_hash`] of its bucket and
+    /// key (computed once, with the key: every record key the core makes holds its segment).
+    pub fn segment_hash(&self) -> u64 {
+        self.0.segment_hash
     }
 }
 
