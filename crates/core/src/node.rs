@@ -1421,7 +1421,7 @@ impl Node {
             }
         }
         let req = self.new_req();
-        let mut awaiting = Vec::new();
+        let mut awaiting = Vec::with_capacity(targets.len());
         let mut local = 0;
         for (node, hint) in &targets {
             if *node == self.cfg.id {
