@@ -132,6 +132,11 @@ impl<T> Default for Window<T> {
 impl<T: Due> Window<T> {
     /// Enters `pending` under `req` (replacing what was there).
     fn insert(&mut self, req: ReqId, pending: T) {
+        self.insert_boxed(req, Box::new(pending));
+    }
+
+    /// [`Window::insert`] of an entry in its box (one taken out by [`Window::remove_boxed`]).
+    fn insert_boxed(&mut self, req: ReqId, pending: Box<T>) {
         if self.slots.is_empty() {
             self.first = req;
         }
@@ -147,7 +152,7 @@ impl<T: Due> Window<T> {
         let slot = Slot {
             due_ms: pending.due_ms(),
             class: pending.class(),
-            entry: Box::new(pending),
+            entry: pending,
         };
         self.due_floor_ms = self.due_floor_ms.min(slot.due_ms);
         self.classes[slot.class as usize] += 1;
@@ -171,6 +176,11 @@ impl<T: Due> Window<T> {
     }
 
     fn remove(&mut self, req: &ReqId) -> Option<T> {
+        self.remove_boxed(req).map(|entry| *entry)
+    }
+
+    /// [`Window::remove`], the entry left in its box (to be put back without moving it).
+    fn remove_boxed(&mut self, req: &ReqId) -> Option<Box<T>> {
         let i = self.index(req)?;
         let slot = self.slots.get_mut(i)?.take()?;
         self.len -= 1;
@@ -179,7 +189,7 @@ impl<T: Due> Window<T> {
             self.slots.pop_front();
             self.first += 1;
         }
-        Some(*slot.entry)
+        Some(slot.entry)
     }
 
     /// The entries in id order (the tests compare it with a map's).
@@ -2023,11 +2033,15 @@ impl Node {
         ok: bool,
         out: &mut Vec<Output>,
     ) {
-        match self.pending.remove(&req) {
-            Some(Pending::Write(mut coord)) => {
+        // Taken out in its box, and put back so (a coordination's state is not moved).
+        let Some(mut entry) = self.pending.remove_boxed(&req) else {
+            return;
+        };
+        match &mut *entry {
+            Pending::Write(coord) => {
                 let Some(at) = coord.awaiting.iter().position(|(node, _)| *node == from) else {
                     // A duplicate or stray acknowledgement counts once.
-                    self.pending.insert(req, Pending::Write(coord));
+                    self.pending.insert_boxed(req, entry);
                     return;
                 };
                 let (_, hint) = coord.awaiting.swap_remove(at);
@@ -2035,14 +2049,14 @@ impl Node {
                     coord.acks += 1;
                 } else {
                     coord.nacks += 1;
-                    self.hint_missed_write(store, &coord, &from, hint.as_ref());
+                    self.hint_missed_write(store, coord, &from, hint.as_ref());
                 }
-                self.progress_write(&mut coord, out);
+                self.progress_write(coord, out);
                 if !coord.awaiting.is_empty() {
-                    self.pending.insert(req, Pending::Write(coord));
+                    self.pending.insert_boxed(req, entry);
                 }
             }
-            Some(Pending::Handoff(handoff)) => {
+            Pending::Handoff(handoff) => {
                 if !ok {
                     return;
                 }
@@ -2057,10 +2071,7 @@ impl Node {
                     }
                 }
             }
-            Some(other) => {
-                self.pending.insert(req, other);
-            }
-            None => {}
+            _ => self.pending.insert_boxed(req, entry),
         }
     }
 
