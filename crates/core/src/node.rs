@@ -2371,53 +2371,58 @@ impl Node {
             return;
         }
         let primaries = self.primaries(partition);
-        let batch = match store.scan(
-            &keys::partition_prefix(partition),
-            self.sweep.after.as_deref(),
-            self.cfg.sweep_batch_max,
-        ) {
-            Ok(batch) => batch,
-            Err(_) => {
-                self.stats.storage_errors += 1;
-                return;
-            }
-        };
-        match batch.last() {
-            Some((last, _)) if batch.len() == self.cfg.sweep_batch_max => {
-                self.sweep.after = Some(last.clone())
-            }
-            _ => self.next_sweep_partition(),
-        }
         let others: Vec<NodeId> = primaries
             .iter()
             .filter(|p| **p != self.cfg.id)
             .cloned()
             .collect();
-        if others.iter().any(|p| !self.is_up(p)) {
-            return; // every primary must confirm: a down one cannot
-        }
+        // Every primary must confirm a collection: with one down, the batch is only walked.
+        let checks = !others.iter().any(|p| !self.is_up(p));
         let now = driftkv_causal::Timestamp::new(now_ms, 0);
-        let checking = self.pending.count_of(COLLECT);
-        let mut room = 64usize.saturating_sub(checking);
-        for (raw_key, raw) in batch {
-            if room == 0 {
-                break;
-            }
-            let Some((_, key)) = keys::parse_data_key(&raw_key) else {
-                continue;
-            };
-            let grace_ms = self.cfg.tombstone_grace_ms;
-            let collectable = |object: &Object| matches!(object, Object::Register(reg) if reg.is_collectable_tombstone(now, grace_ms));
-            // The cached copy when there is one (it is the record, decoded), else the record.
-            let object = match self.cached(store, partition, &key) {
-                Some(cached) if !collectable(&cached.object) => continue,
-                Some(cached) => cached.object.clone(),
-                None => match driftkv_wire::decode_object(&raw) {
-                    Ok(object) if collectable(&object) => object,
-                    _ => continue,
-                },
-            };
-            room -= 1;
+        let grace_ms = self.cfg.tombstone_grace_ms;
+        let collectable = |object: &Object| matches!(object, Object::Register(reg) if reg.is_collectable_tombstone(now, grace_ms));
+        let room = 64usize.saturating_sub(self.pending.count_of(COLLECT));
+        // The batch's records are lent, not copied: only the tombstones found are kept.
+        let mut walked = 0;
+        let mut last = Vec::new();
+        let mut found: Vec<(Key, Object)> = Vec::new();
+        let lent: &dyn Store = store;
+        let scanned = lent.scan_with(
+            &keys::partition_prefix(partition),
+            self.sweep.after.as_deref(),
+            self.cfg.sweep_batch_max,
+            &mut |raw_key, raw| {
+                walked += 1;
+                last.clear();
+                last.extend_from_slice(raw_key);
+                if !checks || found.len() == room {
+                    return;
+                }
+                let Some((_, key)) = keys::parse_data_key(raw_key) else {
+                    return;
+                };
+                // The cached copy when there is one (it is the record, decoded), else the record.
+                let object = match self.cached(lent, partition, &key) {
+                    Some(cached) if !collectable(&cached.object) => return,
+                    Some(cached) => cached.object.clone(),
+                    None => match driftkv_wire::decode_object(raw) {
+                        Ok(object) if collectable(&object) => object,
+                        _ => return,
+                    },
+                };
+                found.push((key, object));
+            },
+        );
+        if scanned.is_err() {
+            self.stats.storage_errors += 1;
+            return;
+        }
+        if walked == self.cfg.sweep_batch_max && walked > 0 {
+            self.sweep.after = Some(last);
+        } else {
+            self.next_sweep_partition();
+        }
+        for (key, object) in found {
             if others.is_empty() {
                 self.collect(
                     store,

@@ -72,6 +72,20 @@ pub trait Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError>;
+    /// [`Store::scan`], each entry lent to `f` in turn instead of copied out (a backend that
+    /// can lend its entries does; the default copies them).
+    fn scan_with(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        for (key, value) in self.scan(prefix, after, limit)? {
+            f(&key, &value);
+        }
+        Ok(())
+    }
     /// Makes every write so far durable (a no-op under [`Durability::None`]).
     fn sync(&mut self) -> Result<(), StoreError>;
 }
@@ -329,6 +343,29 @@ impl Store for MemStore {
             .collect())
     }
 
+    fn scan_with(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(ordered(a.to_vec())),
+            _ => Bound::Included(ordered(prefix.to_vec())),
+        };
+        for (_, key) in self
+            .order
+            .range((start, Bound::Unbounded))
+            .take_while(|(_, k)| k.starts_with(prefix))
+            .take(limit)
+        {
+            f(key, &self.data[&key[..]]);
+        }
+        Ok(())
+    }
+
     fn sync(&mut self) -> Result<(), StoreError> {
         // A policy of `None` never syncs on purpose; the OS would flush eventually, which the
         // simulator models as "survives only a clean shutdown".
@@ -478,7 +515,10 @@ mod tests {
                             .take(3)
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect();
-                        proptest::prop_assert_eq!(s.scan(&[prefix], after.as_deref(), 3).unwrap(), want);
+                        proptest::prop_assert_eq!(s.scan(&[prefix], after.as_deref(), 3).unwrap(), want.clone());
+                        let mut lent = Vec::new();
+                        s.scan_with(&[prefix], after.as_deref(), 3, &mut |k, v| lent.push((k.to_vec(), v.to_vec()))).unwrap();
+                        proptest::prop_assert_eq!(lent, want);
                     }
                     let keys: Vec<Vec<u8>> = s.keys_with_prefix(&[prefix]).map(<[u8]>::to_vec).collect();
                     let want: Vec<Vec<u8>> = current.keys().filter(|k| k[0] == prefix).cloned().collect();

@@ -110,9 +110,19 @@ fn get(s: &dyn Store, k: &[u8]) -> Option<Vec<u8>> {
     s.get(k).unwrap_or_else(|e| panic!("get {k:?}: {e}"))
 }
 
+/// A scan, held to lend exactly what it returns: every scan of the suite checks `scan_with`
+/// too.
 fn scan(s: &dyn Store, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Pairs {
-    s.scan(prefix, after, limit)
-        .unwrap_or_else(|e| panic!("scan {prefix:?} after {after:?} limit {limit}: {e}"))
+    let pairs = s
+        .scan(prefix, after, limit)
+        .unwrap_or_else(|e| panic!("scan {prefix:?} after {after:?} limit {limit}: {e}"));
+    let mut lent = Vec::new();
+    s.scan_with(prefix, after, limit, &mut |k, v| {
+        lent.push((k.to_vec(), v.to_vec()))
+    })
+    .unwrap_or_else(|e| panic!("scan_with {prefix:?} after {after:?} limit {limit}: {e}"));
+    assert_eq!(lent, pairs, "scan_with lends what scan returns");
+    pairs
 }
 
 fn keys(pairs: &Pairs) -> Vec<&[u8]> {
