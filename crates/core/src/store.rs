@@ -152,11 +152,12 @@ impl Eq for IndexKey {}
 /// differ, the first differing byte, or the end of the shorter key, decides alike; where they
 /// are equal the keys decide), and most comparisons end at the number, in line, where comparing
 /// the bytes calls out to `memcmp` (record keys share their first bytes within a partition, but
-/// rarely all sixteen).
-type Ordered = (u128, Vec<u8>);
+/// rarely all sixteen). The key is a boxed slice (no capacity word): 32 bytes an entry, so a
+/// search reads fewer cache lines of each tree node.
+type Ordered = (u128, Box<[u8]>);
 
 fn ordered(key: Vec<u8>) -> Ordered {
-    (lead(&key), key)
+    (lead(&key), key.into_boxed_slice())
 }
 
 fn lead(key: &[u8]) -> u128 {
@@ -233,7 +234,7 @@ impl MemStore {
                 std::ops::Bound::Included(ordered(prefix.to_vec())),
                 std::ops::Bound::Unbounded,
             ))
-            .map(|(_, k)| k.as_slice())
+            .map(|(_, k)| &k[..])
             .take_while(move |k| k.starts_with(prefix))
     }
 
@@ -339,7 +340,7 @@ impl Store for MemStore {
             .map(|(_, k)| k)
             .take_while(|k| k.starts_with(prefix))
             .take(limit)
-            .map(|k| (k.clone(), self.data[&k[..]].clone()))
+            .map(|k| (k.to_vec(), self.data[&k[..]].clone()))
             .collect())
     }
 

@@ -49,6 +49,12 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether the two share one allocation (then they are equal; interned ids of one name
+    /// usually do). Reads no bytes of either name.
+    pub fn same_allocation(&self, other: &NodeId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl fmt::Display for NodeId {
