@@ -106,6 +106,7 @@ enum IndexKey {
 /// Bytes of a key kept in line (an entry of the index, with its value's vector, is then one
 /// 64-byte cache line).
 const INLINE_KEY: usize = 38;
+const _: () = assert!(std::mem::size_of::<(IndexKey, Vec<u8>)>() == 64);
 
 impl IndexKey {
     fn new(key: &[u8]) -> IndexKey {
