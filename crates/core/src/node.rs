@@ -77,10 +77,10 @@ enum Waiter {
 /// Requests in flight by id, in id order. Ids are handed out in order and a request is
 /// entered under a fresh one (or put back under its own after a look), so the map is a window
 /// of slots from the oldest id in flight: entering appends, finding and removing index, and
-/// the window's front moves past the finished. Each slot is a box (a coordination's state is a
-/// few hundred bytes): a long-running request holding the window open costs a pointer per
-/// later id, not a state, and every request has a deadline of seconds (expired on the tick), so
-/// the window spans at most that much of the id stream.
+/// the window's front moves past the finished. Each slot holds a box (a coordination's state is
+/// a few hundred bytes) beside its deadline and class: a long-running request holding the
+/// window open costs 24 bytes per later id, not a state, and every request has a deadline of
+/// seconds (expired on the tick), so the window spans at most that much of the id stream.
 type PendingMap = Window<Pending>;
 
 #[derive(Debug)]
@@ -99,6 +99,9 @@ struct Window<T> {
 
 /// Classes of window entries (see [`Due::class`]).
 const CLASSES: usize = 8;
+
+// A slot of the window (see `PendingMap`): 24 bytes, free or not.
+const _: () = assert!(std::mem::size_of::<Option<Slot<Pending>>>() == 24);
 
 /// An entry beside its deadline (as it was entered) and class: the tick finds the due entries,
 /// and the entries of one class, by walking these in line instead of every entry's box.

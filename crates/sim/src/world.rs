@@ -538,12 +538,13 @@ impl Expected {
         let put_share = if total > 0.0 { mix.put / total } else { 0.0 };
         let ops = sc.workload.rate_per_s.max(0.0) * sc.duration_ms as f64 / 1000.0;
         let cap = |x: f64| (x.max(0.0) as usize).min(Self::CAP);
-        // Each trial writes its key twice (a first version, then the measured one).
+        // A key per trial beside the workload's.
         let keys = cap(sc.workload.keys as f64 + trials as f64);
         let replicas = sc.n.min(sc.nodes.max(1)) as f64 / sc.nodes.max(1) as f64;
         Expected {
             keys,
             keys_per_node: cap(keys as f64 * replicas),
+            // Each trial writes its key twice (a first version, then the measured one).
             writes: cap(ops * put_share + 2.0 * trials as f64),
             trials: trials.min(Self::CAP),
         }
