@@ -97,7 +97,7 @@ struct Window<T> {
     due_floor_ms: u64,
 }
 
-/// Classes of window entries (see [`Due::class`]).
+/// Classes of window entries (see [`WindowEntry::class`]).
 const CLASSES: usize = 8;
 
 // A slot of the window (see `PendingMap`): 24 bytes, free or not.
@@ -115,7 +115,7 @@ struct Slot<T> {
 /// An entry of a [`Window`]: when it is due (its deadline, which may move later but not
 /// earlier while the entry is in the window), and its class (below [`CLASSES`], and which
 /// does not change).
-trait Due {
+trait WindowEntry {
     fn due_ms(&self) -> u64;
     fn class(&self) -> u8;
 }
@@ -132,7 +132,7 @@ impl<T> Default for Window<T> {
     }
 }
 
-impl<T: Due> Window<T> {
+impl<T: WindowEntry> Window<T> {
     /// Enters `pending` under `req` (replacing what was there).
     fn insert(&mut self, req: ReqId, pending: T) {
         self.insert_boxed(req, Box::new(pending));
@@ -249,7 +249,7 @@ impl<T: Due> Window<T> {
     }
 }
 
-impl Due for Pending {
+impl WindowEntry for Pending {
     fn due_ms(&self) -> u64 {
         match self {
             Pending::Write(c) => c.deadline_ms,
@@ -264,10 +264,10 @@ impl Due for Pending {
 
     fn class(&self) -> u8 {
         match self {
-            Pending::Write(_) => 0,
-            Pending::Read(_) => 1,
-            Pending::Inspect(_) => 2,
-            Pending::Forwarded { .. } => 3,
+            Pending::Write(_) => WRITE,
+            Pending::Read(_) => READ,
+            Pending::Inspect(_) => INSPECT,
+            Pending::Forwarded { .. } => FORWARDED,
             Pending::Handoff(_) => HANDOFF,
             Pending::Collect(_) => COLLECT,
             Pending::Transfer(_) => TRANSFER,
@@ -275,7 +275,11 @@ impl Due for Pending {
     }
 }
 
-/// The classes of [`Pending`] entries looked for by class.
+/// The classes of [`Pending`] entries (the request window counts and finds them by class).
+const WRITE: u8 = 0;
+const READ: u8 = 1;
+const INSPECT: u8 = 2;
+const FORWARDED: u8 = 3;
 const HANDOFF: u8 = 4;
 const COLLECT: u8 = 5;
 const TRANSFER: u8 = 6;
@@ -835,12 +839,12 @@ impl Node {
         }
     }
 
-    /// Replicas for a key in this bucket (the bucket's N, at most the ring's).
     /// The partition `key` lives in (from its placement hash).
     fn partition_of(&self, key: &Key) -> PartitionId {
         self.cfg.ring.partition_for_hash(key.key_hash())
     }
 
+    /// Replicas for a key in this bucket (the bucket's N, at most the ring's).
     fn n_for(&self, key: &Key) -> usize {
         let ring_n = self.ring().n_effective();
         self.cfg
@@ -1168,12 +1172,9 @@ impl Node {
     /// Prefetches the hash-tree leaf a write of this record will update: the trees are large
     /// and their leaves touched at random, so the leaf is rarely in cache, and asked for here
     /// it arrives while the record is read, merged and encoded (see `driftkv_hint`).
-    fn warm_leaf(&self, partition: PartitionId, record_key: &[u8]) {
-        if let (Some(tree), Some(segment)) = (
-            self.trees.get(&partition),
-            keys::segment_of_data_key(record_key),
-        ) {
-            driftkv_hint::prefetch(tree.leaf_ref(segment));
+    fn warm_leaf(&self, partition: PartitionId, key: &Key) {
+        if let Some(tree) = self.trees.get(&partition) {
+            driftkv_hint::prefetch(tree.leaf_ref(aae::segment_of(key)));
         }
     }
 
@@ -1313,8 +1314,8 @@ impl Node {
             self.hlc.observe(r.timestamp_max(), now_ms);
         }
         let mode = self.cfg.bucket(key.bucket()).mode;
+        self.warm_leaf(partition, key);
         let record_key = keys::data_key(partition, key);
-        self.warm_leaf(partition, &record_key);
         let (local, prior) = self.read_record(store, partition, &record_key, key)?;
         let merged = match local {
             None => incoming.clone(),
@@ -1361,8 +1362,8 @@ impl Node {
             return self.answer(waiter, too_few_reachable(targets.len(), needed), out);
         }
         let key = request.key().clone();
+        self.warm_leaf(partition, &key);
         let record_key = keys::data_key(partition, &key);
-        self.warm_leaf(partition, &record_key);
         let (local, prior) = match self.read_record(store, partition, &record_key, &key) {
             Ok(read) => read,
             Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
@@ -2331,23 +2332,18 @@ fn check_cached(store: &dyn Store, record_key: &[u8], key: &Key, cached: &Cached
 
 /// Tombstone collection and partition transfer.
 impl Node {
-    /// The primaries of a partition (by the ring, up or not).
+    /// The primaries of a partition (by the ring, up or not), in walk order.
+    fn primary_ids(&self, partition: PartitionId) -> impl Iterator<Item = &NodeId> {
+        self.ring().owners(partition).iter().take(self.cfg.ring.n)
+    }
+
     /// Whether this node is one of `partition`'s primaries.
     fn is_primary_of(&self, partition: PartitionId) -> bool {
-        self.ring()
-            .owners(partition)
-            .iter()
-            .take(self.cfg.ring.n)
-            .any(|node| *node == self.cfg.id)
+        self.primary_ids(partition).any(|node| *node == self.cfg.id)
     }
 
     fn primaries(&self, partition: PartitionId) -> Vec<NodeId> {
-        self.ring()
-            .owners(partition)
-            .iter()
-            .take(self.cfg.ring.n)
-            .cloned()
-            .collect()
+        self.primary_ids(partition).cloned().collect()
     }
 
     /// Walks a bounded batch of records per tick. A tombstone past its grace, in a partition
@@ -2383,7 +2379,10 @@ impl Node {
         let checks = !others.iter().any(|p| !self.is_up(p));
         let now = driftkv_causal::Timestamp::new(now_ms, 0);
         let grace_ms = self.cfg.tombstone_grace_ms;
-        let collectable = |object: &Object| matches!(object, Object::Register(reg) if reg.is_collectable_tombstone(now, grace_ms));
+        let collectable = |object: &Object| match object {
+            Object::Register(reg) => reg.is_collectable_tombstone(now, grace_ms),
+            _ => false,
+        };
         let room = 64usize.saturating_sub(self.pending.count_of(COLLECT));
         // The batch's records are lent, not copied: only the tombstones found are kept.
         let mut walked = 0;
@@ -3234,7 +3233,7 @@ fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
 mod tests {
     /// A test entry is its own deadline, and of class its value modulo 3 (the test moves a
     /// deadline later by 3, keeping its class).
-    impl super::Due for u64 {
+    impl super::WindowEntry for u64 {
         fn due_ms(&self) -> u64 {
             *self
         }

@@ -110,13 +110,14 @@ const _: () = assert!(std::mem::size_of::<(IndexKey, Vec<u8>)>() == 64);
 
 impl IndexKey {
     fn new(key: &[u8]) -> IndexKey {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE_KEY => {
-                let mut bytes = [0; INLINE_KEY];
-                bytes[..key.len()].copy_from_slice(key);
-                IndexKey::Inline { len, bytes }
-            }
-            _ => IndexKey::Heap(key.into()),
+        if key.len() > INLINE_KEY {
+            return IndexKey::Heap(key.into());
+        }
+        let mut bytes = [0; INLINE_KEY];
+        bytes[..key.len()].copy_from_slice(key);
+        IndexKey::Inline {
+            len: key.len() as u8,
+            bytes,
         }
     }
 
@@ -230,11 +231,23 @@ impl MemStore {
 
     /// The keys that start with `prefix`, in order, borrowed.
     pub fn keys_with_prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        self.keys_from(prefix, None)
+    }
+
+    /// The keys that start with `prefix` and sort strictly after `after` (all of them when
+    /// `None`), in order, borrowed: what a scan walks.
+    fn keys_from<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = &'a [u8]> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(ordered(a.to_vec())),
+            _ => Bound::Included(ordered(prefix.to_vec())),
+        };
         self.order
-            .range((
-                std::ops::Bound::Included(ordered(prefix.to_vec())),
-                std::ops::Bound::Unbounded,
-            ))
+            .range((start, Bound::Unbounded))
             .map(|(_, k)| &k[..])
             .take_while(move |k| k.starts_with(prefix))
     }
@@ -330,18 +343,10 @@ impl Store for MemStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, StoreError> {
-        use std::ops::Bound;
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(ordered(a.to_vec())),
-            _ => Bound::Included(ordered(prefix.to_vec())),
-        };
         Ok(self
-            .order
-            .range((start, Bound::Unbounded))
-            .map(|(_, k)| k)
-            .take_while(|k| k.starts_with(prefix))
+            .keys_from(prefix, after)
             .take(limit)
-            .map(|k| (k.to_vec(), self.data[&k[..]].clone()))
+            .map(|k| (k.to_vec(), self.data[k].clone()))
             .collect())
     }
 
@@ -352,18 +357,8 @@ impl Store for MemStore {
         limit: usize,
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), StoreError> {
-        use std::ops::Bound;
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(ordered(a.to_vec())),
-            _ => Bound::Included(ordered(prefix.to_vec())),
-        };
-        for (_, key) in self
-            .order
-            .range((start, Bound::Unbounded))
-            .take_while(|(_, k)| k.starts_with(prefix))
-            .take(limit)
-        {
-            f(key, &self.data[&key[..]]);
+        for key in self.keys_from(prefix, after).take(limit) {
+            f(key, &self.data[key]);
         }
         Ok(())
     }
