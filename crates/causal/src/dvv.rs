@@ -19,6 +19,12 @@ use crate::vv::VersionVector;
 ///
 /// Laws (proved by property tests below): `sync` is commutative, associative and idempotent;
 /// replicas that receive the same states in any order, with duplicates, end equal.
+/// An actor's event counter for a key is at [`crate::vv::COUNTER_MAX`]: no further dot can be
+/// issued under it. Only a forged or corrupt state gets there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the key's event counter for this node is exhausted (a forged or corrupt version vector)")]
+pub struct Exhausted;
+
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dvv<V> {
     siblings: SortedMap<Dot, V>,
@@ -77,14 +83,24 @@ impl<V: Clone + Ord> Dvv<V> {
     }
 
     /// A new write coordinated by `actor`: drops the siblings `client_context` covers, adds
-    /// `value` under a fresh dot, and records the client's context as seen. Returns the dot.
-    pub fn event(&mut self, client_context: &VersionVector, actor: &Actor, value: V) -> Dot {
+    /// `value` under a fresh dot, and records the client's context as seen. Returns the dot,
+    /// or `Exhausted` (nothing changed) when the actor's counter is at its maximum.
+    pub fn event(
+        &mut self,
+        client_context: &VersionVector,
+        actor: &Actor,
+        value: V,
+    ) -> Result<Dot, Exhausted> {
+        let last = self.context.get(actor).max(client_context.get(actor));
+        if last >= crate::vv::COUNTER_MAX {
+            return Err(Exhausted);
+        }
         self.siblings.retain(|dot, _| !client_context.contains(dot));
         self.context.merge(client_context);
-        let dot = self.context.next_dot(actor);
+        let dot = self.context.next_dot(actor).ok_or(Exhausted)?;
         let previous = self.siblings.insert(dot.clone(), value);
         debug_assert!(previous.is_none(), "a fresh dot is never already a sibling");
-        dot
+        Ok(dot)
     }
 
     /// Keeps only the sibling `keep` (if present), as a write that saw everything would.
@@ -206,8 +222,8 @@ pub(crate) mod tests {
         let mut a: Dvv<u8> = Dvv::new();
         let mut b: Dvv<u8> = Dvv::new();
         // Both lives of n3#7 issue dot (n3#7, 1), with different values.
-        a.event(&VersionVector::new(), &actor, 1);
-        b.event(&VersionVector::new(), &actor, 2);
+        a.event(&VersionVector::new(), &actor, 1).unwrap();
+        b.event(&VersionVector::new(), &actor, 2).unwrap();
         let (mut ab, mut ba) = (a.clone(), b.clone());
         let report = ab.sync(&b);
         ba.sync(&a);
@@ -227,12 +243,12 @@ pub(crate) mod tests {
         let (n1, n2) = (actor(0), actor(1));
         let (a, b, c) = (1u32, 2u32, 3u32);
         let mut r2 = Dvv::new();
-        r2.event(&VersionVector::new(), &n2, b);
+        r2.event(&VersionVector::new(), &n2, b).unwrap();
         let mut r1 = Dvv::new();
-        r1.event(&r2.context().clone(), &n1, a);
+        r1.event(&r2.context().clone(), &n1, a).unwrap();
         let mut crafted = VersionVector::new();
         crafted.observe(&n1, 1);
-        r2.event(&crafted, &n2, c);
+        r2.event(&crafted, &n2, c).unwrap();
         assert!(r2.context().descends(r1.context()));
         // Joined into r1, b stays superseded (r1 saw it replaced): the join is not r2.
         let joined = synced(&r1, &r2);
@@ -288,7 +304,7 @@ pub(crate) mod tests {
                     let ctx = read_from
                         .map(|r| replicas[r].context().clone())
                         .unwrap_or_default();
-                    replicas[at].event(&ctx, &actor(at), value);
+                    replicas[at].event(&ctx, &actor(at), value).unwrap();
                     seen.push(replicas[at].clone());
                 }
                 Op::Sync { from, to } => {
@@ -312,15 +328,15 @@ pub(crate) mod tests {
         let (n1, n2) = (actor(0), actor(1));
         let mut r1 = Dvv::new();
         let mut r2 = Dvv::new();
-        r1.event(&VersionVector::new(), &n1, "a");
-        r2.event(&VersionVector::new(), &n2, "b");
+        r1.event(&VersionVector::new(), &n1, "a").unwrap();
+        r2.event(&VersionVector::new(), &n2, "b").unwrap();
         let report = r1.sync(&r2);
         assert!(report.concurrent());
         let mut values: Vec<_> = r1.values().copied().collect();
         values.sort();
         assert_eq!(values, ["a", "b"]);
         let ctx = r1.context().clone();
-        r2.event(&ctx, &n2, "c");
+        r2.event(&ctx, &n2, "c").unwrap();
         r1.sync(&r2);
         assert_eq!(r1.values().copied().collect::<Vec<_>>(), ["c"]);
         assert_eq!(r1, r2);
@@ -330,10 +346,10 @@ pub(crate) mod tests {
     fn a_stale_replica_learns_the_overwrite_and_drops_the_old_value() {
         let n1 = actor(0);
         let mut r1 = Dvv::new();
-        r1.event(&VersionVector::new(), &n1, 1);
+        r1.event(&VersionVector::new(), &n1, 1).unwrap();
         let mut stale = r1.clone();
         let ctx = r1.context().clone();
-        r1.event(&ctx, &n1, 2);
+        r1.event(&ctx, &n1, 2).unwrap();
         let report = stale.sync(&r1);
         assert!(!report.concurrent());
         assert_eq!(stale.values().copied().collect::<Vec<_>>(), [2]);
@@ -397,7 +413,7 @@ pub(crate) mod tests {
             let ctx = replicas[read_from].context().clone();
             let before = replicas[at].clone();
             let mut after = before.clone();
-            let dot = after.event(&ctx, &actor(at), 7);
+            let dot = after.event(&ctx, &actor(at), 7).unwrap();
             let expected: Vec<Dot> = before.siblings().map(|(d, _)| d.clone())
                 .filter(|d| !ctx.contains(d)).chain([dot.clone()]).collect();
             let mut got: Vec<Dot> = after.siblings().map(|(d, _)| d.clone()).collect();
@@ -416,7 +432,7 @@ pub(crate) mod tests {
                 match *op {
                     Op::Write { at, read_from, value } => {
                         let ctx = read_from.map(|r| replicas[r].context().clone()).unwrap_or_default();
-                        let dot = replicas[at].event(&ctx, &actor(at), value);
+                        let dot = replicas[at].event(&ctx, &actor(at), value).unwrap();
                         past.insert(dot, ctx);
                     }
                     Op::Sync { from, to } => {

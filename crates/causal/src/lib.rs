@@ -26,7 +26,7 @@ pub mod token;
 pub mod vv;
 
 pub use actor::{Actor, Dot};
-pub use dvv::Dvv;
+pub use dvv::{Dvv, Exhausted};
 pub use hlc::{Hlc, Timestamp};
 pub use register::{ConflictMode, Register, Sibling, WriteOutcome};
 pub use token::{ContextToken, TokenError};

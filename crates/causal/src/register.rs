@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::actor::{Actor, Dot};
-use crate::dvv::Dvv;
+use crate::dvv::{Dvv, Exhausted};
 use crate::hlc::Timestamp;
 use crate::vv::VersionVector;
 
@@ -175,25 +175,25 @@ impl Register {
         client_context: &VersionVector,
         value: Option<Bytes>,
         timestamp: Timestamp,
-    ) -> WriteOutcome {
+    ) -> Result<WriteOutcome, Exhausted> {
         let before = self.dvv.len();
         let sibling = Sibling { value, timestamp };
         let dvv = Arc::make_mut(&mut self.dvv);
         let dot = match mode {
-            ConflictMode::Siblings => dvv.event(client_context, actor, sibling),
+            ConflictMode::Siblings => dvv.event(client_context, actor, sibling)?,
             ConflictMode::Lww => {
                 let everything = dvv.context().clone();
-                let dot = dvv.event(&everything, actor, sibling);
+                let dot = dvv.event(&everything, actor, sibling)?;
                 dvv.retain_only(&dot);
                 dot
             }
         };
         let siblings = self.dvv.len() - 1;
-        WriteOutcome {
+        Ok(WriteOutcome {
             dot,
             superseded: before - siblings,
             siblings,
-        }
+        })
     }
 
     /// Joins another replica's state of this key into this one.
@@ -288,14 +288,16 @@ mod tests {
             &none,
             b("a"),
             Timestamp::new(5, 1),
-        );
+        )
+        .unwrap();
         r.write(
             ConflictMode::Siblings,
             &n2,
             &none,
             None,
             Timestamp::new(6, 0),
-        );
+        )
+        .unwrap();
         let plain = Plain {
             dvv: (*r.dvv).clone(),
         };
@@ -314,7 +316,8 @@ mod tests {
             &VersionVector::new(),
             b("a"),
             Timestamp::new(1, 0),
-        );
+        )
+        .unwrap();
         let mut copy = r.clone();
         assert!(Arc::ptr_eq(&r.dvv, &copy.dvv));
         assert!(!copy.merge(ConflictMode::Siblings, &r).changed);
@@ -325,7 +328,8 @@ mod tests {
             &context,
             b("b"),
             Timestamp::new(2, 0),
-        );
+        )
+        .unwrap();
         assert!(!Arc::ptr_eq(&r.dvv, &copy.dvv));
         assert_eq!(vals(&r), [b"a"]);
         assert_eq!(vals(&copy), [b"b"]);
@@ -350,14 +354,16 @@ mod tests {
             &VersionVector::new(),
             b("early"),
             Timestamp::new(10, 0),
-        );
+        )
+        .unwrap();
         r2.write(
             ConflictMode::Lww,
             &n2,
             &VersionVector::new(),
             b("late"),
             Timestamp::new(20, 0),
-        );
+        )
+        .unwrap();
         let out = r1.merge(ConflictMode::Lww, &r2);
         assert!(out.concurrent);
         assert_eq!(out.lww_discarded, 1);
@@ -378,14 +384,16 @@ mod tests {
             &VersionVector::new(),
             b("from n1"),
             t,
-        );
+        )
+        .unwrap();
         r2.write(
             ConflictMode::Lww,
             &n2,
             &VersionVector::new(),
             b("from n2"),
             t,
-        );
+        )
+        .unwrap();
         r1.merge(ConflictMode::Lww, &r2);
         assert_eq!(vals(&r1), [b"from n2"]);
     }
@@ -400,7 +408,8 @@ mod tests {
             &VersionVector::new(),
             b("x"),
             Timestamp::new(1, 0),
-        );
+        )
+        .unwrap();
         let mut stale = r1.clone();
         let ctx = r1.context().clone();
         r1.write(
@@ -409,7 +418,8 @@ mod tests {
             &ctx,
             None,
             Timestamp::new(2, 0),
-        );
+        )
+        .unwrap();
         assert!(r1.is_deleted());
         stale.merge(ConflictMode::Siblings, &r1);
         assert!(
@@ -431,7 +441,8 @@ mod tests {
             &VersionVector::new(),
             b("x"),
             Timestamp::new(1, 0),
-        );
+        )
+        .unwrap();
         let mut r2 = r1.clone();
         let ctx = r1.context().clone();
         r1.write(
@@ -440,14 +451,16 @@ mod tests {
             &ctx,
             None,
             Timestamp::new(2, 0),
-        );
+        )
+        .unwrap();
         r2.write(
             ConflictMode::Siblings,
             &n2,
             &ctx,
             b("y"),
             Timestamp::new(2, 0),
-        );
+        )
+        .unwrap();
         r1.merge(ConflictMode::Siblings, &r2);
         assert_eq!(vals(&r1), [b"y"]);
         assert!(!r1.is_deleted());
@@ -508,7 +521,9 @@ mod tests {
                     clocks[at].observe(replicas[at].timestamp_max(), wall_ms);
                     let ts = clocks[at].now(wall_ms);
                     let actor = Actor::new(format!("n{at}"), 0);
-                    replicas[at].write(mode, &actor, &ctx, value.map(|v| Bytes::from(vec![v])), ts);
+                    replicas[at]
+                        .write(mode, &actor, &ctx, value.map(|v| Bytes::from(vec![v])), ts)
+                        .unwrap();
                     seen.push(replicas[at].clone());
                 }
                 Op::Merge { from, to } => {

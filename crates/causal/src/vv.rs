@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, Dot};
 use crate::sorted::SortedMap;
 
+/// The most events one actor may issue for one key: 2^48, a write every microsecond for
+/// eight years. Far below `u64::MAX`, so a counter at it can never be pushed to overflow, and
+/// a context that claims more is refused as forged.
+pub const COUNTER_MAX: u64 = 1 << 48;
+
 /// For each actor, the highest counter `n` such that all of its dots `1..=n` have been seen.
 ///
 /// Invariant: no entry is 0 (an absent actor means 0), so equal histories give equal vectors
@@ -66,13 +71,41 @@ impl VersionVector {
     }
 
     /// The next event of `actor`: one past everything seen of it. Records it as seen.
-    pub fn next_dot(&mut self, actor: &Actor) -> Dot {
+    /// `None` (and nothing recorded) when the actor's counter is at [`COUNTER_MAX`]: a state
+    /// that claims that many events of one actor for one key came from a forged context or a
+    /// corrupt peer, and issuing past it would wrap or repeat a dot.
+    pub fn next_dot(&mut self, actor: &Actor) -> Option<Dot> {
         let counter = self
             .get(actor)
             .checked_add(1)
-            .expect("a u64 event counter cannot overflow");
+            .filter(|c| *c <= COUNTER_MAX)?;
         let _ = self.observe(actor, counter);
-        Dot::new(actor.clone(), counter)
+        Some(Dot::new(actor.clone(), counter))
+    }
+
+    /// Whether some entry claims more than [`COUNTER_MAX`] events.
+    pub fn exceeds_counter_max(&self) -> bool {
+        self.entries.values().any(|n| *n > COUNTER_MAX)
+    }
+
+    /// Keeps only the entries `keep` accepts, and lowers each kept one to at most what `cap`
+    /// returns for its actor. Used to bound a client's context by what a replica knows.
+    pub fn restrict(
+        &mut self,
+        mut keep: impl FnMut(&Actor, u64) -> bool,
+        mut cap: impl FnMut(&Actor) -> u64,
+    ) {
+        let mut kept = SortedMap::new();
+        for (actor, &n) in self.entries.iter() {
+            if !keep(actor, n) {
+                continue;
+            }
+            let n = n.min(cap(actor));
+            if n > 0 {
+                kept.insert(actor.clone(), n);
+            }
+        }
+        self.entries = kept;
     }
 
     /// Pointwise maximum: the union of two histories. Returns whether this one grew.
@@ -145,10 +178,37 @@ mod tests {
     fn next_dot_counts_from_one_and_is_recorded() {
         let mut vv = VersionVector::new();
         let a = Actor::from("n1");
-        assert_eq!(vv.next_dot(&a).counter, 1);
-        assert_eq!(vv.next_dot(&a).counter, 2);
+        assert_eq!(vv.next_dot(&a).unwrap().counter, 1);
+        assert_eq!(vv.next_dot(&a).unwrap().counter, 2);
         assert!(vv.contains(&Dot::new(a.clone(), 2)));
         assert!(!vv.contains(&Dot::new(a, 3)));
+    }
+
+    #[test]
+    fn a_counter_at_the_maximum_issues_nothing_and_never_panics() {
+        let a = Actor::from("n1");
+        for start in [COUNTER_MAX, COUNTER_MAX + 1, u64::MAX - 1, u64::MAX] {
+            let mut vv: VersionVector = [(a.clone(), start)].into_iter().collect();
+            assert_eq!(vv.next_dot(&a), None, "from {start}");
+            assert_eq!(vv.get(&a), start, "nothing recorded");
+            assert!(vv.exceeds_counter_max() == (start > COUNTER_MAX));
+        }
+        let mut vv: VersionVector = [(a.clone(), COUNTER_MAX - 1)].into_iter().collect();
+        assert_eq!(vv.next_dot(&a).unwrap().counter, COUNTER_MAX);
+    }
+
+    #[test]
+    fn restrict_keeps_and_caps_entries() {
+        let (a, b, c) = (Actor::from("a"), Actor::from("b"), Actor::from("c"));
+        let mut vv: VersionVector = [(a.clone(), 5), (b.clone(), 9), (c.clone(), 2)]
+            .into_iter()
+            .collect();
+        vv.restrict(
+            |actor, _| *actor != c,
+            |actor| if *actor == a { 3 } else { u64::MAX },
+        );
+        let want: VersionVector = [(a, 3), (b, 9)].into_iter().collect();
+        assert_eq!(vv, want);
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub struct NodeConfig {
     pub sweep_batch_max: usize,
     /// Hints in flight to one node at once.
     pub handoff_batch_max: usize,
+    /// Siblings one key may hold: a write that would leave more is refused (Riak's
+    /// `max_siblings`), so blind writes cannot grow a key without bound.
+    pub siblings_max: usize,
+    /// Bytes of values one key may hold (all siblings): a write past it is refused, so every
+    /// replica can still be sent the object in one frame.
+    pub object_bytes_max: usize,
 }
 
 impl NodeConfig {
@@ -85,6 +91,8 @@ impl NodeConfig {
             handoff_batch_max: 64,
             tombstone_grace_ms: 24 * 3600 * 1000,
             sweep_batch_max: 256,
+            siblings_max: 100,
+            object_bytes_max: 16 * 1024 * 1024,
         }
     }
 

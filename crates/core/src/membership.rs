@@ -48,8 +48,19 @@ struct Peer {
     /// When this node last saw the member's `(generation, heartbeat)` grow, or heard from it
     /// directly. `None`: never since this node started (a member remembered from disk).
     heard_ms: Option<u64>,
+    /// When a message last came from the member itself (not relayed by another).
+    direct_ms: Option<u64>,
     state: MemberState,
 }
+
+/// The largest generation any member may claim: a generation counts restarts, so 2^40 is
+/// never reached honestly, and a claim above it is refused (bumping it would overflow).
+pub const GENERATION_MAX: u64 = 1 << 40;
+/// The largest heartbeat any member may claim: one per gossip round, 2^48 rounds is millennia.
+pub const HEARTBEAT_MAX: u64 = 1 << 48;
+/// How far ahead of what this node knows a heartbeat relayed by a third party may be: about
+/// three days of rounds. A member that was cut off longer is believed when it speaks itself.
+pub const HEARTBEAT_RELAY_JUMP_MAX: u64 = 1 << 20;
 
 impl Peer {
     /// The state the view gives: a member that announced it is leaving shows as leaving.
@@ -156,6 +167,7 @@ impl Membership {
                     heartbeat: 0,
                     leaving: r.leaving,
                     heard_ms: None,
+                    direct_ms: None,
                     state: MemberState::Down,
                 },
             );
@@ -169,6 +181,7 @@ impl Membership {
                 heartbeat: 0,
                 leaving: false,
                 heard_ms: Some(0),
+                direct_ms: None,
                 state: MemberState::Up,
             },
         );
@@ -216,6 +229,11 @@ impl Membership {
             return Some(peer.shown_state());
         }
         self.peers.get(id).map(Peer::shown_state)
+    }
+
+    /// Whether `name` is the id of a member this node knows (itself included).
+    pub fn knows(&self, name: &Arc<str>) -> bool {
+        self.peers.get(&NodeId::from(Arc::clone(name))).is_some()
     }
 
     /// How many members this node knows, itself included (never fewer than one).
@@ -282,6 +300,7 @@ impl Membership {
                     heartbeat: 0,
                     leaving: m.state == MemberState::Leaving,
                     heard_ms: None,
+                    direct_ms: None,
                     state: if m.state == MemberState::Leaving {
                         MemberState::Up
                     } else {
@@ -443,6 +462,7 @@ impl Membership {
             return Change::default();
         };
         p.heard_ms = Some(now_ms);
+        p.direct_ms = Some(now_ms);
         let was = std::mem::replace(&mut p.state, MemberState::Up);
         self.heard_at(now_ms);
         Change {
@@ -473,13 +493,18 @@ impl Membership {
         // pointer comparison, ids being shared). What the walk does not meet (a new member, or
         // input out of order) is looked up after it, so any order is merged correctly.
         let mut unmatched: Vec<&MemberDigest> = Vec::new();
+        let ctx = DigestContext {
+            from,
+            now_ms,
+            contact_ms: self.cfg.down_after_ms,
+        };
         {
             let mut ours = self.peers.iter_mut().peekable();
-            for d in digests {
+            for d in digests.iter().filter(|d| sane(d)) {
                 while ours.next_if(|(id, _)| **id < d.id).is_some() {}
                 match ours.peek_mut() {
                     Some((id, p)) if **id == d.id => {
-                        heard |= merge_digest(**id == self.me, p, d, now_ms, &mut change);
+                        heard |= merge_digest(**id == self.me, p, d, &ctx, &mut change);
                         ours.next();
                     }
                     _ => unmatched.push(d),
@@ -489,7 +514,7 @@ impl Membership {
         let mut fresh: Vec<&MemberDigest> = Vec::new();
         for d in unmatched {
             match self.peers.get_mut(&d.id) {
-                Some(p) => heard |= merge_digest(d.id == self.me, p, d, now_ms, &mut change),
+                Some(p) => heard |= merge_digest(d.id == self.me, p, d, &ctx, &mut change),
                 None => fresh.push(d),
             }
         }
@@ -505,6 +530,7 @@ impl Membership {
                         heartbeat: d.heartbeat,
                         leaving: d.leaving,
                         heard_ms: Some(now_ms),
+                        direct_ms: None,
                         state: MemberState::Up,
                     };
                     (d.id.clone(), peer)
@@ -527,13 +553,34 @@ impl Membership {
     }
 }
 
+/// Where a gossip message came from, for judging what it says about third parties.
+struct DigestContext<'a> {
+    from: &'a NodeId,
+    now_ms: u64,
+    /// A member heard from directly within this long speaks for itself.
+    contact_ms: u64,
+}
+
+/// Whether a digest's numbers are possible at all: absurd ones (a generation of 2^64 - 1,
+/// which would stop the member's real gossip from ever counting again) are ignored whoever
+/// sends them.
+fn sane(d: &MemberDigest) -> bool {
+    d.generation <= GENERATION_MAX && d.heartbeat <= HEARTBEAT_MAX
+}
+
 /// Merges one member's gossip into what this node knows of it (`is_me`: this node's own entry).
 /// Returns whether the member was heard from anew.
+///
+/// Gossip relays heartbeats (that is how a large cluster learns who is alive without everyone
+/// talking to everyone), but a member's life is its own: a new generation (a restart) or a
+/// change of its leaving flag is taken from a third party only while this node has not heard
+/// from the member itself recently. A live member in contact cannot be declared restarted or
+/// leaving by another; a member that left and stopped still becomes known as gone by relay.
 fn merge_digest(
     is_me: bool,
     p: &mut Peer,
     d: &MemberDigest,
-    now_ms: u64,
+    ctx: &DigestContext<'_>,
     change: &mut Change,
 ) -> bool {
     if is_me {
@@ -542,7 +589,7 @@ fn merge_digest(
         // gossip as old news. Only this node advances its own pair, so a pair above its own
         // can only come from an earlier life.
         if (d.generation, d.heartbeat) > (p.generation, p.heartbeat) {
-            p.generation = d.generation + 1;
+            p.generation = d.generation.saturating_add(1);
             p.heartbeat = 0;
             change.persist = true;
         }
@@ -550,6 +597,21 @@ fn merge_digest(
     }
     if (d.generation, d.heartbeat) <= (p.generation, p.heartbeat) {
         return false;
+    }
+    let direct = *ctx.from == d.id;
+    if !direct {
+        let in_contact = p
+            .direct_ms
+            .is_some_and(|t| ctx.now_ms.saturating_sub(t) < ctx.contact_ms);
+        let life_changes = d.generation != p.generation || d.leaving != p.leaving;
+        if life_changes && in_contact {
+            return false;
+        }
+        if d.generation == p.generation
+            && d.heartbeat.saturating_sub(p.heartbeat) > HEARTBEAT_RELAY_JUMP_MAX
+        {
+            return false;
+        }
     }
     if d.generation != p.generation || d.listen != p.listen || d.http != p.http {
         change.persist = true;
@@ -569,7 +631,7 @@ fn merge_digest(
         p.http = d.http.clone();
     }
     p.leaving = d.leaving;
-    p.heard_ms = Some(now_ms);
+    p.heard_ms = Some(ctx.now_ms);
     if p.state != MemberState::Up {
         p.state = MemberState::Up;
         change.states = true;
@@ -730,6 +792,71 @@ mod tests {
             heartbeat,
             leaving: false,
         }
+    }
+
+    /// a knows b (heard directly at time 0) and c.
+    fn trio() -> Membership {
+        let mut a = member("a");
+        a.on_gossip(&NodeId::from("b"), &[digest("b", 1)], 0);
+        a.on_gossip(&NodeId::from("c"), &[digest("c", 1)], 0);
+        a
+    }
+
+    fn leaving(m: &Membership, id: &str) -> bool {
+        m.view()
+            .iter()
+            .any(|i| i.id.as_str() == id && i.state == MemberState::Leaving)
+    }
+
+    #[test]
+    fn another_member_cannot_declare_a_live_member_leaving_or_restarted() {
+        let mut a = trio();
+        let mut lie = digest("b", 5);
+        lie.leaving = true;
+        let (change, _) = a.on_gossip(&NodeId::from("c"), &[lie.clone()], 100);
+        assert!(!change.members && !leaving(&a, "b"), "c spoke for b");
+        let mut restart = digest("b", 0);
+        restart.generation = 2;
+        a.on_gossip(&NodeId::from("c"), &[restart], 100);
+        assert_eq!(a.remembered()[1].generation, 1, "c restarted b");
+        // b itself is believed.
+        let (change, _) = a.on_gossip(&NodeId::from("b"), &[lie], 200);
+        assert!(change.members && leaving(&a, "b"));
+    }
+
+    #[test]
+    fn a_member_that_went_silent_is_learned_leaving_by_relay() {
+        let mut a = trio();
+        let mut left = digest("b", 5);
+        left.leaving = true;
+        let later = GossipConfig::default().down_after_ms + 1;
+        let (change, _) = a.on_gossip(&NodeId::from("c"), &[left], later);
+        assert!(change.members && leaving(&a, "b"));
+    }
+
+    #[test]
+    fn absurd_generations_and_heartbeats_are_ignored_from_anyone() {
+        let mut a = trio();
+        for (generation, heartbeat) in [(u64::MAX, 0), (GENERATION_MAX + 1, 1), (1, u64::MAX)] {
+            let mut d = digest("b", heartbeat);
+            d.generation = generation;
+            d.leaving = true;
+            let (change, _) = a.on_gossip(&NodeId::from("b"), &[d], 100);
+            assert!(
+                !change.members && !leaving(&a, "b"),
+                "{generation} {heartbeat}"
+            );
+            // Claims about this node's own life too: it must not be pushed to overflow.
+            let mut me = digest("a", heartbeat);
+            me.generation = generation;
+            a.on_gossip(&NodeId::from("c"), &[me], 100);
+            assert!(a.remembered()[0].generation <= GENERATION_MAX + 1);
+        }
+        // A relayed heartbeat far ahead is not believed; the member's own is.
+        let (change, _) = a.on_gossip(&NodeId::from("c"), &[digest("b", 1 << 30)], 100);
+        assert!(!change.states && a.peers.get(&NodeId::from("b")).unwrap().heartbeat == 1);
+        a.on_gossip(&NodeId::from("b"), &[digest("b", 1 << 30)], 100);
+        assert_eq!(a.peers.get(&NodeId::from("b")).unwrap().heartbeat, 1 << 30);
     }
 
     /// Detection runs only when a crossing is due, yet states change at exactly the ticks

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+use driftkv_causal::vv::COUNTER_MAX;
 use driftkv_causal::{Actor, ConflictMode, Hlc, Register, VersionVector};
 use driftkv_ring::{NodeId, PartitionId, Ring, Role};
 use driftkv_wire::{
@@ -1376,9 +1377,17 @@ impl Node {
         let mut object = local.unwrap_or_else(|| Object::empty(kind));
         let reply = match (&mut object, request) {
             (Object::Register(reg), Request::Put { value, context, .. }) => {
+                let context = match self.bound_context(context, reg.context()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out);
+                    }
+                };
                 self.hlc.observe(reg.timestamp_max(), now_ms);
                 let ts = self.hlc.now(now_ms);
-                reg.write(mode, &self.actor, &context, value, ts);
+                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
+                    return self.answer(waiter, exhausted(e), out);
+                }
                 Reply::Written {
                     context: reg.context().clone(),
                 }
@@ -1387,23 +1396,27 @@ impl Node {
                 self.hlc.observe(reg.timestamp_max(), now_ms);
                 let ts = self.hlc.now(now_ms);
                 let context = reg.context().clone();
-                reg.write(mode, &self.actor, &context, value, ts);
+                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
+                    return self.answer(waiter, exhausted(e), out);
+                }
                 Reply::Written {
                     context: reg.context().clone(),
                 }
             }
             (Object::Counter(counter), Request::CounterAdd { delta, .. }) => {
-                match counter.apply(&self.actor, delta) {
-                    Ok(()) => Reply::Counter {
-                        value: counter.value(),
-                    },
-                    Err(_) => {
-                        return self.answer(
-                            waiter,
-                            Reply::error(ErrorKind::BadRequest, "counter would overflow"),
-                            out,
-                        );
-                    }
+                // Counters are 64-bit signed integers, as in Redis: an increment that would
+                // take the value this replica knows outside that range is refused, not
+                // applied. (Concurrent increments through other nodes can still sum past it;
+                // readers render the exact value.)
+                let in_range = counter.apply(&self.actor, delta).is_ok()
+                    && i64::try_from(counter.value()).is_ok();
+                if !in_range {
+                    let message =
+                        "increment or decrement would overflow the counter's 64-bit range";
+                    return self.answer(waiter, Reply::error(ErrorKind::BadRequest, message), out);
+                }
+                Reply::Counter {
+                    value: counter.value(),
                 }
             }
             (Object::Set(set), Request::SetUpdate { add, remove, .. }) => {
@@ -1411,7 +1424,9 @@ impl Node {
                     set.remove(m);
                 }
                 for m in add {
-                    set.add(&self.actor, m);
+                    if let Err(e) = set.add(&self.actor, m) {
+                        return self.answer(waiter, exhausted(e), out);
+                    }
                 }
                 Reply::Written {
                     context: set.context().clone(),
@@ -1422,6 +1437,10 @@ impl Node {
                 return self.answer(waiter, Reply::error(ErrorKind::WrongType, message), out);
             }
         };
+        if let Err(e) = self.within_limits(&object) {
+            self.stats.writes_refused_limits += 1;
+            return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out);
+        }
         if let Err(e) = self.save_over(store, partition, &key, record_key, prior, object.clone()) {
             return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
         }
@@ -1479,6 +1498,73 @@ impl Node {
         if !coord.awaiting.is_empty() {
             self.pending.insert(req, Pending::Write(coord));
         }
+    }
+
+    /// A client's context as this coordinator may trust it. A token is only checksummed, so
+    /// whatever it claims is checked against what is known here:
+    /// - no actor may claim more than [`COUNTER_MAX`] events (refused: only a forged token does);
+    /// - this node's own actor claims at most what this node issued for the key (it is the only
+    ///   issuer of its dots, and holds every one of them): a higher claim would make it skip
+    ///   dots, or, near the top of the range, stop issuing;
+    /// - an actor that the stored state never saw and whose node is not a member is dropped:
+    ///   no real write could have come from it, and keeping it would let forged contexts grow
+    ///   every later context of the key without bound.
+    ///
+    /// Claims about other members' events beyond what this replica holds are kept: a client may
+    /// well have read a replica that is ahead of this one.
+    fn bound_context(
+        &mut self,
+        mut client: VersionVector,
+        held: &VersionVector,
+    ) -> Result<VersionVector, String> {
+        if client.exceeds_counter_max() {
+            return Err(format!(
+                "the causal context claims more than {COUNTER_MAX} events of one node: it was not issued by this cluster"
+            ));
+        }
+        let before = client.clone();
+        let me = &self.actor;
+        let membership = &self.membership;
+        client.restrict(
+            |actor, _| held.get(actor) > 0 || membership.knows(&actor.node),
+            |actor| {
+                if actor == me {
+                    held.get(actor)
+                } else {
+                    u64::MAX
+                }
+            },
+        );
+        if client != before {
+            self.stats.contexts_trimmed += 1;
+        }
+        Ok(client)
+    }
+
+    /// Whether a write's resulting object stays within the per-key limits: `siblings_max`
+    /// values (Riak's `max_siblings`) and `object_bytes_max` bytes of values, so that every
+    /// replica can still receive it in one frame.
+    fn within_limits(&self, object: &Object) -> Result<(), String> {
+        if let Object::Register(reg) = object {
+            let siblings = reg.sibling_count();
+            if siblings > self.cfg.siblings_max {
+                return Err(format!(
+                    "the key would have {siblings} siblings, over siblings_max ({}): read it and write with its context to resolve them",
+                    self.cfg.siblings_max
+                ));
+            }
+            let bytes = reg
+                .values()
+                .map(|v| v.len())
+                .fold(0usize, usize::saturating_add);
+            if bytes > self.cfg.object_bytes_max {
+                return Err(format!(
+                    "the key's values would total {bytes} bytes, over object_bytes_max ({}): read it and write with its context to resolve its siblings",
+                    self.cfg.object_bytes_max
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn progress_write(&mut self, coord: &mut WriteCoord, out: &mut Vec<Output>) {
@@ -3219,6 +3305,11 @@ fn add_records(tree: &mut aae::Tree, batch: &[(Vec<u8>, Vec<u8>)]) {
             tree.toggle(segment, aae::entry_hash(raw_key, raw));
         }
     }
+}
+
+/// The answer when an actor's counter for a key is exhausted (a forged or corrupt state).
+fn exhausted(e: driftkv_causal::Exhausted) -> Reply {
+    Reply::error(ErrorKind::Internal, e.to_string())
 }
 
 fn too_few_reachable(reachable: usize, needed: usize) -> Reply {

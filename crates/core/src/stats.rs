@@ -94,6 +94,11 @@ pub struct Stats {
     /// Forwarded requests delivered again and ignored (applied once).
     pub duplicate_forwards: u64,
     pub bad_messages: u64,
+    /// Client contexts this node bounded before writing with them (forged or foreign claims
+    /// dropped: see `Node::bound_context`).
+    pub contexts_trimmed: u64,
+    /// Writes refused because the key would pass `siblings_max` or `object_bytes_max`.
+    pub writes_refused_limits: u64,
 }
 
 #[cfg(test)]

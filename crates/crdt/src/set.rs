@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::{Actor, Crdt, Dot, VersionVector};
+pub use driftkv_causal::dvv::Exhausted;
 
 /// Each present member carries the dots of the adds that put it there; `context` holds every
 /// add this replica has seen, including those since removed.
@@ -28,10 +29,11 @@ impl AwSet {
 
     /// Adds `member` on behalf of `actor`. The new dot replaces the member's older dots: they
     /// are all in the context, so merges treat them as seen and superseded.
-    pub fn add(&mut self, actor: &Actor, member: Bytes) -> Dot {
-        let dot = self.context.next_dot(actor);
+    /// `Exhausted` (nothing changed) when the actor's counter is at its maximum.
+    pub fn add(&mut self, actor: &Actor, member: Bytes) -> Result<Dot, Exhausted> {
+        let dot = self.context.next_dot(actor).ok_or(Exhausted)?;
         self.members.insert(member, BTreeSet::from([dot.clone()]));
-        dot
+        Ok(dot)
     }
 
     /// Removes `member` as this replica sees it. Returns whether it was present.
@@ -158,7 +160,7 @@ mod tests {
         for op in ops {
             match *op {
                 Op::Add { at, member } => {
-                    let dot = replicas[at].add(&actor(at), m(member));
+                    let dot = replicas[at].add(&actor(at), m(member)).unwrap();
                     adds.push((member, dot));
                     seen.push(replicas[at].clone());
                 }
@@ -192,10 +194,10 @@ mod tests {
     #[test]
     fn a_re_add_concurrent_with_a_remove_wins() {
         let (mut r1, mut r2) = (AwSet::new(), AwSet::new());
-        r1.add(&actor(1), m(7));
+        r1.add(&actor(1), m(7)).unwrap();
         r2.merge(&r1);
         r1.remove(&[7]);
-        r2.add(&actor(2), m(7));
+        r2.add(&actor(2), m(7)).unwrap();
         r1.merge(&r2);
         assert!(r1.contains(&[7]));
     }
@@ -203,8 +205,8 @@ mod tests {
     #[test]
     fn a_remove_that_saw_every_add_removes_everywhere() {
         let (mut r1, mut r2) = (AwSet::new(), AwSet::new());
-        r1.add(&actor(1), m(7));
-        r2.add(&actor(2), m(7));
+        r1.add(&actor(1), m(7)).unwrap();
+        r2.add(&actor(2), m(7)).unwrap();
         r1.merge(&r2);
         r1.remove(&[7]);
         r2.merge(&r1);

@@ -69,6 +69,13 @@ impl From<&str> for NodeId {
     }
 }
 
+impl From<Arc<str>> for NodeId {
+    /// Shares the name (an actor's, say) instead of interning a copy.
+    fn from(name: Arc<str>) -> Self {
+        NodeId(name)
+    }
+}
+
 impl From<String> for NodeId {
     fn from(name: String) -> Self {
         NodeId::from(name.as_str())

@@ -159,7 +159,7 @@ mod tests {
                             &context,
                             value.map(Bytes::from),
                             Timestamp(timestamp),
-                        );
+                        ).unwrap();
                     }
                     Step::Merge { at, from } => {
                         let other = replicas[from].clone();

@@ -1,0 +1,234 @@
+//! What a hostile client can send through the public requests, held against the protocol:
+//! forged causal contexts, blind writes without end, counters at the edge of their range.
+//! Every case must end in a clear error or a bounded state, never a panic or a poisoned key.
+
+use bytes::Bytes;
+use driftkv_causal::vv::COUNTER_MAX;
+use driftkv_causal::{Actor, VersionVector};
+use driftkv_core::local::LocalCluster as Harness;
+use driftkv_wire::{ErrorKind, Key, Quorum, Reply, Request};
+use proptest::prelude::*;
+
+fn context(reply: &Reply) -> VersionVector {
+    match reply {
+        Reply::Values { context, .. }
+        | Reply::Written { context }
+        | Reply::NotFound { context } => context.clone(),
+        other => panic!("expected a context, got {other:?}"),
+    }
+}
+
+fn written(reply: &Reply) -> bool {
+    matches!(reply, Reply::Written { .. })
+}
+
+/// The actor that coordinated the first write of `key` (the only actor in its context).
+fn coordinator_actor(h: &mut Harness, key: &str) -> Actor {
+    let reply = h.put(0, key, "first", VersionVector::new(), Quorum::All);
+    let ctx = context(&reply);
+    assert_eq!(ctx.len(), 1, "{ctx:?}");
+    ctx.iter().next().unwrap().0.clone()
+}
+
+fn forged(pairs: &[(Actor, u64)]) -> VersionVector {
+    pairs.iter().cloned().collect()
+}
+
+#[test]
+fn a_context_claiming_the_last_event_of_the_coordinator_is_refused_and_the_key_stays_writable() {
+    let mut h = Harness::new(3, |_| {});
+    let me = coordinator_actor(&mut h, "k");
+    for counter in [u64::MAX, u64::MAX - 1, COUNTER_MAX + 1] {
+        let reply = h.put(
+            0,
+            "k",
+            "evil",
+            forged(&[(me.clone(), counter)]),
+            Quorum::All,
+        );
+        assert!(
+            matches!(&reply, Reply::Error { kind: ErrorKind::BadRequest, message, .. }
+                if message.contains("causal context")),
+            "counter {counter}: {reply:?}"
+        );
+    }
+    // Every node goes on writing the key: nothing was stored from the forged contexts.
+    for i in 0..3 {
+        let ctx = context(&h.get(i, "k", Quorum::All));
+        assert!(ctx.iter().all(|(_, n)| *n < 100), "{ctx:?}");
+        assert!(written(&h.put(i, "k", "next", ctx, Quorum::All)));
+    }
+}
+
+#[test]
+fn a_coordinator_never_trusts_claims_about_its_own_events_beyond_what_it_issued() {
+    let mut h = Harness::new(3, |_| {});
+    let me = coordinator_actor(&mut h, "k");
+    // Just under the refusal bound: accepted, but lowered to what the coordinator issued.
+    let reply = h.put(
+        0,
+        "k",
+        "v2",
+        forged(&[(me.clone(), COUNTER_MAX)]),
+        Quorum::All,
+    );
+    assert!(written(&reply), "{reply:?}");
+    assert_eq!(
+        context(&reply).get(&me),
+        2,
+        "the next dot, not COUNTER_MAX + 1"
+    );
+    // The poison does not spread: every replica's own writes go on counting from where they
+    // were, and the key never reaches the end of its range.
+    for i in 0..3 {
+        let ctx = context(&h.get(i, "k", Quorum::All));
+        assert!(ctx.iter().all(|(_, n)| *n < 10), "{ctx:?}");
+        assert!(written(&h.put(i, "k", "again", ctx, Quorum::All)));
+    }
+    assert_eq!(h.nodes[0].stats().contexts_trimmed, 1);
+}
+
+#[test]
+fn forged_actors_do_not_grow_the_key_context() {
+    let mut h = Harness::new(3, |_| {});
+    let me = coordinator_actor(&mut h, "k");
+    for round in 0..3 {
+        let mut pairs: Vec<(Actor, u64)> = (0..360)
+            .map(|i| (Actor::new(format!("fake-{round}-{i}"), 7), 1_000))
+            .collect();
+        pairs.push((me.clone(), 1));
+        let reply = h.put(0, "k", "x", forged(&pairs), Quorum::All);
+        assert!(written(&reply), "{reply:?}");
+    }
+    let ctx = context(&h.get(1, "k", Quorum::All));
+    assert!(
+        ctx.iter().all(|(a, _)| !a.node.starts_with("fake")),
+        "forged actors kept: {} entries",
+        ctx.len()
+    );
+    assert!(ctx.len() <= 3, "{ctx:?}");
+}
+
+#[test]
+fn blind_writes_stop_at_siblings_max_with_an_error_naming_it() {
+    let mut h = Harness::new(3, |cfg| cfg.siblings_max = 5);
+    for i in 0..5 {
+        let reply = h.put(
+            i % 3,
+            "k",
+            &format!("v{i}"),
+            VersionVector::new(),
+            Quorum::All,
+        );
+        assert!(written(&reply), "{reply:?}");
+    }
+    let reply = h.put(0, "k", "one too many", VersionVector::new(), Quorum::All);
+    assert!(
+        matches!(&reply, Reply::Error { kind: ErrorKind::BadRequest, message, .. }
+            if message.contains("siblings_max")),
+        "{reply:?}"
+    );
+    // Writing with the context resolves them.
+    let ctx = context(&h.get(0, "k", Quorum::All));
+    assert!(written(&h.put(0, "k", "resolved", ctx, Quorum::All)));
+    assert_eq!(h.copies("k"), vec![vec!["resolved".to_string()]; 3]);
+}
+
+#[test]
+fn writes_past_object_bytes_max_are_refused() {
+    let mut h = Harness::new(3, |cfg| cfg.object_bytes_max = 1000);
+    let big = "x".repeat(600);
+    assert!(written(&h.put(
+        0,
+        "k",
+        &big,
+        VersionVector::new(),
+        Quorum::All
+    )));
+    let reply = h.put(1, "k", &big, VersionVector::new(), Quorum::All);
+    assert!(
+        matches!(&reply, Reply::Error { message, .. } if message.contains("object_bytes_max")),
+        "{reply:?}"
+    );
+    // One value of the same size, replacing the other, still fits.
+    let ctx = context(&h.get(0, "k", Quorum::All));
+    assert!(written(&h.put(1, "k", &big, ctx, Quorum::All)));
+}
+
+fn counter_add(h: &mut Harness, i: usize, delta: i64) -> Reply {
+    h.request(
+        i,
+        Request::CounterAdd {
+            key: Key::default_bucket("c"),
+            delta,
+            w: Quorum::All,
+        },
+    )
+}
+
+#[test]
+fn a_counter_refuses_to_leave_the_64_bit_range_and_is_unchanged() {
+    let mut h = Harness::new(3, |_| {});
+    assert!(
+        matches!(counter_add(&mut h, 0, i64::MAX), Reply::Counter { value } if value == i64::MAX as i128)
+    );
+    for i in 0..3 {
+        let reply = counter_add(&mut h, i, 1);
+        assert!(
+            matches!(&reply, Reply::Error { kind: ErrorKind::BadRequest, message, .. } if message.contains("overflow")),
+            "{reply:?}"
+        );
+    }
+    let reply = h.request(
+        2,
+        Request::CounterGet {
+            key: Key::default_bucket("c"),
+            r: Quorum::All,
+        },
+    );
+    assert!(
+        matches!(reply, Reply::Counter { value } if value == i64::MAX as i128),
+        "{reply:?}"
+    );
+    assert!(
+        matches!(counter_add(&mut h, 1, -5), Reply::Counter { value } if value == i64::MAX as i128 - 5)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any context a client can make (real actors or invented ones, any counters) gives an
+    /// answer, never a panic, and afterwards every node can still write the key with what it
+    /// reads.
+    #[test]
+    fn arbitrary_client_contexts_never_break_a_key(
+        claims in proptest::collection::vec((0usize..6, 0u32..3, any::<u64>(), any::<bool>()), 0..12),
+        value in proptest::collection::vec(any::<u8>(), 0..16),
+    ) {
+        let mut h = Harness::new(3, |_| {});
+        let me = coordinator_actor(&mut h, "k");
+        let pairs: Vec<(Actor, u64)> = claims
+            .iter()
+            .map(|&(who, inc, n, small)| {
+                let n = if small { n % 8 } else { n };
+                let actor = if who == 0 { me.clone() } else { Actor::new(format!("n{who}"), inc) };
+                (actor, n)
+            })
+            .collect();
+        let request = Request::Put {
+            key: Key::default_bucket("k"),
+            value: Some(Bytes::from(value)),
+            context: forged(&pairs),
+            w: Quorum::All,
+        };
+        let reply = h.request(0, request);
+        prop_assert!(matches!(reply, Reply::Written { .. } | Reply::Error { .. }), "{:?}", reply);
+        for i in 0..3 {
+            let ctx = context(&h.get(i, "k", Quorum::All));
+            prop_assert!(ctx.iter().all(|(_, n)| *n <= COUNTER_MAX));
+            let reply = h.put(i, "k", "after", ctx, Quorum::All);
+            prop_assert!(written(&reply), "node {} could not write after: {:?}", i, reply);
+        }
+    }
+}
