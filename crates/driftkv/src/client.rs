@@ -7,14 +7,32 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value;
 
+/// How to reach a secured node: its CA and a user.
+#[derive(Args, Clone, Default)]
+pub struct Credentials {
+    /// The cluster's CA certificate (`ca.pem` from `driftkv cert ca`), for `https://` nodes.
+    #[arg(long, value_name = "FILE", env = "DRIFTKV_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// A user of the node's users file, as NAME:PASSWORD (or set DRIFTKV_USER).
+    #[arg(
+        long,
+        value_name = "NAME:PASSWORD",
+        env = "DRIFTKV_USER",
+        hide_env_values = true
+    )]
+    pub user: Option<String>,
+}
+
 #[derive(Args)]
 pub struct Target {
-    /// A node's HTTP address.
+    /// A node's HTTP address (`https://...` for a node with TLS).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     node: String,
     /// The bucket (default: `default`).
     #[arg(long)]
     bucket: Option<String>,
+    #[command(flatten)]
+    credentials: Credentials,
 }
 
 #[derive(Args)]
@@ -58,9 +76,11 @@ pub struct DelArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// A node's HTTP address.
+    /// A node's HTTP address (`https://...` for a node with TLS).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     node: String,
+    #[command(flatten)]
+    credentials: Credentials,
     /// Print the cluster view as JSON (for scripts) instead of a table.
     #[arg(long)]
     json: bool,
@@ -107,12 +127,31 @@ fn url(t: &Target, key: &str, level: Option<(&str, &Option<String>)>) -> String 
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// An HTTP client for `node`: trusting the CA given (for `https://`), sending the user given.
+pub fn client(node: &str, credentials: &Credentials) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client builds")
+        .timeout(std::time::Duration::from_secs(10));
+    if let Some(ca) = &credentials.ca {
+        let tls = driftkv_tls::client_config(ca).map_err(|e| anyhow::anyhow!("--ca: {e}"))?;
+        builder = builder.use_preconfigured_tls(tls);
+    } else if node.starts_with("https://") {
+        bail!("an https:// node needs the cluster's CA certificate: --ca FILE (ca.pem)");
+    }
+    if let Some(user) = &credentials.user {
+        use base64::Engine;
+        if !user.contains(':') {
+            bail!("--user takes NAME:PASSWORD");
+        }
+        let token = base64::engine::general_purpose::STANDARD.encode(user.as_bytes());
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {token}"))
+            .context("--user is not valid in a header")?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    builder.build().context("cannot build an HTTP client")
 }
 
 async fn fail(resp: reqwest::Response) -> anyhow::Error {
@@ -136,7 +175,7 @@ fn print_context(resp: &reqwest::Response) {
 }
 
 pub async fn put(a: PutArgs) -> anyhow::Result<()> {
-    let mut req = client()
+    let mut req = client(&a.target.node, &a.target.credentials)?
         .put(url(&a.target, &a.key, Some(("w", &a.w))))
         .body(a.value);
     if let Some(ctx) = &a.context {
@@ -154,7 +193,11 @@ pub async fn put(a: PutArgs) -> anyhow::Result<()> {
 }
 
 pub async fn get(a: GetArgs) -> anyhow::Result<()> {
-    let mut req = client().get(url(&a.target, &a.key, Some(("r", &a.r))));
+    let mut req = client(&a.target.node, &a.target.credentials)?.get(url(
+        &a.target,
+        &a.key,
+        Some(("r", &a.r)),
+    ));
     if let Some(token) = &a.session {
         req = req.header("X-Session-Token", token);
     }
@@ -188,7 +231,11 @@ pub async fn get(a: GetArgs) -> anyhow::Result<()> {
 }
 
 pub async fn del(a: DelArgs) -> anyhow::Result<()> {
-    let mut req = client().delete(url(&a.target, &a.key, Some(("w", &a.w))));
+    let mut req = client(&a.target.node, &a.target.credentials)?.delete(url(
+        &a.target,
+        &a.key,
+        Some(("w", &a.w)),
+    ));
     if let Some(ctx) = &a.context {
         req = req.header("X-Causal-Context", ctx);
     }
@@ -204,7 +251,7 @@ pub async fn del(a: DelArgs) -> anyhow::Result<()> {
 
 pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
     let base = a.node.trim_end_matches('/');
-    let resp = client()
+    let resp = client(&a.node, &a.credentials)?
         .get(format!("{base}/cluster"))
         .send()
         .await
@@ -246,6 +293,8 @@ pub struct LeaveArgs {
     /// The HTTP address of the node that leaves.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     node: String,
+    #[command(flatten)]
+    credentials: Credentials,
     /// Print the node's answer as JSON (for scripts).
     #[arg(long)]
     json: bool,
@@ -264,9 +313,11 @@ async fn pause() {
 pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Write};
     let base = a.node.trim_end_matches('/');
-    let http = client();
+    let http = client(&a.node, &a.credentials)?;
     let resp = http
         .post(format!("{base}/admin/leave"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body("{}")
         .send()
         .await
         .with_context(|| format!("cannot reach {}", a.node))?;

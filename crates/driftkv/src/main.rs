@@ -51,6 +51,53 @@ enum Command {
     Sim(sim::SimArgs),
     /// Makes a node leave the cluster: it hands its partitions to their new owners, then exits.
     Leave(client::LeaveArgs),
+    /// Makes the cluster's certificates: `cert ca --dir DIR`, then `cert node --dir DIR --id ID`
+    /// for each node.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Writes a new cluster CA: DIR/ca.pem (for every node and client) and DIR/ca.key (keep it
+    /// where certificates are made).
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Writes DIR/ID.pem and DIR/ID.key, signed by the CA in DIR, valid for the node id, each
+    /// --host, 127.0.0.1 and localhost.
+    Node {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        id: String,
+        /// A DNS name or IP address clients use to reach the node; repeatable.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+}
+
+fn cert(command: CertCommand) -> anyhow::Result<()> {
+    match command {
+        CertCommand::Ca { dir } => {
+            let path = driftkv_tls::write_ca(&dir)?;
+            println!(
+                "wrote {} and {} (keep ca.key off the nodes)",
+                path.display(),
+                dir.join(driftkv_tls::CA_KEY_FILE).display()
+            );
+        }
+        CertCommand::Node { dir, id, hosts } => {
+            let (pem, key) = driftkv_tls::write_node(&dir, &id, &hosts)?;
+            println!(
+                "wrote {} and {}: give the node these and ca.pem (--tls-dir)",
+                pem.display(),
+                key.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -97,6 +144,17 @@ struct NodeArgs {
     /// Enables the dashboard's lab controls (cut this node off, heal it): demo clusters only.
     #[arg(long)]
     lab: bool,
+    /// A directory holding ca.pem, ID.pem and ID.key (`driftkv cert`): mutual TLS between
+    /// nodes, TLS on HTTP and RESP.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// A TOML file of users (`[users.NAME]` with `password` and `role` read|write|admin):
+    /// clients must authenticate.
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Serve on addresses other than loopback without TLS and users (unprotected).
+    #[arg(long)]
+    insecure: bool,
 }
 
 impl NodeArgs {
@@ -113,8 +171,12 @@ impl NodeArgs {
             ($($field:ident),*) => { $( if self.$field.is_some() { f.$field = self.$field; } )* };
         }
         take!(
-            id, data_dir, listen, http, resp, n, r, w, cluster, durability, partitions
+            id, data_dir, listen, http, resp, n, r, w, cluster, durability, partitions, tls_dir,
+            users
         );
+        if self.insecure {
+            f.insecure = Some(true);
+        }
         if !self.join.is_empty() {
             f.join = self.join;
         }
@@ -151,6 +213,10 @@ fn main() -> anyhow::Result<()> {
                 tokio::select! {
                     _ = running.done => {}
                     _ = running.left => {}
+                    Ok(why) = running.failed => {
+                        tracing::error!("the node thread panicked ({why}): a bug; exiting");
+                        std::process::exit(70);
+                    }
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
                 }
                 anyhow::Ok(())
@@ -164,5 +230,6 @@ fn main() -> anyhow::Result<()> {
         Command::Status(a) => runtime()?.block_on(client::status(a)),
         Command::Sim(a) => sim::run(a),
         Command::Leave(a) => runtime()?.block_on(client::leave(a)),
+        Command::Cert(c) => cert(c),
     }
 }

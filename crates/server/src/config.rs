@@ -12,6 +12,8 @@ use driftkv_ring::{NodeId, RingConfig};
 use driftkv_wire::Quorum;
 use serde::Deserialize;
 
+use crate::auth::Users;
+
 /// The settings file's shape. Every field is optional; flags override it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +50,24 @@ pub struct FileConfig {
     /// Enables the lab controls (`POST /admin/isolate`, `/admin/heal`) the dashboard uses to
     /// cut a node off: for demo and teaching clusters only.
     pub lab: Option<bool>,
+    /// A directory with `ca.pem`, `ID.pem` and `ID.key`: mutual TLS between nodes, TLS on
+    /// HTTP and RESP.
+    pub tls_dir: Option<PathBuf>,
+    /// The users file (`[users.NAME]` with `password` and `role`): clients must authenticate.
+    pub users: Option<PathBuf>,
+    /// Serve on non-loopback addresses without TLS or users (protected mode off).
+    pub insecure: Option<bool>,
+    /// Open connections per listener (peer, HTTP, RESP) at most; more wait to be accepted.
+    pub connections_max: Option<usize>,
+    /// An HTTP client must send a request's headers within this long (also while idle
+    /// between requests), or its connection is closed.
+    pub http_header_timeout_ms: Option<u64>,
+    /// Bytes of one RESP command at most, all arguments together.
+    pub resp_command_bytes_max: Option<usize>,
+    /// Siblings one key may hold; a write that would leave more is refused.
+    pub siblings_max: Option<usize>,
+    /// Bytes of values one key may hold (all its siblings).
+    pub object_bytes_max: Option<usize>,
     #[serde(default)]
     pub buckets: BTreeMap<String, FileBucket>,
 }
@@ -78,6 +98,34 @@ pub struct ServerConfig {
     pub durability: Durability,
     pub lab: bool,
     pub core: NodeConfig,
+    /// TLS on every port (mutual between nodes), from `--tls-dir`.
+    pub tls: Option<driftkv_tls::NodeTls>,
+    /// Client authentication, from `--users`.
+    pub users: Option<std::sync::Arc<Users>>,
+    pub limits: Limits,
+}
+
+/// The named bounds of the client and peer ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub connections_max: usize,
+    pub http_header_timeout_ms: u64,
+    pub resp_command_bytes_max: usize,
+}
+
+impl Limits {
+    pub fn for_values(value_bytes_max: usize) -> Limits {
+        Limits {
+            connections_max: 1024,
+            http_header_timeout_ms: 10_000,
+            // A SET of the largest value, with room for its key and a few small arguments.
+            resp_command_bytes_max: value_bytes_max + 1024 * 1024,
+        }
+    }
+}
+
+fn loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }
 
 fn addr(name: &str, value: &str) -> Result<SocketAddr, String> {
@@ -230,6 +278,76 @@ impl ServerConfig {
             };
             core.buckets.insert(Bytes::from(name.into_bytes()), props);
         }
+        if let Some(n) = f.siblings_max {
+            if n == 0 || n > 10_000 {
+                return Err("siblings_max must be 1 to 10000".into());
+            }
+            core.siblings_max = n;
+        }
+        if let Some(b) = f.object_bytes_max {
+            // A replica must still receive the object in one frame, with room for the rest of
+            // the message.
+            let most = driftkv_wire::FRAME_BYTES_MAX / 2;
+            if b < core.value_bytes_max || b > most {
+                return Err(format!(
+                    "object_bytes_max must be at least value_bytes_max ({}) and at most {most}",
+                    core.value_bytes_max
+                ));
+            }
+            core.object_bytes_max = b;
+        }
+        core.object_bytes_max = core.object_bytes_max.max(core.value_bytes_max);
+        let mut limits = Limits::for_values(core.value_bytes_max);
+        if let Some(c) = f.connections_max {
+            if c == 0 || c > 1_000_000 {
+                return Err("connections_max must be 1 to 1000000".into());
+            }
+            limits.connections_max = c;
+        }
+        if let Some(t) = f.http_header_timeout_ms {
+            if t == 0 {
+                return Err("http_header_timeout_ms must be positive".into());
+            }
+            limits.http_header_timeout_ms = t;
+        }
+        if let Some(b) = f.resp_command_bytes_max {
+            if b < core.value_bytes_max + core.key_bytes_max {
+                return Err(format!(
+                    "resp_command_bytes_max must be at least value_bytes_max + key_bytes_max ({})",
+                    core.value_bytes_max + core.key_bytes_max
+                ));
+            }
+            limits.resp_command_bytes_max = b;
+        }
+        // Protected mode, as Redis has it: a node reachable from other hosts serves only with
+        // TLS and users, unless told otherwise.
+        let exposed: Vec<String> = [Some(("--listen", listen)), Some(("--http", http))]
+            .into_iter()
+            .chain(std::iter::once(resp.map(|r| ("--resp", r))))
+            .flatten()
+            .filter(|(_, a)| !loopback(a))
+            .map(|(flag, a)| format!("{flag} {a}"))
+            .collect();
+        let insecure = f.insecure.unwrap_or(false);
+        if !exposed.is_empty() && !insecure && (f.tls_dir.is_none() || f.users.is_none()) {
+            return Err(format!(
+                "refusing to serve on {} without both --tls-dir and --users: anyone who can reach \
+                 the node could read, write and reshape the cluster. Give both (see `driftkv cert`), \
+                 bind to 127.0.0.1, or pass --insecure to run unprotected anyway",
+                exposed.join(", ")
+            ));
+        }
+        let tls = match &f.tls_dir {
+            Some(dir) => Some(
+                driftkv_tls::load_node(dir, &id)
+                    .map_err(|e| format!("--tls-dir {}: {e}", dir.display()))?,
+            ),
+            None => None,
+        };
+        let users = match &f.users {
+            Some(path) => Some(std::sync::Arc::new(Users::load(path)?)),
+            None => None,
+        };
         Ok(ServerConfig {
             cluster: f.cluster.unwrap_or_else(|| "driftkv".into()),
             data_dir,
@@ -239,6 +357,9 @@ impl ServerConfig {
             durability,
             lab: f.lab.unwrap_or(false),
             core,
+            tls,
+            users,
+            limits,
         })
     }
 }
@@ -265,6 +386,42 @@ mod tests {
         assert_eq!(c.core.w, Quorum::All);
         assert_eq!(c.core.bucket(b"carts").mode, ConflictMode::Lww);
         assert_eq!(c.core.bucket(b"carts").n, Some(2));
+    }
+
+    #[test]
+    fn a_node_reachable_from_other_hosts_needs_tls_and_users_or_insecure() {
+        for (listen, http, resp) in [
+            ("0.0.0.0:7070", "127.0.0.1:8080", None),
+            ("127.0.0.1:7070", "10.1.2.3:8080", None),
+            ("127.0.0.1:7070", "127.0.0.1:8080", Some("[::]:6379")),
+        ] {
+            let f = || FileConfig {
+                listen: Some(listen.into()),
+                http: Some(http.into()),
+                resp: resp.map(Into::into),
+                ..base()
+            };
+            let err = ServerConfig::from_file(f()).unwrap_err();
+            assert!(err.contains("--insecure"), "{err}");
+            let err = ServerConfig::from_file(FileConfig {
+                tls_dir: Some("/nonexistent".into()),
+                ..f()
+            })
+            .unwrap_err();
+            assert!(err.contains("--insecure"), "TLS alone is not enough: {err}");
+            ServerConfig::from_file(FileConfig {
+                insecure: Some(true),
+                ..f()
+            })
+            .unwrap();
+        }
+        // Loopback only: no TLS needed.
+        let c = ServerConfig::from_file(FileConfig {
+            resp: Some("127.0.0.1:6379".into()),
+            ..base()
+        })
+        .unwrap();
+        assert!(c.tls.is_none() && c.users.is_none());
     }
 
     #[test]
@@ -319,6 +476,27 @@ mod tests {
                     ..base()
                 },
                 "tombstone_grace_ms",
+            ),
+            (
+                FileConfig {
+                    siblings_max: Some(0),
+                    ..base()
+                },
+                "siblings_max",
+            ),
+            (
+                FileConfig {
+                    resp_command_bytes_max: Some(10),
+                    ..base()
+                },
+                "resp_command_bytes_max",
+            ),
+            (
+                FileConfig {
+                    users: Some("/nonexistent/users.toml".into()),
+                    ..base()
+                },
+                "users file",
             ),
         ];
         for (f, want) in cases {

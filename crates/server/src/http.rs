@@ -27,6 +27,7 @@ use driftkv_wire::{ErrorKind, Key, Object, Quorum, Reply, Request};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::Role;
 use crate::metrics::{Metrics, Snapshot, labels};
 use crate::runtime::Event;
 
@@ -37,6 +38,8 @@ pub const SESSION_HEADER: &str = "x-session-token";
 #[derive(Clone)]
 pub struct AppState {
     pub events: mpsc::Sender<Event>,
+    /// Who may do what; `None`: no authentication (a loopback or `--insecure` node).
+    pub users: Option<std::sync::Arc<crate::auth::Users>>,
     pub node_id: String,
     pub config: NodeConfig,
     pub metrics: std::sync::Arc<Metrics>,
@@ -549,10 +552,20 @@ async fn counter_get(
         Err(r) => return r,
     };
     match s.call(Request::CounterGet { key, r: p.r }).await {
-        Ok(Reply::Counter { value }) => axum::Json(json!({ "value": value })).into_response(),
+        Ok(Reply::Counter { value }) => counter_json(value),
         Ok(other) => unexpected(other),
         Err(r) => r,
     }
+}
+
+/// `{"value": n}` for any counter value: concurrent increments through several nodes can sum
+/// past 64 bits, which JSON numbers carry fine but `serde_json::Value` cannot hold.
+fn counter_json(value: i128) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"value\":{value}}}"),
+    )
+        .into_response()
 }
 
 async fn counter_post(
@@ -573,7 +586,7 @@ async fn counter_post(
         return bad("the body must be {\"delta\": n} with n an integer within 64 bits");
     };
     match s.call(Request::CounterAdd { key, delta, w: p.w }).await {
-        Ok(Reply::Counter { value }) => axum::Json(json!({ "value": value })).into_response(),
+        Ok(Reply::Counter { value }) => counter_json(value),
         Ok(Reply::Written { .. }) => StatusCode::NO_CONTENT.into_response(),
         Ok(other) => unexpected(other),
         Err(r) => r,
@@ -960,6 +973,92 @@ async fn json_errors(response: Response) -> Response {
     error(status, message)
 }
 
+/// The role a request needs: reads and watching need `read`, changes `write`, `/admin/*`
+/// `admin`. `GET /health` needs nothing (load balancers probe it).
+fn role_needed(method: &axum::http::Method, path: &str) -> Option<Role> {
+    use axum::http::Method;
+    if path.starts_with("/admin/") {
+        return Some(Role::Admin);
+    }
+    if *method == Method::GET || *method == Method::HEAD {
+        return (path != "/health").then_some(Role::Read);
+    }
+    Some(Role::Write)
+}
+
+/// Whether an `/admin/*` request could have come from a web page the operator visited rather
+/// than from a tool: a browser sends a cross-origin form or `fetch` without asking first only
+/// with a "simple" content type, so admin changes must say `application/json`, and a request
+/// that names an origin must name this node's own.
+fn forgeable_by_a_page(request: &axum::extract::Request) -> Option<&'static str> {
+    let headers = request.headers();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        return Some("an /admin request must have Content-Type: application/json");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://").map(|(_, rest)| rest));
+        if host.is_none() || origin_host != host {
+            return Some("an /admin request from another origin is refused");
+        }
+    }
+    None
+}
+
+/// Authentication and authorization of every request, before any handler runs.
+async fn guard(
+    State(s): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let needed = role_needed(request.method(), path);
+    let lab_control = s.lab && (path == "/admin/isolate" || path == "/admin/heal");
+    if path.starts_with("/admin/") && !lab_control {
+        if let Some(why) = forgeable_by_a_page(&request) {
+            return error(StatusCode::FORBIDDEN, why);
+        }
+    }
+    if let (Some(users), Some(needed)) = (&s.users, needed) {
+        let role = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| users.check_basic(v.as_bytes()));
+        match role {
+            None => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication required (HTTP Basic: a user of this node's users file)",
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"driftkv\", charset=\"UTF-8\""),
+                );
+                return r;
+            }
+            Some(role) if role < needed => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this needs the {} role; the user has {}",
+                        needed.name(),
+                        role.name()
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    next.run(request).await
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -986,6 +1085,74 @@ pub fn router(state: AppState) -> Router {
         .route("/write", axum::routing::post(write))
         .route("/read/{key}", get(read))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }
+
+/// Serves `app` on `listener`: TLS when configured, at most `limits.connections_max`
+/// connections, and a connection that does not send a request's headers within
+/// `limits.http_header_timeout_ms` (slowly, or not at all while idle) is closed.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<std::sync::Arc<driftkv_tls::rustls::ServerConfig>>,
+    limits: crate::config::Limits,
+    stats: std::sync::Arc<crate::listen::ListenerStats>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let header_timeout = Duration::from_millis(limits.http_header_timeout_ms);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    crate::listen::accept_loop(
+        listener,
+        limits.connections_max,
+        "HTTP listener",
+        stats,
+        move |stream, peer, permit| {
+            let app = app.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let service = hyper::service::service_fn(
+                    move |request: axum::http::Request<hyper::body::Incoming>| {
+                        let mut app = app.clone();
+                        tower::Service::call(&mut app, request.map(Body::new))
+                    },
+                );
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(HTTP_HEADER_BYTES_MAX);
+                let served = match acceptor {
+                    None => {
+                        http.serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                http.serve_connection(TokioIo::new(tls), service)
+                                    .with_upgrades()
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %peer, "HTTPS handshake failed: {e}");
+                                Ok(())
+                            }
+                            Err(_) => Ok(()),
+                        }
+                    }
+                };
+                if let Err(e) = served {
+                    tracing::debug!(peer = %peer, "HTTP connection ended: {e}");
+                }
+                drop(permit);
+            });
+        },
+    )
+    .await;
+}
+
+/// Bytes hyper buffers for one request's head at most.
+const HTTP_HEADER_BYTES_MAX: usize = 64 * 1024;

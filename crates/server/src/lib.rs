@@ -5,8 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod resp;
 pub mod runtime;
@@ -76,6 +78,9 @@ pub struct Running {
     pub resp: Option<std::net::SocketAddr>,
     /// Fires when this node has left the cluster (after `POST /admin/leave`, once drained).
     pub left: tokio::sync::oneshot::Receiver<()>,
+    /// Fires with the panic's message if the node thread panicked: the process must exit
+    /// non-zero.
+    pub failed: tokio::sync::oneshot::Receiver<String>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -114,20 +119,40 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         listen: listen.to_string(),
         http: http.to_string(),
     };
-    let transport = Transport::new(hello, tokio::runtime::Handle::current());
+    let transport = Transport::new(hello, cfg.tls.clone(), tokio::runtime::Handle::current());
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
 
+    // The node thread. If it panics, that is a bug: the process must not go on serving
+    // without it, nor exit as if all were well, so it exits loudly and non-zero.
+    let (failed_tx, failed) = tokio::sync::oneshot::channel::<String>();
     {
         let transport = transport.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("node-{}", cfg.core.id))
             .spawn(move || runtime::run_node_loop(node, store, events_rx, transport))
             .context("cannot start the node thread")?;
+        std::thread::Builder::new()
+            .name("node-watch".into())
+            .spawn(move || {
+                if let Err(panic) = thread.join() {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    let _ = failed_tx.send(why);
+                }
+            })
+            .context("cannot start the node watcher")?;
     }
 
     // Peer messages into the node loop.
     let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(transport.clone().serve(peer_listener, peer_tx));
+    tokio::spawn(
+        transport
+            .clone()
+            .serve(peer_listener, cfg.limits.connections_max, peer_tx),
+    );
     {
         let events = events_tx.clone();
         tokio::spawn(async move {
@@ -157,6 +182,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     let metrics = std::sync::Arc::new(metrics::Metrics::new(transport.stats.clone()));
     let state = http::AppState {
         events: events_tx,
+        users: cfg.users.clone(),
         node_id: cfg.core.id.to_string(),
         config: cfg.core.clone(),
         metrics: metrics.clone(),
@@ -166,7 +192,16 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     let resp = match resp_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            tokio::spawn(resp::serve(listener, state.clone(), metrics.resp.clone()));
+            tokio::spawn(resp::serve(
+                listener,
+                state.clone(),
+                metrics.resp.clone(),
+                resp::Settings {
+                    tls: cfg.tls.as_ref().map(|t| t.api_server.clone()),
+                    connections_max: cfg.limits.connections_max,
+                    command_bytes_max: cfg.limits.resp_command_bytes_max,
+                },
+            ));
             Some(addr)
         }
         None => None,
@@ -197,25 +232,30 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         });
     }
     let app = http::router(state);
-    let done = tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener, app).await {
-            tracing::error!("HTTP server stopped: {e}");
-        }
-    });
+    let done = tokio::spawn(http::serve(
+        http_listener,
+        app,
+        cfg.tls.as_ref().map(|t| t.api_server.clone()),
+        cfg.limits.clone(),
+        metrics.http_listener.clone(),
+    ));
     tracing::info!(
         node = %cfg.core.id,
         listen = %listen,
         http = %http,
-        "node started (cluster {:?}, n={}, {} partitions)",
+        "node started (cluster {:?}, n={}, {} partitions; {}, {})",
         cfg.cluster,
         cfg.core.ring.n,
-        cfg.core.ring.partitions
+        cfg.core.ring.partitions,
+        if cfg.tls.is_some() { "TLS on every port, mutual between nodes" } else { "no TLS" },
+        if cfg.users.is_some() { "clients authenticate" } else { "no client authentication" },
     );
     Ok(Running {
         http,
         listen,
         resp,
         left,
+        failed,
         done,
     })
 }

@@ -46,6 +46,7 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<(&'static str, String), Latency>>,
     outcomes: Mutex<BTreeMap<(&'static str, String, &'static str), u64>>,
     pub transport: Arc<TransportStats>,
+    pub http_listener: Arc<crate::listen::ListenerStats>,
     pub resp: Arc<RespStats>,
 }
 
@@ -105,6 +106,7 @@ impl Metrics {
     pub fn new(transport: Arc<TransportStats>) -> Metrics {
         Metrics {
             transport,
+            http_listener: Arc::default(),
             ..Default::default()
         }
     }
@@ -195,7 +197,7 @@ impl Metrics {
             &s.read_siblings,
             1.0,
         );
-        let counters: [(&str, &str, u64); 29] = [
+        let counters: [(&str, &str, u64); 31] = [
             (
                 "driftkv_dot_clashes_total",
                 "Merges that met one dot with two values (a reused node identity).",
@@ -337,6 +339,16 @@ impl Metrics {
                 s.bad_messages,
             ),
             (
+                "driftkv_contexts_trimmed_total",
+                "Client causal contexts bounded before use (claims no node could have issued).",
+                s.contexts_trimmed,
+            ),
+            (
+                "driftkv_writes_refused_limits_total",
+                "Writes refused because the key would pass siblings_max or object_bytes_max.",
+                s.writes_refused_limits,
+            ),
+            (
                 "driftkv_resp_sibling_reads_resolved_total",
                 "Redis GETs on keys with siblings, answered with the greatest sibling.",
                 self.resp.sibling_reads_resolved.load(Ordering::Relaxed),
@@ -347,7 +359,37 @@ impl Metrics {
             let _ = writeln!(o, "{name} {value}");
         }
         let t = &self.transport;
-        let transport: [(&str, &str, &AtomicU64); 7] = [
+        let transport: [(&str, &str, &AtomicU64); 13] = [
+            (
+                "driftkv_peer_frames_too_large_total",
+                "Messages not sent because their frame would pass the frame limit.",
+                &t.frames_too_large,
+            ),
+            (
+                "driftkv_peer_tls_failures_total",
+                "TLS handshakes with peers that failed (no certificate, another CA, ...).",
+                &t.tls_failures,
+            ),
+            (
+                "driftkv_peer_listener_full_total",
+                "Times the node-to-node listener held connections_max connections.",
+                &t.listener.full,
+            ),
+            (
+                "driftkv_peer_accept_errors_total",
+                "Failed accepts on the node-to-node listener (out of descriptors, ...).",
+                &t.listener.accept_errors,
+            ),
+            (
+                "driftkv_http_listener_full_total",
+                "Times the HTTP listener held connections_max connections.",
+                &self.http_listener.full,
+            ),
+            (
+                "driftkv_http_accept_errors_total",
+                "Failed accepts on the HTTP listener (out of descriptors, ...).",
+                &self.http_listener.accept_errors,
+            ),
             (
                 "driftkv_peer_frames_sent_total",
                 "Frames sent to other nodes.",

@@ -19,13 +19,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Buf, Bytes, BytesMut};
 use driftkv_causal::VersionVector;
 use driftkv_wire::{ErrorKind, Key, Quorum, Reply, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
+use crate::auth::Role;
 use crate::http::AppState;
 
-/// Arguments of one command at most.
-const ARGS_MAX: usize = 1024 * 1024;
+/// Arguments of one command at most (Redis allows more, but no driftkv command needs them:
+/// an MSET of 32,768 pairs).
+const ARGS_MAX: usize = 64 * 1024;
+
+/// How a RESP listener serves.
+#[derive(Clone)]
+pub struct Settings {
+    pub tls: Option<Arc<driftkv_tls::rustls::ServerConfig>>,
+    pub connections_max: usize,
+    /// Bytes of one command at most, all arguments together: a client declaring a million
+    /// arguments of 4 MiB is cut off at this, not at what it declared.
+    pub command_bytes_max: usize,
+}
+
+/// How long a client has for the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// An inline command line at most.
 const INLINE_MAX: usize = 64 * 1024;
 
@@ -36,6 +51,8 @@ pub struct RespStats {
     pub commands: AtomicU64,
     pub errors: AtomicU64,
     pub sibling_reads_resolved: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub listener: Arc<crate::listen::ListenerStats>,
 }
 
 /// A reply in RESP2.
@@ -47,6 +64,8 @@ pub enum Value {
     Bulk(Bytes),
     Null,
     Array(Vec<Value>),
+    /// A RESP3 map of alternating keys and values (HELLO 3 only).
+    Map(Vec<Value>),
 }
 
 impl Value {
@@ -72,6 +91,13 @@ impl Value {
             Value::Null => out.extend_from_slice(b"$-1"),
             Value::Array(items) => {
                 out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    item.encode(out);
+                }
+                return;
+            }
+            Value::Map(items) => {
+                out.extend_from_slice(format!("%{}\r\n", items.len() / 2).as_bytes());
                 for item in items {
                     item.encode(out);
                 }
@@ -187,6 +213,8 @@ struct Session {
     /// With `DRIFTKV SESSION ON`: the last context of each string key this connection read or
     /// wrote, so its GETs read its own writes and never go back (oldest forgotten first).
     seen: Option<(HashMap<Bytes, VersionVector>, VecDeque<Bytes>)>,
+    /// What the connection may do: `None` until it authenticates (on a node with users).
+    role: Option<Role>,
 }
 
 /// Keys a session remembers at most.
@@ -214,36 +242,63 @@ impl Session {
     }
 }
 
-pub async fn serve(listener: TcpListener, state: AppState, stats: Arc<RespStats>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("RESP accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let state = state.clone();
-        let stats = Arc::clone(&stats);
-        tokio::spawn(async move {
-            stats.connections.fetch_add(1, Ordering::Relaxed);
-            let id = stats.connections_total.fetch_add(1, Ordering::Relaxed) + 1;
-            if let Err(e) = connection(stream, &state, &stats, id).await {
-                tracing::debug!(peer = %peer, "RESP connection ended: {e}");
-            }
-            stats.connections.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stats: Arc<RespStats>,
+    settings: Settings,
+) {
+    let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let listener_stats = Arc::clone(&stats.listener);
+    crate::listen::accept_loop(
+        listener,
+        settings.connections_max,
+        "RESP listener",
+        listener_stats,
+        move |stream, peer, permit| {
+            let state = state.clone();
+            let stats = Arc::clone(&stats);
+            let acceptor = acceptor.clone();
+            let command_bytes_max = settings.command_bytes_max;
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                let id = stats.connections_total.fetch_add(1, Ordering::Relaxed) + 1;
+                let ended = match acceptor {
+                    None => connection(stream, &state, &stats, id, command_bytes_max).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => {
+                                connection(tls, &state, &stats, id, command_bytes_max).await
+                            }
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "no TLS handshake in time",
+                            )),
+                        }
+                    }
+                };
+                if let Err(e) = ended {
+                    tracing::debug!(peer = %peer, "RESP connection ended: {e}");
+                }
+                stats.connections.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        },
+    )
+    .await;
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     state: &AppState,
     stats: &RespStats,
     id: u64,
+    command_bytes_max: usize,
 ) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = Vec::with_capacity(16 * 1024);
     let mut session = Session {
@@ -253,6 +308,11 @@ async fn connection(
         id,
         quit: false,
         seen: None,
+        role: if state.users.is_some() {
+            None
+        } else {
+            Some(Role::Admin)
+        },
     };
     let bulk_max = state.config.value_bytes_max.max(state.config.key_bytes_max) + 1024;
     loop {
@@ -274,6 +334,15 @@ async fn connection(
                         return Ok(());
                     }
                 }
+                Parsed::Incomplete if buf.len() > command_bytes_max => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    err(format!(
+                        "Protocol error: a command of more than {command_bytes_max} bytes (resp_command_bytes_max)"
+                    ))
+                    .encode(&mut out);
+                    stream.write_all(&out).await?;
+                    return Ok(());
+                }
                 Parsed::Incomplete => break,
                 Parsed::Broken(why) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +356,12 @@ async fn connection(
             stream.write_all(&out).await?;
             out.clear();
         }
-        if stream.read_buf(&mut buf).await? == 0 {
+        // Read no more than the command limit allows to be buffered (plus one byte, to notice
+        // a command that passes it).
+        let room = (command_bytes_max + 1).saturating_sub(buf.len()).max(1);
+        buf.reserve(room.min(64 * 1024));
+        let n = (&mut stream).take(room as u64).read_buf(&mut buf).await?;
+        if n == 0 {
             return Ok(());
         }
     }
@@ -380,11 +454,57 @@ fn arity(name: &str) -> Value {
     err(format!("wrong number of arguments for '{name}' command"))
 }
 
+/// Commands that change data (need the `write` role).
+const WRITE_COMMANDS: &[&str] = &[
+    "set", "mset", "del", "incr", "decr", "incrby", "decrby", "sadd", "srem",
+];
+/// Commands a connection may send before it authenticates.
+const BEFORE_AUTH: &[&str] = &["auth", "hello", "ping", "quit"];
+
 async fn execute(state: &AppState, stats: &RespStats, s: &mut Session, args: Vec<Bytes>) -> Value {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let a = &args[1..];
+    if !BEFORE_AUTH.contains(&name.as_str()) {
+        match s.role {
+            None => return Value::Error("NOAUTH Authentication required.".into()),
+            Some(role) if role < Role::Write && WRITE_COMMANDS.contains(&name.as_str()) => {
+                return Value::Error(format!(
+                    "NOPERM this user has the {} role and cannot run the '{name}' command",
+                    role.name()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     match run(state, stats, s, &name, a).await {
         Ok(v) | Err(v) => v,
+    }
+}
+
+/// `AUTH [user] password`, alone or inside `HELLO`: sets the connection's role.
+fn authenticate(
+    state: &AppState,
+    stats: &RespStats,
+    s: &mut Session,
+    user: &[u8],
+    password: &[u8],
+) -> Result<(), Value> {
+    let Some(users) = &state.users else {
+        return Err(err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    };
+    match users.check(user, password) {
+        Some(role) => {
+            s.role = Some(role);
+            Ok(())
+        }
+        None => {
+            stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            Err(Value::Error(
+                "WRONGPASS invalid username-password pair or user is disabled.".into(),
+            ))
+        }
     }
 }
 
@@ -408,6 +528,15 @@ async fn run(
         }
         "quit" => {
             s.quit = true;
+            Value::Simple("OK")
+        }
+        "auth" => {
+            match a {
+                // Redis's one-argument form authenticates the user named "default".
+                [password] => authenticate(state, stats, s, b"default", password)?,
+                [user, password] => authenticate(state, stats, s, user, password)?,
+                _ => return Err(arity(name)),
+            }
             Value::Simple("OK")
         }
         "select" => {
@@ -612,18 +741,50 @@ async fn run(
             None => return Err(arity("client")),
         },
         "hello" => {
-            if let Some(v) = a.first()
-                && &v[..] != b"2"
-            {
-                return Err(Value::Error("NOPROTO driftkv speaks RESP2 only".into()));
+            // HELLO [protover [AUTH username password] [SETNAME clientname]]
+            let proto = match a.first() {
+                None => 2,
+                Some(v) => match std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    Some(2) => 2,
+                    Some(3) => 3,
+                    Some(_) => {
+                        return Err(Value::Error("NOPROTO unsupported protocol version".into()));
+                    }
+                    None => {
+                        return Err(err("Protocol version is not an integer or out of range"));
+                    }
+                },
+            };
+            let mut rest = a.get(1..).unwrap_or_default();
+            while let Some(option) = rest.first() {
+                match (option.to_ascii_lowercase().as_slice(), rest) {
+                    (b"auth", [_, user, password, ..]) => {
+                        authenticate(state, stats, s, user, password)?;
+                        rest = &rest[3..];
+                    }
+                    (b"setname", [_, client, ..]) => {
+                        s.name = Some(client.clone());
+                        rest = &rest[2..];
+                    }
+                    _ => return Err(err("syntax error in HELLO option")),
+                }
             }
-            Value::Array(vec![
+            if s.role.is_none() {
+                return Err(Value::Error(
+                    "NOAUTH HELLO must be called with the client's credentials (AUTH) on this node"
+                        .into(),
+                ));
+            }
+            let fields = vec![
                 Value::bulk("server"),
                 Value::bulk("redis"),
                 Value::bulk("version"),
                 Value::bulk(REDIS_VERSION),
                 Value::bulk("proto"),
-                Value::Int(2),
+                Value::Int(proto),
                 Value::bulk("id"),
                 Value::Int(s.id as i64),
                 Value::bulk("mode"),
@@ -632,7 +793,14 @@ async fn run(
                 Value::bulk("master"),
                 Value::bulk("modules"),
                 Value::Array(Vec::new()),
-            ])
+            ];
+            // RESP3 clients get the map they ask for; every other reply of driftkv is
+            // RESP2, which RESP3 clients read as well.
+            if proto == 3 {
+                Value::Map(fields)
+            } else {
+                Value::Array(fields)
+            }
         }
         "driftkv" => match a.first().map(|x| x.to_ascii_lowercase()) {
             Some(sub) if sub == b"consistency" => match &a[1..] {
@@ -719,6 +887,7 @@ pub const COMMANDS: &[&str] = &[
     "config",
     "client",
     "hello",
+    "auth",
     "driftkv",
 ];
 

@@ -1,10 +1,16 @@
 //! Node-to-node TCP: length-delimited frames of versioned postcard envelopes.
 //!
-//! Every connection opens with a handshake: the dialer sends its `Hello` (cluster name,
-//! protocol version, node id, addresses), the acceptor checks it and answers with its own, and
-//! the dialer checks that. A peer of another cluster or protocol version is refused with a log
-//! line naming the difference. After the handshake a dialled connection only sends and an
-//! accepted one only receives: replies travel over the replier's own connection.
+//! With a TLS directory, every connection is mutual TLS first: both sides present a
+//! certificate of the cluster's CA, or the connection ends before a byte of the protocol. Then
+//! the handshake: the dialer sends its `Hello` (cluster name, protocol version, node id,
+//! addresses), the acceptor checks it (and that the dialer's certificate names the id it
+//! claims) and answers with its own, and the dialer checks that the same way. A peer of another
+//! cluster or protocol version is refused with a log line naming the difference, on the
+//! refusing side only: a refused peer gets no answer, so a stranger learns nothing (not even
+//! the cluster's name). The first frame is bounded to a few KiB until the handshake is done.
+//! After the handshake a dialled connection only sends and an accepted one only receives:
+//! replies travel over the replier's own connection, and every message is attributed to the
+//! id the handshake proved.
 //!
 //! Outgoing traffic goes through one task per peer address with a bounded queue. A full queue
 //! drops the message (counted): the core's timeouts, hints and repair make up for lost
@@ -19,12 +25,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use driftkv_ring::NodeId;
+use driftkv_tls::NodeTls;
+use driftkv_tls::rustls::pki_types::{CertificateDer, ServerName};
 use driftkv_wire::{Envelope, FRAME_BYTES_MAX, Hello, Message, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::listen::{ListenerStats, accept_loop};
+
+/// A byte stream to a peer: plain TCP, or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// A frame before the handshake is done (a `Hello`: a name and two addresses) at most.
+pub const HELLO_FRAME_BYTES_MAX: usize = 4 * 1024;
 
 const QUEUE_PER_PEER: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -44,16 +63,63 @@ pub struct TransportStats {
     pub connect_failures: AtomicU64,
     pub bad_frames: AtomicU64,
     pub dropped_isolated: AtomicU64,
+    /// Messages not sent because their frame would pass the frame limit.
+    pub frames_too_large: AtomicU64,
+    /// TLS handshakes with peers that failed (no certificate, another CA, ...).
+    pub tls_failures: AtomicU64,
+    pub listener: Arc<ListenerStats>,
 }
 
+/// The codec before the handshake: a frame of a few KiB at most, so a stranger cannot make
+/// the node buffer megabytes before saying who it is.
 fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
-        .max_frame_length(FRAME_BYTES_MAX)
+        .max_frame_length(HELLO_FRAME_BYTES_MAX)
         .new_codec()
 }
 
-/// Why a handshake failed, in words for the log.
-fn check_hello(mine: &Hello, theirs: &Envelope) -> Result<Hello, String> {
+/// After the handshake: frames up to the protocol's limit.
+fn open_up(framed: &mut Framed<Stream, LengthDelimitedCodec>) {
+    framed.codec_mut().set_max_frame_length(FRAME_BYTES_MAX);
+}
+
+/// The name to present when dialling `addr` (its host); the name itself is not what is checked
+/// (see `driftkv_tls`), but TLS needs one.
+fn server_name(addr: &str) -> ServerName<'static> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .unwrap_or_else(|_| ServerName::try_from("driftkv-peer").expect("a valid DNS name"))
+}
+
+/// The certificate a TLS peer presented (the chain was verified by the handshake).
+fn peer_certificate(
+    conn: &driftkv_tls::rustls::CommonState,
+) -> Result<CertificateDer<'static>, String> {
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned())
+        .ok_or_else(|| "the peer presented no certificate".to_string())
+}
+
+/// Why a handshake failed, in words for the log. With TLS, the id the peer claims must be
+/// named by the certificate it presented.
+fn check_hello(
+    mine: &Hello,
+    theirs: &Envelope,
+    certificate: Option<&CertificateDer<'_>>,
+) -> Result<Hello, String> {
+    if let (Envelope::Hello(h), Some(cert)) = (theirs, certificate)
+        && !driftkv_tls::certificate_names(cert, h.node.as_str())
+    {
+        return Err(format!(
+            "the peer calls itself {:?} but its certificate is not for that node",
+            h.node.as_str()
+        ));
+    }
     match theirs {
         Envelope::Hello(h) if h.cluster != mine.cluster => Err(format!(
             "node {} belongs to cluster {:?}, this node to {:?}",
@@ -78,6 +144,7 @@ fn decode(frame: &[u8]) -> Result<Envelope, String> {
 
 pub struct Transport {
     hello: Hello,
+    tls: Option<NodeTls>,
     /// Listen addresses peers gave in their handshakes: a node that just joined can be
     /// answered before gossip has told this node where it listens.
     learned: Mutex<HashMap<NodeId, String>>,
@@ -90,9 +157,10 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(hello: Hello, runtime: Handle) -> Arc<Transport> {
+    pub fn new(hello: Hello, tls: Option<NodeTls>, runtime: Handle) -> Arc<Transport> {
         Arc::new(Transport {
             hello,
+            tls,
             learned: Mutex::new(HashMap::new()),
             isolated: std::sync::atomic::AtomicBool::new(false),
             peers: Mutex::new(HashMap::new()),
@@ -121,6 +189,18 @@ impl Transport {
             message,
         };
         let frame = Bytes::from(driftkv_wire::encode_envelope(&envelope));
+        if frame.len() > FRAME_BYTES_MAX {
+            // The core refuses writes whose object would not fit (object_bytes_max), so this
+            // is a merge of concurrent writes or a batch that grew too large: say so, since
+            // the peer will only ever get it through anti-entropy of smaller pieces.
+            self.stats.frames_too_large.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer = %addr,
+                "a message of {} bytes is over the frame limit ({FRAME_BYTES_MAX}) and was not sent",
+                frame.len()
+            );
+            return;
+        }
         let mut peers = self.peers.lock().expect("peer table lock");
         let tx = peers.entry(addr.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
@@ -137,12 +217,33 @@ impl Transport {
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<Framed<TcpStream, LengthDelimitedCodec>, String> {
+    /// TLS (when configured) over a fresh TCP connection, as the dialing side.
+    async fn dial(&self, addr: &str) -> Result<(Stream, Option<CertificateDer<'static>>), String> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok((Box::new(stream), None));
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.peer_client));
+        let stream = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            connector.connect(server_name(addr), stream),
+        )
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| {
+            self.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            format!("refused: TLS handshake failed: {e}")
+        })?;
+        let cert = peer_certificate(stream.get_ref().1)?;
+        Ok((Box::new(stream), Some(cert)))
+    }
+
+    async fn connect(&self, addr: &str) -> Result<Framed<Stream, LengthDelimitedCodec>, String> {
+        let (stream, cert) = self.dial(addr).await?;
         let mut framed = Framed::new(stream, codec());
         let hello = Bytes::from(driftkv_wire::encode_envelope(&Envelope::Hello(
             self.hello.clone(),
@@ -152,17 +253,22 @@ impl Transport {
             match framed.next().await {
                 Some(Ok(frame)) => decode(&frame),
                 Some(Err(e)) => Err(e.to_string()),
-                None => Err("the peer closed the connection during the handshake".into()),
+                None => Err(
+                    "the peer closed the connection during the handshake (it refused this node: \
+                     its log says why)"
+                        .into(),
+                ),
             }
         })
         .await
         .map_err(|_| "handshake timed out".to_string())??;
-        check_hello(&self.hello, &answer).map_err(|why| {
+        check_hello(&self.hello, &answer, cert.as_ref()).map_err(|why| {
             self.stats
                 .handshakes_refused
                 .fetch_add(1, Ordering::Relaxed);
             format!("refused: {why}")
         })?;
+        open_up(&mut framed);
         Ok(framed)
     }
 
@@ -216,29 +322,52 @@ impl Transport {
         }
     }
 
-    /// Accepts peers forever, handing each received message to `deliver`.
+    /// Accepts peers forever (at most `connections_max` at once), handing each received
+    /// message to `deliver`.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        connections_max: usize,
         deliver: mpsc::Sender<(NodeId, Message)>,
     ) {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let this = Arc::clone(&self);
-            let deliver = deliver.clone();
-            tokio::spawn(async move {
-                if let Err(e) = this.inbound(stream, deliver).await {
-                    tracing::warn!(peer = %peer, "{e}");
-                }
-            });
-        }
+        let stats = Arc::clone(&self.stats.listener);
+        accept_loop(
+            listener,
+            connections_max,
+            "node-to-node listener",
+            stats,
+            move |stream, peer, permit| {
+                let this = Arc::clone(&self);
+                let deliver = deliver.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = this.inbound(stream, deliver).await {
+                        tracing::warn!(peer = %peer, "{e}");
+                    }
+                    drop(permit);
+                });
+            },
+        )
+        .await;
+    }
+
+    /// TLS (when configured) over an accepted TCP connection.
+    async fn accept_tls(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(Stream, Option<CertificateDer<'static>>), String> {
+        let Some(tls) = &self.tls else {
+            return Ok((Box::new(stream), None));
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.peer_server));
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+            .await
+            .map_err(|_| "refused a connection: no TLS handshake in time".to_string())?
+            .map_err(|e| {
+                self.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                format!("refused a connection: TLS handshake failed: {e}")
+            })?;
+        let cert = peer_certificate(stream.get_ref().1)?;
+        Ok((Box::new(stream), Some(cert)))
     }
 
     async fn inbound(
@@ -247,26 +376,34 @@ impl Transport {
         deliver: mpsc::Sender<(NodeId, Message)>,
     ) -> Result<(), String> {
         let _ = stream.set_nodelay(true);
+        let (stream, cert) = self.accept_tls(stream).await?;
         let mut framed = Framed::new(stream, codec());
         let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
             Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(e))) => return Err(format!("refused a connection: bad first frame: {e}")),
+            Ok(Some(Err(e))) => {
+                self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("refused a connection: bad first frame: {e}"));
+            }
             Ok(None) => return Ok(()),
             Err(_) => return Err("refused a connection: no handshake in time".into()),
         };
-        // Answer with our own hello either way, so a mismatched dialer can say why too.
-        let hello = Bytes::from(driftkv_wire::encode_envelope(&Envelope::Hello(
-            self.hello.clone(),
-        )));
-        let _ = framed.send(hello).await;
+        // A refused peer gets no answer: it learns nothing of this cluster.
         let peer = decode(&first)
-            .and_then(|env| check_hello(&self.hello, &env))
+            .and_then(|env| check_hello(&self.hello, &env, cert.as_ref()))
             .map_err(|why| {
                 self.stats
                     .handshakes_refused
                     .fetch_add(1, Ordering::Relaxed);
                 format!("refused a connection: {why}")
             })?;
+        let hello = Bytes::from(driftkv_wire::encode_envelope(&Envelope::Hello(
+            self.hello.clone(),
+        )));
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.send(hello))
+            .await
+            .map_err(|_| "handshake answer timed out".to_string())?
+            .map_err(|e| format!("handshake answer failed: {e}"))?;
+        open_up(&mut framed);
         if !peer.listen.is_empty() {
             self.learned
                 .lock()
