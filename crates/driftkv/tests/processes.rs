@@ -608,16 +608,34 @@ fn a_node_of_another_cluster_is_refused() {
         ],
     );
     b.start();
-    let line = poll("the joining node to log a refusal", CONVERGE, || {
-        b.log()
+    // The refusing node names the mismatch in its own log; the refused one is told nothing
+    // (a stranger must not learn the cluster's name), so it can only say it was refused.
+    let line = poll("the node joined to log a refusal", CONVERGE, || {
+        a.log()
             .lines()
             .find(|l| l.contains("refused"))
             .map(str::to_string)
-            .ok_or_else(|| b.log_tail())
+            .ok_or_else(|| a.log_tail())
     });
     assert!(
-        line.contains("cluster"),
+        line.contains("cluster") && line.contains("\"b\""),
         "the refusal names the cluster mismatch: {line}"
+    );
+    poll(
+        "the joining node to log that it was refused",
+        CONVERGE,
+        || {
+            b.log()
+                .lines()
+                .find(|l| l.contains("refused"))
+                .map(str::to_string)
+                .ok_or_else(|| b.log_tail())
+        },
+    );
+    assert!(
+        !b.log().contains("\"a\""),
+        "the refused node learned the cluster's name: {}",
+        b.log_tail()
     );
     let seen = members(&a).expect("n1's /cluster");
     assert_eq!(
@@ -625,5 +643,5 @@ fn a_node_of_another_cluster_is_refused() {
         [("n1".to_string(), "up".to_string())],
         "n1 of cluster a must not list a node of cluster b"
     );
-    println!("n2 (cluster b) logged: {line}");
+    println!("n1 (cluster a) logged: {line}");
 }

@@ -1021,10 +1021,11 @@ async fn guard(
     let path = request.uri().path();
     let needed = role_needed(request.method(), path);
     let lab_control = s.lab && (path == "/admin/isolate" || path == "/admin/heal");
-    if path.starts_with("/admin/") && !lab_control {
-        if let Some(why) = forgeable_by_a_page(&request) {
-            return error(StatusCode::FORBIDDEN, why);
-        }
+    if path.starts_with("/admin/")
+        && !lab_control
+        && let Some(why) = forgeable_by_a_page(&request)
+    {
+        return error(StatusCode::FORBIDDEN, why);
     }
     if let (Some(users), Some(needed)) = (&s.users, needed) {
         let role = request

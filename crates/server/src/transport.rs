@@ -46,6 +46,8 @@ type Stream = Box<dyn Io>;
 pub const HELLO_FRAME_BYTES_MAX: usize = 4 * 1024;
 
 const QUEUE_PER_PEER: usize = 4096;
+/// Listen addresses learned from handshakes, kept at most.
+const LEARNED_MAX: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -254,8 +256,9 @@ impl Transport {
                 Some(Ok(frame)) => decode(&frame),
                 Some(Err(e)) => Err(e.to_string()),
                 None => Err(
-                    "the peer closed the connection during the handshake (it refused this node: \
-                     its log says why)"
+                    "refused: the peer closed the connection without answering the handshake \
+                     (a node refuses a peer of another cluster, protocol or certificate without \
+                     saying why; its own log names the reason)"
                         .into(),
                 ),
             }
@@ -405,13 +408,20 @@ impl Transport {
             .map_err(|e| format!("handshake answer failed: {e}"))?;
         open_up(&mut framed);
         if !peer.listen.is_empty() {
-            self.learned
-                .lock()
-                .expect("learned addresses lock")
-                .insert(peer.node.clone(), peer.listen.clone());
+            let mut learned = self.learned.lock().expect("learned addresses lock");
+            // Bounded: without TLS anyone can say hello under any name.
+            if learned.len() < LEARNED_MAX || learned.contains_key(&peer.node) {
+                learned.insert(peer.node.clone(), peer.listen.clone());
+            }
         }
         while let Some(frame) = framed.next().await {
-            let frame = frame.map_err(|e| format!("connection from {} broke: {e}", peer.node))?;
+            let frame = match frame {
+                Ok(frame) => frame,
+                // A dialer that drops its connection sends no TLS close_notify: an ordinary
+                // end, not a broken one.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(format!("connection from {} broke: {e}", peer.node)),
+            };
             match decode(&frame) {
                 Ok(Envelope::Message { .. }) if self.isolated.load(Ordering::Relaxed) => {
                     self.stats.dropped_isolated.fetch_add(1, Ordering::Relaxed);
