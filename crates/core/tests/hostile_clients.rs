@@ -195,6 +195,17 @@ fn a_counter_refuses_to_leave_the_64_bit_range_and_is_unchanged() {
     );
 }
 
+/// Any level a client can name, sensible or not (`Count(0)`, `Count(200)` on N = 3).
+fn arb_level() -> impl Strategy<Value = Quorum> {
+    prop_oneof![
+        Just(Quorum::Default),
+        Just(Quorum::One),
+        Just(Quorum::Quorum),
+        Just(Quorum::All),
+        any::<u8>().prop_map(Quorum::Count),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -205,6 +216,8 @@ proptest! {
     fn arbitrary_client_contexts_never_break_a_key(
         claims in proptest::collection::vec((0usize..6, 0u32..3, any::<u64>(), any::<bool>()), 0..12),
         value in proptest::collection::vec(any::<u8>(), 0..16),
+        w in arb_level(),
+        r in arb_level(),
     ) {
         let mut h = Harness::new(3, |_| {});
         let me = coordinator_actor(&mut h, "k");
@@ -220,10 +233,12 @@ proptest! {
             key: Key::default_bucket("k"),
             value: Some(Bytes::from(value)),
             context: forged(&pairs),
-            w: Quorum::All,
+            w,
         };
         let reply = h.request(0, request);
         prop_assert!(matches!(reply, Reply::Written { .. } | Reply::Error { .. }), "{:?}", reply);
+        let reply = h.request(1, Request::Get { key: Key::default_bucket("k"), r });
+        prop_assert!(matches!(reply, Reply::Values { .. } | Reply::NotFound { .. } | Reply::Error { .. }), "{:?}", reply);
         for i in 0..3 {
             let ctx = context(&h.get(i, "k", Quorum::All));
             prop_assert!(ctx.iter().all(|(_, n)| *n <= COUNTER_MAX));

@@ -198,6 +198,7 @@ fn logging() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    driftkv_tls::install_default_provider();
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -67,6 +67,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+/// Makes the ring provider the process's default, for libraries that build their own TLS
+/// settings (the CLI's HTTP client). Call once at start; a second call changes nothing.
+#[allow(deprecated)]
+pub fn install_default_provider() {
+    let _ = ring::default_provider().install_default();
+}
+
 /// Whether `id` can be a node's name in a certificate: a DNS name that is neither `localhost`
 /// nor an IP address (every node certificate is valid for those, so they would name no one).
 pub fn check_node_name(id: &str) -> Result<(), String> {
