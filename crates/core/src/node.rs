@@ -1408,9 +1408,13 @@ impl Node {
                 // take the value this replica knows outside that range is refused, not
                 // applied. (Concurrent increments through other nodes can still sum past it;
                 // readers render the exact value.)
-                let in_range = counter.apply(&self.actor, delta).is_ok()
-                    && i64::try_from(counter.value()).is_ok();
-                if !in_range {
+                let before = counter.value();
+                let applied = counter.apply(&self.actor, delta).is_ok();
+                let after = counter.value();
+                // Within range, or (after concurrent increments through several nodes summed
+                // past it) a step back towards it: such a counter can still be brought back.
+                let in_range = i64::try_from(after).is_ok() || after.abs() < before.abs();
+                if !(applied && in_range) {
                     let message =
                         "increment or decrement would overflow the counter's 64-bit range";
                     return self.answer(waiter, Reply::error(ErrorKind::BadRequest, message), out);
@@ -1501,17 +1505,23 @@ impl Node {
     }
 
     /// A client's context as this coordinator may trust it. A token is only checksummed, so
-    /// whatever it claims is checked against what is known here:
+    /// whatever it claims is checked against what this replica holds before it is used:
     /// - no actor may claim more than [`COUNTER_MAX`] events (refused: only a forged token does);
     /// - this node's own actor claims at most what this node issued for the key (it is the only
-    ///   issuer of its dots, and holds every one of them): a higher claim would make it skip
-    ///   dots, or, near the top of the range, stop issuing;
-    /// - an actor that the stored state never saw and whose node is not a member is dropped:
-    ///   no real write could have come from it, and keeping it would let forged contexts grow
-    ///   every later context of the key without bound.
+    ///   issuer of its dots, and holds every one of them);
+    /// - another actor claims at most [`CONTEXT_AHEAD_MAX`] events beyond what this replica
+    ///   has seen of it, so no forged context can push another node's counter for the key
+    ///   near the end of its range (it would take 2^28 forged writes);
+    /// - an actor this replica has never seen for the key is kept only if its node is a
+    ///   member and the key's context stays within [`CONTEXT_ACTORS_MAX`] actors, so forged
+    ///   contexts (invented names, or members under invented incarnations) cannot grow it
+    ///   without bound.
     ///
-    /// Claims about other members' events beyond what this replica holds are kept: a client may
-    /// well have read a replica that is ahead of this one.
+    /// A client that read a replica ahead of this one names actors this one has not seen yet:
+    /// they are kept (dropping them made the write not cover values it had read, which came
+    /// back as siblings: the simulator's checker found such spurious conflicts in one seed of
+    /// twenty). Only a key whose context is already full loses such claims, so the price of
+    /// an attack is at worst a spurious sibling, never a lost write or a key no one can write.
     fn bound_context(
         &mut self,
         mut client: VersionVector,
@@ -1525,13 +1535,24 @@ impl Node {
         let before = client.clone();
         let me = &self.actor;
         let membership = &self.membership;
+        let mut room = CONTEXT_ACTORS_MAX.saturating_sub(held.len());
         client.restrict(
-            |actor, _| held.get(actor) > 0 || membership.knows(&actor.node),
+            |actor, _| {
+                if held.get(actor) > 0 {
+                    return true;
+                }
+                if room > 0 && membership.knows(&actor.node) {
+                    room -= 1;
+                    return true;
+                }
+                false
+            },
             |actor| {
+                let seen = held.get(actor);
                 if actor == me {
-                    held.get(actor)
+                    seen
                 } else {
-                    u64::MAX
+                    seen.saturating_add(CONTEXT_AHEAD_MAX)
                 }
             },
         );
@@ -1542,27 +1563,34 @@ impl Node {
     }
 
     /// Whether a write's resulting object stays within the per-key limits: `siblings_max`
-    /// values (Riak's `max_siblings`) and `object_bytes_max` bytes of values, so that every
-    /// replica can still receive it in one frame.
+    /// values (Riak's `max_siblings`) and `object_bytes_max` bytes of values or set members,
+    /// so that every replica can still receive it in one frame.
     fn within_limits(&self, object: &Object) -> Result<(), String> {
-        if let Object::Register(reg) = object {
-            let siblings = reg.sibling_count();
-            if siblings > self.cfg.siblings_max {
-                return Err(format!(
-                    "the key would have {siblings} siblings, over siblings_max ({}): read it and write with its context to resolve them",
-                    self.cfg.siblings_max
-                ));
+        let bytes = match object {
+            Object::Register(reg) => {
+                let siblings = reg.sibling_count();
+                if siblings > self.cfg.siblings_max {
+                    return Err(format!(
+                        "the key would have {siblings} siblings, over siblings_max ({}): read it and write with its context to resolve them",
+                        self.cfg.siblings_max
+                    ));
+                }
+                reg.values()
+                    .map(|v| v.len())
+                    .fold(0usize, usize::saturating_add)
             }
-            let bytes = reg
-                .values()
-                .map(|v| v.len())
-                .fold(0usize, usize::saturating_add);
-            if bytes > self.cfg.object_bytes_max {
-                return Err(format!(
-                    "the key's values would total {bytes} bytes, over object_bytes_max ({}): read it and write with its context to resolve its siblings",
-                    self.cfg.object_bytes_max
-                ));
-            }
+            // Each member costs its bytes and its dot (an actor name and a counter).
+            Object::Set(set) => set
+                .members()
+                .map(|m| m.len().saturating_add(SET_MEMBER_OVERHEAD_BYTES))
+                .fold(0usize, usize::saturating_add),
+            Object::Counter(_) => 0,
+        };
+        if bytes > self.cfg.object_bytes_max {
+            return Err(format!(
+                "the key would hold {bytes} bytes, over object_bytes_max ({}): resolve its siblings or remove set members first",
+                self.cfg.object_bytes_max
+            ));
         }
         Ok(())
     }
@@ -3306,6 +3334,17 @@ fn add_records(tree: &mut aae::Tree, batch: &[(Vec<u8>, Vec<u8>)]) {
         }
     }
 }
+
+/// How far ahead of what a replica holds a client's context may claim another node's events:
+/// a client may have read a replica that is ahead, but not by a million writes to one key.
+pub const CONTEXT_AHEAD_MAX: u64 = 1 << 20;
+
+/// Actors a key's context may reach through claims of clients (merges between replicas are
+/// not limited): real contexts name the few nodes (and incarnations) that wrote the key.
+pub const CONTEXT_ACTORS_MAX: usize = 64;
+
+/// What a set member costs beyond its bytes, counted against `object_bytes_max`.
+const SET_MEMBER_OVERHEAD_BYTES: usize = 32;
 
 /// The answer when an actor's counter for a key is exhausted (a forged or corrupt state).
 fn exhausted(e: driftkv_causal::Exhausted) -> Reply {

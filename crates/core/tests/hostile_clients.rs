@@ -89,6 +89,86 @@ fn a_coordinator_never_trusts_claims_about_its_own_events_beyond_what_it_issued(
 }
 
 #[test]
+fn claims_about_other_members_cannot_exhaust_their_counters() {
+    let mut h = Harness::new(3, |_| {});
+    coordinator_actor(&mut h, "k");
+    // Every node writes once, so the key's context names all three actors.
+    for i in 1..3 {
+        let ctx = context(&h.get(i, "k", Quorum::All));
+        assert!(written(&h.put(i, "k", "v", ctx, Quorum::All)));
+    }
+    let ctx = context(&h.get(0, "k", Quorum::All));
+    assert_eq!(ctx.len(), 3, "{ctx:?}");
+    let pairs: Vec<(Actor, u64)> = ctx.iter().map(|(a, _)| (a.clone(), COUNTER_MAX)).collect();
+    let reply = h.put(0, "k", "forged", forged(&pairs), Quorum::All);
+    assert!(written(&reply), "{reply:?}");
+    for i in 0..3 {
+        let ctx = context(&h.get(i, "k", Quorum::All));
+        assert!(
+            ctx.iter().all(|(_, n)| *n < COUNTER_MAX / 2),
+            "node {i} sees {ctx:?}"
+        );
+        let reply = h.put(i, "k", "honest", ctx, Quorum::All);
+        assert!(
+            written(&reply),
+            "node {i} can no longer write the key: {reply:?}"
+        );
+    }
+}
+
+#[test]
+fn invented_incarnations_of_members_do_not_grow_the_context() {
+    let mut h = Harness::new(3, |_| {});
+    coordinator_actor(&mut h, "k");
+    for round in 0..5u32 {
+        let mut pairs: Vec<(Actor, u64)> = context(&h.get(0, "k", Quorum::All))
+            .iter()
+            .map(|(a, n)| (a.clone(), *n))
+            .collect();
+        for i in 0..200u32 {
+            pairs.push((Actor::new("n2", 1000 + round * 200 + i), 3));
+        }
+        assert!(written(&h.put(0, "k", "x", forged(&pairs), Quorum::All)));
+    }
+    let ctx = context(&h.get(2, "k", Quorum::All));
+    assert!(
+        ctx.len() <= driftkv_core::node::CONTEXT_ACTORS_MAX,
+        "{} actors",
+        ctx.len()
+    );
+    // Still writable by every node with what it reads.
+    for i in 0..3 {
+        let ctx = context(&h.get(i, "k", Quorum::All));
+        assert!(written(&h.put(i, "k", "honest", ctx, Quorum::All)));
+    }
+}
+
+#[test]
+fn sets_stop_at_object_bytes_max() {
+    let mut h = Harness::new(3, |cfg| cfg.object_bytes_max = 10_000);
+    let add = |h: &mut Harness, from: u32| {
+        let add: Vec<Bytes> = (from..from + 50)
+            .map(|i| Bytes::from(format!("{i:0>100}")))
+            .collect();
+        h.request(
+            0,
+            Request::SetUpdate {
+                key: Key::default_bucket("s"),
+                add,
+                remove: Vec::new(),
+                w: Quorum::All,
+            },
+        )
+    };
+    assert!(written(&add(&mut h, 0)));
+    let reply = add(&mut h, 50);
+    assert!(
+        matches!(&reply, Reply::Error { message, .. } if message.contains("object_bytes_max")),
+        "{reply:?}"
+    );
+}
+
+#[test]
 fn forged_actors_do_not_grow_the_key_context() {
     let mut h = Harness::new(3, |_| {});
     let me = coordinator_actor(&mut h, "k");
@@ -246,4 +326,45 @@ proptest! {
             prop_assert!(written(&reply), "node {} could not write after: {:?}", i, reply);
         }
     }
+}
+
+#[test]
+fn a_counter_summed_past_the_range_by_concurrent_increments_can_be_brought_back() {
+    let mut h = Harness::new(3, |_| {});
+    // Concurrent: each node increments before hearing of the others (w = one, no delivery).
+    for i in 0..3 {
+        let client = 900 + i as u64;
+        h.step(
+            i,
+            driftkv_core::Input::Request {
+                client,
+                request: Request::CounterAdd {
+                    key: Key::default_bucket("c"),
+                    delta: i64::MAX,
+                    w: Quorum::One,
+                },
+            },
+        );
+    }
+    h.deliver_all();
+    let reply = h.request(
+        0,
+        Request::CounterGet {
+            key: Key::default_bucket("c"),
+            r: Quorum::All,
+        },
+    );
+    assert!(
+        matches!(reply, Reply::Counter { value } if value == 3 * i64::MAX as i128),
+        "{reply:?}"
+    );
+    assert!(
+        matches!(counter_add(&mut h, 0, 1), Reply::Error { .. }),
+        "further away is refused"
+    );
+    let reply = counter_add(&mut h, 0, -i64::MAX);
+    assert!(
+        matches!(reply, Reply::Counter { value } if value == 2 * i64::MAX as i128),
+        "{reply:?}"
+    );
 }

@@ -291,6 +291,19 @@ fn users_and_roles_guard_http_and_resp_and_admin_needs_more_than_a_form() {
         b"{}",
     );
     assert_eq!(r.status, 403, "{r}");
+    // A change with another site's Origin, on any route, is refused; so, on a node without
+    // users, is a request addressed by a DNS name (rebinding).
+    let r = n.request(
+        "POST",
+        "/counters/c",
+        &[
+            ("Authorization", &app),
+            ("Content-Type", "text/plain"),
+            ("Origin", "https://evil.example"),
+        ],
+        b"{\"delta\": 1}",
+    );
+    assert_eq!(r.status, 403, "{r}");
     assert!(n.exited().is_none(), "the node left on a forgeable request");
 
     // RESP: nothing but PING/HELLO/AUTH/QUIT before AUTH; roles hold.
@@ -311,6 +324,27 @@ fn users_and_roles_guard_http_and_resp_and_admin_needs_more_than_a_form() {
         ],
     );
     assert!(a.starts_with("+OK\r\n$1\r\nv\r\n-NOPERM"), "{a:?}");
+    // Before AUTH only a short command is read, and only for a while.
+    let mut early = TcpStream::connect(("127.0.0.1", resp_port)).unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = early.write_all(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", 4 << 20).as_bytes());
+    let _ = early.write_all(&vec![b'x'; 256 * 1024]);
+    let mut answer = String::new();
+    let _ = early.read_to_string(&mut answer);
+    assert!(answer.contains("before AUTH"), "{answer:?}");
+    let mut idle = TcpStream::connect(("127.0.0.1", resp_port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = idle.read_to_string(&mut answer);
+    assert!(
+        answer.contains("no AUTH in time") && started.elapsed() < Duration::from_secs(25),
+        "{answer:?} after {:?}",
+        started.elapsed()
+    );
     let a = resp(
         resp_port,
         &[
@@ -376,6 +410,10 @@ fn forged_contexts_and_counter_overflow_through_http_and_resp_never_stop_a_node(
         "{a:?}"
     );
     assert_eq!(n.get("/counters/c").json().unwrap()["value"], i64::MAX - 2);
+    // DNS rebinding: a page on evil.example re-pointed at this node's address.
+    let evil = format!("evil.example:{}", n.http);
+    let r = n.request("GET", "/kv/k", &[("Host", &evil)], b"");
+    assert_eq!(r.status, 403, "{r}");
     assert!(n.exited().is_none());
 }
 
@@ -453,6 +491,23 @@ fn connections_headers_and_commands_are_bounded() {
         answer.contains("resp_command_bytes_max"),
         "after {sent} bytes: {answer:?}"
     );
+    assert_eq!(n.get("/health").status, 200);
+
+    // Pipelined GETs of a 4 MiB value from a client that reads nothing: the node writes as it
+    // goes and stalls that connection, instead of holding every reply.
+    let value = vec![b'v'; 4 << 20];
+    assert_eq!(n.put("/kv/big", &value).status, 204);
+    let before = n.rss_kib().unwrap();
+    let mut greedy = TcpStream::connect(("127.0.0.1", resp_port)).unwrap();
+    let gets = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(200);
+    greedy.write_all(&gets).unwrap();
+    std::thread::sleep(Duration::from_secs(2)); // let the node work through what it can
+    let grown = n.rss_kib().unwrap().saturating_sub(before);
+    assert!(
+        grown < 150 * 1024,
+        "200 unread replies of 4 MiB grew the node by {grown} KiB"
+    );
+    drop(greedy);
     assert_eq!(n.get("/health").status, 200);
 }
 

@@ -1012,6 +1012,53 @@ fn forgeable_by_a_page(request: &axum::extract::Request) -> Option<&'static str>
     None
 }
 
+/// The host part of a `Host` header (no port, no brackets).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Whether a request could be a web page's doing rather than a client's:
+/// - a change (not GET or HEAD) that names an origin other than this node's own: a browser
+///   sends a cross-origin form or `fetch` with its `Origin`;
+/// - on a node without users, a `Host` that is a DNS name other than `localhost`: a page on a
+///   domain that re-points its name to this node's address (DNS rebinding) would otherwise be
+///   same-origin with it. Such a node is reached by address.
+fn cross_site(request: &axum::extract::Request, users: bool) -> Option<String> {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let changes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if changes && let Some(origin) = headers.get(header::ORIGIN) {
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://").map(|(_, rest)| rest));
+        if origin_host != Some(host) {
+            return Some("a change from another origin is refused".into());
+        }
+    }
+    let name = host_name(host);
+    if !users
+        && !host.is_empty()
+        && name != "localhost"
+        && name.parse::<std::net::IpAddr>().is_err()
+    {
+        return Some(format!(
+            "this node has no users, so it answers requests addressed to an IP address or localhost only (Host: {name:?}); \
+             give it --users to be reached by name"
+        ));
+    }
+    None
+}
+
 /// Authentication and authorization of every request, before any handler runs.
 async fn guard(
     State(s): State<AppState>,
@@ -1020,7 +1067,12 @@ async fn guard(
 ) -> Response {
     let path = request.uri().path();
     let needed = role_needed(request.method(), path);
+    // The lab's cut and heal buttons (on `--lab` nodes only) are pressed from a dashboard that
+    // another node may serve.
     let lab_control = s.lab && (path == "/admin/isolate" || path == "/admin/heal");
+    if !lab_control && let Some(why) = cross_site(&request, s.users.is_some()) {
+        return error(StatusCode::FORBIDDEN, why);
+    }
     if path.starts_with("/admin/")
         && !lab_control
         && let Some(why) = forgeable_by_a_page(&request)

@@ -39,6 +39,15 @@ pub struct Settings {
     pub command_bytes_max: usize,
 }
 
+/// Replies buffered before they are written, at most (beyond one reply).
+const OUT_FLUSH_BYTES: usize = 64 * 1024;
+/// A command before AUTH, at most (AUTH and HELLO are short).
+const PREAUTH_COMMAND_BYTES_MAX: usize = 64 * 1024;
+/// How long a client on a node with users has to authenticate.
+const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The bytes of values one MGET gathers at most.
+const MGET_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 /// How long a client has for the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// An inline command line at most.
@@ -315,7 +324,15 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         },
     };
     let bulk_max = state.config.value_bytes_max.max(state.config.key_bytes_max) + 1024;
+    let connected = tokio::time::Instant::now();
     loop {
+        // Before it authenticates, a client may send only small commands (AUTH, HELLO), and
+        // only for a while: unauthenticated connections cannot hold memory or places.
+        let limit = if session.role.is_some() {
+            command_bytes_max
+        } else {
+            command_bytes_max.min(PREAUTH_COMMAND_BYTES_MAX)
+        };
         loop {
             match parse(&buf, bulk_max) {
                 Parsed::Command(args, used) => {
@@ -333,13 +350,22 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         stream.write_all(&out).await?;
                         return Ok(());
                     }
+                    // Pipelined replies go out as they pile up: a client that sends many
+                    // commands and reads nothing stalls its own connection instead of making
+                    // the node hold every reply.
+                    if out.len() >= OUT_FLUSH_BYTES {
+                        stream.write_all(&out).await?;
+                        out.clear();
+                    }
                 }
-                Parsed::Incomplete if buf.len() > command_bytes_max => {
+                Parsed::Incomplete if buf.len() > limit => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
-                    err(format!(
-                        "Protocol error: a command of more than {command_bytes_max} bytes (resp_command_bytes_max)"
-                    ))
-                    .encode(&mut out);
+                    let why = if session.role.is_some() {
+                        format!("a command of more than {limit} bytes (resp_command_bytes_max)")
+                    } else {
+                        format!("a command of more than {limit} bytes before AUTH")
+                    };
+                    err(format!("Protocol error: {why}")).encode(&mut out);
                     stream.write_all(&out).await?;
                     return Ok(());
                 }
@@ -358,9 +384,22 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // Read no more than the command limit allows to be buffered (plus one byte, to notice
         // a command that passes it).
-        let room = (command_bytes_max + 1).saturating_sub(buf.len()).max(1);
+        let room = (limit + 1).saturating_sub(buf.len()).max(1);
         buf.reserve(room.min(64 * 1024));
-        let n = (&mut stream).take(room as u64).read_buf(&mut buf).await?;
+        let mut limited = (&mut stream).take(room as u64);
+        let read = limited.read_buf(&mut buf);
+        let n = if session.role.is_some() {
+            read.await?
+        } else {
+            match tokio::time::timeout_at(connected + AUTH_TIMEOUT, read).await {
+                Ok(n) => n?,
+                Err(_) => {
+                    err("Protocol error: no AUTH in time").encode(&mut out);
+                    let _ = stream.write_all(&out).await;
+                    return Ok(());
+                }
+            }
+        };
         if n == 0 {
             return Ok(());
         }
@@ -590,11 +629,20 @@ async fn run(
         }
         "mget" => {
             need(!a.is_empty())?;
-            let mut out = Vec::with_capacity(a.len());
+            let mut out = Vec::with_capacity(a.len().min(1024));
+            let mut bytes = 0usize;
             for k in a {
                 // As in Redis, a key of another type reads as nil.
                 out.push(match get(state, stats, s, k).await {
-                    Ok(Some(v)) => Value::Bulk(v),
+                    Ok(Some(v)) => {
+                        bytes = bytes.saturating_add(v.len());
+                        if bytes > MGET_REPLY_BYTES_MAX {
+                            return Err(err(format!(
+                                "MGET would answer more than {MGET_REPLY_BYTES_MAX} bytes: ask for fewer keys"
+                            )));
+                        }
+                        Value::Bulk(v)
+                    }
                     Ok(None) => Value::Null,
                     Err(Value::Error(e)) if e.starts_with("WRONGTYPE") => Value::Null,
                     Err(e) => return Err(e),

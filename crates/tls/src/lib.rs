@@ -74,10 +74,23 @@ pub fn install_default_provider() {
     let _ = ring::default_provider().install_default();
 }
 
-/// Whether `id` can be a node's name in a certificate: a DNS name that is neither `localhost`
-/// nor an IP address (every node certificate is valid for those, so they would name no one).
+/// Whether `id` can be a node's name in a certificate: a DNS name in lower case without a
+/// trailing dot (certificate names match regardless of case and that dot, node ids exactly, so
+/// only one spelling may be an id), neither `localhost` nor an IP address (every node
+/// certificate is valid for those, so they would name no one).
 pub fn check_node_name(id: &str) -> Result<(), String> {
-    if id.eq_ignore_ascii_case("localhost") || id.parse::<IpAddr>().is_ok() {
+    let canonical = id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && !id.starts_with('.')
+        && !id.ends_with('.')
+        && !id.contains("..");
+    if !canonical {
+        return Err(format!(
+            "node id {id:?} cannot be used with TLS: use lower-case letters, digits, '-', '_' and inner dots"
+        ));
+    }
+    if id == "localhost" || id.parse::<IpAddr>().is_ok() {
         return Err(format!(
             "node id {id:?} cannot be used with TLS: every node certificate is valid for localhost and 127.0.0.1"
         ));
@@ -412,6 +425,11 @@ mod tests {
         let cert = &read_certs(&pem).unwrap()[0];
         assert!(certificate_names(cert, "n1"));
         assert!(!certificate_names(cert, "n2"));
+        assert!(
+            !certificate_names(cert, "N1"),
+            "another spelling of the name is another id"
+        );
+        assert!(!certificate_names(cert, "n1."));
         assert!(!certificate_names(cert, "localhost"), "names no node");
         assert!(!certificate_names(cert, "127.0.0.1"));
         load_node(dir.path(), "n1").unwrap();
@@ -437,7 +455,17 @@ mod tests {
 
     #[test]
     fn names_that_would_name_every_node_are_refused() {
-        for id in ["localhost", "127.0.0.1", "::1", "a b", ""] {
+        for id in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "a b",
+            "",
+            "N2",
+            "n2.",
+            ".n2",
+            "a..b",
+        ] {
             assert!(check_node_name(id).is_err(), "{id}");
         }
         for id in ["n1", "node-7.dc1", "a_b"] {

@@ -73,6 +73,11 @@ pub fn free_port() -> u16 {
 pub struct Proc(Child);
 
 impl Proc {
+    /// The process id, for reading `/proc/PID`.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// `None` while the process runs; its exit status once it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.0.try_wait().ok().flatten()
@@ -223,6 +228,17 @@ impl Node {
                 Err(e) => Err(e),
             }
         });
+    }
+
+    /// Resident memory of the running process, in KiB (from `/proc/PID/status`).
+    #[allow(dead_code)] // not every test file watches memory
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.proc.as_ref()?.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     /// SIGKILL by PID, then reap: the node gets no chance to flush or say goodbye.
@@ -490,9 +506,12 @@ pub fn request(
     s.set_write_timeout(Some(HTTP_TIMEOUT))
         .map_err(|e| e.to_string())?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
