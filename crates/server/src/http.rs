@@ -1023,10 +1023,11 @@ fn host_name(host: &str) -> &str {
 /// Whether a request could be a web page's doing rather than a client's:
 /// - a change (not GET or HEAD) that names an origin other than this node's own: a browser
 ///   sends a cross-origin form or `fetch` with its `Origin`;
-/// - on a node without users, a `Host` that is a DNS name other than `localhost`: a page on a
-///   domain that re-points its name to this node's address (DNS rebinding) would otherwise be
-///   same-origin with it. Such a node is reached by address.
-fn cross_site(request: &axum::extract::Request, users: bool) -> Option<String> {
+/// - on a loopback node without users (a developer's, the demo's), a `Host` that is a DNS name
+///   other than `localhost`: a page on a domain that re-points its name to 127.0.0.1 (DNS
+///   rebinding) would otherwise be same-origin with it. Such a node is reached by address. (A
+///   node serving other hosts has users, or was started `--insecure`.)
+fn cross_site(request: &axum::extract::Request, open_loopback: bool) -> Option<String> {
     let headers = request.headers();
     let host = headers
         .get(header::HOST)
@@ -1046,14 +1047,14 @@ fn cross_site(request: &axum::extract::Request, users: bool) -> Option<String> {
         }
     }
     let name = host_name(host);
-    if !users
+    if open_loopback
         && !host.is_empty()
         && name != "localhost"
         && name.parse::<std::net::IpAddr>().is_err()
     {
         return Some(format!(
-            "this node has no users, so it answers requests addressed to an IP address or localhost only (Host: {name:?}); \
-             give it --users to be reached by name"
+            "this loopback node has no users, so it answers requests addressed to an IP address or localhost only \
+             (Host: {name:?}): a web page's DNS name pointed at 127.0.0.1 must not reach it"
         ));
     }
     None
@@ -1070,7 +1071,12 @@ async fn guard(
     // The lab's cut and heal buttons (on `--lab` nodes only) are pressed from a dashboard that
     // another node may serve.
     let lab_control = s.lab && (path == "/admin/isolate" || path == "/admin/heal");
-    if !lab_control && let Some(why) = cross_site(&request, s.users.is_some()) {
+    let open_loopback = s.users.is_none()
+        && s.config
+            .http
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+    if !lab_control && let Some(why) = cross_site(&request, open_loopback) {
         return error(StatusCode::FORBIDDEN, why);
     }
     if path.starts_with("/admin/")
