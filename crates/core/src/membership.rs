@@ -231,11 +231,6 @@ impl Membership {
         self.peers.get(id).map(Peer::shown_state)
     }
 
-    /// Whether `name` is the id of a member this node knows (itself included).
-    pub fn knows(&self, name: &Arc<str>) -> bool {
-        self.peers.get(&NodeId::from(Arc::clone(name))).is_some()
-    }
-
     /// How many members this node knows, itself included (never fewer than one).
     pub fn count(&self) -> usize {
         self.peers.len()
