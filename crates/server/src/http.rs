@@ -1171,38 +1171,27 @@ pub async fn serve(
             let app = app.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
+                let stream =
+                    match crate::listen::secure(stream, acceptor.as_ref(), header_timeout).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(peer = %peer, "HTTPS handshake failed: {e}");
+                            return;
+                        }
+                    };
                 let service = hyper::service::service_fn(
                     move |request: axum::http::Request<hyper::body::Incoming>| {
                         let mut app = app.clone();
                         tower::Service::call(&mut app, request.map(Body::new))
                     },
                 );
-                let mut http = hyper::server::conn::http1::Builder::new();
-                http.timer(TokioTimer::new())
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
-                    .max_buf_size(HTTP_HEADER_BYTES_MAX);
-                let served = match acceptor {
-                    None => {
-                        http.serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades()
-                            .await
-                    }
-                    Some(acceptor) => {
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                http.serve_connection(TokioIo::new(tls), service)
-                                    .with_upgrades()
-                                    .await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(peer = %peer, "HTTPS handshake failed: {e}");
-                                Ok(())
-                            }
-                            Err(_) => Ok(()),
-                        }
-                    }
-                };
+                    .max_buf_size(HTTP_HEADER_BYTES_MAX)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
                 if let Err(e) = served {
                     tracing::debug!(peer = %peer, "HTTP connection ended: {e}");
                 }

@@ -7,8 +7,35 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A byte stream to a client or peer: plain TCP, or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub type Stream = Box<dyn Io>;
+
+/// The accepted `stream` as served: through a TLS handshake (within `within`) when the
+/// listener has an acceptor, as it is otherwise.
+pub async fn secure(
+    stream: TcpStream,
+    acceptor: Option<&tokio_rustls::TlsAcceptor>,
+    within: Duration,
+) -> std::io::Result<Stream> {
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = acceptor else {
+        return Ok(Box::new(stream));
+    };
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Ok(Box::new(tls)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no TLS handshake in time",
+        )),
+    }
+}
 
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);

@@ -270,26 +270,17 @@ pub async fn serve(
             let acceptor = acceptor.clone();
             let command_bytes_max = settings.command_bytes_max;
             tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 let id = stats.connections_total.fetch_add(1, Ordering::Relaxed) + 1;
-                let ended = match acceptor {
-                    None => connection(stream, &state, &stats, id, command_bytes_max).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls)) => {
-                                connection(tls, &state, &stats, id, command_bytes_max).await
-                            }
-                            Ok(Err(e)) => Err(e),
-                            Err(_) => Err(std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "no TLS handshake in time",
-                            )),
+                let ended =
+                    match crate::listen::secure(stream, acceptor.as_ref(), TLS_HANDSHAKE_TIMEOUT)
+                        .await
+                    {
+                        Ok(stream) => {
+                            connection(stream, &state, &stats, id, command_bytes_max).await
                         }
-                    }
-                };
+                        Err(e) => Err(e),
+                    };
                 if let Err(e) = ended {
                     tracing::debug!(peer = %peer, "RESP connection ended: {e}");
                 }

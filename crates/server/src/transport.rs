@@ -29,18 +29,12 @@ use driftkv_tls::NodeTls;
 use driftkv_tls::rustls::pki_types::{CertificateDer, ServerName};
 use driftkv_wire::{Envelope, FRAME_BYTES_MAX, Hello, Message, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::listen::{ListenerStats, accept_loop};
-
-/// A byte stream to a peer: plain TCP, or TLS over it.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type Stream = Box<dyn Io>;
+use crate::listen::{ListenerStats, Stream, accept_loop};
 
 /// A frame before the handshake is done (a `Hello`: a name and two addresses) at most.
 pub const HELLO_FRAME_BYTES_MAX: usize = 4 * 1024;
