@@ -431,7 +431,25 @@ impl Metrics {
             let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
         }
         let r = &self.resp;
-        let resp: [(&str, &str, &str, &AtomicU64); 3] = [
+        let resp: [(&str, &str, &str, &AtomicU64); 6] = [
+            (
+                "driftkv_resp_auth_failures_total",
+                "counter",
+                "Redis-protocol AUTH (or HELLO AUTH) attempts with a wrong user or password.",
+                &r.auth_failures,
+            ),
+            (
+                "driftkv_resp_listener_full_total",
+                "counter",
+                "Times the Redis-protocol listener held connections_max connections.",
+                &r.listener.full,
+            ),
+            (
+                "driftkv_resp_accept_errors_total",
+                "counter",
+                "Failed accepts on the Redis-protocol listener (out of descriptors, ...).",
+                &r.listener.accept_errors,
+            ),
             (
                 "driftkv_resp_connections",
                 "gauge",
