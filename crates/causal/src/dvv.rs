@@ -170,7 +170,11 @@ impl<V: Clone + Ord> Dvv<V> {
     }
 
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.context.check()?;
         for dot in self.siblings.keys() {
+            if dot.counter == 0 {
+                return Err(format!("sibling {dot:?} has counter 0, which no event has"));
+            }
             if !self.context.contains(dot) {
                 return Err(format!(
                     "sibling {dot:?} is not in the context {:?}",

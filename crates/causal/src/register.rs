@@ -109,8 +109,16 @@ impl Serialize for Register {
 }
 
 impl<'de> Deserialize<'de> for Register {
+    /// Decodes and checks the state's invariants: a register arrives from peers and from
+    /// storage, and a state that breaks them (a sibling its context does not hold, a zero
+    /// entry) would make merges misreport what they changed (found by fuzzing merges of
+    /// decoded objects).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        RegisterOwned::deserialize(deserializer).map(|r| Register {
+        let r = RegisterOwned::deserialize(deserializer)?;
+        r.dvv
+            .check_invariants()
+            .map_err(<D::Error as serde::de::Error>::custom)?;
+        Ok(Register {
             dvv: Arc::new(r.dvv),
         })
     }
@@ -304,6 +312,55 @@ mod tests {
         let bytes = postcard::to_allocvec(&r).unwrap();
         assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap());
         assert_eq!(postcard::from_bytes::<Register>(&bytes).unwrap(), r);
+    }
+
+    /// Found by fuzzing merges of decoded objects: states that break the invariants (a
+    /// sibling with counter 0, a sibling its context does not hold, a zero entry) are refused
+    /// when decoded, instead of merged with a wrong change report.
+    #[test]
+    fn a_state_breaking_the_invariants_does_not_decode() {
+        let (n1, n2) = (Actor::from("n1"), Actor::from("n2"));
+        let mut dvv = Dvv::new();
+        dvv.event(
+            &VersionVector::new(),
+            &n1,
+            Sibling {
+                value: b("a"),
+                timestamp: Timestamp::new(1, 0),
+            },
+        )
+        .unwrap();
+        let good = postcard::to_allocvec(&Register {
+            dvv: Arc::new(dvv.clone()),
+        })
+        .unwrap();
+        assert!(postcard::from_bytes::<Register>(&good).is_ok());
+        #[derive(Serialize)]
+        struct Raw {
+            siblings: Vec<((Actor, u64), Sibling)>,
+            context: Vec<(Actor, u64)>,
+        }
+        let sibling = || Sibling {
+            value: b("x"),
+            timestamp: Timestamp::new(1, 0),
+        };
+        for raw in [
+            Raw {
+                siblings: vec![((n1.clone(), 0), sibling())],
+                context: vec![],
+            },
+            Raw {
+                siblings: vec![((n1.clone(), 2), sibling())],
+                context: vec![(n1.clone(), 1)],
+            },
+            Raw {
+                siblings: vec![],
+                context: vec![(n2.clone(), 0)],
+            },
+        ] {
+            let bytes = postcard::to_allocvec(&raw).unwrap();
+            assert!(postcard::from_bytes::<Register>(&bytes).is_err());
+        }
     }
 
     #[test]

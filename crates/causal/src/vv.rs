@@ -83,6 +83,15 @@ impl VersionVector {
         Some(Dot::new(actor.clone(), counter))
     }
 
+    /// Holds the type's invariant (no entry is 0), which decoding does not: a state from a
+    /// peer or a record is checked with this before it is merged.
+    pub fn check(&self) -> Result<(), String> {
+        match self.entries.iter().find(|(_, n)| **n == 0) {
+            Some((actor, _)) => Err(format!("version vector entry {actor} is 0")),
+            None => Ok(()),
+        }
+    }
+
     /// Whether some entry claims more than [`COUNTER_MAX`] events.
     pub fn exceeds_counter_max(&self) -> bool {
         self.entries.values().any(|n| *n > COUNTER_MAX)

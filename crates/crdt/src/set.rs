@@ -16,10 +16,34 @@ pub use driftkv_causal::dvv::Exhausted;
 /// replica exactly when some add of it was seen by no remove of it.
 ///
 /// Invariant: every dot under a member is in `context`.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AwSet {
     members: BTreeMap<Bytes, BTreeSet<Dot>>,
     context: VersionVector,
+}
+
+/// The encoded shape, decoded before its invariants are checked.
+#[derive(Deserialize)]
+#[serde(rename = "AwSet")]
+struct AwSetOwned {
+    members: BTreeMap<Bytes, BTreeSet<Dot>>,
+    context: VersionVector,
+}
+
+impl<'de> Deserialize<'de> for AwSet {
+    /// Decodes and checks the invariants: a set arrives from peers and from storage, and one
+    /// that breaks them (a member without dots, a dot its context does not hold) would make
+    /// merges misreport what they changed (found by fuzzing merges of decoded objects).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = AwSetOwned::deserialize(deserializer)?;
+        let set = AwSet {
+            members: raw.members,
+            context: raw.context,
+        };
+        set.check_invariants()
+            .map_err(<D::Error as serde::de::Error>::custom)?;
+        Ok(set)
+    }
 }
 
 impl AwSet {
@@ -63,9 +87,13 @@ impl AwSet {
     }
 
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.context.check()?;
         for (member, dots) in &self.members {
             if dots.is_empty() {
                 return Err(format!("member {member:?} has no dots"));
+            }
+            if let Some(d) = dots.iter().find(|d| d.counter == 0) {
+                return Err(format!("dot {d:?} of {member:?} has counter 0"));
             }
             if let Some(d) = dots.iter().find(|d| !self.context.contains(d)) {
                 return Err(format!("dot {d:?} of {member:?} is not in the context"));

@@ -50,6 +50,9 @@ const MGET_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// How long a client has for the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Characters of a length line at most (a sign and 19 digits; padded lengths are refused, so a
+/// header is judged the same whether its end arrived in one read or several).
+const LENGTH_DIGITS_MAX: usize = 20;
 /// An inline command line at most.
 const INLINE_MAX: usize = 64 * 1024;
 
@@ -159,6 +162,11 @@ pub fn parse(buf: &[u8], bulk_max: usize) -> Parsed {
                 Parsed::Incomplete
             };
         };
+        // The same answer however the bytes arrived: a line past the limit is refused even
+        // when its end came in the same read.
+        if end > INLINE_MAX {
+            return Parsed::Broken("too big inline request".into());
+        }
         let text = &buf[..end];
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let args = text
@@ -175,6 +183,9 @@ pub fn parse(buf: &[u8], bulk_max: usize) -> Parsed {
             Parsed::Incomplete
         };
     };
+    if head.len() > LENGTH_DIGITS_MAX {
+        return Parsed::Broken("invalid multibulk length".into());
+    }
     let count = match number(head) {
         Some(n) if (0..=ARGS_MAX as i64).contains(&n) => n as usize,
         Some(n) if n < 0 => return Parsed::Command(Vec::new(), at),
@@ -196,6 +207,9 @@ pub fn parse(buf: &[u8], bulk_max: usize) -> Parsed {
                 Parsed::Incomplete
             };
         };
+        if len.len() > LENGTH_DIGITS_MAX {
+            return Parsed::Broken("invalid bulk length".into());
+        }
         let len = match number(len) {
             Some(n) if n >= 0 && (n as usize) <= bulk_max => n as usize,
             _ => return Parsed::Broken("invalid bulk length".into()),
@@ -1006,6 +1020,19 @@ mod tests {
             assert_eq!(parse(&buf[..cut], 100), Parsed::Incomplete, "cut at {cut}");
         }
         assert!(matches!(parse(buf, 100), Parsed::Command(..)));
+    }
+
+    #[test]
+    fn a_length_line_is_judged_the_same_however_it_arrives() {
+        let padded = format!("*{}1\r\n$4\r\nPING\r\n", "0".repeat(40));
+        assert!(matches!(parse(padded.as_bytes(), 100), Parsed::Broken(_)));
+        assert!(matches!(
+            parse(&padded.as_bytes()[..41], 100),
+            Parsed::Broken(_)
+        ));
+        let mut inline = vec![b'a'; INLINE_MAX + 1];
+        inline.push(b'\n');
+        assert!(matches!(parse(&inline, 100), Parsed::Broken(_)));
     }
 
     #[test]
