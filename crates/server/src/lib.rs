@@ -71,6 +71,47 @@ fn random_u32() -> u32 {
     h.finish() as u32
 }
 
+/// Watches `thread` from a thread of its own: the receiver gets the panic's message if it
+/// panics, and nothing (the sender dropped) if it ends normally.
+fn watch(
+    thread: std::thread::JoinHandle<()>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<String>> {
+    let (failed_tx, failed) = tokio::sync::oneshot::channel::<String>();
+    std::thread::Builder::new()
+        .name("node-watch".into())
+        .spawn(move || {
+            if let Err(panic) = thread.join() {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let _ = failed_tx.send(why);
+            }
+        })
+        .context("cannot start the node watcher")?;
+    Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_of_the_watched_thread_is_reported_and_a_normal_end_is_not() {
+        let panics = std::thread::spawn(|| panic!("the node loop broke an invariant"));
+        let failed = super::watch(panics).unwrap();
+        assert_eq!(
+            failed.blocking_recv().as_deref(),
+            Ok("the node loop broke an invariant")
+        );
+        let ends = std::thread::spawn(|| {});
+        let failed = super::watch(ends).unwrap();
+        assert!(
+            failed.blocking_recv().is_err(),
+            "a normal end is no failure"
+        );
+    }
+}
+
 /// A started node: its bound addresses, and a handle that stops it.
 pub struct Running {
     pub http: std::net::SocketAddr,
@@ -124,27 +165,14 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
 
     // The node thread. If it panics, that is a bug: the process must not go on serving
     // without it, nor exit as if all were well, so it exits loudly and non-zero.
-    let (failed_tx, failed) = tokio::sync::oneshot::channel::<String>();
-    {
+    let failed = {
         let transport = transport.clone();
         let thread = std::thread::Builder::new()
             .name(format!("node-{}", cfg.core.id))
             .spawn(move || runtime::run_node_loop(node, store, events_rx, transport))
             .context("cannot start the node thread")?;
-        std::thread::Builder::new()
-            .name("node-watch".into())
-            .spawn(move || {
-                if let Err(panic) = thread.join() {
-                    let why = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    let _ = failed_tx.send(why);
-                }
-            })
-            .context("cannot start the node watcher")?;
-    }
+        watch(thread)?
+    };
 
     // Peer messages into the node loop.
     let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);

@@ -440,3 +440,85 @@ impl Transport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftkv_causal::{Actor, ConflictMode, Register, Timestamp, VersionVector};
+    use driftkv_tls::rustls::pki_types::pem::PemObject;
+    use driftkv_wire::{Key, Object};
+
+    fn transport(runtime: &tokio::runtime::Runtime) -> Arc<Transport> {
+        let hello = Hello {
+            cluster: "c".into(),
+            protocol_version: PROTOCOL_VERSION,
+            node: "n1".into(),
+            listen: String::new(),
+            http: String::new(),
+        };
+        Transport::new(hello, None, runtime.handle().clone())
+    }
+
+    #[test]
+    fn a_message_past_the_frame_limit_is_counted_not_sent() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = transport(&runtime);
+        let mut register = Register::new();
+        register
+            .write(
+                ConflictMode::Siblings,
+                &Actor::from("n1"),
+                &VersionVector::new(),
+                Some(Bytes::from(vec![b'x'; FRAME_BYTES_MAX + 1])),
+                Timestamp::new(1, 0),
+            )
+            .unwrap();
+        let message = Message::ReplicaWrite {
+            req: 1,
+            key: Key::default_bucket("k"),
+            object: Object::Register(register),
+            hint: None,
+        };
+        t.send("127.0.0.1:9", message);
+        assert_eq!(t.stats.frames_too_large.load(Ordering::Relaxed), 1);
+        assert!(
+            t.peers.lock().unwrap().is_empty(),
+            "no peer task was started for it"
+        );
+    }
+
+    #[test]
+    fn a_hello_must_be_named_by_the_certificate_and_of_this_cluster() {
+        let mine = Hello {
+            cluster: "c".into(),
+            protocol_version: PROTOCOL_VERSION,
+            node: "n1".into(),
+            listen: String::new(),
+            http: String::new(),
+        };
+        let theirs = |cluster: &str, node: &str| {
+            Envelope::Hello(Hello {
+                cluster: cluster.into(),
+                node: node.into(),
+                ..mine.clone()
+            })
+        };
+        assert!(check_hello(&mine, &theirs("c", "n2"), None).is_ok());
+        assert!(check_hello(&mine, &theirs("other", "n2"), None).is_err());
+        assert!(check_hello(&mine, &theirs("c", "n1"), None).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        driftkv_tls::write_ca(dir.path()).unwrap();
+        let (pem, _) = driftkv_tls::write_node(dir.path(), "n2", &[]).unwrap();
+        let cert = CertificateDer::pem_file_iter(&pem)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(check_hello(&mine, &theirs("c", "n2"), Some(&cert)).is_ok());
+        let err = check_hello(&mine, &theirs("c", "n3"), Some(&cert)).unwrap_err();
+        assert!(err.contains("certificate is not for that node"), "{err}");
+    }
+}
