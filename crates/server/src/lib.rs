@@ -93,25 +93,6 @@ fn watch(
     Ok(failed)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_panic_of_the_watched_thread_is_reported_and_a_normal_end_is_not() {
-        let panics = std::thread::spawn(|| panic!("the node loop broke an invariant"));
-        let failed = super::watch(panics).unwrap();
-        assert_eq!(
-            failed.blocking_recv().as_deref(),
-            Ok("the node loop broke an invariant")
-        );
-        let ends = std::thread::spawn(|| {});
-        let failed = super::watch(ends).unwrap();
-        assert!(
-            failed.blocking_recv().is_err(),
-            "a normal end is no failure"
-        );
-    }
-}
-
 /// A started node: its bound addresses, and a handle that stops it.
 pub struct Running {
     pub http: std::net::SocketAddr,
@@ -286,4 +267,23 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         failed,
         done,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_of_the_watched_thread_is_reported_and_a_normal_end_is_not() {
+        let panics = std::thread::spawn(|| panic!("the node loop broke an invariant"));
+        let failed = super::watch(panics).unwrap();
+        assert_eq!(
+            failed.blocking_recv().as_deref(),
+            Ok("the node loop broke an invariant")
+        );
+        let ends = std::thread::spawn(|| {});
+        let failed = super::watch(ends).unwrap();
+        assert!(
+            failed.blocking_recv().is_err(),
+            "a normal end is no failure"
+        );
+    }
 }
