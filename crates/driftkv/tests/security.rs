@@ -324,6 +324,17 @@ fn users_and_roles_guard_http_and_resp_and_admin_needs_more_than_a_form() {
         ],
     );
     assert!(a.starts_with("+OK\r\n$1\r\nv\r\n-NOPERM"), "{a:?}");
+    // An AUTH pipelined ahead of a large SET lifts the pre-AUTH limit for the SET.
+    let big = "b".repeat(200 * 1024);
+    let a = resp(
+        resp_port,
+        &[&["AUTH", "app", "app-pw"], &["SET", "big", &big]],
+    );
+    assert!(
+        a.starts_with("+OK\r\n+OK\r\n"),
+        "{:?}",
+        &a[..a.len().min(200)]
+    );
     // Before AUTH only a short command is read, and only for a while.
     let mut early = TcpStream::connect(("127.0.0.1", resp_port)).unwrap();
     early

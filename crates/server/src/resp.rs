@@ -330,14 +330,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let bulk_max = state.config.value_bytes_max.max(state.config.key_bytes_max) + 1024;
     let connected = tokio::time::Instant::now();
-    loop {
-        // Before it authenticates, a client may send only small commands (AUTH, HELLO), and
-        // only for a while: unauthenticated connections cannot hold memory or places.
-        let limit = if session.role.is_some() {
+    // Before it authenticates, a client may send only small commands (AUTH, HELLO), and only
+    // for a while: unauthenticated connections cannot hold memory or places. (Judged anew after
+    // every command: an AUTH pipelined ahead of a large SET lifts the limit for the SET.)
+    let limit = |session: &Session| {
+        if session.role.is_some() {
             command_bytes_max
         } else {
             command_bytes_max.min(PREAUTH_COMMAND_BYTES_MAX)
-        };
+        }
+    };
+    loop {
         loop {
             match parse(&buf, bulk_max) {
                 Parsed::Command(args, used) => {
@@ -363,8 +366,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         out.clear();
                     }
                 }
-                Parsed::Incomplete if buf.len() > limit => {
+                Parsed::Incomplete if buf.len() > limit(&session) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
+                    let limit = limit(&session);
                     let why = if session.role.is_some() {
                         format!("a command of more than {limit} bytes (resp_command_bytes_max)")
                     } else {
@@ -389,7 +393,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // Read no more than the command limit allows to be buffered (plus one byte, to notice
         // a command that passes it).
-        let room = (limit + 1).saturating_sub(buf.len()).max(1);
+        let room = (limit(&session) + 1).saturating_sub(buf.len()).max(1);
         buf.reserve(room.min(64 * 1024));
         let mut limited = (&mut stream).take(room as u64);
         let read = limited.read_buf(&mut buf);
