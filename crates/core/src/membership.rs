@@ -560,8 +560,15 @@ struct DigestContext<'a> {
 /// which would stop the member's real gossip from ever counting again) are ignored whoever
 /// sends them.
 fn sane(d: &MemberDigest) -> bool {
-    d.generation <= GENERATION_MAX && d.heartbeat <= HEARTBEAT_MAX
+    d.generation <= GENERATION_MAX
+        && d.heartbeat <= HEARTBEAT_MAX
+        && crate::node::is_node_name(d.id.as_str())
+        && d.listen.len() <= ADDRESS_BYTES_MAX
+        && d.http.len() <= ADDRESS_BYTES_MAX
 }
+
+/// The longest address a digest may give (a host name and a port).
+const ADDRESS_BYTES_MAX: usize = 300;
 
 /// Merges one member's gossip into what this node knows of it (`is_me`: this node's own entry).
 /// Returns whether the member was heard from anew.

@@ -1541,7 +1541,9 @@ impl Node {
                 if held.get(actor) > 0 {
                     return true;
                 }
-                if room > 0 {
+                // Only names a node could have (ids are at most 64 characters), so a full
+                // context stays far within the token's length limit.
+                if room > 0 && is_node_name(&actor.node) {
                     room -= 1;
                     return true;
                 }
@@ -3342,6 +3344,15 @@ pub const CONTEXT_AHEAD_MAX: u64 = 1 << 20;
 /// Actors a key's context may reach through claims of clients (merges between replicas are
 /// not limited): real contexts name the few nodes (and incarnations) that wrote the key.
 pub const CONTEXT_ACTORS_MAX: usize = 64;
+
+/// Whether `name` could be a node's id: 1 to 64 characters of letters, digits, '-', '_', '.'
+/// (what the server's configuration accepts).
+pub fn is_node_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
 
 /// What a set member costs beyond its bytes, counted against `object_bytes_max`.
 const SET_MEMBER_OVERHEAD_BYTES: usize = 32;

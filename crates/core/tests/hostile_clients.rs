@@ -198,6 +198,26 @@ fn forged_actors_do_not_grow_the_key_context() {
 }
 
 #[test]
+fn long_invented_names_cannot_push_a_context_past_the_token_limit() {
+    let mut h = Harness::new(3, |_| {});
+    coordinator_actor(&mut h, "k");
+    for round in 0..8 {
+        let mut pairs: Vec<(Actor, u64)> = context(&h.get(0, "k", Quorum::All))
+            .iter()
+            .map(|(a, n)| (a.clone(), *n))
+            .collect();
+        for i in 0..30 {
+            pairs.push((Actor::new(format!("{round}-{i}-{}", "x".repeat(180)), 1), 1));
+        }
+        assert!(written(&h.put(0, "k", "x", forged(&pairs), Quorum::All)));
+    }
+    let ctx = context(&h.get(1, "k", Quorum::All));
+    assert!(ctx.iter().all(|(a, _)| a.node.len() <= 64), "{ctx:?}");
+    let token = driftkv_causal::ContextToken::encode(&ctx, b"default", b"k");
+    assert!(token.len() < driftkv_causal::token::TOKEN_CHARS_MAX);
+}
+
+#[test]
 fn blind_writes_stop_at_siblings_max_with_an_error_naming_it() {
     let mut h = Harness::new(3, |cfg| cfg.siblings_max = 5);
     for i in 0..5 {

@@ -324,6 +324,24 @@ fn users_and_roles_guard_http_and_resp_and_admin_needs_more_than_a_form() {
         ],
     );
     assert!(a.starts_with("+OK\r\n$1\r\nv\r\n-NOPERM"), "{a:?}");
+    // Guessing costs the connection after three tries; a flood of commands before AUTH too.
+    let a = resp(
+        resp_port,
+        &[
+            &["AUTH", "app", "a"],
+            &["AUTH", "app", "b"],
+            &["AUTH", "app", "c"],
+            &["PING"],
+        ],
+    );
+    assert_eq!(a.matches("-WRONGPASS").count(), 3, "{a:?}");
+    assert!(
+        !a.contains("PONG"),
+        "the connection went on after three failures: {a:?}"
+    );
+    let pings: Vec<&[&str]> = vec![&["PING"]; 70];
+    let a = resp(resp_port, &pings);
+    assert!(a.contains("too many commands before AUTH"), "{a:?}");
     // An AUTH pipelined ahead of a large SET lifts the pre-AUTH limit for the SET.
     let big = "b".repeat(200 * 1024);
     let a = resp(

@@ -151,13 +151,24 @@ fn read_token(
         .map_err(|e| bad(format!("bad causal context in {shown}: {e}")))
 }
 
+/// How long a client may take to send a request's body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    to_bytes(body, limit).await.map_err(|_| {
-        error(
+    match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body is over the limit of {limit} bytes"),
-        )
-    })
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 fn json_body(raw: &[u8]) -> Result<Value, Response> {

@@ -7,9 +7,96 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::future::Future;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A stream whose writes fail once they have made no progress for `stall`: a client that
+/// stops reading cannot hold its connection (and the buffers behind it) for ever.
+pub struct WriteDeadline<S> {
+    inner: S,
+    stall: Duration,
+    armed: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, stall: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            stall,
+            armed: None,
+        }
+    }
+
+    /// Called when a write is pending: the stall deadline, armed at the first pending write,
+    /// says whether to give up.
+    fn stalled(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let stall = self.stall;
+        let sleep = self
+            .armed
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn stalled_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the peer read nothing for too long",
+    )
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stalled_error())),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.armed = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stalled_error())),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.armed = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 /// A byte stream to a client or peer: plain TCP, or TLS over it.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -17,13 +104,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub type Stream = Box<dyn Io>;
 
 /// The accepted `stream` as served: through a TLS handshake (within `within`) when the
-/// listener has an acceptor, as it is otherwise.
+/// listener has an acceptor, as it is otherwise; either way its writes give up after
+/// [`CLIENT_WRITE_STALL`] without progress.
 pub async fn secure(
     stream: TcpStream,
     acceptor: Option<&tokio_rustls::TlsAcceptor>,
     within: Duration,
 ) -> std::io::Result<Stream> {
     let _ = stream.set_nodelay(true);
+    // Below TLS, so a stalled handshake or a client that stops reading replies both count.
+    let stream = WriteDeadline::new(stream, CLIENT_WRITE_STALL);
     let Some(acceptor) = acceptor else {
         return Ok(Box::new(stream));
     };
@@ -36,6 +126,9 @@ pub async fn secure(
         )),
     }
 }
+
+/// How long a client's connection may go without reading what the node writes to it.
+pub const CLIENT_WRITE_STALL: Duration = Duration::from_secs(30);
 
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -97,5 +190,35 @@ pub async fn accept_loop<F>(
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_fails_after_the_stall_and_one_it_reads_does_not() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut timed = WriteDeadline::new(near, Duration::from_millis(200));
+        let err = timed.write_all(&[7u8; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        // A reader that keeps up: every write makes progress, however long it all takes.
+        let (near, mut far2) = tokio::io::duplex(64);
+        let mut timed = WriteDeadline::new(near, Duration::from_millis(200));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 16];
+            while got.len() < 4096 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let n = far2.read(&mut chunk).await.unwrap();
+                got.extend_from_slice(&chunk[..n]);
+            }
+            got.len()
+        });
+        timed.write_all(&[7u8; 4096]).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 4096);
+        let _ = far.read(&mut [0u8; 1]).await;
     }
 }

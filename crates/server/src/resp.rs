@@ -45,8 +45,10 @@ const OUT_FLUSH_BYTES: usize = 64 * 1024;
 const PREAUTH_COMMAND_BYTES_MAX: usize = 64 * 1024;
 /// How long a client on a node with users has to authenticate.
 const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// The bytes of values one MGET gathers at most.
-const MGET_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Commands a connection may send before it authenticates (AUTH, HELLO, PING).
+const PREAUTH_COMMANDS_MAX: u32 = 64;
+/// Failed AUTH attempts after which the connection is closed.
+const AUTH_FAILURES_MAX: u32 = 3;
 
 /// How long a client has for the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -238,6 +240,9 @@ struct Session {
     seen: Option<(HashMap<Bytes, VersionVector>, VecDeque<Bytes>)>,
     /// What the connection may do: `None` until it authenticates (on a node with users).
     role: Option<Role>,
+    /// Commands run before authenticating, and failed authentications.
+    before_auth: u32,
+    auth_failures: u32,
 }
 
 /// Keys a session remembers at most.
@@ -327,6 +332,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         } else {
             Some(Role::Admin)
         },
+        before_auth: 0,
+        auth_failures: 0,
     };
     let bulk_max = state.config.value_bytes_max.max(state.config.key_bytes_max) + 1024;
     let connected = tokio::time::Instant::now();
@@ -349,6 +356,14 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         continue;
                     }
                     stats.commands.fetch_add(1, Ordering::Relaxed);
+                    if session.role.is_none() {
+                        session.before_auth += 1;
+                        if session.before_auth > PREAUTH_COMMANDS_MAX {
+                            err("too many commands before AUTH").encode(&mut out);
+                            stream.write_all(&out).await?;
+                            return Ok(());
+                        }
+                    }
                     let reply = execute(state, stats, &mut session, args).await;
                     if matches!(reply, Value::Error(_)) {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -549,6 +564,11 @@ fn authenticate(
         }
         None => {
             stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            // Guessing costs a connection (and a TLS handshake) every few tries.
+            s.auth_failures += 1;
+            if s.auth_failures >= AUTH_FAILURES_MAX {
+                s.quit = true;
+            }
             Err(Value::Error(
                 "WRONGPASS invalid username-password pair or user is disabled.".into(),
             ))
@@ -640,14 +660,17 @@ async fn run(
             need(!a.is_empty())?;
             let mut out = Vec::with_capacity(a.len().min(1024));
             let mut bytes = 0usize;
+            // One reply holds at most what one value may be, as a GET's does: a client that
+            // reads nothing makes the node hold one reply per connection, not many values.
+            let reply_max = state.config.value_bytes_max;
             for k in a {
                 // As in Redis, a key of another type reads as nil.
                 out.push(match get(state, stats, s, k).await {
                     Ok(Some(v)) => {
                         bytes = bytes.saturating_add(v.len());
-                        if bytes > MGET_REPLY_BYTES_MAX {
+                        if bytes > reply_max {
                             return Err(err(format!(
-                                "MGET would answer more than {MGET_REPLY_BYTES_MAX} bytes: ask for fewer keys"
+                                "MGET would answer more than {reply_max} bytes (value_bytes_max): ask for fewer keys"
                             )));
                         }
                         Value::Bulk(v)
