@@ -99,22 +99,47 @@ impl VersionVector {
 
     /// Keeps only the entries `keep` accepts, and lowers each kept one to at most what `cap`
     /// returns for its actor. Used to bound a client's context by what a replica knows.
+    /// Returns whether anything changed; a vector that needs no change is left as it is, with
+    /// nothing allocated (the common case of an honest client).
     pub fn restrict(
         &mut self,
         mut keep: impl FnMut(&Actor, u64) -> bool,
         mut cap: impl FnMut(&Actor) -> u64,
-    ) {
-        let mut kept = SortedMap::new();
-        for (actor, &n) in self.entries.iter() {
-            if !keep(actor, n) {
-                continue;
+    ) -> bool {
+        // Each closure is called once per entry (`keep` may count what it lets in).
+        let mut verdict = |actor: &Actor, n: u64| keep(actor, n).then(|| n.min(cap(actor)));
+        let mut kept_before = 0;
+        let first_change = {
+            let mut entries = self.entries.iter();
+            loop {
+                match entries.next() {
+                    None => return false,
+                    Some((actor, &n)) => match verdict(actor, n) {
+                        Some(v) if v == n => kept_before += 1,
+                        other => break other,
+                    },
+                }
             }
-            let n = n.min(cap(actor));
-            if n > 0 {
+        };
+        let mut kept = SortedMap::new();
+        {
+            let mut all = self.entries.iter();
+            for (actor, &n) in all.by_ref().take(kept_before) {
                 kept.insert(actor.clone(), n);
+            }
+            if let Some((actor, _)) = all.next()
+                && let Some(v) = first_change.filter(|v| *v > 0)
+            {
+                kept.insert(actor.clone(), v);
+            }
+            for (actor, &n) in all {
+                if let Some(v) = verdict(actor, n).filter(|v| *v > 0) {
+                    kept.insert(actor.clone(), v);
+                }
             }
         }
         self.entries = kept;
+        true
     }
 
     /// Pointwise maximum: the union of two histories. Returns whether this one grew.
@@ -234,6 +259,29 @@ mod tests {
             prop_assert_eq!(a.clone().merged(&a), a.clone());
             let m = a.clone().merged(&b);
             prop_assert!(m.descends(&a) && m.descends(&b));
+        }
+
+        #[test]
+        fn restrict_is_a_filter_and_a_cap_and_says_whether_it_changed(
+            v in arb_vv(),
+            dropped in proptest::collection::vec(0u8..4, 0..3),
+            caps in proptest::collection::vec(0u64..7, 4),
+        ) {
+            let name = |a: &Actor| a.node.as_bytes()[1] - b'0';
+            let mut got = v.clone();
+            let mut calls = 0;
+            let changed = got.restrict(
+                |a, _| { calls += 1; !dropped.contains(&name(a)) },
+                |a| caps[name(a) as usize],
+            );
+            let want: VersionVector = v
+                .iter()
+                .filter(|(a, _)| !dropped.contains(&name(a)))
+                .map(|(a, n)| (a.clone(), (*n).min(caps[name(a) as usize])))
+                .collect();
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(changed, got != v);
+            prop_assert_eq!(calls, v.len(), "keep is asked once per entry");
         }
 
         #[test]

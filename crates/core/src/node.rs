@@ -1533,10 +1533,9 @@ impl Node {
                 "the causal context claims more than {COUNTER_MAX} events of one node: it was not issued by this cluster"
             ));
         }
-        let before = client.clone();
         let me = &self.actor;
         let mut room = CONTEXT_ACTORS_MAX.saturating_sub(held.len());
-        client.restrict(
+        let changed = client.restrict(
             |actor, _| {
                 if held.get(actor) > 0 {
                     return true;
@@ -1558,7 +1557,7 @@ impl Node {
                 }
             },
         );
-        if client != before {
+        if changed {
             self.stats.contexts_trimmed += 1;
         }
         Ok(client)
