@@ -70,9 +70,40 @@ impl Nodes {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// `count` distinct free loopback ports. All are held bound until every one is found (the
+/// kernel may hand a port it just released out again: two nodes once got the same one), and
+/// they are taken below the ephemeral range where it can be read, so that no node's outgoing
+/// connection takes one before the node that owns it binds it.
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    use std::hash::BuildHasher;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok());
+    let random = std::collections::hash_map::RandomState::new();
+    let mut held: Vec<std::net::TcpListener> = Vec::with_capacity(count);
+    let mut attempt = 0u64;
+    while held.len() < count {
+        attempt += 1;
+        let port = match ephemeral_low {
+            Some(low) if low > 11_000 && attempt < 10_000 => {
+                10_000 + (random.hash_one(attempt) % u64::from(low - 10_000)) as u16
+            }
+            _ => 0,
+        };
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            let taken = l.local_addr()?.port();
+            if !held
+                .iter()
+                .any(|h| h.local_addr().ok().map(|a| a.port()) == Some(taken))
+            {
+                held.push(l);
+            }
+        }
+        if attempt > 20_000 {
+            anyhow::bail!("no {count} free loopback ports");
+        }
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 struct Http {
@@ -242,9 +273,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         children: Vec::new(),
         specs: Vec::new(),
     };
+    let ports = free_ports(6)?;
     for i in 0..3 {
         let id = format!("n{}", i + 1);
-        let (listen, http) = (free_port()?, free_port()?);
+        let (listen, http) = (ports[2 * i], ports[2 * i + 1]);
         let mut argv: Vec<String> = vec![
             "node".into(),
             "--id".into(),
