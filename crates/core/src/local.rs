@@ -22,6 +22,17 @@ pub struct LocalCluster {
     next_client: u64,
 }
 
+/// The causal context a reply carries (a read's, a write's, a not-found's); panics on any
+/// other reply, as tests want.
+pub fn reply_context(reply: &Reply) -> VersionVector {
+    match reply {
+        Reply::Values { context, .. }
+        | Reply::Written { context }
+        | Reply::NotFound { context } => context.clone(),
+        other => panic!("expected a context, got {other:?}"),
+    }
+}
+
 pub fn name(i: usize) -> NodeId {
     NodeId::from(format!("n{}", i + 1))
 }

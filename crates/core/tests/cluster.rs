@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use driftkv_causal::{ConflictMode, VersionVector};
-use driftkv_core::local::{LocalCluster as Harness, name};
+use driftkv_core::local::{LocalCluster as Harness, name, reply_context as context};
 use driftkv_core::node::register_values;
 use driftkv_core::{BucketProps, Input};
 use driftkv_wire::{ErrorKind, Key, Quorum, Reply, Request};
@@ -19,15 +19,6 @@ fn values(reply: &Reply) -> Vec<String> {
             v
         }
         other => panic!("expected values, got {other:?}"),
-    }
-}
-
-fn context(reply: &Reply) -> VersionVector {
-    match reply {
-        Reply::Values { context, .. }
-        | Reply::Written { context }
-        | Reply::NotFound { context } => context.clone(),
-        other => panic!("expected a context, got {other:?}"),
     }
 }
 

@@ -5,18 +5,9 @@
 use bytes::Bytes;
 use driftkv_causal::vv::COUNTER_MAX;
 use driftkv_causal::{Actor, VersionVector};
-use driftkv_core::local::LocalCluster as Harness;
+use driftkv_core::local::{LocalCluster as Harness, reply_context as context};
 use driftkv_wire::{ErrorKind, Key, Quorum, Reply, Request};
 use proptest::prelude::*;
-
-fn context(reply: &Reply) -> VersionVector {
-    match reply {
-        Reply::Values { context, .. }
-        | Reply::Written { context }
-        | Reply::NotFound { context } => context.clone(),
-        other => panic!("expected a context, got {other:?}"),
-    }
-}
 
 fn written(reply: &Reply) -> bool {
     matches!(reply, Reply::Written { .. })

@@ -40,6 +40,9 @@ pub struct AppState {
     pub events: mpsc::Sender<Event>,
     /// Who may do what; `None`: no authentication (a loopback or `--insecure` node).
     pub users: Option<std::sync::Arc<crate::auth::Users>>,
+    /// Serves HTTP on loopback without users (a developer's or the demo's node): requests
+    /// must then name it by address (see `cross_site`).
+    pub open_loopback: bool,
     pub node_id: String,
     pub config: NodeConfig,
     pub metrics: std::sync::Arc<Metrics>,
@@ -999,28 +1002,15 @@ fn role_needed(method: &axum::http::Method, path: &str) -> Option<Role> {
 
 /// Whether an `/admin/*` request could have come from a web page the operator visited rather
 /// than from a tool: a browser sends a cross-origin form or `fetch` without asking first only
-/// with a "simple" content type, so admin changes must say `application/json`, and a request
-/// that names an origin must name this node's own.
+/// with a "simple" content type, so admin changes must say `application/json`. (A change
+/// naming another origin is refused for every route by [`cross_site`].)
 fn forgeable_by_a_page(request: &axum::extract::Request) -> Option<&'static str> {
-    let headers = request.headers();
-    let json = headers
+    let json = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    if !json {
-        return Some("an /admin request must have Content-Type: application/json");
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let origin_host = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://").map(|(_, rest)| rest));
-        if host.is_none() || origin_host != host {
-            return Some("an /admin request from another origin is refused");
-        }
-    }
-    None
+    (!json).then_some("an /admin request must have Content-Type: application/json")
 }
 
 /// The host part of a `Host` header (no port, no brackets).
@@ -1082,12 +1072,7 @@ async fn guard(
     // The lab's cut and heal buttons (on `--lab` nodes only) are pressed from a dashboard that
     // another node may serve.
     let lab_control = s.lab && (path == "/admin/isolate" || path == "/admin/heal");
-    let open_loopback = s.users.is_none()
-        && s.config
-            .http
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|a| a.ip().is_loopback());
-    if !lab_control && let Some(why) = cross_site(&request, open_loopback) {
+    if !lab_control && let Some(why) = cross_site(&request, s.open_loopback) {
         return error(StatusCode::FORBIDDEN, why);
     }
     if path.starts_with("/admin/")

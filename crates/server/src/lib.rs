@@ -192,6 +192,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     let state = http::AppState {
         events: events_tx,
         users: cfg.users.clone(),
+        open_loopback: cfg.users.is_none() && http.ip().is_loopback(),
         node_id: cfg.core.id.to_string(),
         config: cfg.core.clone(),
         metrics: metrics.clone(),

@@ -30,14 +30,26 @@ impl<S> WriteDeadline<S> {
         }
     }
 
-    /// Called when a write is pending: the stall deadline, armed at the first pending write,
-    /// says whether to give up.
-    fn stalled(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+    /// The outcome of a write or flush, as this stream gives it: a pending one arms the stall
+    /// deadline (at the first), and fails once that has passed; a finished one disarms it.
+    fn judge<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if polled.is_ready() {
+            self.armed = None;
+            return polled;
+        }
         let stall = self.stall;
         let sleep = self
             .armed
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-        sleep.as_mut().poll(cx).is_ready()
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(stalled_error())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -64,30 +76,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        use std::task::Poll;
-        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stalled_error())),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.armed = None;
-                ready
-            }
-        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.judge(cx, polled)
     }
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stalled_error())),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.armed = None;
-                ready
-            }
-        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.judge(cx, polled)
     }
 
     fn poll_shutdown(
