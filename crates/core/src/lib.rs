@@ -7,6 +7,7 @@
 
 pub mod aae;
 pub mod config;
+pub mod driver;
 pub mod keys;
 pub mod local;
 pub mod membership;
@@ -16,9 +17,10 @@ pub mod stats;
 pub mod store;
 
 pub use config::{BucketProps, NodeConfig};
+pub use driver::{Driver, DriverCounts};
 /// The fixed fast hasher lives with the causality types, the crate everything builds on.
 pub use driftkv_causal::fasthash;
 pub use membership::GossipConfig;
 pub use node::{ClientId, Input, Node, NodeError, Output};
 pub use stats::{Histogram, Stats};
-pub use store::{Durability, Entries, MemStore, Store, StoreError};
+pub use store::{Durability, Entries, MemStore, Store, StoreError, StoreFaults};

@@ -62,6 +62,36 @@ pub enum Output {
         client: ClientId,
         reply: Reply,
     },
+    /// An output that confirms this node's writes are durable (a write's answer, a replica's
+    /// acknowledgement, a transfer's receipt): released only after a sync that succeeded, in
+    /// its refusing form after one that failed (see [`crate::driver`]).
+    Durable(Box<Output>),
+}
+
+impl Output {
+    /// This output, marked as a confirmation of durability.
+    pub fn durable(self) -> Output {
+        match self {
+            Output::Durable(_) => self,
+            other => Output::Durable(Box::new(other)),
+        }
+    }
+
+    /// The output itself, seen through a durability mark.
+    pub fn plain(&self) -> &Output {
+        match self {
+            Output::Durable(inner) => inner.plain(),
+            other => other,
+        }
+    }
+
+    /// The output itself, without its durability mark.
+    pub fn into_plain(self) -> Output {
+        match self {
+            Output::Durable(inner) => inner.into_plain(),
+            other => other,
+        }
+    }
 }
 
 /// Who is waiting for a coordinated request's answer.
@@ -627,6 +657,12 @@ impl Node {
         &self.cfg
     }
 
+    /// Takes the loop's sync figures into the node's counters.
+    pub fn note_driver(&mut self, counts: crate::driver::DriverCounts) {
+        self.stats.syncs_failed = counts.syncs_failed;
+        self.stats.confirmations_refused = counts.confirmations_refused;
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -766,6 +802,15 @@ impl Node {
                 self.on_message(store, now_ms, from, message, out)
             }
             Input::Tick => self.on_tick(store, now_ms, out),
+        }
+    }
+
+    /// Answers a write that is now stored here and on enough replicas: a confirmation of
+    /// durability, held back by the driver until this node's sync succeeds.
+    fn confirm(&mut self, waiter: Waiter, reply: Reply, out: &mut Vec<Output>) {
+        self.answer(waiter, reply, out);
+        if let Some(last) = out.pop() {
+            out.push(last.durable());
         }
     }
 
@@ -1607,7 +1652,7 @@ impl Node {
                 context: VersionVector::new(),
             };
             let reply = std::mem::replace(&mut coord.reply, placeholder);
-            self.answer(coord.waiter.clone(), reply, out);
+            self.confirm(coord.waiter.clone(), reply, out);
         } else if coord.targets - coord.nacks < coord.needed {
             coord.answered = true;
             let reply = Reply::unavailable(
@@ -1955,10 +2000,11 @@ impl Node {
                 if let (true, Some(primary)) = (ok, &hint) {
                     self.store_hint(store, now_ms, primary, partition, &key, &object);
                 }
-                out.push(Output::Send {
+                let ack = Output::Send {
                     to: from,
                     message: Message::ReplicaWriteAck { req, ok },
-                });
+                };
+                out.push(if ok { ack.durable() } else { ack });
             }
             Message::ReplicaWriteAck { req, ok } => self.on_write_ack(store, from, req, ok, out),
             Message::AaeRoot {
@@ -2117,10 +2163,12 @@ impl Node {
                         .merge_into_store(store, now_ms, partition, &key, &object)
                         .is_ok();
                 }
-                out.push(Output::Send {
+                // A receipt lets the sender delete what it handed over: only once it is durable.
+                let receipt = Output::Send {
                     to: from,
                     message: Message::TransferAck { xid, ok },
-                });
+                };
+                out.push(if ok { receipt.durable() } else { receipt });
             }
             Message::TransferAck { xid, ok } => {
                 if let Some(Pending::Transfer(t)) = self.pending.get_mut(&xid) {

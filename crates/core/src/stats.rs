@@ -63,6 +63,11 @@ pub struct Stats {
     pub hints_expired: u64,
     pub hints_refused: u64,
     pub storage_errors: u64,
+    /// Syncs of the store that failed (each refused the confirmations of its batch).
+    pub syncs_failed: u64,
+    /// Confirmations of durability (write answers, acknowledgements, transfer receipts)
+    /// refused because the sync meant to back them failed.
+    pub confirmations_refused: u64,
     /// Anti-entropy exchanges this node finished as initiator, and how many found the
     /// partition already in sync.
     pub aae_exchanges: u64,

@@ -191,6 +191,56 @@ pub struct MemStore {
     /// keys already in the log, so it stays as large as the data, not the write history.
     logged: crate::fasthash::FastMap<Vec<u8>, ()>,
     durability: Durability,
+    faults: StoreFaults,
+}
+
+/// Storage faults a [`MemStore`] injects, as a failing disk would: a sync that fails leaves its
+/// writes unsynced (a crash before a later good sync loses them), a write that fails changes
+/// nothing. Drawn from the store's own seeded stream, so a simulation stays reproducible.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreFaults {
+    /// Syncs that fail next, before any chance is drawn (for tests).
+    pub fail_next_syncs: u32,
+    /// The chance that a sync fails, in parts per million.
+    pub sync_fail_ppm: u32,
+    /// The chance that a put or delete fails, in parts per million.
+    pub write_fail_ppm: u32,
+    /// The state of the draws.
+    pub seed: u64,
+}
+
+/// Parts per million: the unit of [`StoreFaults`]' chances.
+pub const PPM: u32 = 1_000_000;
+
+impl StoreFaults {
+    /// One draw: true with a chance of `ppm` parts per million (no draw when it is zero, so a
+    /// store without faults behaves exactly as before).
+    fn strikes(&mut self, ppm: u32) -> bool {
+        if ppm == 0 {
+            return false;
+        }
+        // splitmix64: small, seedable, and good enough for fault dice.
+        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        z % u64::from(PPM) < u64::from(ppm)
+    }
+
+    fn sync_fails(&mut self) -> bool {
+        if self.fail_next_syncs > 0 {
+            self.fail_next_syncs -= 1;
+            return true;
+        }
+        let ppm = self.sync_fail_ppm;
+        self.strikes(ppm)
+    }
+
+    fn write_fails(&mut self) -> bool {
+        let ppm = self.write_fail_ppm;
+        self.strikes(ppm)
+    }
 }
 
 impl MemStore {
@@ -215,6 +265,26 @@ impl MemStore {
     /// The value of `key` as [`Store::get`] returns it, borrowed instead of copied.
     pub fn get_ref(&self, key: &[u8]) -> Option<&[u8]> {
         self.data.get(key).map(Vec::as_slice)
+    }
+
+    /// Storage faults to inject from now on (see [`StoreFaults`]).
+    pub fn set_faults(&mut self, faults: StoreFaults) {
+        self.faults = faults;
+    }
+
+    /// Ends the injected faults, returning them (to be set again).
+    pub fn take_faults(&mut self) -> StoreFaults {
+        std::mem::take(&mut self.faults)
+    }
+
+    /// Makes the next `n` syncs fail.
+    pub fn fail_next_syncs(&mut self, n: u32) {
+        self.faults.fail_next_syncs = n;
+    }
+
+    /// Writes not yet made durable by a sync.
+    pub fn unsynced_writes(&self) -> usize {
+        self.undo.len()
     }
 
     /// Loses everything not synced, as a power cut would.
@@ -328,11 +398,17 @@ impl Store for MemStore {
     }
 
     fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        if self.faults.write_fails() {
+            return Err(injected("write"));
+        }
         self.write(key, Some(value));
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        if self.faults.write_fails() {
+            return Err(injected("delete"));
+        }
         self.write(key.to_vec(), None);
         Ok(())
     }
@@ -364,6 +440,9 @@ impl Store for MemStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        if self.faults.sync_fails() {
+            return Err(injected("sync"));
+        }
         // A policy of `None` never syncs on purpose; the OS would flush eventually, which the
         // simulator models as "survives only a clean shutdown".
         if self.durability != Durability::None {
@@ -373,9 +452,54 @@ impl Store for MemStore {
     }
 }
 
+fn injected(what: &str) -> StoreError {
+    StoreError::Io(format!("injected {what} failure"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_sync_leaves_its_writes_at_risk_until_a_good_one() {
+        let mut s = MemStore::new(Durability::GroupCommit);
+        s.put(b"a", b"1").unwrap();
+        s.fail_next_syncs(1);
+        assert!(s.sync().is_err());
+        assert_eq!(s.unsynced_writes(), 1);
+        s.crash();
+        assert_eq!(
+            s.get(b"a").unwrap(),
+            None,
+            "a failed sync made nothing durable"
+        );
+        s.put(b"a", b"2").unwrap();
+        s.fail_next_syncs(1);
+        assert!(s.sync().is_err());
+        s.sync().unwrap();
+        s.crash();
+        assert_eq!(s.get(b"a").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn injected_write_failures_change_nothing_and_follow_their_seed() {
+        let run = |seed| {
+            let mut s = MemStore::new(Durability::GroupCommit);
+            s.set_faults(StoreFaults {
+                write_fail_ppm: PPM / 2,
+                seed,
+                ..StoreFaults::default()
+            });
+            let failed: Vec<bool> = (0..64u8).map(|i| s.put(&[i], b"v").is_err()).collect();
+            for (i, f) in failed.iter().enumerate() {
+                assert_eq!(s.get(&[i as u8]).unwrap().is_none(), *f);
+            }
+            failed
+        };
+        let a = run(7);
+        assert_eq!(a, run(7), "the same seed fails the same writes");
+        assert!(a.iter().any(|f| *f) && a.iter().any(|f| !*f));
+    }
 
     proptest::proptest! {
         #[test]

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use driftkv_core::{ClientId, Input, Node, Output, Store};
+use driftkv_core::{ClientId, Driver, Input, Node, Output, Store};
 use driftkv_ring::NodeId;
 use driftkv_storage::FjallStore;
-use driftkv_wire::{ErrorKind, Message, Reply, Request};
+use driftkv_wire::{Message, Reply, Request};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::transport::Transport;
@@ -63,11 +63,12 @@ pub fn run_node_loop(
     mut events: mpsc::Receiver<Event>,
     transport: Arc<Transport>,
 ) {
-    let me = node.id().clone();
     let mut clock = Clock { last: 0 };
     let mut clients: HashMap<ClientId, oneshot::Sender<Reply>> = HashMap::new();
     let mut next_client: ClientId = 1;
-    let mut out: Vec<Output> = Vec::new();
+    // Messages to itself go straight back in, in the same batch.
+    let mut driver = Driver::with_loopback(node.id().clone());
+    let mut released: Vec<Output> = Vec::new();
     let mut batch: Vec<Event> = Vec::with_capacity(BATCH_MAX);
     while let Some(first) = events.blocking_recv() {
         batch.push(first);
@@ -97,67 +98,42 @@ pub fn run_node_loop(
                     continue;
                 }
             };
-            node.handle(&mut store, now, input, &mut out);
-            // Messages to itself go straight back in, in the same batch.
-            let mut i = 0;
-            while i < out.len() {
-                if matches!(&out[i], Output::Send { to, .. } if *to == me) {
-                    let Output::Send { message, .. } = out.remove(i) else {
-                        unreachable!()
-                    };
-                    let mut more = Vec::new();
-                    node.handle(
-                        &mut store,
-                        now,
-                        Input::Message {
-                            from: me.clone(),
-                            message,
-                        },
-                        &mut more,
-                    );
-                    out.extend(more);
-                } else {
-                    i += 1;
-                }
+            driver.step(&mut node, &mut store, now, input);
+        }
+        // One sync for the batch; the driver refuses every confirmation it would have backed.
+        if let Err(e) = driver.commit(&mut store, &mut released) {
+            tracing::error!("storage sync failed, this batch's confirmations are refused: {e}");
+        }
+        node.note_driver(driver.counts());
+        for output in released.drain(..) {
+            deliver(&node, &transport, &mut clients, output);
+        }
+    }
+}
+
+/// Sends a released output on its way: a message to its member's address, a reply to its
+/// waiting client.
+fn deliver(
+    node: &Node,
+    transport: &Arc<Transport>,
+    clients: &mut HashMap<ClientId, oneshot::Sender<Reply>>,
+    output: Output,
+) {
+    match output {
+        Output::Send { to, message } => match node
+            .address_of(&to)
+            .map(str::to_string)
+            .or_else(|| transport.learned_address(&to))
+        {
+            Some(addr) => transport.send(&addr, message),
+            None => tracing::debug!(peer = %to, "no address for member; message dropped"),
+        },
+        Output::Dial { addr, message } => transport.send(&addr, message),
+        Output::Reply { client, reply } => {
+            if let Some(tx) = clients.remove(&client) {
+                let _ = tx.send(reply);
             }
         }
-        let synced = store.sync();
-        if let Err(e) = &synced {
-            tracing::error!(
-                "storage sync failed, acknowledgements of this batch are withheld: {e}"
-            );
-        }
-        for output in out.drain(..) {
-            match output {
-                Output::Send { to, message } => {
-                    if synced.is_err() && matches!(message, Message::ReplicaWriteAck { .. }) {
-                        continue;
-                    }
-                    match node
-                        .address_of(&to)
-                        .map(str::to_string)
-                        .or_else(|| transport.learned_address(&to))
-                    {
-                        Some(addr) => transport.send(&addr, message),
-                        None => {
-                            tracing::debug!(peer = %to, "no address for member; message dropped")
-                        }
-                    }
-                }
-                Output::Dial { addr, message } => transport.send(&addr, message),
-                Output::Reply { client, reply } => {
-                    let reply = match (&synced, reply) {
-                        (Err(e), Reply::Written { .. }) => Reply::error(
-                            ErrorKind::Internal,
-                            format!("the write could not be made durable: {e}"),
-                        ),
-                        (_, reply) => reply,
-                    };
-                    if let Some(tx) = clients.remove(&client) {
-                        let _ = tx.send(reply);
-                    }
-                }
-            }
-        }
+        Output::Durable(_) => unreachable!("the driver releases outputs unmarked"),
     }
 }

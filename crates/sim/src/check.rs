@@ -163,7 +163,12 @@ pub fn run_checks(sc: &Scenario, o: &Outcomes) -> Findings {
     check_sets(h, o, &mut c);
 
     let t = &o.node_totals;
-    if t.storage_errors > 0 || t.bad_messages > 0 {
+    // Storage errors are a finding unless the scenario injects failing writes.
+    let injected = sc
+        .faults
+        .iter()
+        .any(|f| f.write_fail.is_some_and(|p| p > 0.0));
+    if (t.storage_errors > 0 && !injected) || t.bad_messages > 0 {
         c.fail(
             "nodes_healthy",
             format!(

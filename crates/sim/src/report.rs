@@ -411,6 +411,14 @@ impl Report {
                 nodes.join(", ")
             );
         }
+        let t = &self.node_totals;
+        if t.syncs_failed > 0 || t.confirmations_refused > 0 {
+            let _ = writeln!(
+                s,
+                "disk faults: {} syncs failed, {} confirmations refused for them, {} storage errors",
+                t.syncs_failed, t.confirmations_refused, t.storage_errors
+            );
+        }
         let _ = writeln!(s, "\nchecks:");
         for (name, result) in &self.checks {
             let _ = writeln!(s, "  {name:<38} {result}");

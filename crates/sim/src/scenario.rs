@@ -217,7 +217,8 @@ impl Default for Network {
     }
 }
 
-/// A scheduled fault. Exactly one of `split`, `cut`, `crash`, `loss`, `join`, `leave` is given.
+/// A scheduled fault. Exactly one of `split`, `cut`, `crash`, `loss`, `join`, `leave`, `disk` is
+/// given.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Fault {
@@ -243,6 +244,12 @@ pub struct Fault {
     /// partition over, and once `Node::drained` it exits for good. Needs `membership =
     /// "gossip"`; no `until_ms`.
     pub leave: Option<String>,
+    /// A node whose disk fails now and then during the window: each sync fails with chance
+    /// `sync_fail`, each write with chance `write_fail`. A failed sync confirms nothing, and
+    /// what it left unsynced is lost if the node crashes before a later sync succeeds.
+    pub disk: Option<String>,
+    pub sync_fail: Option<f64>,
+    pub write_fail: Option<f64>,
 }
 
 /// Random faults drawn from the seed: what a seed sweep explores.
@@ -666,11 +673,13 @@ impl Scenario {
                 f.loss.is_some(),
                 f.join.is_some(),
                 f.leave.is_some(),
+                f.disk.is_some(),
             ];
             check(
                 kinds.iter().filter(|k| **k).count() == 1,
-                &format!("{at}: give exactly one of split, cut, crash, loss, join, leave"),
+                &format!("{at}: give exactly one of split, cut, crash, loss, join, leave, disk"),
             )?;
+            self.validate_disk_fault(f, &at)?;
             if let Some(until) = f.until_ms {
                 check(
                     until > f.at_ms,
@@ -773,6 +782,35 @@ impl Scenario {
             (v.t_ms.len() as u64) * (v.trials as u64) <= 1_000_000,
             "visibility: at most 1000000 trials in all",
         )?;
+        Ok(())
+    }
+
+    /// A disk fault names a node and at least one chance; the chances belong to disk faults.
+    fn validate_disk_fault(&self, f: &Fault, at: &str) -> Result<(), String> {
+        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
+        let chances = [("sync_fail", f.sync_fail), ("write_fail", f.write_fail)];
+        let Some(name) = &f.disk else {
+            return check(
+                chances.iter().all(|(_, p)| p.is_none()),
+                &format!("{at}: sync_fail and write_fail belong to a disk fault"),
+            );
+        };
+        check(
+            self.node_index(name).is_some(),
+            &format!("{at}: no node named {name:?}"),
+        )?;
+        check(
+            chances.iter().any(|(_, p)| p.is_some()),
+            &format!("{at}: a disk fault gives sync_fail, write_fail or both"),
+        )?;
+        for (field, p) in chances {
+            if let Some(p) = p {
+                check(
+                    (0.0..=1.0).contains(&p),
+                    &format!("{at}: {field} is a probability in [0, 1]"),
+                )?;
+            }
+        }
         Ok(())
     }
 

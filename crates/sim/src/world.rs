@@ -13,8 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, Dot, VersionVector};
+use driftkv_core::store::PPM;
 use driftkv_core::{
-    BucketProps, ClientId, Input, MemStore, Node, NodeConfig, Output, Stats, Store,
+    BucketProps, ClientId, Driver, Input, MemStore, Node, NodeConfig, Output, Stats, Store,
+    StoreFaults,
 };
 use driftkv_ring::{NodeId, Ring, RingConfig};
 use driftkv_wire::{Key, MemberInfo, MemberState, Message, Object, Quorum, Reply, ReqId, Request};
@@ -240,6 +242,15 @@ pub struct NodeTotals {
     pub keys_transferred: u64,
     pub storage_errors: u64,
     pub bad_messages: u64,
+    /// Syncs that failed (only under injected disk faults) and the confirmations they refused.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub syncs_failed: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub confirmations_refused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl NodeTotals {
@@ -279,10 +290,10 @@ struct SimNode {
     offset_us: f64,
     drift: f64,
     region: Option<String>,
-    /// Group commit: outputs waiting for the sync in flight, and those waiting for the next.
+    /// Group commit: a sync is in flight; the driver holds its outputs and those waiting for
+    /// the next.
     syncing: bool,
-    in_sync: Vec<Output>,
-    waiting: Vec<Output>,
+    driver: Driver,
     /// Reads this node coordinates, by the request id of their replica reads: when a reply
     /// comes (or the read expires) the read may repair this node's own copy of the key.
     read_reqs: driftkv_core::fasthash::FastMap<ReqId, usize>,
@@ -371,6 +382,8 @@ pub enum FaultKind {
     Join(usize),
     /// The node is told to leave (for good: no end).
     Leave(usize),
+    /// The node's disk fails now and then during the window.
+    Disk(usize, StoreFaults),
 }
 
 impl FaultKind {
@@ -641,8 +654,7 @@ impl<'a> Sim<'a> {
                 drift: drift_ppm / 1e6,
                 region: sc.regions.get(name).cloned(),
                 syncing: false,
-                in_sync: Vec::new(),
-                waiting: Vec::new(),
+                driver: Driver::new(),
                 read_reqs: Default::default(),
                 read_expiry: std::collections::VecDeque::new(),
                 crash_depth: 0,
@@ -785,6 +797,18 @@ impl<'a> Sim<'a> {
                 (FaultKind::Join(idx(name)), format!("{name} joins"))
             } else if let Some(name) = &f.leave {
                 (FaultKind::Leave(idx(name)), format!("{name} leaves"))
+            } else if let Some(name) = &f.disk {
+                let ppm = |p: Option<f64>| (p.unwrap_or(0.0) * f64::from(PPM)).round() as u32;
+                let faults = StoreFaults {
+                    sync_fail_ppm: ppm(f.sync_fail),
+                    write_fail_ppm: ppm(f.write_fail),
+                    seed: Rng::stream(sc.seed, &format!("disk {}", self.faults.len())).next_u64(),
+                    ..StoreFaults::default()
+                };
+                (
+                    FaultKind::Disk(idx(name), faults),
+                    format!("{name}'s disk fails"),
+                )
             } else {
                 let p = f.loss.expect("validated: one kind");
                 (FaultKind::Loss(p), format!("loss {p}"))
@@ -877,6 +901,10 @@ impl<'a> Sim<'a> {
             .flatten()
             .and_then(|raw| <[u8; 4]>::try_from(raw.as_slice()).ok())
             .map(u32::from_be_bytes);
+        // The shell's own writes at boot (the incarnation, a repeated leave) meet a working disk:
+        // a node whose disk fails at boot would not come up, and the scenario is about a
+        // running node's failing syncs and writes.
+        let faults = sn.store.take_faults();
         let incarnation = match kept {
             Some(i) => i,
             None => {
@@ -899,6 +927,7 @@ impl<'a> Sim<'a> {
             node.leave(&mut sn.store).expect("MemStore never fails");
         }
         sn.store.sync().expect("MemStore never fails");
+        sn.store.set_faults(faults);
         sn.node = Some(node);
     }
 
@@ -914,8 +943,7 @@ impl<'a> Sim<'a> {
         let sn = &mut self.nodes[i];
         sn.epoch += 1;
         sn.syncing = false;
-        sn.in_sync.clear();
-        sn.waiting.clear();
+        sn.driver.clear();
         sn.read_reqs.clear();
         sn.read_expiry.clear();
         let name = sn.name.to_string();
@@ -1106,8 +1134,9 @@ impl<'a> Sim<'a> {
             Input::Tick => expire_reads = true,
         }
         let now_ms = self.local_ms(i);
-        // The outputs buffer is reused from step to step (it comes back empty from `emit`).
-        let mut out = std::mem::take(&mut self.spare_out);
+        // The node's driver is taken out for the step, so its new outputs can be looked at
+        // while the rest of the world changes; it goes back in `emit`.
+        let mut driver = std::mem::take(&mut self.nodes[i].driver);
         // Every touched key is looked at after the step, wrote it or not: a node can become a
         // primary that a version counts as missing while it already holds that version (a
         // fallback's copy, then a join or leave), and only a look records that it has it.
@@ -1118,13 +1147,16 @@ impl<'a> Sim<'a> {
                 .as_mut()
                 .expect("handle is only called on an up node");
             let before = node.stats().writes;
-            node.handle(&mut sn.store, now_ms, input, &mut out);
-            node.stats().writes > before
+            let start = driver.held();
+            driver.step(node, &mut sn.store, now_ms, input);
+            (node.stats().writes > before, start)
         };
+        let (writes_started, start) = writes_started;
+        let out = driver.held_since(start);
         if let Some(h) = hist_ref {
-            self.watch_write(i, h, writes_started, &out);
+            self.watch_write(i, h, writes_started, out);
         }
-        self.note_reads(i, &out);
+        self.note_reads(i, out);
         let sn = &mut self.nodes[i];
         if let Some(slot) = reply_to.and_then(|req| sn.read_reqs.get(&req)) {
             keys_to_check.push(*slot);
@@ -1168,7 +1200,8 @@ impl<'a> Sim<'a> {
         }
         keys_to_check.clear();
         self.spare_slots = keys_to_check;
-        self.emit(i, out);
+        self.nodes[i].driver = driver;
+        self.emit(i);
     }
 
     /// Remembers the reads node `i` just started (by their replica-read request ids).
@@ -1364,27 +1397,30 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The caller's loop: sync, then send. With a disk-sync delay, outputs wait for a sync
-    /// that completes later (group commit).
-    fn emit(&mut self, i: usize, mut out: Vec<Output>) {
+    /// The caller's loop (the core's driver): sync, then send. With a disk-sync delay, outputs
+    /// wait for a sync that completes later (group commit).
+    fn emit(&mut self, i: usize) {
         if self.immediate_sync {
-            self.nodes[i].store.sync().expect("MemStore never fails");
-            self.send_outputs(i, &mut out);
-        } else {
+            let mut out = std::mem::take(&mut self.spare_out);
             let sn = &mut self.nodes[i];
-            sn.waiting.append(&mut out);
-            if !sn.syncing && !sn.waiting.is_empty() {
+            if sn.driver.commit(&mut sn.store, &mut out).is_ok() {
+                sn.unsynced.clear();
+            }
+            self.send_outputs(i, &mut out);
+            self.spare_out = out;
+        } else {
+            let sn = &self.nodes[i];
+            if !sn.syncing && !sn.driver.is_idle() {
                 self.start_sync(i);
             }
         }
-        self.spare_out = out;
     }
 
     fn start_sync(&mut self, i: usize) {
         let delay = us(self.sc.delays.disk_sync.sample(&mut self.rng_disk));
         let sn = &mut self.nodes[i];
         sn.syncing = true;
-        sn.in_sync = std::mem::take(&mut sn.waiting);
+        sn.driver.seal();
         let event = Event::SyncDone {
             node: u32::try_from(i).expect("node indices fit in u32"),
             epoch: sn.epoch as u32,
@@ -1396,13 +1432,17 @@ impl<'a> Sim<'a> {
         if self.nodes[i].epoch as u32 != epoch || !self.is_up(i) {
             return; // the node crashed meanwhile: the sync never happened
         }
+        let mut out = std::mem::take(&mut self.spare_out);
         let sn = &mut self.nodes[i];
-        sn.store.sync().expect("MemStore never fails");
-        sn.unsynced.clear();
+        // A failed sync leaves the coordinations since the last good one at risk: a crash
+        // before the next good sync still voids them.
+        if sn.driver.finish(&mut sn.store, &mut out).is_ok() {
+            sn.unsynced.clear();
+        }
         sn.syncing = false;
-        let mut out = std::mem::take(&mut sn.in_sync);
-        let more = !sn.waiting.is_empty();
+        let more = !sn.driver.is_idle();
         self.send_outputs(i, &mut out);
+        self.spare_out = out;
         if more {
             self.start_sync(i);
         }
@@ -1436,6 +1476,7 @@ impl<'a> Sim<'a> {
                         Event::AtClient(Box::new((client, reply))),
                     );
                 }
+                Output::Durable(_) => unreachable!("the driver releases outputs unmarked"),
             }
         }
     }
@@ -1563,7 +1604,10 @@ impl<'a> Sim<'a> {
                     let sn = &mut self.nodes[node];
                     let what = match sn.node.as_mut() {
                         Some(n) => {
+                            // The leave is the operator's, on a working disk (see `boot`).
+                            let faults = sn.store.take_faults();
                             n.leave(&mut sn.store).expect("MemStore never fails");
+                            sn.store.set_faults(faults);
                             "is told to leave: it hands its partitions over"
                         }
                         None => "is told to leave while down: it leaves once it is back",
@@ -1571,6 +1615,14 @@ impl<'a> Sim<'a> {
                     self.note(format!("{name} {what}"));
                     self.membership_changed();
                 }
+            }
+            FaultKind::Disk(node, faults) => {
+                let faults = if start {
+                    faults.clone()
+                } else {
+                    StoreFaults::default()
+                };
+                self.nodes[*node].store.set_faults(faults);
             }
             FaultKind::Crash(node) => {
                 let node = *node;
@@ -1610,7 +1662,7 @@ impl<'a> Sim<'a> {
             return;
         }
         let since = *sn.drained_since_us.get_or_insert(now);
-        if now < since + LEAVE_GRACE_MS * 1000 || sn.syncing || !sn.waiting.is_empty() {
+        if now < since + LEAVE_GRACE_MS * 1000 || sn.syncing || !sn.driver.is_idle() {
             return;
         }
         let node = sn.node.take();
@@ -2352,7 +2404,7 @@ impl<'a> Sim<'a> {
                 }
                 n.life != Life::Leaving
                     && !n.syncing
-                    && n.waiting.is_empty()
+                    && n.driver.is_idle()
                     && n.node.as_ref().is_some_and(|node| {
                         node.hints_pending() == 0
                             && node.requests_pending() == 0
@@ -2412,6 +2464,10 @@ impl<'a> Sim<'a> {
                 totals.add(node.stats());
                 hints_pending += node.hints_pending();
             }
+            // A node's driver lives through its crashes: its counts are of every life.
+            let driven = sn.driver.counts();
+            totals.syncs_failed += driven.syncs_failed;
+            totals.confirmations_refused += driven.confirmations_refused;
         }
         // Which nodes hold a record of each key: each store's records walked once (not every
         // node asked for every key: a thousand nodes and their keys would be a square).

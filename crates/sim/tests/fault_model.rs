@@ -189,3 +189,44 @@ fn a_hundred_and_twenty_node_cluster_under_gossip_crashes_and_a_split() {
         report.ops
     );
 }
+
+/// Failing disks: most of n2's syncs fail and some of its writes, and n2 crashes three times
+/// (besides chaos crashes during slow fsyncs), losing whatever no good sync covered. A node confirms nothing a failed sync left
+/// at risk, so every acknowledged write survives. Releasing confirmations after a failed sync
+/// (as the node loop once did for everything but replica acknowledgements) fails these seeds.
+#[test]
+fn failing_disks_confirm_nothing_they_did_not_sync() {
+    let mut s = base();
+    crashes_during_slow_fsyncs(&mut s, 3, 3.0);
+    s.chaos.splits = 0;
+    // One copy of each key: what n2 confirms is all there is, so a confirmation a failed sync
+    // did not back is a write a crash loses (with three copies the others usually hold it).
+    s.n = 1;
+    s.faults.push(driftkv_sim::scenario::Fault {
+        at_ms: 0,
+        disk: Some("n2".into()),
+        sync_fail: Some(0.8),
+        write_fail: Some(0.02),
+        ..Default::default()
+    });
+    for (at_ms, until_ms) in [(400, 500), (900, 950), (1200, 1300)] {
+        s.faults.push(driftkv_sim::scenario::Fault {
+            at_ms,
+            until_ms: Some(until_ms),
+            crash: Some("n2".into()),
+            ..Default::default()
+        });
+    }
+    for seed in 1..=10 {
+        s.seed = seed;
+        s.validate().unwrap();
+        let report = run(&s);
+        assert!(
+            report.passed(),
+            "failing disks, seed {seed}: {:#?}",
+            report.failures()
+        );
+        let t = &report.node_totals;
+        assert!(t.syncs_failed > 0, "seed {seed}: no sync failed: {t:?}");
+    }
+}
