@@ -20,16 +20,15 @@ use axum::routing::get;
 use base64::Engine;
 use bytes::Bytes;
 use driftkv_causal::{ContextToken, VersionVector};
+use driftkv_core::Node;
 use driftkv_core::node::merge_all;
-use driftkv_core::{Node, NodeConfig, Store};
 use driftkv_storage::FjallStore;
 use driftkv_wire::{ErrorKind, Key, Object, Quorum, Reply, Request};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Role;
-use crate::metrics::{Metrics, Snapshot, labels};
-use crate::runtime::Event;
+use crate::handle::{NodeError, NodeHandle};
+use crate::metrics::{Metrics, Snapshot};
 
 pub const CONTEXT_HEADER: &str = "x-causal-context";
 /// A session token on a read: the `X-Causal-Context` the client last got for this key.
@@ -37,14 +36,13 @@ pub const SESSION_HEADER: &str = "x-session-token";
 
 #[derive(Clone)]
 pub struct AppState {
-    pub events: mpsc::Sender<Event>,
+    /// The way to the node thread.
+    pub node: NodeHandle,
     /// Who may do what; `None`: no authentication (a loopback or `--insecure` node).
     pub users: Option<std::sync::Arc<crate::auth::Users>>,
     /// Serves HTTP on loopback without users (a developer's or the demo's node): requests
     /// must then name it by address (see `cross_site`).
     pub open_loopback: bool,
-    pub node_id: String,
-    pub config: NodeConfig,
     pub metrics: std::sync::Arc<Metrics>,
     pub transport: std::sync::Arc<crate::transport::Transport>,
     /// Lab controls enabled (`--lab`).
@@ -181,34 +179,7 @@ fn json_body(raw: &[u8]) -> Result<Value, Response> {
 impl AppState {
     /// Hands a request to the node loop and waits for its answer (bounded).
     pub(crate) async fn call(&self, request: Request) -> Result<Reply, Response> {
-        let (op, level) = labels(&request);
-        let started = std::time::Instant::now();
-        let answer = self.call_untimed(request).await;
-        self.metrics
-            .observe(op, level, answer.as_ref().ok(), started.elapsed());
-        answer
-    }
-
-    async fn call_untimed(&self, request: Request) -> Result<Reply, Response> {
-        let (tx, rx) = oneshot::channel();
-        let send = self.events.send(Event::Client { request, reply: tx });
-        let patience = Duration::from_millis(self.config.request_timeout_ms * 2 + 1_000);
-        match tokio::time::timeout(patience, async {
-            send.await.map_err(|_| ())?;
-            rx.await.map_err(|_| ())
-        })
-        .await
-        {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(())) => Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the node is shutting down",
-            )),
-            Err(_) => Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the node did not answer in time",
-            )),
-        }
+        self.node.call(request).await.map_err(unavailable)
     }
 
     /// Runs `f` on the node thread and returns what it computed.
@@ -216,23 +187,7 @@ impl AppState {
         &self,
         f: impl FnOnce(&Node, &FjallStore) -> T + Send + 'static,
     ) -> Result<T, Response> {
-        let (tx, rx) = oneshot::channel();
-        let query = Box::new(move |node: &Node, store: &FjallStore| {
-            let _ = tx.send(f(node, store));
-        });
-        self.events
-            .send(Event::Query(query))
-            .await
-            .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))?;
-        tokio::time::timeout(Duration::from_secs(5), rx)
-            .await
-            .map_err(|_| {
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the node did not answer in time",
-                )
-            })?
-            .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))
+        self.node.query(f).await.map_err(unavailable)
     }
 
     /// A key of the default bucket and the query's parameters.
@@ -245,20 +200,20 @@ impl AppState {
         if key.is_empty() {
             return Err(bad("key is empty"));
         }
-        if key.len() > self.config.key_bytes_max {
+        if key.len() > self.node.config().key_bytes_max {
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "key is {} bytes, the limit is {}",
                     key.len(),
-                    self.config.key_bytes_max
+                    self.node.config().key_bytes_max
                 ),
             ));
         }
-        if bucket.is_empty() || bucket.len() > self.config.bucket_bytes_max {
+        if bucket.is_empty() || bucket.len() > self.node.config().bucket_bytes_max {
             return Err(bad(format!(
                 "bucket name must be 1 to {} bytes",
-                self.config.bucket_bytes_max
+                self.node.config().bucket_bytes_max
             )));
         }
         Ok(Key::new(
@@ -266,6 +221,11 @@ impl AppState {
             Bytes::from(key.into_bytes()),
         ))
     }
+}
+
+/// The HTTP answer for a node that could not answer.
+fn unavailable(e: NodeError) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
 /// The HTTP answer for a core error reply.
@@ -375,7 +335,7 @@ async fn kv_put(
     };
     let value = match value {
         None => None,
-        Some(body) => match read_body(body, state.config.value_bytes_max).await {
+        Some(body) => match read_body(body, state.node.config().value_bytes_max).await {
             Ok(v) => Some(v),
             Err(r) => return r,
         },
@@ -414,7 +374,7 @@ async fn kv_replicas(state: &AppState, key: Key) -> Response {
     let Reply::Replicas { replicas, .. } = reply else {
         return unexpected(reply);
     };
-    let mode = state.config.bucket(key.bucket()).mode;
+    let mode = state.node.config().bucket(key.bucket()).mode;
     let (merged, _, _) = merge_all(mode, replicas.iter().filter_map(|r| r.object.as_ref()));
     let views: Vec<Value> = replicas
         .iter()
@@ -647,7 +607,7 @@ async fn set_post(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = match read_body(body, s.config.value_bytes_max)
+    let body = match read_body(body, s.node.config().value_bytes_max)
         .await
         .and_then(|b| json_body(&b))
     {
@@ -681,7 +641,7 @@ async fn set_post(
 /// `POST /write {"key", "value"}`: reads the current context first, so the write overwrites
 /// what this node's read saw, as the tutorials' single-value store does.
 async fn write(State(s): State<AppState>, body: Body) -> Response {
-    let body = match read_body(body, s.config.value_bytes_max + 64 * 1024)
+    let body = match read_body(body, s.node.config().value_bytes_max + 64 * 1024)
         .await
         .and_then(|b| json_body(&b))
     {
@@ -721,7 +681,7 @@ async fn write(State(s): State<AppState>, body: Body) -> Response {
         Ok(Reply::Written { context }) => axum::Json(json!({
             "status": "success",
             "key": String::from_utf8_lossy(key.key()),
-            "node": s.node_id,
+            "node": s.node.id(),
             "context": token(&context, &key),
         }))
         .into_response(),
@@ -743,7 +703,7 @@ async fn read(
     match s.call(Request::Get { key, r: p.r }).await {
         Ok(Reply::Values { values, .. }) => {
             let mut body =
-                json!({ "key": name, "value": json_value(&values[0]), "node": s.node_id });
+                json!({ "key": name, "value": json_value(&values[0]), "node": s.node.id() });
             if values.len() > 1 {
                 body["siblings"] = values.iter().map(|v| json_value(v)).collect();
             }
@@ -818,7 +778,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn health(State(s): State<AppState>) -> Response {
     match s.query(|_, _| ()).await {
-        Ok(()) => axum::Json(json!({ "status": "ok", "node": s.node_id })).into_response(),
+        Ok(()) => axum::Json(json!({ "status": "ok", "node": s.node.id() })).into_response(),
         Err(r) => r,
     }
 }
@@ -902,14 +862,7 @@ async fn ring(State(s): State<AppState>) -> Response {
 /// `POST /admin/leave`: this node leaves the cluster. It hands every partition to the new
 /// owners, then its process exits.
 async fn leave(State(s): State<AppState>) -> Response {
-    let (tx, rx) = oneshot::channel();
-    let change = Box::new(move |node: &mut Node, store: &mut dyn Store| {
-        let _ = tx.send(node.leave(store));
-    });
-    if s.events.send(Event::Control(change)).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
-    }
-    match rx.await {
+    match s.node.control(|node, store| node.leave(store)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             // Leaving goes on (the ring already excludes this node); only the record of it
@@ -920,10 +873,10 @@ async fn leave(State(s): State<AppState>) -> Response {
                 format!("leaving, but the decision could not be stored: {e}"),
             );
         }
-        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+        Err(e) => return unavailable(e),
     }
     tracing::warn!("leaving the cluster: handing partitions off, then exiting");
-    axum::Json(json!({ "node": s.node_id, "leaving": true })).into_response()
+    axum::Json(json!({ "node": s.node.id(), "leaving": true })).into_response()
 }
 
 async fn isolate(State(s): State<AppState>) -> Response {
@@ -946,14 +899,14 @@ fn set_isolated(s: &AppState, cut: bool) -> Response {
         .store(cut, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(
         "lab control: node {} {}",
-        s.node_id,
+        s.node.id(),
         if cut {
             "cut off from every peer"
         } else {
             "healed"
         }
     );
-    cross_origin(axum::Json(json!({ "node": s.node_id, "isolated": cut })).into_response())
+    cross_origin(axum::Json(json!({ "node": s.node.id(), "isolated": cut })).into_response())
 }
 
 async fn not_found() -> Response {

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod handle;
 pub mod http;
 pub mod listen;
 pub mod metrics;
@@ -189,12 +190,11 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     }
 
     let metrics = std::sync::Arc::new(metrics::Metrics::new(transport.stats.clone()));
+    let node = handle::NodeHandle::new(events_tx, cfg.core.clone(), metrics.clone());
     let state = http::AppState {
-        events: events_tx,
+        node: node.clone(),
         users: cfg.users.clone(),
         open_loopback: cfg.users.is_none() && http.ip().is_loopback(),
-        node_id: cfg.core.id.to_string(),
-        config: cfg.core.clone(),
         metrics: metrics.clone(),
         transport: transport.clone(),
         lab: cfg.lab,
@@ -204,10 +204,11 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
             let addr = listener.local_addr()?;
             tokio::spawn(resp::serve(
                 listener,
-                state.clone(),
+                node.clone(),
                 metrics.resp.clone(),
                 resp::Settings {
                     tls: cfg.tls.as_ref().map(|t| t.api_server.clone()),
+                    users: cfg.users.clone(),
                     connections_max: cfg.limits.connections_max,
                     command_bytes_max: cfg.limits.resp_command_bytes_max,
                 },
@@ -219,24 +220,24 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     // A leaving node exits once it holds no data and no hints.
     let (left_tx, left) = tokio::sync::oneshot::channel();
     {
-        let state = state.clone();
+        let node = node.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 every.tick().await;
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let query = Box::new(move |node: &Node, store: &FjallStore| {
-                    let _ = tx.send(node.drained(store));
-                });
-                if state.events.send(Event::Query(query)).await.is_err() {
-                    return;
-                }
-                if rx.await == Ok(true) {
-                    tracing::warn!("every partition handed off: left the cluster");
-                    // A moment for the last acknowledgements and gossip to go out.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    let _ = left_tx.send(());
-                    return;
+                match node
+                    .query(|node: &Node, store: &FjallStore| node.drained(store))
+                    .await
+                {
+                    Err(handle::NodeError::Stopped) => return,
+                    Ok(true) => {
+                        tracing::warn!("every partition handed off: left the cluster");
+                        // A moment for the last acknowledgements and gossip to go out.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let _ = left_tx.send(());
+                        return;
+                    }
+                    Ok(false) | Err(_) => continue,
                 }
             }
         });

@@ -12,7 +12,7 @@ use std::time::Duration;
 use driftkv_core::{Histogram, Stats};
 use driftkv_wire::{MemberInfo, Quorum, Reply, Request};
 
-use crate::resp::RespStats;
+use crate::listen::ListenerStats;
 use crate::transport::TransportStats;
 
 /// Request latency bucket bounds, in seconds.
@@ -40,13 +40,26 @@ impl Latency {
     }
 }
 
+/// What the Redis-protocol front-end counts. It is kept here, below both front-ends, so the
+/// metrics depend on no front-end.
+#[derive(Default, Debug)]
+pub struct RespStats {
+    pub connections: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub commands: AtomicU64,
+    pub errors: AtomicU64,
+    pub sibling_reads_resolved: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub listener: Arc<ListenerStats>,
+}
+
 /// What the shell measures around the core; the core's own counts come in a [`Snapshot`].
 #[derive(Default)]
 pub struct Metrics {
     latency: Mutex<BTreeMap<(&'static str, String), Latency>>,
     outcomes: Mutex<BTreeMap<(&'static str, String, &'static str), u64>>,
     pub transport: Arc<TransportStats>,
-    pub http_listener: Arc<crate::listen::ListenerStats>,
+    pub http_listener: Arc<ListenerStats>,
     pub resp: Arc<RespStats>,
 }
 
@@ -62,7 +75,8 @@ pub struct Snapshot {
     pub storage_bytes: Option<u64>,
 }
 
-fn level_name(q: &Quorum) -> String {
+/// A consistency level as the metrics and `INFO` name it.
+pub fn level_name(q: &Quorum) -> String {
     match q {
         Quorum::Default => "default".into(),
         Quorum::One => "one".into(),
@@ -89,7 +103,8 @@ pub fn labels(request: &Request) -> (&'static str, String) {
     }
 }
 
-fn outcome(reply: &Reply) -> &'static str {
+/// The `outcome` label of a request the node answered with `reply`.
+pub fn outcome(reply: &Reply) -> &'static str {
     match reply {
         Reply::NotFound { .. } => "not_found",
         Reply::Error { kind, .. } => match kind {
@@ -111,8 +126,8 @@ impl Metrics {
         }
     }
 
-    pub fn observe(&self, op: &'static str, level: String, reply: Option<&Reply>, took: Duration) {
-        let result = reply.map_or("timeout", outcome);
+    /// Counts one client request: its operation, level, outcome (see [`outcome`]) and latency.
+    pub fn observe(&self, op: &'static str, level: String, result: &'static str, took: Duration) {
         *self
             .outcomes
             .lock()
@@ -529,6 +544,17 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Requests of operation `op` counted with outcome `result`, at any level.
+    #[cfg(test)]
+    pub(crate) fn outcome_count(&self, op: &str, result: &str) -> u64 {
+        let outcomes = self.outcomes.lock().expect("metrics lock");
+        outcomes
+            .iter()
+            .filter(|((o, _, r), _)| *o == op && *r == result)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// This node's counters as JSON for the dashboard's stream: totals and raw buckets, so
     /// the page computes rates and percentiles between two events.
     pub fn summary(&self, snap: &Snapshot) -> serde_json::Value {
@@ -617,12 +643,13 @@ mod tests {
             key: Key::default_bucket("k"),
             r: Quorum::One,
         };
+        let found = Reply::NotFound {
+            context: Default::default(),
+        };
         m.observe(
             "get",
             labels(&get).1,
-            Some(&Reply::NotFound {
-                context: Default::default(),
-            }),
+            outcome(&found),
             Duration::from_micros(300),
         );
         let mut stats = Stats::default();

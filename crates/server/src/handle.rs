@@ -1,0 +1,223 @@
+//! The node as the client front-ends see it: a handle that hands a request, a query or a
+//! change to the node thread and waits, bounded, for the answer.
+//!
+//! It knows nothing of HTTP or RESP: each front-end turns a [`NodeError`] into its own answer
+//! (HTTP a 503 with `{"error": ...}`, RESP an `-UNAVAILABLE` line), naming what went wrong.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftkv_core::{Node, NodeConfig, Store};
+use driftkv_storage::FjallStore;
+use driftkv_wire::{Reply, Request};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::{Metrics, labels, outcome};
+use crate::runtime::Event;
+
+/// How long a query of the node's state (health, cluster view, metrics) may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client request may take beyond twice the core's own request timeout. The core
+/// answers at its deadline (unavailable if too few replicas answered); this margin only covers
+/// a node thread that is swamped or stuck.
+pub const REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Why the node gave no answer. Each variant leaves the request's fate different: a
+/// [`NodeError::Overloaded`] request never reached the node; a [`NodeError::TimedOut`] one
+/// did, and may still take effect; a [`NodeError::Stopped`] one may have reached it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The node thread is gone: the node is shutting down (or its thread ended).
+    #[error("the node is shutting down")]
+    Stopped,
+    /// The node's event queue stayed full for the whole wait: the request was not queued.
+    #[error("the node is overloaded: its request queue stayed full")]
+    Overloaded,
+    /// The request was queued but no answer came back in time.
+    #[error("the node did not answer in time")]
+    TimedOut,
+}
+
+impl NodeError {
+    /// The `outcome` label of a request that ended this way, in the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeError::Stopped => "stopped",
+            NodeError::Overloaded => "overloaded",
+            NodeError::TimedOut => "timeout",
+        }
+    }
+}
+
+/// A cheap, cloneable way to the node thread, shared by every client connection.
+#[derive(Clone)]
+pub struct NodeHandle {
+    events: mpsc::Sender<Event>,
+    config: Arc<NodeConfig>,
+    metrics: Arc<Metrics>,
+}
+
+impl NodeHandle {
+    /// A handle sending to the node thread's `events`; `config` is the node's, `metrics`
+    /// where each client request's outcome and latency are recorded.
+    pub fn new(events: mpsc::Sender<Event>, config: NodeConfig, metrics: Arc<Metrics>) -> Self {
+        NodeHandle {
+            events,
+            config: Arc::new(config),
+            metrics,
+        }
+    }
+
+    /// The node's configuration (limits, levels, buckets).
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        self.config.id.as_str()
+    }
+
+    /// Hands a client request to the node and waits for its reply, recording the outcome and
+    /// latency in the metrics.
+    pub async fn call(&self, request: Request) -> Result<Reply, NodeError> {
+        let (op, level) = labels(&request);
+        let started = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let answer = self
+            .deliver(
+                Event::Client { request, reply: tx },
+                rx,
+                self.request_patience(),
+            )
+            .await;
+        let result = match &answer {
+            Ok(reply) => outcome(reply),
+            Err(e) => e.label(),
+        };
+        self.metrics.observe(op, level, result, started.elapsed());
+        answer
+    }
+
+    /// Runs `f` on the node thread, with read access to the node and its store, and returns
+    /// what it computed.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node, &FjallStore) -> T + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let query = Box::new(move |node: &Node, store: &FjallStore| {
+            let _ = tx.send(f(node, store));
+        });
+        self.deliver(Event::Query(query), rx, QUERY_TIMEOUT).await
+    }
+
+    /// Runs an administrative change `f` on the node thread and returns its result. It has no
+    /// deadline: a change is not abandoned half-way, so its caller learns how it ended.
+    pub async fn control<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node, &mut dyn Store) -> T + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let change = Box::new(move |node: &mut Node, store: &mut dyn Store| {
+            let _ = tx.send(f(node, store));
+        });
+        self.events
+            .send(Event::Control(change))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// How long a client request may wait, queueing and answer together.
+    fn request_patience(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms.saturating_mul(2))
+            .saturating_add(REQUEST_GRACE)
+    }
+
+    /// Queues `event` and waits for its answer on `rx`, both within `patience`.
+    async fn deliver<T>(
+        &self,
+        event: Event,
+        rx: oneshot::Receiver<T>,
+        patience: Duration,
+    ) -> Result<T, NodeError> {
+        let started = Instant::now();
+        match tokio::time::timeout(patience, self.events.send(event)).await {
+            Err(_) => return Err(NodeError::Overloaded),
+            Ok(Err(_)) => return Err(NodeError::Stopped),
+            Ok(Ok(())) => {}
+        }
+        let left = patience.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, rx).await {
+            Err(_) => Err(NodeError::TimedOut),
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftkv_wire::{Key, Quorum};
+
+    fn get() -> Request {
+        Request::Get {
+            key: Key::default_bucket("k"),
+            r: Quorum::Default,
+        }
+    }
+
+    fn handle(queue: usize) -> (NodeHandle, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let mut config = NodeConfig::new("n1");
+        // The shortest patience: 2 ms and the grace.
+        config.request_timeout_ms = 1;
+        (NodeHandle::new(tx, config, Arc::default()), rx)
+    }
+
+    #[tokio::test]
+    async fn a_stopped_node_is_reported_as_stopped() {
+        let (node, events) = handle(1);
+        drop(events);
+        assert_eq!(node.call(get()).await, Err(NodeError::Stopped));
+        assert_eq!(node.query(|_, _| ()).await, Err(NodeError::Stopped));
+    }
+
+    #[tokio::test]
+    async fn a_node_that_drops_a_request_unanswered_is_reported_as_stopped() {
+        let (node, mut events) = handle(1);
+        let thread = tokio::spawn(async move { drop(events.recv().await) });
+        assert_eq!(node.call(get()).await, Err(NodeError::Stopped));
+        thread.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_queued_request_without_an_answer_times_out() {
+        let (node, _events) = handle(1);
+        assert_eq!(node.call(get()).await, Err(NodeError::TimedOut));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_the_queue_full_is_reported_as_overload() {
+        let (node, _events) = handle(1);
+        // The first request takes the queue's one place and is never taken from it.
+        assert_eq!(node.call(get()).await, Err(NodeError::TimedOut));
+        assert_eq!(node.call(get()).await, Err(NodeError::Overloaded));
+    }
+
+    #[tokio::test]
+    async fn an_answer_comes_back_and_its_outcome_is_counted() {
+        let (node, mut events) = handle(1);
+        tokio::spawn(async move {
+            if let Some(Event::Client { reply, .. }) = events.recv().await {
+                let _ = reply.send(Reply::NotFound {
+                    context: Default::default(),
+                });
+            }
+        });
+        assert!(matches!(node.call(get()).await, Ok(Reply::NotFound { .. })));
+        assert_eq!(node.metrics.outcome_count("get", "not_found"), 1);
+    }
+}

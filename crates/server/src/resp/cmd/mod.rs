@@ -1,0 +1,166 @@
+//! The commands: who may run which ([`execute`]), and which function runs each, one module
+//! per family. Every command answers one frame; an error frame leaves the connection open.
+
+mod args;
+mod auth;
+mod counters;
+mod driftkv;
+mod server;
+mod sets;
+mod strings;
+
+use bytes::Bytes;
+
+use crate::auth::Role;
+use crate::resp::context::Context;
+use crate::resp::frame::Frame;
+use crate::resp::session::Session;
+
+/// The commands this front-end knows.
+pub const COMMANDS: &[&str] = &[
+    "ping",
+    "echo",
+    "quit",
+    "select",
+    "get",
+    "set",
+    "mset",
+    "mget",
+    "del",
+    "exists",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "sadd",
+    "srem",
+    "smembers",
+    "sismember",
+    "scard",
+    "info",
+    "command",
+    "config",
+    "client",
+    "hello",
+    "auth",
+    "driftkv",
+];
+
+/// Commands that change data (need the `write` role).
+const WRITE_COMMANDS: &[&str] = &[
+    "set", "mset", "del", "incr", "decr", "incrby", "decrby", "sadd", "srem",
+];
+/// Commands a connection may send before it authenticates.
+const BEFORE_AUTH: &[&str] = &["auth", "hello", "ping", "quit"];
+
+/// Runs one command (`args[0]` its name) for a connection, if its role allows.
+pub async fn execute(ctx: &Context, s: &mut Session, args: Vec<Bytes>) -> Frame {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    if let Err(refused) = allowed(s, &name) {
+        return refused;
+    }
+    match run(ctx, s, &name, &args[1..]).await {
+        Ok(reply) | Err(reply) => reply,
+    }
+}
+
+/// Whether the connection may run command `name`: `-NOAUTH` before it authenticates (but for
+/// the few commands that get it there), `-NOPERM` for a change by a reader.
+fn allowed(s: &Session, name: &str) -> Result<(), Frame> {
+    if BEFORE_AUTH.contains(&name) {
+        return Ok(());
+    }
+    match s.auth.role {
+        None => Err(Frame::Error("NOAUTH Authentication required.".into())),
+        Some(role) if role < Role::Write && WRITE_COMMANDS.contains(&name) => {
+            Err(Frame::Error(format!(
+                "NOPERM this user has the {} role and cannot run the '{name}' command",
+                role.name()
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The function that runs command `name` with arguments `a`.
+async fn run(ctx: &Context, s: &mut Session, name: &str, a: &[Bytes]) -> Result<Frame, Frame> {
+    match name {
+        "ping" => server::ping(a),
+        "echo" => server::echo(a),
+        "quit" => server::quit(s),
+        "auth" => auth::auth(ctx, s, a),
+        "select" => server::select(a),
+        "get" => strings::get(ctx, s, a).await,
+        "set" => strings::set(ctx, s, a).await,
+        "mset" => strings::mset(ctx, s, a).await,
+        "mget" => strings::mget(ctx, s, a).await,
+        "del" => strings::del(ctx, s, a).await,
+        "exists" => strings::exists(ctx, s, a).await,
+        "incr" | "decr" => counters::step(ctx, s, name, a).await,
+        "incrby" | "decrby" => counters::by(ctx, s, name, a).await,
+        "sadd" | "srem" => sets::update(ctx, s, name, a).await,
+        "smembers" => sets::smembers(ctx, s, a).await,
+        "sismember" => sets::sismember(ctx, s, a).await,
+        "scard" => sets::scard(ctx, s, a).await,
+        "info" => server::info(ctx),
+        "command" => command(a),
+        "config" => server::config(a),
+        "client" => server::client(s, a),
+        "hello" => server::hello(ctx, s, a),
+        "driftkv" => driftkv::driftkv(ctx, s, a),
+        _ => Err(unknown(name, a)),
+    }
+}
+
+/// `COMMAND COUNT` (how many commands this front-end knows); any other form answers an
+/// empty list, which clients take as "no details".
+fn command(a: &[Bytes]) -> Result<Frame, Frame> {
+    match args::subcommand(a).as_deref() {
+        Some(b"count") => Ok(Frame::Int(COMMANDS.len() as i64)),
+        _ => Ok(Frame::Array(Vec::new())),
+    }
+}
+
+/// The error for a command this front-end does not know, naming its first arguments.
+fn unknown(name: &str, a: &[Bytes]) -> Frame {
+    let start: Vec<String> = a
+        .iter()
+        .take(3)
+        .map(|x| format!("'{}'", String::from_utf8_lossy(x)))
+        .collect();
+    Frame::err(format!(
+        "unknown command '{name}', with args beginning with: {}",
+        start.join(" ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_auth_only_the_way_in_is_open_and_readers_cannot_write() {
+        let mut s = Session::new(1, true);
+        for name in BEFORE_AUTH {
+            assert!(allowed(&s, name).is_ok(), "{name}");
+        }
+        assert!(allowed(&s, "get").unwrap_err().is_error_code("NOAUTH"));
+        s.auth.role = Some(Role::Read);
+        assert!(allowed(&s, "get").is_ok());
+        for name in WRITE_COMMANDS {
+            assert!(
+                allowed(&s, name).unwrap_err().is_error_code("NOPERM"),
+                "{name}"
+            );
+        }
+        s.auth.role = Some(Role::Write);
+        assert!(allowed(&s, "set").is_ok());
+    }
+
+    #[test]
+    fn every_gated_command_is_a_known_command() {
+        for name in WRITE_COMMANDS.iter().chain(BEFORE_AUTH) {
+            assert!(COMMANDS.contains(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! One RESP connection: the only code that touches its socket. It reads commands into a
+//! bounded buffer, runs them in order and writes their replies in order (so pipelining
+//! works), and holds a connection that has not authenticated to small commands, few of them,
+//! for a short while.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use driftkv_core::NodeConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::resp::cmd;
+use crate::resp::context::Context;
+use crate::resp::frame::Frame;
+use crate::resp::parse::{Parsed, parse};
+use crate::resp::session::Session;
+
+/// Replies buffered before they are written, at most (beyond one reply).
+pub const OUT_FLUSH_BYTES: usize = 64 * 1024;
+/// A command before AUTH, at most (AUTH and HELLO are short).
+pub const PREAUTH_COMMAND_BYTES_MAX: usize = 64 * 1024;
+/// How long a client on a node with users has to authenticate.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commands a connection may send before it authenticates (AUTH, HELLO, PING).
+pub const PREAUTH_COMMANDS_MAX: u32 = 64;
+/// Room beyond the largest key or value that one argument may take.
+const BULK_OVERHEAD_BYTES: usize = 1024;
+/// What a connection's input and output buffers start with.
+const BUFFER_BYTES_INITIAL: usize = 16 * 1024;
+/// Bytes reserved for one read at most.
+const READ_RESERVE_BYTES_MAX: usize = 64 * 1024;
+
+/// Whether a connection goes on after a step.
+enum Step {
+    Continue,
+    Close,
+}
+
+/// A client's stream with its input and output buffers.
+struct Connection<S> {
+    stream: S,
+    buf: BytesMut,
+    out: Vec<u8>,
+    connected: Instant,
+    /// Bytes of one argument at most.
+    bulk_max: usize,
+    /// Bytes of one whole command at most, once authenticated.
+    command_bytes_max: usize,
+}
+
+/// Serves one connection, numbered `id`, until the client leaves, quits or breaks the
+/// protocol. `command_bytes_max` bounds one whole command.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    ctx: &Context,
+    id: u64,
+    command_bytes_max: usize,
+) -> std::io::Result<()> {
+    let mut conn = Connection::new(stream, ctx.node.config(), command_bytes_max);
+    let mut session = Session::new(id, ctx.users.is_some());
+    loop {
+        if let Step::Close = conn.run_buffered(ctx, &mut session).await? {
+            return Ok(());
+        }
+        conn.flush().await?;
+        if let Step::Close = conn.read_more(&session).await? {
+            return Ok(());
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    fn new(stream: S, config: &NodeConfig, command_bytes_max: usize) -> Self {
+        Connection {
+            stream,
+            buf: BytesMut::with_capacity(BUFFER_BYTES_INITIAL),
+            out: Vec::with_capacity(BUFFER_BYTES_INITIAL),
+            connected: Instant::now(),
+            bulk_max: config.value_bytes_max.max(config.key_bytes_max) + BULK_OVERHEAD_BYTES,
+            command_bytes_max,
+        }
+    }
+
+    /// Bytes of one command at most. Before it authenticates, a client may send only small
+    /// commands (AUTH, HELLO): unauthenticated connections cannot hold memory. Judged anew
+    /// after every command: an AUTH pipelined ahead of a large SET lifts the limit for the SET.
+    fn limit(&self, session: &Session) -> usize {
+        if session.authenticated() {
+            self.command_bytes_max
+        } else {
+            self.command_bytes_max.min(PREAUTH_COMMAND_BYTES_MAX)
+        }
+    }
+
+    /// Runs every whole command in the buffer.
+    async fn run_buffered(
+        &mut self,
+        ctx: &Context,
+        session: &mut Session,
+    ) -> std::io::Result<Step> {
+        loop {
+            match parse(&self.buf, self.bulk_max) {
+                Parsed::Command(args, used) => {
+                    self.buf.advance(used);
+                    if args.is_empty() {
+                        continue;
+                    }
+                    if let Step::Close = self.command(ctx, session, args).await? {
+                        return Ok(Step::Close);
+                    }
+                }
+                Parsed::Incomplete if self.buf.len() > self.limit(session) => {
+                    let limit = self.limit(session);
+                    let why = if session.authenticated() {
+                        format!("a command of more than {limit} bytes (resp_command_bytes_max)")
+                    } else {
+                        format!("a command of more than {limit} bytes before AUTH")
+                    };
+                    return self.refuse(ctx, &why).await;
+                }
+                Parsed::Incomplete => return Ok(Step::Continue),
+                Parsed::Broken(why) => return self.refuse(ctx, &why).await,
+            }
+        }
+    }
+
+    /// Runs one command and queues its reply.
+    async fn command(
+        &mut self,
+        ctx: &Context,
+        session: &mut Session,
+        args: Vec<Bytes>,
+    ) -> std::io::Result<Step> {
+        ctx.stats.commands.fetch_add(1, Ordering::Relaxed);
+        if !session.authenticated() {
+            session.auth.commands_before += 1;
+            if session.auth.commands_before > PREAUTH_COMMANDS_MAX {
+                return self
+                    .close_with(Frame::err("too many commands before AUTH"))
+                    .await;
+            }
+        }
+        let reply = cmd::execute(ctx, session, args).await;
+        if matches!(reply, Frame::Error(_)) {
+            ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if session.quit {
+            return self.close_with(reply).await;
+        }
+        reply.encode(&mut self.out);
+        // Pipelined replies go out as they pile up: a client that sends many commands and
+        // reads nothing stalls its own connection instead of making the node hold every reply.
+        if self.out.len() >= OUT_FLUSH_BYTES {
+            self.flush().await?;
+        }
+        Ok(Step::Continue)
+    }
+
+    /// Answers a stream that is not RESP, or a command past the limit, and closes.
+    async fn refuse(&mut self, ctx: &Context, why: &str) -> std::io::Result<Step> {
+        ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.close_with(Frame::err(format!("Protocol error: {why}")))
+            .await
+    }
+
+    /// Writes what is pending and `last`, then closes.
+    async fn close_with(&mut self, last: Frame) -> std::io::Result<Step> {
+        last.encode(&mut self.out);
+        self.stream.write_all(&self.out).await?;
+        Ok(Step::Close)
+    }
+
+    /// Writes the replies queued so far.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads more of the client's bytes: no more than the command limit allows to be
+    /// buffered (plus one byte, to notice a command that passes it). Before AUTH, only until
+    /// the connection's time to authenticate runs out.
+    async fn read_more(&mut self, session: &Session) -> std::io::Result<Step> {
+        let room = (self.limit(session) + 1)
+            .saturating_sub(self.buf.len())
+            .max(1);
+        self.buf.reserve(room.min(READ_RESERVE_BYTES_MAX));
+        let mut limited = (&mut self.stream).take(room as u64);
+        let read = limited.read_buf(&mut self.buf);
+        let n = if session.authenticated() {
+            read.await?
+        } else {
+            match tokio::time::timeout_at(self.connected + AUTH_TIMEOUT, read).await {
+                Ok(n) => n?,
+                Err(_) => {
+                    Frame::err("Protocol error: no AUTH in time").encode(&mut self.out);
+                    let _ = self.stream.write_all(&self.out).await;
+                    return Ok(Step::Close);
+                }
+            }
+        };
+        Ok(if n == 0 { Step::Close } else { Step::Continue })
+    }
+}

@@ -1,0 +1,80 @@
+//! What every RESP command may use besides its connection's session: the node (through the
+//! transport-neutral handle), the users, the front-end's counters; and the translation of the
+//! node's answers and failures into RESP error lines.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use driftkv_wire::{ErrorKind, Key, Reply, Request};
+
+use super::frame::Frame;
+use crate::auth::Users;
+use crate::handle::{NodeError, NodeHandle};
+use crate::metrics::RespStats;
+
+/// Shared by every connection of a RESP listener.
+#[derive(Clone)]
+pub struct Context {
+    pub node: NodeHandle,
+    /// Who may do what; `None`: no authentication.
+    pub users: Option<Arc<Users>>,
+    pub stats: Arc<RespStats>,
+}
+
+impl Context {
+    /// Hands `request` to the node; a node that cannot answer is an error line saying why.
+    pub async fn call(&self, request: Request) -> Result<Reply, Frame> {
+        self.node.call(request).await.map_err(unavailable)
+    }
+}
+
+/// The key a command names: RESP has one keyspace, the default bucket.
+pub fn key(raw: &Bytes) -> Key {
+    Key::default_bucket(raw.clone())
+}
+
+/// The RESP error for a node that could not answer.
+pub fn unavailable(e: NodeError) -> Frame {
+    Frame::Error(format!("UNAVAILABLE {e}"))
+}
+
+/// The RESP error for a core reply a command did not expect (a core error, usually).
+pub fn failure(reply: Reply) -> Frame {
+    match reply {
+        Reply::Error {
+            kind: ErrorKind::WrongType,
+            ..
+        } => {
+            Frame::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+        }
+        Reply::Error {
+            kind: ErrorKind::Unavailable,
+            message,
+            ..
+        } => Frame::Error(format!("UNAVAILABLE {message}")),
+        Reply::Error { message, .. } => Frame::err(message),
+        other => Frame::err(format!("unexpected answer from the node: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_way_a_node_fails_reads_as_its_own_error() {
+        let line = |e| match unavailable(e) {
+            Frame::Error(text) => text,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            line(NodeError::TimedOut),
+            "UNAVAILABLE the node did not answer in time"
+        );
+        assert_eq!(
+            line(NodeError::Stopped),
+            "UNAVAILABLE the node is shutting down"
+        );
+        assert!(line(NodeError::Overloaded).starts_with("UNAVAILABLE the node is overloaded"));
+    }
+}
