@@ -206,3 +206,143 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(if n == 0 { Step::Close } else { Step::Continue })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Raw RESP bytes in, the exact bytes back, over an in-memory stream, with a stand-in for
+    //! the node thread.
+
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use driftkv_wire::{Reply, Request};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::auth::Users;
+    use crate::handle::NodeHandle;
+    use crate::runtime::Event;
+
+    /// A node thread that keeps registers in a map (enough for SET and GET), or none at all.
+    fn context(node_runs: bool, users: Option<&str>) -> Context {
+        let (tx, mut events) = mpsc::channel::<Event>(16);
+        if node_runs {
+            tokio::spawn(async move {
+                let mut registers: HashMap<Bytes, Bytes> = HashMap::new();
+                while let Some(event) = events.recv().await {
+                    let Event::Client { request, reply } = event else {
+                        continue;
+                    };
+                    let answer = match request {
+                        Request::Overwrite { key, value, .. } => {
+                            match value {
+                                Some(v) => registers.insert(key.key().clone(), v),
+                                None => registers.remove(key.key()),
+                            };
+                            Reply::Written {
+                                context: Default::default(),
+                            }
+                        }
+                        Request::Get { key, .. } => match registers.get(key.key()) {
+                            Some(v) => Reply::Values {
+                                values: vec![v.clone()],
+                                context: Default::default(),
+                            },
+                            None => Reply::NotFound {
+                                context: Default::default(),
+                            },
+                        },
+                        other => panic!("the stand-in does not serve {other:?}"),
+                    };
+                    let _ = reply.send(answer);
+                }
+            });
+        }
+        Context {
+            node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
+            users: users.map(|u| Arc::new(Users::parse(u).unwrap())),
+            stats: Arc::default(),
+        }
+    }
+
+    /// A client connected to a served connection.
+    fn connect(ctx: Context) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        tokio::spawn(async move { serve(server, &ctx, 7, 1 << 20).await });
+        client
+    }
+
+    /// Sends `request` and reads back exactly as many bytes as `expected` holds.
+    async fn exchange(client: &mut DuplexStream, request: &[u8], expected: &[u8]) {
+        client.write_all(request).await.unwrap();
+        let mut got = vec![0u8; expected.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
+    const USERS: &str = "[users.app]\npassword = \"secret\"\nrole = \"write\"\n";
+
+    #[tokio::test]
+    async fn pipelined_commands_are_answered_in_order() {
+        let mut client = connect(context(true, None));
+        exchange(
+            &mut client,
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nGET nope\r\n",
+            b"+OK\r\n$1\r\nv\r\n$-1\r\n",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_stopped_node_is_reported_as_stopped_not_as_slow() {
+        let mut client = connect(context(false, None));
+        exchange(
+            &mut client,
+            b"GET k\r\nPING\r\n",
+            b"-UNAVAILABLE the node is shutting down\r\n+PONG\r\n",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn before_auth_only_the_way_in_is_open() {
+        let mut client = connect(context(true, Some(USERS)));
+        exchange(
+            &mut client,
+            b"PING\r\nGET k\r\nAUTH app wrong\r\nAUTH app secret\r\nGET k\r\n",
+            b"+PONG\r\n-NOAUTH Authentication required.\r\n\
+              -WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n$-1\r\n",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn too_many_commands_before_auth_close_the_connection() {
+        let mut client = connect(context(true, Some(USERS)));
+        let pings = b"PING\r\n".repeat(PREAUTH_COMMANDS_MAX as usize + 1);
+        let mut expected = b"+PONG\r\n".repeat(PREAUTH_COMMANDS_MAX as usize);
+        expected.extend_from_slice(b"-ERR too many commands before AUTH\r\n");
+        exchange(&mut client, &pings, &expected).await;
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "closed after the refusal");
+    }
+
+    #[tokio::test]
+    async fn a_broken_frame_is_answered_and_closes_the_connection() {
+        let mut client = connect(context(true, None));
+        exchange(
+            &mut client,
+            b"*1\r\n+OK\r\n",
+            b"-ERR Protocol error: expected '$', got '+'\r\n",
+        )
+        .await;
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+}
