@@ -1,7 +1,7 @@
 //! The node as the client front-ends see it: a handle that hands a request, a query or a
 //! change to the node thread and waits, bounded, for the answer.
 //!
-//! It knows nothing of HTTP or RESP: each front-end turns a [`NodeError`] into its own answer
+//! It knows nothing of HTTP or RESP: each front-end turns a [`HandleError`] into its own answer
 //! (HTTP a 503 with `{"error": ...}`, RESP an `-UNAVAILABLE` line), naming what went wrong.
 
 use std::sync::Arc;
@@ -23,10 +23,10 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the node gave no answer. Each variant leaves the request's fate different: a
-/// [`NodeError::Overloaded`] request never reached the node; a [`NodeError::TimedOut`] one
-/// did, and may still take effect; a [`NodeError::Stopped`] one may have reached it.
+/// [`HandleError::Overloaded`] request never reached the node; a [`HandleError::TimedOut`] one
+/// did, and may still take effect; a [`HandleError::Stopped`] one may have reached it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NodeError {
+pub enum HandleError {
     /// The node thread is gone: the node is shutting down (or its thread ended).
     #[error("the node is shutting down")]
     Stopped,
@@ -38,13 +38,13 @@ pub enum NodeError {
     TimedOut,
 }
 
-impl NodeError {
+impl HandleError {
     /// The `outcome` label of a request that ended this way, in the metrics.
     pub fn label(self) -> &'static str {
         match self {
-            NodeError::Stopped => "stopped",
-            NodeError::Overloaded => "overloaded",
-            NodeError::TimedOut => "timeout",
+            HandleError::Stopped => "stopped",
+            HandleError::Overloaded => "overloaded",
+            HandleError::TimedOut => "timeout",
         }
     }
 }
@@ -80,7 +80,7 @@ impl NodeHandle {
 
     /// Hands a client request to the node and waits for its reply, recording the outcome and
     /// latency in the metrics.
-    pub async fn call(&self, request: Request) -> Result<Reply, NodeError> {
+    pub async fn call(&self, request: Request) -> Result<Reply, HandleError> {
         let (op, level) = labels(&request);
         let started = Instant::now();
         let (tx, rx) = oneshot::channel();
@@ -104,7 +104,7 @@ impl NodeHandle {
     pub async fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Node, &FjallStore) -> T + Send + 'static,
-    ) -> Result<T, NodeError> {
+    ) -> Result<T, HandleError> {
         let (tx, rx) = oneshot::channel();
         let query = Box::new(move |node: &Node, store: &FjallStore| {
             let _ = tx.send(f(node, store));
@@ -117,7 +117,7 @@ impl NodeHandle {
     pub async fn control<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Node, &mut dyn Store) -> T + Send + 'static,
-    ) -> Result<T, NodeError> {
+    ) -> Result<T, HandleError> {
         let (tx, rx) = oneshot::channel();
         let change = Box::new(move |node: &mut Node, store: &mut dyn Store| {
             let _ = tx.send(f(node, store));
@@ -125,8 +125,8 @@ impl NodeHandle {
         self.events
             .send(Event::Control(change))
             .await
-            .map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)
+            .map_err(|_| HandleError::Stopped)?;
+        rx.await.map_err(|_| HandleError::Stopped)
     }
 
     /// How long a client request may wait, queueing and answer together.
@@ -141,17 +141,17 @@ impl NodeHandle {
         event: Event,
         rx: oneshot::Receiver<T>,
         patience: Duration,
-    ) -> Result<T, NodeError> {
+    ) -> Result<T, HandleError> {
         let started = Instant::now();
         match tokio::time::timeout(patience, self.events.send(event)).await {
-            Err(_) => return Err(NodeError::Overloaded),
-            Ok(Err(_)) => return Err(NodeError::Stopped),
+            Err(_) => return Err(HandleError::Overloaded),
+            Ok(Err(_)) => return Err(HandleError::Stopped),
             Ok(Ok(())) => {}
         }
         let left = patience.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, rx).await {
-            Err(_) => Err(NodeError::TimedOut),
-            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => Err(HandleError::TimedOut),
+            Ok(Err(_)) => Err(HandleError::Stopped),
             Ok(Ok(answer)) => Ok(answer),
         }
     }
@@ -181,30 +181,30 @@ mod tests {
     async fn a_stopped_node_is_reported_as_stopped() {
         let (node, events) = handle(1);
         drop(events);
-        assert_eq!(node.call(get()).await, Err(NodeError::Stopped));
-        assert_eq!(node.query(|_, _| ()).await, Err(NodeError::Stopped));
+        assert_eq!(node.call(get()).await, Err(HandleError::Stopped));
+        assert_eq!(node.query(|_, _| ()).await, Err(HandleError::Stopped));
     }
 
     #[tokio::test]
     async fn a_node_that_drops_a_request_unanswered_is_reported_as_stopped() {
         let (node, mut events) = handle(1);
         let thread = tokio::spawn(async move { drop(events.recv().await) });
-        assert_eq!(node.call(get()).await, Err(NodeError::Stopped));
+        assert_eq!(node.call(get()).await, Err(HandleError::Stopped));
         thread.await.unwrap();
     }
 
     #[tokio::test]
     async fn a_queued_request_without_an_answer_times_out() {
         let (node, _events) = handle(1);
-        assert_eq!(node.call(get()).await, Err(NodeError::TimedOut));
+        assert_eq!(node.call(get()).await, Err(HandleError::TimedOut));
     }
 
     #[tokio::test]
     async fn a_request_that_finds_the_queue_full_is_reported_as_overload() {
         let (node, _events) = handle(1);
         // The first request takes the queue's one place and is never taken from it.
-        assert_eq!(node.call(get()).await, Err(NodeError::TimedOut));
-        assert_eq!(node.call(get()).await, Err(NodeError::Overloaded));
+        assert_eq!(node.call(get()).await, Err(HandleError::TimedOut));
+        assert_eq!(node.call(get()).await, Err(HandleError::Overloaded));
     }
 
     #[tokio::test]

@@ -229,7 +229,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
                     .query(|node: &Node, store: &FjallStore| node.drained(store))
                     .await
                 {
-                    Err(handle::NodeError::Stopped) => return,
+                    Err(handle::HandleError::Stopped) => return,
                     Ok(true) => {
                         tracing::warn!("every partition handed off: left the cluster");
                         // A moment for the last acknowledgements and gossip to go out.

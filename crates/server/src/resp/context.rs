@@ -7,10 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use driftkv_wire::{ErrorKind, Key, Reply, Request};
 
-use super::frame::Frame;
 use crate::auth::Users;
-use crate::handle::{NodeError, NodeHandle};
+use crate::handle::{HandleError, NodeHandle};
 use crate::metrics::RespStats;
+use crate::resp::frame::Frame;
 
 /// Shared by every connection of a RESP listener.
 #[derive(Clone)]
@@ -34,7 +34,7 @@ pub fn key(raw: &Bytes) -> Key {
 }
 
 /// The RESP error for a node that could not answer.
-pub fn unavailable(e: NodeError) -> Frame {
+pub fn unavailable(e: HandleError) -> Frame {
     Frame::Error(format!("UNAVAILABLE {e}"))
 }
 
@@ -68,13 +68,13 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            line(NodeError::TimedOut),
+            line(HandleError::TimedOut),
             "UNAVAILABLE the node did not answer in time"
         );
         assert_eq!(
-            line(NodeError::Stopped),
+            line(HandleError::Stopped),
             "UNAVAILABLE the node is shutting down"
         );
-        assert!(line(NodeError::Overloaded).starts_with("UNAVAILABLE the node is overloaded"));
+        assert!(line(HandleError::Overloaded).starts_with("UNAVAILABLE the node is overloaded"));
     }
 }

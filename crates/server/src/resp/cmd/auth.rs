@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::args::arity;
+use crate::resp::cmd::args::arity;
 use crate::resp::context::Context;
 use crate::resp::frame::Frame;
 use crate::resp::session::Session;

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use driftkv_wire::Quorum;
 
-use super::args::subcommand;
 use crate::metrics::level_name;
+use crate::resp::cmd::args::subcommand;
 use crate::resp::context::Context;
 use crate::resp::frame::Frame;
 use crate::resp::session::{Seen, Session};

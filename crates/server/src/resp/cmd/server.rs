@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::args::{arity, expect, subcommand};
-use super::auth::authenticate;
 use crate::metrics::level_name;
+use crate::resp::cmd::args::{arity, expect, subcommand};
+use crate::resp::cmd::auth::authenticate;
 use crate::resp::context::Context;
 use crate::resp::frame::Frame;
 use crate::resp::session::Session;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use driftkv_wire::{Reply, Request};
 
-use super::args::expect;
+use crate::resp::cmd::args::expect;
 use crate::resp::context::{Context, failure, key};
 use crate::resp::frame::Frame;
 use crate::resp::session::Session;

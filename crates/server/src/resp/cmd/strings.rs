@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use driftkv_wire::{Reply, Request};
 
-use super::args::expect;
+use crate::resp::cmd::args::expect;
 use crate::resp::context::{Context, failure, key};
 use crate::resp::frame::Frame;
 use crate::resp::session::Session;

@@ -1,0 +1,54 @@
+//! `/admin/*`: this node leaves the cluster; on `--lab` nodes, it is cut off from its peers
+//! and healed again (the dashboard's buttons).
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::http::error::ApiError;
+use crate::http::guard::cross_origin;
+use crate::http::state::AppState;
+
+/// `POST /admin/leave`: this node leaves the cluster. It hands every partition to the new
+/// owners, then its process exits.
+pub async fn leave(State(s): State<AppState>) -> Result<Response, ApiError> {
+    if let Err(e) = s.node.control(|node, store| node.leave(store)).await? {
+        // Leaving goes on (the ring already excludes this node); only the record of it may
+        // not survive a restart.
+        tracing::error!("leaving, but the decision could not be stored: {e}");
+        return Err(ApiError::Internal(format!(
+            "leaving, but the decision could not be stored: {e}"
+        )));
+    }
+    tracing::warn!("leaving the cluster: handing partitions off, then exiting");
+    Ok(axum::Json(json!({ "node": s.node.id(), "leaving": true })).into_response())
+}
+
+/// `POST /admin/isolate` (lab): cuts this node off from every peer.
+pub async fn isolate(State(s): State<AppState>) -> Response {
+    cross_origin(set_isolated(&s, true).into_response())
+}
+
+/// `POST /admin/heal` (lab): connects this node to its peers again.
+pub async fn heal(State(s): State<AppState>) -> Response {
+    cross_origin(set_isolated(&s, false).into_response())
+}
+
+fn set_isolated(s: &AppState, cut: bool) -> Result<Response, ApiError> {
+    if !s.lab {
+        return Err(ApiError::Forbidden(
+            "lab controls are off on this node (start it with --lab, as `driftkv demo` does)"
+                .into(),
+        ));
+    }
+    s.transport.isolated.store(cut, Ordering::Relaxed);
+    let what = if cut {
+        "cut off from every peer"
+    } else {
+        "healed"
+    };
+    tracing::warn!("lab control: node {} {what}", s.node.id());
+    Ok(axum::Json(json!({ "node": s.node.id(), "isolated": cut })).into_response())
+}
