@@ -10,10 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use driftkv_core::{Histogram, Stats};
-use driftkv_wire::{MemberInfo, Quorum, Reply, Request};
+use driftkv_wire::{MemberInfo, MemberState, Quorum, Reply, Request};
 
 use crate::listen::ListenerStats;
 use crate::transport::TransportStats;
+
+/// What the text of `/metrics` starts with room for.
+const RENDER_BYTES_INITIAL: usize = 16 * 1024;
 
 /// Request latency bucket bounds, in seconds.
 const LATENCY_BOUNDS: [f64; 16] = [
@@ -117,6 +120,321 @@ pub fn outcome(reply: &Reply) -> &'static str {
     }
 }
 
+/// A counter the core keeps: its name, its help text, and where it is in [`Stats`].
+type CoreCounter = (&'static str, &'static str, fn(&Stats) -> u64);
+/// The core's counters, in the order they are shown.
+const CORE_COUNTERS: [CoreCounter; 30] = [
+    (
+        "driftkv_dot_clashes_total",
+        "Merges that met one dot with two values (a reused node identity).",
+        |s| s.dot_clashes,
+    ),
+    (
+        "driftkv_aae_timeouts_total",
+        "Exchanges abandoned because the peer did not answer in time.",
+        |s| s.aae_timeouts,
+    ),
+    (
+        "driftkv_aae_deferred_total",
+        "Due exchanges put off because client traffic was heavy.",
+        |s| s.aae_deferred,
+    ),
+    (
+        "driftkv_session_reads_behind_total",
+        "Session reads refused because no replica that answered had caught up with the session.",
+        |s| s.session_reads_behind,
+    ),
+    (
+        "driftkv_aae_exchanges_total",
+        "Anti-entropy exchanges this node started and finished.",
+        |s| s.aae_exchanges,
+    ),
+    (
+        "driftkv_aae_exchanges_in_sync_total",
+        "Exchanges that found the partition already in sync.",
+        |s| s.aae_in_sync,
+    ),
+    (
+        "driftkv_aae_keys_compared_total",
+        "Keys whose hashes anti-entropy compared.",
+        |s| s.aae_keys_compared,
+    ),
+    (
+        "driftkv_aae_keys_repaired_total",
+        "Keys anti-entropy changed on this node.",
+        |s| s.aae_keys_repaired,
+    ),
+    (
+        "driftkv_aae_bytes_sent_total",
+        "Bytes of objects this node sent in exchanges.",
+        |s| s.aae_bytes_sent,
+    ),
+    (
+        "driftkv_aae_tree_builds_total",
+        "Hash trees built from storage.",
+        |s| s.aae_tree_builds,
+    ),
+    (
+        "driftkv_aae_tree_mismatches_total",
+        "Trees found out of step with storage and rebuilt.",
+        |s| s.aae_tree_mismatches,
+    ),
+    (
+        "driftkv_tombstones_collected_total",
+        "Tombstones deleted after every primary held them past the grace.",
+        |s| s.tombstones_collected,
+    ),
+    (
+        "driftkv_keys_transferred_total",
+        "Keys handed to new owners after a join or leave.",
+        |s| s.keys_transferred,
+    ),
+    (
+        "driftkv_coordinated_reads_total",
+        "Reads this node coordinated.",
+        |s| s.reads,
+    ),
+    (
+        "driftkv_coordinated_writes_total",
+        "Writes this node coordinated.",
+        |s| s.writes,
+    ),
+    (
+        "driftkv_forwarded_writes_total",
+        "Writes handed to a replica to coordinate.",
+        |s| s.forwarded,
+    ),
+    (
+        "driftkv_unavailable_total",
+        "Requests answered unavailable: too few replicas in time.",
+        |s| s.unavailable,
+    ),
+    (
+        "driftkv_stale_replicas_found_total",
+        "Replicas a read found behind the merged answer.",
+        |s| s.stale_replicas_found,
+    ),
+    (
+        "driftkv_read_repairs_sent_total",
+        "Read-repair messages sent to stale replicas.",
+        |s| s.read_repairs_sent,
+    ),
+    (
+        "driftkv_conflicts_total",
+        "Merges that met concurrent writes.",
+        |s| s.conflicts,
+    ),
+    (
+        "driftkv_lww_discarded_total",
+        "Values of concurrent writes discarded by last-write-wins.",
+        |s| s.lww_discarded,
+    ),
+    (
+        "driftkv_sibling_reads_total",
+        "Reads answered with more than one sibling.",
+        |s| s.sibling_reads,
+    ),
+    (
+        "driftkv_hints_stored_total",
+        "Hints stored for unreachable replicas.",
+        |s| s.hints_stored,
+    ),
+    (
+        "driftkv_hints_delivered_total",
+        "Hints handed off to their replica and deleted.",
+        |s| s.hints_delivered,
+    ),
+    (
+        "driftkv_hints_expired_total",
+        "Hints dropped for age.",
+        |s| s.hints_expired,
+    ),
+    (
+        "driftkv_hints_refused_total",
+        "Hints not stored because the hint store was full.",
+        |s| s.hints_refused,
+    ),
+    (
+        "driftkv_storage_errors_total",
+        "Storage operations that failed.",
+        |s| s.storage_errors,
+    ),
+    (
+        "driftkv_bad_messages_total",
+        "Node-to-node messages refused as malformed.",
+        |s| s.bad_messages,
+    ),
+    (
+        "driftkv_contexts_trimmed_total",
+        "Client causal contexts bounded before use (claims no node could have issued).",
+        |s| s.contexts_trimmed,
+    ),
+    (
+        "driftkv_writes_refused_limits_total",
+        "Writes refused because the key would pass siblings_max or object_bytes_max.",
+        |s| s.writes_refused_limits,
+    ),
+];
+
+/// A series the shell counts: its name, its type, its help text, and where it is.
+type ShellSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Metrics) -> &AtomicU64,
+);
+
+/// The shell's series (RESP, transport, listeners), in the order they are shown.
+const SHELL_SERIES: [ShellSeries; 20] = [
+    (
+        "driftkv_resp_sibling_reads_resolved_total",
+        "counter",
+        "Redis GETs on keys with siblings, answered with the greatest sibling.",
+        |m| &m.resp.sibling_reads_resolved,
+    ),
+    (
+        "driftkv_peer_frames_too_large_total",
+        "counter",
+        "Messages not sent because their frame would pass the frame limit.",
+        |m| &m.transport.frames_too_large,
+    ),
+    (
+        "driftkv_peer_tls_failures_total",
+        "counter",
+        "TLS handshakes with peers that failed (no certificate, another CA, ...).",
+        |m| &m.transport.tls_failures,
+    ),
+    (
+        "driftkv_peer_listener_full_total",
+        "counter",
+        "Times the node-to-node listener held connections_max connections.",
+        |m| &m.transport.listener.full,
+    ),
+    (
+        "driftkv_peer_accept_errors_total",
+        "counter",
+        "Failed accepts on the node-to-node listener (out of descriptors, ...).",
+        |m| &m.transport.listener.accept_errors,
+    ),
+    (
+        "driftkv_http_listener_full_total",
+        "counter",
+        "Times the HTTP listener held connections_max connections.",
+        |m| &m.http_listener.full,
+    ),
+    (
+        "driftkv_http_accept_errors_total",
+        "counter",
+        "Failed accepts on the HTTP listener (out of descriptors, ...).",
+        |m| &m.http_listener.accept_errors,
+    ),
+    (
+        "driftkv_peer_frames_sent_total",
+        "counter",
+        "Frames sent to other nodes.",
+        |m| &m.transport.frames_sent,
+    ),
+    (
+        "driftkv_peer_frames_received_total",
+        "counter",
+        "Frames received from other nodes.",
+        |m| &m.transport.frames_received,
+    ),
+    (
+        "driftkv_peer_dropped_queue_full_total",
+        "counter",
+        "Messages dropped because a peer's queue was full.",
+        |m| &m.transport.dropped_queue_full,
+    ),
+    (
+        "driftkv_peer_dropped_unreachable_total",
+        "counter",
+        "Messages dropped because their peer was unreachable.",
+        |m| &m.transport.dropped_unreachable,
+    ),
+    (
+        "driftkv_peer_handshakes_refused_total",
+        "counter",
+        "Connections refused: another cluster, protocol or a duplicate id.",
+        |m| &m.transport.handshakes_refused,
+    ),
+    (
+        "driftkv_peer_connect_failures_total",
+        "counter",
+        "Failed attempts to connect to a peer.",
+        |m| &m.transport.connect_failures,
+    ),
+    (
+        "driftkv_peer_bad_frames_total",
+        "counter",
+        "Undecodable frames received.",
+        |m| &m.transport.bad_frames,
+    ),
+    (
+        "driftkv_resp_auth_failures_total",
+        "counter",
+        "Redis-protocol AUTH (or HELLO AUTH) attempts with a wrong user or password.",
+        |m| &m.resp.auth_failures,
+    ),
+    (
+        "driftkv_resp_listener_full_total",
+        "counter",
+        "Times the Redis-protocol listener held connections_max connections.",
+        |m| &m.resp.listener.full,
+    ),
+    (
+        "driftkv_resp_accept_errors_total",
+        "counter",
+        "Failed accepts on the Redis-protocol listener (out of descriptors, ...).",
+        |m| &m.resp.listener.accept_errors,
+    ),
+    (
+        "driftkv_resp_connections",
+        "gauge",
+        "Open Redis-protocol connections.",
+        |m| &m.resp.connections,
+    ),
+    (
+        "driftkv_resp_commands_total",
+        "counter",
+        "Redis-protocol commands executed.",
+        |m| &m.resp.commands,
+    ),
+    (
+        "driftkv_resp_errors_total",
+        "counter",
+        "Redis-protocol commands answered with an error.",
+        |m| &m.resp.errors,
+    ),
+];
+
+/// A gauge of the node thread's state: its name, its help text, and where it is.
+type Gauge = (&'static str, &'static str, fn(&Snapshot) -> usize);
+
+/// The gauges of a [`Snapshot`], in the order they are shown.
+const GAUGES: [Gauge; 4] = [
+    (
+        "driftkv_partitions_to_transfer",
+        "Partitions this node holds records of but no longer owns.",
+        |snap| snap.partitions_to_transfer,
+    ),
+    (
+        "driftkv_partitions_owned",
+        "Ring partitions this node is a primary for.",
+        |snap| snap.partitions_owned,
+    ),
+    (
+        "driftkv_hints_pending",
+        "Hints waiting for their replica.",
+        |snap| snap.hints_pending,
+    ),
+    (
+        "driftkv_requests_in_flight",
+        "Requests the core is coordinating.",
+        |snap| snap.requests_pending,
+    ),
+];
+
 impl Metrics {
     pub fn new(transport: Arc<TransportStats>) -> Metrics {
         Metrics {
@@ -142,18 +460,25 @@ impl Metrics {
             .record(took.as_secs_f64());
     }
 
+    /// This node's metrics in Prometheus text: identity, client requests and their latency,
+    /// the core's histograms and counters, the shell's series, members and gauges.
     pub fn render(&self, snap: &Snapshot) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        let s = &snap.stats;
-        let o = &mut out;
-        help(o, "driftkv_info", "gauge", "This node's identity.");
-        let _ = writeln!(
-            o,
-            "driftkv_info{{node=\"{}\",version=\"{}\"}} 1",
-            esc(&snap.node),
-            env!("CARGO_PKG_VERSION")
-        );
+        let mut o = String::with_capacity(RENDER_BYTES_INITIAL);
+        write_info(&mut o, snap);
+        self.write_requests(&mut o);
+        self.write_latency(&mut o);
+        write_core(&mut o, &snap.stats);
+        for (name, kind, text, value) in SHELL_SERIES {
+            help(&mut o, name, kind, text);
+            let _ = writeln!(o, "{name} {}", value(self).load(Ordering::Relaxed));
+        }
+        write_members(&mut o, &snap.members);
+        write_gauges(&mut o, snap);
+        o
+    }
 
+    /// `driftkv_requests_total`, by operation, level and outcome.
+    fn write_requests(&self, o: &mut String) {
         help(
             o,
             "driftkv_requests_total",
@@ -167,6 +492,10 @@ impl Metrics {
                 esc(level)
             );
         }
+    }
+
+    /// `driftkv_request_duration_seconds`, a histogram by operation and level.
+    fn write_latency(&self, o: &mut String) {
         help(
             o,
             "driftkv_request_duration_seconds",
@@ -175,371 +504,87 @@ impl Metrics {
         );
         for ((op, level), h) in self.latency.lock().expect("metrics lock").iter() {
             let labels = format!("op=\"{op}\",level=\"{}\"", esc(level));
+            let name = "driftkv_request_duration_seconds";
             let mut total = 0;
             for (i, c) in h.counts.iter().enumerate() {
                 total += c;
                 let le = LATENCY_BOUNDS
                     .get(i)
                     .map_or("+Inf".to_string(), |b| b.to_string());
-                let _ = writeln!(
-                    o,
-                    "driftkv_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {total}"
-                );
+                let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{le}\"}} {total}");
             }
-            let _ = writeln!(
-                o,
-                "driftkv_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                o,
-                "driftkv_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
+            let _ = writeln!(o, "{name}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(o, "{name}_count{{{labels}}} {}", h.count);
         }
+    }
+}
 
-        ms_histogram(
-            o,
-            "driftkv_replication_lag_seconds",
-            "Time from a write being made (its HLC time) to its arrival on this replica, for writes that arrived new.",
-            &s.replication_lag_ms,
-            1e-3,
-        );
-        ms_histogram(
-            o,
-            "driftkv_read_siblings",
-            "Values in each read's answer: 1 is a clean read, more are concurrent siblings.",
-            &s.read_siblings,
-            1.0,
-        );
-        let counters: [(&str, &str, u64); 31] = [
-            (
-                "driftkv_dot_clashes_total",
-                "Merges that met one dot with two values (a reused node identity).",
-                s.dot_clashes,
-            ),
-            (
-                "driftkv_aae_timeouts_total",
-                "Exchanges abandoned because the peer did not answer in time.",
-                s.aae_timeouts,
-            ),
-            (
-                "driftkv_aae_deferred_total",
-                "Due exchanges put off because client traffic was heavy.",
-                s.aae_deferred,
-            ),
-            (
-                "driftkv_session_reads_behind_total",
-                "Session reads refused because no replica that answered had caught up with the session.",
-                s.session_reads_behind,
-            ),
-            (
-                "driftkv_aae_exchanges_total",
-                "Anti-entropy exchanges this node started and finished.",
-                s.aae_exchanges,
-            ),
-            (
-                "driftkv_aae_exchanges_in_sync_total",
-                "Exchanges that found the partition already in sync.",
-                s.aae_in_sync,
-            ),
-            (
-                "driftkv_aae_keys_compared_total",
-                "Keys whose hashes anti-entropy compared.",
-                s.aae_keys_compared,
-            ),
-            (
-                "driftkv_aae_keys_repaired_total",
-                "Keys anti-entropy changed on this node.",
-                s.aae_keys_repaired,
-            ),
-            (
-                "driftkv_aae_bytes_sent_total",
-                "Bytes of objects this node sent in exchanges.",
-                s.aae_bytes_sent,
-            ),
-            (
-                "driftkv_aae_tree_builds_total",
-                "Hash trees built from storage.",
-                s.aae_tree_builds,
-            ),
-            (
-                "driftkv_aae_tree_mismatches_total",
-                "Trees found out of step with storage and rebuilt.",
-                s.aae_tree_mismatches,
-            ),
-            (
-                "driftkv_tombstones_collected_total",
-                "Tombstones deleted after every primary held them past the grace.",
-                s.tombstones_collected,
-            ),
-            (
-                "driftkv_keys_transferred_total",
-                "Keys handed to new owners after a join or leave.",
-                s.keys_transferred,
-            ),
-            (
-                "driftkv_coordinated_reads_total",
-                "Reads this node coordinated.",
-                s.reads,
-            ),
-            (
-                "driftkv_coordinated_writes_total",
-                "Writes this node coordinated.",
-                s.writes,
-            ),
-            (
-                "driftkv_forwarded_writes_total",
-                "Writes handed to a replica to coordinate.",
-                s.forwarded,
-            ),
-            (
-                "driftkv_unavailable_total",
-                "Requests answered unavailable: too few replicas in time.",
-                s.unavailable,
-            ),
-            (
-                "driftkv_stale_replicas_found_total",
-                "Replicas a read found behind the merged answer.",
-                s.stale_replicas_found,
-            ),
-            (
-                "driftkv_read_repairs_sent_total",
-                "Read-repair messages sent to stale replicas.",
-                s.read_repairs_sent,
-            ),
-            (
-                "driftkv_conflicts_total",
-                "Merges that met concurrent writes.",
-                s.conflicts,
-            ),
-            (
-                "driftkv_lww_discarded_total",
-                "Values of concurrent writes discarded by last-write-wins.",
-                s.lww_discarded,
-            ),
-            (
-                "driftkv_sibling_reads_total",
-                "Reads answered with more than one sibling.",
-                s.sibling_reads,
-            ),
-            (
-                "driftkv_hints_stored_total",
-                "Hints stored for unreachable replicas.",
-                s.hints_stored,
-            ),
-            (
-                "driftkv_hints_delivered_total",
-                "Hints handed off to their replica and deleted.",
-                s.hints_delivered,
-            ),
-            (
-                "driftkv_hints_expired_total",
-                "Hints dropped for age.",
-                s.hints_expired,
-            ),
-            (
-                "driftkv_hints_refused_total",
-                "Hints not stored because the hint store was full.",
-                s.hints_refused,
-            ),
-            (
-                "driftkv_storage_errors_total",
-                "Storage operations that failed.",
-                s.storage_errors,
-            ),
-            (
-                "driftkv_bad_messages_total",
-                "Node-to-node messages refused as malformed.",
-                s.bad_messages,
-            ),
-            (
-                "driftkv_contexts_trimmed_total",
-                "Client causal contexts bounded before use (claims no node could have issued).",
-                s.contexts_trimmed,
-            ),
-            (
-                "driftkv_writes_refused_limits_total",
-                "Writes refused because the key would pass siblings_max or object_bytes_max.",
-                s.writes_refused_limits,
-            ),
-            (
-                "driftkv_resp_sibling_reads_resolved_total",
-                "Redis GETs on keys with siblings, answered with the greatest sibling.",
-                self.resp.sibling_reads_resolved.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, text, value) in counters {
-            help(o, name, "counter", text);
-            let _ = writeln!(o, "{name} {value}");
-        }
-        let t = &self.transport;
-        let transport: [(&str, &str, &AtomicU64); 13] = [
-            (
-                "driftkv_peer_frames_too_large_total",
-                "Messages not sent because their frame would pass the frame limit.",
-                &t.frames_too_large,
-            ),
-            (
-                "driftkv_peer_tls_failures_total",
-                "TLS handshakes with peers that failed (no certificate, another CA, ...).",
-                &t.tls_failures,
-            ),
-            (
-                "driftkv_peer_listener_full_total",
-                "Times the node-to-node listener held connections_max connections.",
-                &t.listener.full,
-            ),
-            (
-                "driftkv_peer_accept_errors_total",
-                "Failed accepts on the node-to-node listener (out of descriptors, ...).",
-                &t.listener.accept_errors,
-            ),
-            (
-                "driftkv_http_listener_full_total",
-                "Times the HTTP listener held connections_max connections.",
-                &self.http_listener.full,
-            ),
-            (
-                "driftkv_http_accept_errors_total",
-                "Failed accepts on the HTTP listener (out of descriptors, ...).",
-                &self.http_listener.accept_errors,
-            ),
-            (
-                "driftkv_peer_frames_sent_total",
-                "Frames sent to other nodes.",
-                &t.frames_sent,
-            ),
-            (
-                "driftkv_peer_frames_received_total",
-                "Frames received from other nodes.",
-                &t.frames_received,
-            ),
-            (
-                "driftkv_peer_dropped_queue_full_total",
-                "Messages dropped because a peer's queue was full.",
-                &t.dropped_queue_full,
-            ),
-            (
-                "driftkv_peer_dropped_unreachable_total",
-                "Messages dropped because their peer was unreachable.",
-                &t.dropped_unreachable,
-            ),
-            (
-                "driftkv_peer_handshakes_refused_total",
-                "Connections refused: another cluster, protocol or a duplicate id.",
-                &t.handshakes_refused,
-            ),
-            (
-                "driftkv_peer_connect_failures_total",
-                "Failed attempts to connect to a peer.",
-                &t.connect_failures,
-            ),
-            (
-                "driftkv_peer_bad_frames_total",
-                "Undecodable frames received.",
-                &t.bad_frames,
-            ),
-        ];
-        for (name, text, value) in transport {
-            help(o, name, "counter", text);
-            let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
-        }
-        let r = &self.resp;
-        let resp: [(&str, &str, &str, &AtomicU64); 6] = [
-            (
-                "driftkv_resp_auth_failures_total",
-                "counter",
-                "Redis-protocol AUTH (or HELLO AUTH) attempts with a wrong user or password.",
-                &r.auth_failures,
-            ),
-            (
-                "driftkv_resp_listener_full_total",
-                "counter",
-                "Times the Redis-protocol listener held connections_max connections.",
-                &r.listener.full,
-            ),
-            (
-                "driftkv_resp_accept_errors_total",
-                "counter",
-                "Failed accepts on the Redis-protocol listener (out of descriptors, ...).",
-                &r.listener.accept_errors,
-            ),
-            (
-                "driftkv_resp_connections",
-                "gauge",
-                "Open Redis-protocol connections.",
-                &r.connections,
-            ),
-            (
-                "driftkv_resp_commands_total",
-                "counter",
-                "Redis-protocol commands executed.",
-                &r.commands,
-            ),
-            (
-                "driftkv_resp_errors_total",
-                "counter",
-                "Redis-protocol commands answered with an error.",
-                &r.errors,
-            ),
-        ];
-        for (name, kind, text, value) in resp {
-            help(o, name, kind, text);
-            let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
-        }
+/// `driftkv_info`: this node's name and version.
+fn write_info(o: &mut String, snap: &Snapshot) {
+    help(o, "driftkv_info", "gauge", "This node's identity.");
+    let _ = writeln!(
+        o,
+        "driftkv_info{{node=\"{}\",version=\"{}\"}} 1",
+        esc(&snap.node),
+        env!("CARGO_PKG_VERSION")
+    );
+}
 
+/// The core's histograms and counters.
+fn write_core(o: &mut String, s: &Stats) {
+    ms_histogram(
+        o,
+        "driftkv_replication_lag_seconds",
+        "Time from a write being made (its HLC time) to its arrival on this replica, for writes that arrived new.",
+        &s.replication_lag_ms,
+        1e-3,
+    );
+    ms_histogram(
+        o,
+        "driftkv_read_siblings",
+        "Values in each read's answer: 1 is a clean read, more are concurrent siblings.",
+        &s.read_siblings,
+        1.0,
+    );
+    for (name, text, value) in CORE_COUNTERS {
+        help(o, name, "counter", text);
+        let _ = writeln!(o, "{name} {}", value(s));
+    }
+}
+
+/// `driftkv_member_up`: each member as this node sees it.
+fn write_members(o: &mut String, members: &[MemberInfo]) {
+    help(
+        o,
+        "driftkv_member_up",
+        "gauge",
+        "1 when this node sees the member up, else 0; the state label says which.",
+    );
+    for m in members {
+        let _ = writeln!(
+            o,
+            "driftkv_member_up{{member=\"{}\",state=\"{}\"}} {}",
+            esc(m.id.as_str()),
+            m.state.name(),
+            (m.state == MemberState::Up) as u8
+        );
+    }
+}
+
+/// The node thread's gauges, and the storage's size when it is known.
+fn write_gauges(o: &mut String, snap: &Snapshot) {
+    for (name, text, value) in GAUGES {
+        help(o, name, "gauge", text);
+        let _ = writeln!(o, "{name} {}", value(snap));
+    }
+    if let Some(bytes) = snap.storage_bytes {
         help(
             o,
-            "driftkv_member_up",
+            "driftkv_storage_bytes",
             "gauge",
-            "1 when this node sees the member up, else 0; the state label says which.",
+            "Approximate size of this node's storage on disk.",
         );
-        for m in &snap.members {
-            let _ = writeln!(
-                o,
-                "driftkv_member_up{{member=\"{}\",state=\"{}\"}} {}",
-                esc(m.id.as_str()),
-                m.state.name(),
-                (m.state == driftkv_wire::MemberState::Up) as u8
-            );
-        }
-        let gauges: [(&str, &str, u64); 4] = [
-            (
-                "driftkv_partitions_to_transfer",
-                "Partitions this node holds records of but no longer owns.",
-                snap.partitions_to_transfer as u64,
-            ),
-            (
-                "driftkv_partitions_owned",
-                "Ring partitions this node is a primary for.",
-                snap.partitions_owned as u64,
-            ),
-            (
-                "driftkv_hints_pending",
-                "Hints waiting for their replica.",
-                snap.hints_pending as u64,
-            ),
-            (
-                "driftkv_requests_in_flight",
-                "Requests the core is coordinating.",
-                snap.requests_pending as u64,
-            ),
-        ];
-        for (name, text, value) in gauges {
-            help(o, name, "gauge", text);
-            let _ = writeln!(o, "{name} {value}");
-        }
-        if let Some(bytes) = snap.storage_bytes {
-            help(
-                o,
-                "driftkv_storage_bytes",
-                "gauge",
-                "Approximate size of this node's storage on disk.",
-            );
-            let _ = writeln!(o, "driftkv_storage_bytes {bytes}");
-        }
-        out
+        let _ = writeln!(o, "driftkv_storage_bytes {bytes}");
     }
 }
 
