@@ -13,13 +13,14 @@ pub mod local;
 pub mod membership;
 pub mod node;
 pub mod objects;
+pub mod quorum;
 pub mod stats;
 pub mod store;
 
 pub use config::{BucketProps, NodeConfig};
-pub use driver::{Driver, DriverCounts};
 /// The fixed fast hasher lives with the causality types, the crate everything builds on.
 pub use driftkv_causal::fasthash;
+pub use driver::{Driver, DriverCounts};
 pub use membership::GossipConfig;
 pub use node::{ClientId, Input, Node, NodeError, Output};
 pub use stats::{Histogram, Stats};

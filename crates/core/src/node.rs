@@ -25,6 +25,8 @@ use crate::config::NodeConfig;
 use crate::keys;
 use crate::membership::{Change, Membership, Remembered};
 use crate::objects::{Cached, ObjectCache};
+pub use crate::quorum::merge_all;
+use crate::quorum::{GetAnswer, GetCore, PutAnswer, PutCore};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
@@ -318,10 +320,7 @@ const TRANSFER: u8 = 6;
 #[derive(Debug)]
 struct WriteCoord {
     waiter: Waiter,
-    needed: usize,
-    targets: usize,
-    acks: usize,
-    nacks: usize,
+    core: PutCore,
     /// Replicas not yet answered, each with the primary it stands in for (if a fallback). At
     /// the deadline the coordinator keeps a hint for each, so a replica that missed the write
     /// still gets it when it is back.
@@ -329,7 +328,7 @@ struct WriteCoord {
     key: Key,
     partition: PartitionId,
     object: Object,
-    answered: bool,
+    /// The answer for when the write is confirmed (handed over once).
     reply: Reply,
     deadline_ms: u64,
 }
@@ -338,25 +337,8 @@ struct WriteCoord {
 struct ReadCoord {
     waiter: Waiter,
     request: Request,
-    mode: ConflictMode,
-    needed: usize,
-    targets: Vec<NodeId>,
-    replies: Vec<(NodeId, Option<Object>)>,
-    /// The join of the replies so far, in arrival order (as `merge_all` of them all).
-    join: Join,
-    answered: bool,
+    core: GetCore,
     deadline_ms: u64,
-}
-
-impl ReadCoord {
-    /// Takes a replica's answer into the replies and the running join (the same merges, in the
-    /// same order, as joining all the replies at once).
-    fn add_reply(&mut self, node: NodeId, object: Option<Object>) {
-        if let Some(o) = &object {
-            self.join.add(self.mode, o);
-        }
-        self.replies.push((node, object));
-    }
 }
 
 #[derive(Debug)]
@@ -1124,8 +1106,10 @@ impl Node {
         let entry = aae::entry_hash(&record_key, &record);
         self.track(store, partition, key, &record_key, Some(entry), prior);
         if let Err(e) = store.put_owned(record_key, record) {
-            // The store may or may not hold the old record now: nothing cached is certain.
+            // The store may or may not hold the old record now: nothing cached is certain,
+            // and the tree (told of the new record above) must be built again.
             self.objects.remove(key);
+            self.forget_tree(partition);
             self.stats.storage_errors += 1;
             return Err(e.to_string());
         }
@@ -1156,6 +1140,7 @@ impl Node {
         self.track(store, partition, key, &record_key, None, prior);
         self.objects.remove(key);
         store.delete(&record_key).map_err(|e| {
+            self.forget_tree(partition);
             self.stats.storage_errors += 1;
             e.to_string()
         })
@@ -1188,15 +1173,7 @@ impl Node {
             Err(_) => {
                 // Unknown old state: drop the trees; the next exchange rebuilds from storage.
                 self.stats.storage_errors += 1;
-                self.trees.remove(&partition);
-                self.aae.trees_complete = false;
-                if self
-                    .building
-                    .as_ref()
-                    .is_some_and(|b| b.partition == partition)
-                {
-                    self.building = None;
-                }
+                self.forget_tree(partition);
                 return;
             }
         };
@@ -1212,6 +1189,20 @@ impl Node {
         }
         if scanned && let Some(b) = &mut self.building {
             apply(&mut b.tree);
+        }
+    }
+
+    /// Drops a partition's tree (and its build): its records are in a state the tree cannot
+    /// know (a storage error), so it is built again from storage before its next exchange.
+    fn forget_tree(&mut self, partition: PartitionId) {
+        self.trees.remove(&partition);
+        self.aae.trees_complete = false;
+        if self
+            .building
+            .as_ref()
+            .is_some_and(|b| b.partition == partition)
+        {
+            self.building = None;
         }
     }
 
@@ -1389,6 +1380,23 @@ impl Node {
         Ok(true)
     }
 
+    /// Merges a copy in where no one waits for the outcome (a repair): a failure is counted.
+    fn merge_here(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        partition: PartitionId,
+        key: &Key,
+        object: &Object,
+    ) {
+        if self
+            .merge_into_store(store, now_ms, partition, key, object)
+            .is_err()
+        {
+            self.stats.repairs_failed += 1;
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn coordinate_write(
         &mut self,
@@ -1527,15 +1535,11 @@ impl Node {
         }
         let mut coord = WriteCoord {
             waiter,
-            needed,
-            targets: awaiting.len() + 1,
-            acks: 1,
-            nacks: 0,
+            core: PutCore::new(needed, awaiting.len() + 1),
             awaiting,
             key,
             partition,
             object,
-            answered: false,
             reply,
             deadline_ms: now_ms + self.cfg.request_timeout_ms,
         };
@@ -1642,28 +1646,28 @@ impl Node {
     }
 
     fn progress_write(&mut self, coord: &mut WriteCoord, out: &mut Vec<Output>) {
-        if coord.answered {
-            return;
-        }
-        if coord.acks >= coord.needed {
-            coord.answered = true;
-            // Answered once: the reply kept for this moment is handed over, not copied.
-            let placeholder = Reply::Written {
-                context: VersionVector::new(),
-            };
-            let reply = std::mem::replace(&mut coord.reply, placeholder);
-            self.confirm(coord.waiter.clone(), reply, out);
-        } else if coord.targets - coord.nacks < coord.needed {
-            coord.answered = true;
-            let reply = Reply::unavailable(
-                format!(
-                    "{} of {} replicas acknowledged the write, {} needed",
-                    coord.acks, coord.targets, coord.needed
-                ),
-                coord.acks,
-                coord.needed,
-            );
-            self.answer(coord.waiter.clone(), reply, out);
+        match coord.core.response() {
+            None => {}
+            Some(PutAnswer::Written) => {
+                // Answered once: the reply kept for this moment is handed over, not copied.
+                let placeholder = Reply::Written {
+                    context: VersionVector::new(),
+                };
+                let reply = std::mem::replace(&mut coord.reply, placeholder);
+                self.confirm(coord.waiter.clone(), reply, out);
+            }
+            Some(PutAnswer::Unavailable {
+                acks,
+                targets,
+                needed,
+            }) => {
+                let reply = Reply::unavailable(
+                    format!("{acks} of {targets} replicas acknowledged the write, {needed} needed"),
+                    acks,
+                    needed,
+                );
+                self.answer(coord.waiter.clone(), reply, out);
+            }
         }
     }
 
@@ -1770,25 +1774,25 @@ impl Node {
                 });
             }
         }
+        let seen = match &request {
+            Request::SessionGet { seen, .. } => Some(seen.clone()),
+            _ => None,
+        };
         let mut coord = ReadCoord {
             waiter,
             request,
-            mode,
-            needed,
-            replies: Vec::with_capacity(targets.len()),
-            targets,
-            join: Join::default(),
-            answered: false,
+            core: GetCore::new(mode, needed, targets, seen),
             deadline_ms: now_ms + self.cfg.request_timeout_ms,
         };
         if let Some((node, object)) = local {
-            coord.add_reply(node, object);
+            coord.core.add_result(node, object);
         }
         self.pending.insert(req, Pending::Read(coord));
         self.progress_read(store, now_ms, req, false, out);
     }
 
-    /// Answers once R replicas replied; once all replied (or `expired`), repairs the stale.
+    /// Answers once the get core has decided; once it is over (every target answered, or
+    /// `expired`), repairs the stale.
     fn progress_read(
         &mut self,
         store: &mut dyn Store,
@@ -1800,56 +1804,32 @@ impl Node {
         let Some(Pending::Read(coord)) = self.pending.get_mut(&req) else {
             return;
         };
-        let merged = coord.join.merged.as_ref();
-        // "Not found" does not count towards R while other replicas may still answer with the
-        // key (Riak's notfound_ok = false): a replica that just took over a partition, or came
-        // back empty, must not hide data the others hold. Once every replica answered, or at
-        // the deadline with R answers, not found is the answer.
-        let found = coord.replies.iter().filter(|(_, o)| o.is_some()).count();
-        let all = coord.replies.len() == coord.targets.len();
-        // A session read also waits until the merge covers what the session has seen.
-        let covered = match &coord.request {
-            Request::SessionGet { seen, .. } => match merged {
-                Some(Object::Register(reg)) => reg.context().descends(seen),
-                Some(_) => true, // a wrong type: answered as such
-                None => seen.is_empty(),
-            },
-            _ => true,
-        };
-        let answered = coord.replies.len();
-        let quorum = found >= coord.needed || (answered >= coord.needed && (all || expired));
-        let reply = if coord.answered {
-            None
-        } else if quorum && covered {
-            Some(render_read(&coord.request, merged))
-        } else if quorum && (all || expired) {
-            self.stats.session_reads_behind += 1;
-            Some(Reply::unavailable(
-                format!(
-                    "no replica of the {answered} that answered holds everything this session \
-                     has seen of the key; try again once replication catches up"
-                ),
+        let reply = match coord.core.response(expired) {
+            None => None,
+            Some(GetAnswer::Merged(merged)) => Some(render_read(&coord.request, merged)),
+            Some(GetAnswer::SessionBehind { answered, needed }) => {
+                self.stats.session_reads_behind += 1;
+                Some(Reply::unavailable(
+                    format!(
+                        "no replica of the {answered} that answered holds everything this session \
+                         has seen of the key; try again once replication catches up"
+                    ),
+                    answered,
+                    needed,
+                ))
+            }
+            Some(GetAnswer::TooFew {
                 answered,
-                coord.needed,
-            ))
-        } else if expired {
-            Some(Reply::unavailable(
-                format!(
-                    "{answered} of {} replicas answered in time, {} needed",
-                    coord.targets.len(),
-                    coord.needed
-                ),
+                targets,
+                needed,
+            }) => Some(Reply::unavailable(
+                format!("{answered} of {targets} replicas answered in time, {needed} needed"),
                 answered,
-                coord.needed,
-            ))
-        } else {
-            None
+                needed,
+            )),
         };
-        if reply.is_some() {
-            coord.answered = true;
-        }
         let answer = reply.map(|reply| (coord.waiter.clone(), reply));
-        let done = expired || coord.replies.len() == coord.targets.len();
+        let done = coord.core.done(expired);
         if let Some((waiter, reply)) = answer {
             if let Reply::Values { values, .. } = &reply {
                 self.stats.read_siblings.record(values.len() as u64);
@@ -1863,23 +1843,33 @@ impl Node {
             return;
         }
         let Some(Pending::Read(coord)) = self.pending.remove(&req) else {
-            unreachable!()
-        };
-        // Counted once per read, on its final merge: the conflict the read resolved.
-        self.stats.conflicts += coord.join.conflicts;
-        self.stats.lww_discarded += coord.join.lww_discarded;
-        let (Some(merged), true) = (&coord.join.merged, self.cfg.read_repair) else {
-            return;
+            unreachable!("looked at above")
         };
         let key = coord.request.key().clone();
-        let partition = self.partition_of(&key);
-        for (node, object) in &coord.replies {
-            if object.as_ref() == Some(merged) {
-                continue;
-            }
+        let last = coord.core.final_action();
+        // Counted once per read, on its final merge: the conflict the read resolved.
+        self.stats.conflicts += last.conflicts;
+        self.stats.lww_discarded += last.lww_discarded;
+        if let (Some(merged), true) = (&last.merged, self.cfg.read_repair) {
+            self.read_repair(store, now_ms, &key, merged, &last.stale, out);
+        }
+    }
+
+    /// Sends the merge of a read to each stale target (this node merges it in place).
+    fn read_repair(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        key: &Key,
+        merged: &Object,
+        stale: &[NodeId],
+        out: &mut Vec<Output>,
+    ) {
+        let partition = self.partition_of(key);
+        for node in stale {
             self.stats.stale_replicas_found += 1;
             if *node == self.cfg.id {
-                let _ = self.merge_into_store(store, now_ms, partition, &key, merged);
+                self.merge_here(store, now_ms, partition, key, merged);
             } else {
                 self.stats.read_repairs_sent += 1;
                 out.push(Output::Send {
@@ -2095,12 +2085,12 @@ impl Node {
                 });
             }
             Message::ReplicaReadReply { req, object } => match self.pending.get_mut(&req) {
-                Some(Pending::Read(coord))
-                    if coord.targets.contains(&from)
-                        && !coord.replies.iter().any(|(n, _)| *n == from) =>
-                {
-                    coord.add_reply(from, object);
-                    self.progress_read(store, now_ms, req, false, out);
+                Some(Pending::Read(coord)) => {
+                    // A stray or duplicated reply changes nothing.
+                    let counted = coord.core.add_result(from, object);
+                    if counted {
+                        self.progress_read(store, now_ms, req, false, out);
+                    }
                 }
                 Some(Pending::Inspect(coord)) => {
                     if let Some(view) = coord
@@ -2187,7 +2177,7 @@ impl Node {
             }
             Message::Repair { key, object } => {
                 let partition = self.partition_of(&key);
-                let _ = self.merge_into_store(store, now_ms, partition, &key, &object);
+                self.merge_here(store, now_ms, partition, &key, &object);
             }
         }
     }
@@ -2212,10 +2202,8 @@ impl Node {
                     return;
                 };
                 let (_, hint) = coord.awaiting.swap_remove(at);
-                if ok {
-                    coord.acks += 1;
-                } else {
-                    coord.nacks += 1;
+                coord.core.add_result(ok);
+                if !ok {
                     self.hint_missed_write(store, coord, &from, hint.as_ref());
                 }
                 self.progress_write(coord, out);
@@ -2311,7 +2299,7 @@ impl Node {
                     Some(Pending::Write(mut coord)) => {
                         // Replicas that never answered count as failed, and get a hint.
                         for (node, hint) in std::mem::take(&mut coord.awaiting) {
-                            coord.nacks += 1;
+                            coord.core.add_result(false);
                             self.hint_missed_write_at(store, now_ms, &coord, &node, hint.as_ref());
                         }
                         self.progress_write(&mut coord, out);
@@ -2754,39 +2742,46 @@ impl Node {
         // The next batch goes at the next tick: a leave or join moves data as fast as the
         // owners confirm it.
         self.sweep.next_transfer_ms = 0;
-        let mut forgot_own_writes = false;
+        // What the owners confirmed and this node still holds as sent (a write that arrived
+        // meanwhile stays for the next batch), with whether it holds this node's own writes.
+        let mut handed: Vec<(Key, bool)> = Vec::with_capacity(t.objects.len());
         for (key, sent) in t.objects {
-            // A write that arrived meanwhile stays for the next batch.
             if let Ok(Some(local)) = self.load(store, t.partition, &key)
                 && local == sent
-                && self.remove(store, t.partition, &key).is_ok()
             {
-                self.stats.keys_transferred += 1;
-                forgot_own_writes |= mentions(&sent, &self.actor);
+                handed.push((key, mentions(&sent, &self.actor)));
             }
         }
-        if forgot_own_writes {
-            self.renew_actor(store);
+        // The new identity is stored before a record of the old one's writes goes; if it
+        // cannot be, the records stay and the next batch hands them over again.
+        if handed.iter().any(|(_, own)| *own) && !self.renew_actor(store) {
+            return;
+        }
+        for (key, _) in handed {
+            if self.remove(store, t.partition, &key).is_ok() {
+                self.stats.keys_transferred += 1;
+            }
         }
     }
 
-    /// This node just deleted records holding writes it coordinated (a fallback handing its
-    /// copies over). Its next write to one of those keys would start from an empty copy and
+    /// This node is about to delete records holding writes it coordinated (a fallback handing
+    /// its copies over). Its next write to one of those keys would start from an empty copy and
     /// issue the same dots (or counter totals) again, shadowing the first ones wherever they
     /// were seen: so later writes go out under a new incarnation of its identity. The record
     /// is the one the shell reads at start (`meta/incarnation`, 4 bytes big-endian).
-    fn renew_actor(&mut self, store: &mut dyn Store) {
+    fn renew_actor(&mut self, store: &mut dyn Store) -> bool {
         let next = self.cfg.incarnation.wrapping_add(1).max(1);
         if store
             .put(&keys::meta_key("incarnation"), &next.to_be_bytes())
             .is_err()
         {
             self.stats.storage_errors += 1;
-            return;
+            return false;
         }
         self.cfg.incarnation = next;
         self.actor = Actor::new(self.cfg.id.as_str(), next);
         self.stats.actor_renewals += 1;
+        true
     }
 
     /// Partitions holding records this node no longer owns, as of the last scan.
@@ -3275,43 +3270,6 @@ fn mentions(object: &Object, actor: &Actor) -> bool {
         Object::Register(r) => r.context().get(actor) > 0,
         Object::Counter(c) => c.contributions().any(|(a, _)| a == actor),
         Object::Set(s) => s.context().get(actor) > 0,
-    }
-}
-
-/// The join of every replica's copy: what a read answers and read repair sends.
-/// Also returns how many pairwise merges met concurrent writes, and how many values `lww`
-/// discarded on the way.
-pub fn merge_all<'a>(
-    mode: ConflictMode,
-    objects: impl Iterator<Item = &'a Object>,
-) -> (Option<Object>, u64, u64) {
-    let mut join = Join::default();
-    for object in objects {
-        join.add(mode, object);
-    }
-    (join.merged, join.conflicts, join.lww_discarded)
-}
-
-/// A join of replica copies built one copy at a time, with what its merges met.
-#[derive(Debug, Default)]
-struct Join {
-    merged: Option<Object>,
-    /// Pairwise merges that met concurrent writes.
-    conflicts: u64,
-    /// Values `lww` discarded on the way.
-    lww_discarded: u64,
-}
-
-impl Join {
-    fn add(&mut self, mode: ConflictMode, object: &Object) {
-        match &mut self.merged {
-            None => self.merged = Some(object.clone()),
-            Some(m) => {
-                let outcome = m.merge(mode, object);
-                self.conflicts += outcome.concurrent as u64;
-                self.lww_discarded += outcome.lww_discarded as u64;
-            }
-        }
     }
 }
 

@@ -63,6 +63,9 @@ pub struct Stats {
     pub hints_expired: u64,
     pub hints_refused: u64,
     pub storage_errors: u64,
+    /// Repairs (read repair, a repair message) this node could not merge into its own copy;
+    /// the storage error behind each is counted too.
+    pub repairs_failed: u64,
     /// Syncs of the store that failed (each refused the confirmations of its batch).
     pub syncs_failed: u64,
     /// Confirmations of durability (write answers, acknowledgements, transfer receipts)
