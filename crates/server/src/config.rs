@@ -105,6 +105,35 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
+/// Where a node listens for nodes unless told otherwise.
+const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
+/// Where a node serves HTTP unless told otherwise.
+const HTTP_DEFAULT: &str = "127.0.0.1:8080";
+/// The cluster's name unless told otherwise.
+const CLUSTER_DEFAULT: &str = "driftkv";
+/// Characters of a node id at most.
+pub const ID_CHARS_MAX: usize = 64;
+/// Replicas of a key (n) at most.
+pub const REPLICAS_MAX: usize = 16;
+/// Ring partitions at most.
+pub const PARTITIONS_MAX: u32 = 4096;
+const MIB: usize = 1024 * 1024;
+/// The largest `key_bytes_max` (a larger setting is lowered to it).
+pub const KEY_BYTES_MAX_CEILING: usize = 64 * 1024;
+/// The largest `value_bytes_max` accepted.
+pub const VALUE_BYTES_MAX_CEILING: usize = 32 * MIB;
+/// The largest `siblings_max` accepted.
+pub const SIBLINGS_MAX_CEILING: usize = 10_000;
+/// The largest `connections_max` accepted.
+pub const CONNECTIONS_MAX_CEILING: usize = 1_000_000;
+/// Open connections per listener unless told otherwise.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+/// The time an HTTP client has to send a request's headers, unless told otherwise.
+pub const HTTP_HEADER_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Room in a RESP command beyond the largest value, unless told otherwise: its key and a few
+/// small arguments.
+pub const RESP_COMMAND_ROOM_BYTES: usize = MIB;
+
 /// The named bounds of the client and peer ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -116,10 +145,10 @@ pub struct Limits {
 impl Limits {
     pub fn for_values(value_bytes_max: usize) -> Limits {
         Limits {
-            connections_max: 1024,
-            http_header_timeout_ms: 10_000,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            http_header_timeout_ms: HTTP_HEADER_TIMEOUT_MS_DEFAULT,
             // A SET of the largest value, with room for its key and a few small arguments.
-            resp_command_bytes_max: value_bytes_max + 1024 * 1024,
+            resp_command_bytes_max: value_bytes_max + RESP_COMMAND_ROOM_BYTES,
         }
     }
 }
@@ -141,24 +170,16 @@ fn quorum(name: &str, value: &str) -> Result<Quorum, String> {
 }
 
 impl ServerConfig {
-    /// Checks a merged file + flags configuration.
+    /// Checks a merged file + flags configuration. Settings are checked in a fixed order, so
+    /// a file with several mistakes names the same one first every time.
     pub fn from_file(f: FileConfig) -> Result<ServerConfig, String> {
-        let id = f.id.ok_or("a node needs an id (--id NAME)")?;
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(format!(
-                "node id {id:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"
-            ));
-        }
+        let id = node_id(f.id.as_deref())?;
         let data_dir = f
             .data_dir
+            .clone()
             .ok_or("a node needs a data directory (--data-dir DIR)")?;
-        let listen = addr("listen", f.listen.as_deref().unwrap_or("127.0.0.1:7070"))?;
-        let http = addr("http", f.http.as_deref().unwrap_or("127.0.0.1:8080"))?;
+        let listen = addr("listen", f.listen.as_deref().unwrap_or(LISTEN_DEFAULT))?;
+        let http = addr("http", f.http.as_deref().unwrap_or(HTTP_DEFAULT))?;
         let resp = f.resp.as_deref().map(|r| addr("resp", r)).transpose()?;
         for j in &f.join {
             if j.is_empty() || !j.contains(':') {
@@ -173,170 +194,20 @@ impl ServerConfig {
         core.listen = listen.to_string();
         core.http = http.to_string();
         core.seeds = f.join.clone();
-        core.ring = RingConfig {
-            partitions: f.partitions.unwrap_or(RingConfig::default().partitions),
-            n: f.n.unwrap_or(RingConfig::default().n),
-            ..RingConfig::default()
-        };
-        if core.ring.n == 0 || core.ring.n > 16 {
-            return Err(format!("n must be 1 to 16, not {}", core.ring.n));
-        }
-        if core.ring.partitions == 0 || core.ring.partitions > 4096 {
-            return Err(format!(
-                "partitions must be 1 to 4096, not {}",
-                core.ring.partitions
-            ));
-        }
-        if let Some(r) = &f.r {
-            core.r = quorum("r", r)?;
-        }
-        if let Some(w) = &f.w {
-            core.w = quorum("w", w)?;
-        }
-        for (level, name) in [(core.r, "r"), (core.w, "w")] {
-            level
-                .resolve(core.ring.n, Quorum::Quorum)
-                .map_err(|e| format!("{name}: {e}"))?;
-        }
-        if let Some(t) = f.request_timeout_ms {
-            if t == 0 {
-                return Err("request_timeout_ms must be positive".into());
-            }
-            core.request_timeout_ms = t;
-        }
-        if let Some(k) = f.key_bytes_max {
-            core.key_bytes_max = k.clamp(1, 64 * 1024);
-        }
-        if let Some(v) = f.value_bytes_max {
-            if v == 0 || v > 32 * 1024 * 1024 {
-                return Err("value_bytes_max must be 1 byte to 32 MiB".into());
-            }
-            core.value_bytes_max = v;
-        }
-        if let Some(b) = f.read_repair {
-            core.read_repair = b;
-        }
-        if let Some(b) = f.hinted_handoff {
-            core.hinted_handoff = b;
-        }
-        if let Some(h) = f.hints_max {
-            core.hints_max = h;
-        }
-        if let Some(a) = f.hint_age_max_ms {
-            core.hint_age_max_ms = a;
-        }
-        if let Some(g) = f.tombstone_grace_ms {
-            core.tombstone_grace_ms = g;
-        }
-        if core.tombstone_grace_ms < core.hint_age_max_ms {
-            return Err(format!(
-                "tombstone_grace_ms ({}) must be at least hint_age_max_ms ({}): an older hint could bring a collected key back",
-                core.tombstone_grace_ms, core.hint_age_max_ms
-            ));
-        }
-        if let Some(on) = f.anti_entropy {
-            core.aae.enabled = on;
-        }
-        if let Some(i) = f.anti_entropy_interval_ms {
-            if i == 0 {
-                return Err("anti_entropy_interval_ms must be positive".into());
-            }
-            core.aae.interval_ms = i;
-        }
-        if let Some(b) = f.anti_entropy_busy_requests {
-            core.aae.busy_requests = b;
-        }
-        for (name, b) in f.buckets {
-            let mode = match b.mode.as_deref() {
-                None | Some("siblings") => ConflictMode::Siblings,
-                Some("lww") => ConflictMode::Lww,
-                Some(other) => {
-                    return Err(format!(
-                        "buckets.{name}.mode {other:?}: use \"siblings\" or \"lww\""
-                    ));
-                }
-            };
-            if let Some(n) = b.n
-                && (n == 0 || n > core.ring.n)
-            {
-                return Err(format!(
-                    "buckets.{name}.n must be 1 to the cluster's n ({})",
-                    core.ring.n
-                ));
-            }
-            let props = BucketProps {
-                mode,
-                n: b.n,
-                r: b.r
-                    .as_deref()
-                    .map(|r| quorum(&format!("buckets.{name}.r"), r))
-                    .transpose()?,
-                w: b.w
-                    .as_deref()
-                    .map(|w| quorum(&format!("buckets.{name}.w"), w))
-                    .transpose()?,
-            };
-            core.buckets.insert(Bytes::from(name.into_bytes()), props);
-        }
-        if let Some(n) = f.siblings_max {
-            if n == 0 || n > 10_000 {
-                return Err("siblings_max must be 1 to 10000".into());
-            }
-            core.siblings_max = n;
-        }
-        if let Some(b) = f.object_bytes_max {
-            // A replica must still receive the object in one frame, with room for the rest of
-            // the message.
-            let most = driftkv_wire::FRAME_BYTES_MAX / 2;
-            if b < core.value_bytes_max || b > most {
-                return Err(format!(
-                    "object_bytes_max must be at least value_bytes_max ({}) and at most {most}",
-                    core.value_bytes_max
-                ));
-            }
-            core.object_bytes_max = b;
-        }
-        core.object_bytes_max = core.object_bytes_max.max(core.value_bytes_max);
-        let mut limits = Limits::for_values(core.value_bytes_max);
-        if let Some(c) = f.connections_max {
-            if c == 0 || c > 1_000_000 {
-                return Err("connections_max must be 1 to 1000000".into());
-            }
-            limits.connections_max = c;
-        }
-        if let Some(t) = f.http_header_timeout_ms {
-            if t == 0 {
-                return Err("http_header_timeout_ms must be positive".into());
-            }
-            limits.http_header_timeout_ms = t;
-        }
-        if let Some(b) = f.resp_command_bytes_max {
-            if b < core.value_bytes_max + core.key_bytes_max {
-                return Err(format!(
-                    "resp_command_bytes_max must be at least value_bytes_max + key_bytes_max ({})",
-                    core.value_bytes_max + core.key_bytes_max
-                ));
-            }
-            limits.resp_command_bytes_max = b;
-        }
-        // Protected mode, as Redis has it: a node reachable from other hosts serves only with
-        // TLS and users, unless told otherwise.
-        let exposed: Vec<String> = [Some(("--listen", listen)), Some(("--http", http))]
-            .into_iter()
-            .chain(std::iter::once(resp.map(|r| ("--resp", r))))
-            .flatten()
-            .filter(|(_, a)| !loopback(a))
-            .map(|(flag, a)| format!("{flag} {a}"))
-            .collect();
-        let insecure = f.insecure.unwrap_or(false);
-        if !exposed.is_empty() && !insecure && (f.tls_dir.is_none() || f.users.is_none()) {
-            return Err(format!(
-                "refusing to serve on {} without both --tls-dir and --users: anyone who can reach \
-                 the node could read, write and reshape the cluster. Give both (see `driftkv cert`), \
-                 bind to 127.0.0.1, or pass --insecure to run unprotected anyway",
-                exposed.join(", ")
-            ));
-        }
+        set_ring(&f, &mut core)?;
+        set_request_limits(&f, &mut core)?;
+        set_repair(&f, &mut core)?;
+        set_buckets(&f, &mut core)?;
+        set_object_limits(&f, &mut core)?;
+        let limits = client_limits(&f, &core)?;
+        protected_mode(
+            &f,
+            [
+                Some(("--listen", listen)),
+                Some(("--http", http)),
+                resp.map(|r| ("--resp", r)),
+            ],
+        )?;
         let tls = match &f.tls_dir {
             Some(dir) => Some(
                 driftkv_tls::load_node(dir, &id)
@@ -349,7 +220,7 @@ impl ServerConfig {
             None => None,
         };
         Ok(ServerConfig {
-            cluster: f.cluster.unwrap_or_else(|| "driftkv".into()),
+            cluster: f.cluster.unwrap_or_else(|| CLUSTER_DEFAULT.into()),
             data_dir,
             listen,
             http,
@@ -362,6 +233,227 @@ impl ServerConfig {
             limits,
         })
     }
+}
+
+/// A node's id: 1 to [`ID_CHARS_MAX`] letters, digits, '-', '_' or '.'.
+fn node_id(id: Option<&str>) -> Result<String, String> {
+    let id = id.ok_or("a node needs an id (--id NAME)")?;
+    if id.is_empty()
+        || id.len() > ID_CHARS_MAX
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(format!(
+            "node id {id:?} must be 1 to {ID_CHARS_MAX} characters of letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// The ring (n, partitions) and the default read and write levels, which must fit n.
+fn set_ring(f: &FileConfig, core: &mut NodeConfig) -> Result<(), String> {
+    core.ring = RingConfig {
+        partitions: f.partitions.unwrap_or(RingConfig::default().partitions),
+        n: f.n.unwrap_or(RingConfig::default().n),
+        ..RingConfig::default()
+    };
+    if core.ring.n == 0 || core.ring.n > REPLICAS_MAX {
+        return Err(format!(
+            "n must be 1 to {REPLICAS_MAX}, not {}",
+            core.ring.n
+        ));
+    }
+    if core.ring.partitions == 0 || core.ring.partitions > PARTITIONS_MAX {
+        return Err(format!(
+            "partitions must be 1 to {PARTITIONS_MAX}, not {}",
+            core.ring.partitions
+        ));
+    }
+    if let Some(r) = &f.r {
+        core.r = quorum("r", r)?;
+    }
+    if let Some(w) = &f.w {
+        core.w = quorum("w", w)?;
+    }
+    for (level, name) in [(core.r, "r"), (core.w, "w")] {
+        level
+            .resolve(core.ring.n, Quorum::Quorum)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The request timeout and the bounds on keys and values.
+fn set_request_limits(f: &FileConfig, core: &mut NodeConfig) -> Result<(), String> {
+    if let Some(t) = f.request_timeout_ms {
+        if t == 0 {
+            return Err("request_timeout_ms must be positive".into());
+        }
+        core.request_timeout_ms = t;
+    }
+    if let Some(k) = f.key_bytes_max {
+        core.key_bytes_max = k.clamp(1, KEY_BYTES_MAX_CEILING);
+    }
+    if let Some(v) = f.value_bytes_max {
+        if v == 0 || v > VALUE_BYTES_MAX_CEILING {
+            return Err(format!(
+                "value_bytes_max must be 1 byte to {} MiB",
+                VALUE_BYTES_MAX_CEILING / MIB
+            ));
+        }
+        core.value_bytes_max = v;
+    }
+    Ok(())
+}
+
+/// Read repair, hinted handoff, tombstone collection and anti-entropy.
+fn set_repair(f: &FileConfig, core: &mut NodeConfig) -> Result<(), String> {
+    if let Some(b) = f.read_repair {
+        core.read_repair = b;
+    }
+    if let Some(b) = f.hinted_handoff {
+        core.hinted_handoff = b;
+    }
+    if let Some(h) = f.hints_max {
+        core.hints_max = h;
+    }
+    if let Some(a) = f.hint_age_max_ms {
+        core.hint_age_max_ms = a;
+    }
+    if let Some(g) = f.tombstone_grace_ms {
+        core.tombstone_grace_ms = g;
+    }
+    if core.tombstone_grace_ms < core.hint_age_max_ms {
+        return Err(format!(
+            "tombstone_grace_ms ({}) must be at least hint_age_max_ms ({}): an older hint could bring a collected key back",
+            core.tombstone_grace_ms, core.hint_age_max_ms
+        ));
+    }
+    if let Some(on) = f.anti_entropy {
+        core.aae.enabled = on;
+    }
+    if let Some(i) = f.anti_entropy_interval_ms {
+        if i == 0 {
+            return Err("anti_entropy_interval_ms must be positive".into());
+        }
+        core.aae.interval_ms = i;
+    }
+    if let Some(b) = f.anti_entropy_busy_requests {
+        core.aae.busy_requests = b;
+    }
+    Ok(())
+}
+
+/// Each `[buckets.NAME]`: its conflict mode, and n, r and w within the cluster's.
+fn set_buckets(f: &FileConfig, core: &mut NodeConfig) -> Result<(), String> {
+    for (name, b) in &f.buckets {
+        let mode = match b.mode.as_deref() {
+            None | Some("siblings") => ConflictMode::Siblings,
+            Some("lww") => ConflictMode::Lww,
+            Some(other) => {
+                return Err(format!(
+                    "buckets.{name}.mode {other:?}: use \"siblings\" or \"lww\""
+                ));
+            }
+        };
+        if let Some(n) = b.n
+            && (n == 0 || n > core.ring.n)
+        {
+            return Err(format!(
+                "buckets.{name}.n must be 1 to the cluster's n ({})",
+                core.ring.n
+            ));
+        }
+        let level = |raw: &Option<String>, which: &str| {
+            raw.as_deref()
+                .map(|q| quorum(&format!("buckets.{name}.{which}"), q))
+                .transpose()
+        };
+        let props = BucketProps {
+            mode,
+            n: b.n,
+            r: level(&b.r, "r")?,
+            w: level(&b.w, "w")?,
+        };
+        core.buckets
+            .insert(Bytes::from(name.clone().into_bytes()), props);
+    }
+    Ok(())
+}
+
+/// The bounds on what one key may hold: siblings and bytes.
+fn set_object_limits(f: &FileConfig, core: &mut NodeConfig) -> Result<(), String> {
+    if let Some(n) = f.siblings_max {
+        if n == 0 || n > SIBLINGS_MAX_CEILING {
+            return Err(format!("siblings_max must be 1 to {SIBLINGS_MAX_CEILING}"));
+        }
+        core.siblings_max = n;
+    }
+    if let Some(b) = f.object_bytes_max {
+        // A replica must still receive the object in one frame, with room for the rest of
+        // the message.
+        let most = driftkv_wire::FRAME_BYTES_MAX / 2;
+        if b < core.value_bytes_max || b > most {
+            return Err(format!(
+                "object_bytes_max must be at least value_bytes_max ({}) and at most {most}",
+                core.value_bytes_max
+            ));
+        }
+        core.object_bytes_max = b;
+    }
+    core.object_bytes_max = core.object_bytes_max.max(core.value_bytes_max);
+    Ok(())
+}
+
+/// The bounds of the client and peer ports.
+fn client_limits(f: &FileConfig, core: &NodeConfig) -> Result<Limits, String> {
+    let mut limits = Limits::for_values(core.value_bytes_max);
+    if let Some(c) = f.connections_max {
+        if c == 0 || c > CONNECTIONS_MAX_CEILING {
+            return Err(format!(
+                "connections_max must be 1 to {CONNECTIONS_MAX_CEILING}"
+            ));
+        }
+        limits.connections_max = c;
+    }
+    if let Some(t) = f.http_header_timeout_ms {
+        if t == 0 {
+            return Err("http_header_timeout_ms must be positive".into());
+        }
+        limits.http_header_timeout_ms = t;
+    }
+    if let Some(b) = f.resp_command_bytes_max {
+        if b < core.value_bytes_max + core.key_bytes_max {
+            return Err(format!(
+                "resp_command_bytes_max must be at least value_bytes_max + key_bytes_max ({})",
+                core.value_bytes_max + core.key_bytes_max
+            ));
+        }
+        limits.resp_command_bytes_max = b;
+    }
+    Ok(limits)
+}
+
+/// Protected mode, as Redis has it: a node reachable from other hosts (any of `ports`, each a
+/// flag and its address) serves only with TLS and users, unless told otherwise.
+fn protected_mode(f: &FileConfig, ports: [Option<(&str, SocketAddr)>; 3]) -> Result<(), String> {
+    let exposed: Vec<String> = ports
+        .into_iter()
+        .flatten()
+        .filter(|(_, a)| !loopback(a))
+        .map(|(flag, a)| format!("{flag} {a}"))
+        .collect();
+    let insecure = f.insecure.unwrap_or(false);
+    if !exposed.is_empty() && !insecure && (f.tls_dir.is_none() || f.users.is_none()) {
+        return Err(format!(
+            "refusing to serve on {} without both --tls-dir and --users: anyone who can reach \
+             the node could read, write and reshape the cluster. Give both (see `driftkv cert`), \
+             bind to 127.0.0.1, or pass --insecure to run unprotected anyway",
+            exposed.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

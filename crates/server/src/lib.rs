@@ -2,6 +2,11 @@
 //!
 //! It moves bytes (TCP transport, HTTP), time (ticks) and storage calls (fjall) for the core,
 //! and decides nothing about the protocol: that is all in `driftkv-core`.
+//!
+//! Layers, each using only those below it: `listen`, `auth`, `config` and `transport` at the
+//! bottom; `runtime` (the node thread); `metrics`; `handle` (the node as the front-ends reach
+//! it, with its own error); the front-ends `http` and `resp`, which know nothing of each
+//! other; and this file, which starts them all.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +20,8 @@ pub mod resp;
 pub mod runtime;
 pub mod transport;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -31,7 +38,14 @@ use transport::Transport;
 
 /// How often the core is ticked (expiring requests, gossip, handoff).
 const TICK: Duration = Duration::from_millis(50);
+/// Events (client requests, peer messages, ticks) queued for the node thread at most; and
+/// peer messages queued between the transport and that queue.
 const EVENT_QUEUE: usize = 16 * 1024;
+/// How often a leaving node checks whether it has handed everything off.
+const DRAINED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a node that has left waits before it exits: a moment for the last
+/// acknowledgements and gossip to go out.
+const LEAVE_LINGER: Duration = Duration::from_millis(500);
 
 /// The incarnation of a node's actor: kept in the data directory, chosen fresh and at random
 /// when the directory is new, so a node that lost its data never reuses its old dots (a
@@ -96,9 +110,9 @@ fn watch(
 
 /// A started node: its bound addresses, and a handle that stops it.
 pub struct Running {
-    pub http: std::net::SocketAddr,
-    pub listen: std::net::SocketAddr,
-    pub resp: Option<std::net::SocketAddr>,
+    pub http: SocketAddr,
+    pub listen: SocketAddr,
+    pub resp: Option<SocketAddr>,
     /// Fires when this node has left the cluster (after `POST /admin/leave`, once drained).
     pub left: tokio::sync::oneshot::Receiver<()>,
     /// Fires with the panic's message if the node thread panicked: the process must exit
@@ -107,30 +121,39 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<()>,
 }
 
+/// The sockets a node serves, bound before anything starts.
+struct Listeners {
+    peer: TcpListener,
+    http: TcpListener,
+    resp: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(cfg: &ServerConfig) -> anyhow::Result<Listeners> {
+        let peer = TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen for nodes on {}", cfg.listen))?;
+        let http = TcpListener::bind(cfg.http)
+            .await
+            .with_context(|| format!("cannot serve HTTP on {}", cfg.http))?;
+        let resp = match cfg.resp {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot serve the Redis protocol on {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners { peer, http, resp })
+    }
+}
+
 /// Opens storage, binds the sockets and starts every task. Returns once the node serves.
 pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
-    let mut store = FjallStore::open(cfg.data_dir.join("store"), cfg.durability)
-        .with_context(|| format!("cannot open storage in {}", cfg.data_dir.display()))?;
-    cfg.core.incarnation = incarnation(&mut store)?;
-
-    let peer_listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen for nodes on {}", cfg.listen))?;
-    let http_listener = TcpListener::bind(cfg.http)
-        .await
-        .with_context(|| format!("cannot serve HTTP on {}", cfg.http))?;
-    let resp_listener = match cfg.resp {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot serve the Redis protocol on {addr}"))?,
-        ),
-        None => None,
-    };
-    let listen = peer_listener.local_addr()?;
-    let http = http_listener.local_addr()?;
+    let mut store = open_store(&mut cfg)?;
+    let listeners = Listeners::bind(&cfg).await?;
+    let listen = listeners.peer.local_addr()?;
+    let http = listeners.http.local_addr()?;
     cfg.core.listen = listen.to_string();
     cfg.core.http = http.to_string();
 
@@ -144,112 +167,151 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     };
     let transport = Transport::new(hello, cfg.tls.clone(), tokio::runtime::Handle::current());
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let failed = spawn_node_thread(&cfg, node, store, events_rx, transport.clone())?;
+    spawn_peer_intake(&transport, listeners.peer, &cfg, events_tx.clone());
+    spawn_ticks(events_tx.clone());
 
-    // The node thread. If it panics, that is a bug: the process must not go on serving
-    // without it, nor exit as if all were well, so it exits loudly and non-zero.
-    let failed = {
-        let transport = transport.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("node-{}", cfg.core.id))
-            .spawn(move || runtime::run_node_loop(node, store, events_rx, transport))
-            .context("cannot start the node thread")?;
-        watch(thread)?
-    };
-
-    // Peer messages into the node loop.
-    let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);
-    tokio::spawn(
-        transport
-            .clone()
-            .serve(peer_listener, cfg.limits.connections_max, peer_tx),
-    );
-    {
-        let events = events_tx.clone();
-        tokio::spawn(async move {
-            while let Some((from, message)) = peer_rx.recv().await {
-                if events.send(Event::Peer { from, message }).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    // Ticks; a full queue skips one rather than piling up.
-    {
-        let events = events_tx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                match events.try_send(Event::Tick) {
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    _ => continue,
-                }
-            }
-        });
-    }
-
-    let metrics = std::sync::Arc::new(metrics::Metrics::new(transport.stats.clone()));
+    let metrics = Arc::new(metrics::Metrics::new(transport.stats.clone()));
     let node = handle::NodeHandle::new(events_tx, cfg.core.clone(), metrics.clone());
+    let resp = match listeners.resp {
+        Some(listener) => Some(spawn_resp(listener, &cfg, node.clone(), &metrics)?),
+        None => None,
+    };
+    let left = watch_leaving(node.clone());
     let state = http::AppState {
-        node: node.clone(),
+        node,
         users: cfg.users.clone(),
         open_loopback: cfg.users.is_none() && http.ip().is_loopback(),
         metrics: metrics.clone(),
-        transport: transport.clone(),
+        transport,
         lab: cfg.lab,
     };
-    let resp = match resp_listener {
-        Some(listener) => {
-            let addr = listener.local_addr()?;
-            tokio::spawn(resp::serve(
-                listener,
-                node.clone(),
-                metrics.resp.clone(),
-                resp::Settings {
-                    tls: cfg.tls.as_ref().map(|t| t.api_server.clone()),
-                    users: cfg.users.clone(),
-                    connections_max: cfg.limits.connections_max,
-                    command_bytes_max: cfg.limits.resp_command_bytes_max,
-                },
-            ));
-            Some(addr)
-        }
-        None => None,
-    };
-    // A leaving node exits once it holds no data and no hints.
-    let (left_tx, left) = tokio::sync::oneshot::channel();
-    {
-        let node = node.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                match node
-                    .query(|node: &Node, store: &FjallStore| node.drained(store))
-                    .await
-                {
-                    Err(handle::HandleError::Stopped) => return,
-                    Ok(true) => {
-                        tracing::warn!("every partition handed off: left the cluster");
-                        // A moment for the last acknowledgements and gossip to go out.
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        let _ = left_tx.send(());
-                        return;
-                    }
-                    Ok(false) | Err(_) => continue,
-                }
-            }
-        });
-    }
-    let app = http::router(state);
     let done = tokio::spawn(http::serve(
-        http_listener,
-        app,
+        listeners.http,
+        http::router(state),
         cfg.tls.as_ref().map(|t| t.api_server.clone()),
         cfg.limits.clone(),
         metrics.http_listener.clone(),
     ));
+    log_started(&cfg, listen, http);
+    Ok(Running {
+        http,
+        listen,
+        resp,
+        left,
+        failed,
+        done,
+    })
+}
+
+/// Opens the data directory's store (creating the directory) and sets the node's
+/// incarnation from it.
+fn open_store(cfg: &mut ServerConfig) -> anyhow::Result<FjallStore> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    let mut store = FjallStore::open(cfg.data_dir.join("store"), cfg.durability)
+        .with_context(|| format!("cannot open storage in {}", cfg.data_dir.display()))?;
+    cfg.core.incarnation = incarnation(&mut store)?;
+    Ok(store)
+}
+
+/// Starts the node thread, which owns the node and its store. If it panics, that is a bug:
+/// the process must not go on serving without it, nor exit as if all were well, so the
+/// receiver returned fires and the process exits loudly and non-zero.
+fn spawn_node_thread(
+    cfg: &ServerConfig,
+    node: Node,
+    store: FjallStore,
+    events: mpsc::Receiver<Event>,
+    transport: Arc<Transport>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<String>> {
+    let thread = std::thread::Builder::new()
+        .name(format!("node-{}", cfg.core.id))
+        .spawn(move || runtime::run_node_loop(node, store, events, transport))
+        .context("cannot start the node thread")?;
+    watch(thread)
+}
+
+/// Serves the node-to-node port and hands what peers send to the node loop.
+fn spawn_peer_intake(
+    transport: &Arc<Transport>,
+    listener: TcpListener,
+    cfg: &ServerConfig,
+    events: mpsc::Sender<Event>,
+) {
+    let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(
+        transport
+            .clone()
+            .serve(listener, cfg.limits.connections_max, peer_tx),
+    );
+    tokio::spawn(async move {
+        while let Some((from, message)) = peer_rx.recv().await {
+            if events.send(Event::Peer { from, message }).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Ticks the node loop every [`TICK`]; a full queue skips one rather than piling up.
+fn spawn_ticks(events: mpsc::Sender<Event>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            if let Err(mpsc::error::TrySendError::Closed(_)) = events.try_send(Event::Tick) {
+                return;
+            }
+        }
+    });
+}
+
+/// Serves the Redis protocol on `listener`; returns its address.
+fn spawn_resp(
+    listener: TcpListener,
+    cfg: &ServerConfig,
+    node: handle::NodeHandle,
+    metrics: &metrics::Metrics,
+) -> anyhow::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    let settings = resp::Settings {
+        tls: cfg.tls.as_ref().map(|t| t.api_server.clone()),
+        users: cfg.users.clone(),
+        connections_max: cfg.limits.connections_max,
+        command_bytes_max: cfg.limits.resp_command_bytes_max,
+    };
+    tokio::spawn(resp::serve(listener, node, metrics.resp.clone(), settings));
+    Ok(addr)
+}
+
+/// Fires once this node, leaving, holds no data and no hints: then the process exits.
+fn watch_leaving(node: handle::NodeHandle) -> tokio::sync::oneshot::Receiver<()> {
+    let (left_tx, left) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(DRAINED_CHECK_INTERVAL);
+        loop {
+            every.tick().await;
+            match node
+                .query(|node: &Node, store: &FjallStore| node.drained(store))
+                .await
+            {
+                Err(handle::HandleError::Stopped) => return,
+                Ok(true) => {
+                    tracing::warn!("every partition handed off: left the cluster");
+                    tokio::time::sleep(LEAVE_LINGER).await;
+                    let _ = left_tx.send(());
+                    return;
+                }
+                Ok(false) | Err(_) => continue,
+            }
+        }
+    });
+    left
+}
+
+fn log_started(cfg: &ServerConfig, listen: SocketAddr, http: SocketAddr) {
     tracing::info!(
         node = %cfg.core.id,
         listen = %listen,
@@ -261,14 +323,6 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         if cfg.tls.is_some() { "TLS on every port, mutual between nodes" } else { "no TLS" },
         if cfg.users.is_some() { "clients authenticate" } else { "no client authentication" },
     );
-    Ok(Running {
-        http,
-        listen,
-        resp,
-        left,
-        failed,
-        done,
-    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@ use crate::transport::TransportStats;
 /// What the text of `/metrics` starts with room for.
 const RENDER_BYTES_INITIAL: usize = 16 * 1024;
 
+/// A core histogram in milliseconds, exported in seconds.
+const SECONDS_PER_MS: f64 = 1e-3;
+/// A core histogram exported as it is counted (values, not time).
+const UNSCALED: f64 = 1.0;
+
 /// Request latency bucket bounds, in seconds.
 const LATENCY_BOUNDS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -537,14 +542,14 @@ fn write_core(o: &mut String, s: &Stats) {
         "driftkv_replication_lag_seconds",
         "Time from a write being made (its HLC time) to its arrival on this replica, for writes that arrived new.",
         &s.replication_lag_ms,
-        1e-3,
+        SECONDS_PER_MS,
     );
     ms_histogram(
         o,
         "driftkv_read_siblings",
         "Values in each read's answer: 1 is a clean read, more are concurrent siblings.",
         &s.read_siblings,
-        1.0,
+        UNSCALED,
     );
     for (name, text, value) in CORE_COUNTERS {
         help(o, name, "counter", text);

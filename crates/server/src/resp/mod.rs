@@ -1,7 +1,7 @@
 //! The Redis protocol (RESP2) front-end, so redis-cli, redis-benchmark and Redis client
 //! libraries talk to driftkv.
 //!
-//! Layers, bottom up: [`frame`] (a reply and its bytes), [`parse`] (a command from the front of
+//! Layers, bottom up: `frame` (a reply and its bytes), `parse` (a command from the front of
 //! a buffer, within limits), `session` (what a connection carries between commands),
 //! `context` (the node and users every command may use), `cmd` (one module per command
 //! family, and who may run what), `connection` (the loop over one socket). Each command becomes
@@ -16,8 +16,8 @@
 mod cmd;
 mod connection;
 mod context;
-pub mod frame;
-pub mod parse;
+mod frame;
+mod parse;
 mod session;
 
 use std::net::SocketAddr;

@@ -52,6 +52,8 @@ const WRITE_COMMANDS: &[&str] = &[
 ];
 /// Commands a connection may send before it authenticates.
 const BEFORE_AUTH: &[&str] = &["auth", "hello", "ping", "quit"];
+/// Arguments of an unknown command quoted in its error, as Redis quotes them.
+const UNKNOWN_ARGS_SHOWN: usize = 3;
 
 /// Runs one command (`args[0]` its name) for a connection, if its role allows.
 pub async fn execute(ctx: &Context, s: &mut Session, args: Vec<Bytes>) -> Frame {
@@ -125,7 +127,7 @@ fn command(a: &[Bytes]) -> Result<Frame, Frame> {
 fn unknown(name: &str, a: &[Bytes]) -> Frame {
     let start: Vec<String> = a
         .iter()
-        .take(3)
+        .take(UNKNOWN_ARGS_SHOWN)
         .map(|x| format!("'{}'", String::from_utf8_lossy(x)))
         .collect();
     Frame::err(format!(
