@@ -1,0 +1,234 @@
+//! Client requests: checked, routed (coordinated here or forwarded), and answers rendered.
+
+use super::*;
+
+/// The client's answer to a read, from the merged replica state.
+pub(super) fn render_read(request: &Request, merged: Option<&Object>) -> Reply {
+    let wrong = |held: &Object, wanted: ObjectKind| {
+        Reply::error(
+            ErrorKind::WrongType,
+            format!(
+                "key holds a {}, not a {}",
+                held.kind().name(),
+                wanted.name()
+            ),
+        )
+    };
+    match (request, merged) {
+        (Request::Get { .. } | Request::SessionGet { .. }, None) => Reply::NotFound {
+            context: VersionVector::new(),
+        },
+        (Request::Get { .. } | Request::SessionGet { .. }, Some(Object::Register(reg))) => {
+            render_register(reg)
+        }
+        (Request::Get { .. } | Request::SessionGet { .. }, Some(other)) => {
+            wrong(other, ObjectKind::Register)
+        }
+        (Request::CounterGet { .. }, None) => Reply::Counter { value: 0 },
+        (Request::CounterGet { .. }, Some(Object::Counter(c))) => {
+            Reply::Counter { value: c.value() }
+        }
+        (Request::CounterGet { .. }, Some(other)) => wrong(other, ObjectKind::Counter),
+        (Request::SetGet { .. }, None) => Reply::Set {
+            members: Vec::new(),
+        },
+        (Request::SetGet { .. }, Some(Object::Set(s))) => Reply::Set {
+            members: s.members().cloned().collect(),
+        },
+        (Request::SetGet { .. }, Some(other)) => wrong(other, ObjectKind::Set),
+        _ => Reply::error(ErrorKind::Internal, "not a read"),
+    }
+}
+
+pub(super) fn render_register(reg: &Register) -> Reply {
+    let values: Vec<Bytes> = reg.values().cloned().collect();
+    if values.is_empty() {
+        Reply::NotFound {
+            context: reg.context().clone(),
+        }
+    } else {
+        Reply::Values {
+            values,
+            context: reg.context().clone(),
+        }
+    }
+}
+
+/// Convenience for tests: the live values of a register object.
+pub fn register_values(object: &Object) -> Vec<Bytes> {
+    match object {
+        Object::Register(r) => r.values().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The answer when an actor's counter for a key is exhausted (a forged or corrupt state).
+pub(super) fn exhausted(e: driftkv_causal::Exhausted) -> Reply {
+    Reply::error(ErrorKind::Internal, e.to_string())
+}
+
+pub(super) fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
+    Reply::unavailable(
+        format!("only {reachable} of the {needed} replicas needed are reachable"),
+        0,
+        needed,
+    )
+}
+
+impl Node {
+    pub(super) fn validate(&self, request: &Request) -> Result<(), String> {
+        let key = request.key();
+        if key.key().is_empty() {
+            return Err("key is empty".into());
+        }
+        if key.key().len() > self.cfg.key_bytes_max {
+            return Err(format!(
+                "key is {} bytes, the limit is {}",
+                key.key().len(),
+                self.cfg.key_bytes_max
+            ));
+        }
+        if key.bucket().is_empty() || key.bucket().len() > self.cfg.bucket_bytes_max {
+            return Err(format!(
+                "bucket name must be 1 to {} bytes",
+                self.cfg.bucket_bytes_max
+            ));
+        }
+        match request {
+            Request::Put { value: Some(v), .. } | Request::Overwrite { value: Some(v), .. }
+                if v.len() > self.cfg.value_bytes_max =>
+            {
+                Err(format!(
+                    "value is {} bytes, the limit is {}",
+                    v.len(),
+                    self.cfg.value_bytes_max
+                ))
+            }
+            Request::SetUpdate { add, remove, .. } => {
+                if add.len() + remove.len() > self.cfg.set_update_members_max {
+                    return Err(format!(
+                        "a set update may name at most {} members",
+                        self.cfg.set_update_members_max
+                    ));
+                }
+                match add
+                    .iter()
+                    .chain(remove)
+                    .find(|m| m.len() > self.cfg.key_bytes_max)
+                {
+                    Some(m) => Err(format!(
+                        "set member is {} bytes, the limit is {}",
+                        m.len(),
+                        self.cfg.key_bytes_max
+                    )),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn on_request(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        waiter: Waiter,
+        request: Request,
+        forwarded: bool,
+        out: &mut Vec<Output>,
+    ) {
+        if let Err(message) = self.validate(&request) {
+            return self.answer(waiter, Reply::error(ErrorKind::BadRequest, message), out);
+        }
+        // A node joining a cluster knows only itself until it hears from a member: its ring
+        // would make it the only replica of every key, and a write acknowledged at "quorum"
+        // would sit on one disk. It serves once it has joined.
+        if !self.cfg.seeds.is_empty() && self.membership.count() <= 1 {
+            let reply = Reply::error(
+                ErrorKind::Unavailable,
+                "this node has not reached a member of the cluster it joins yet; \
+                 ask another node, or again in a moment",
+            );
+            return self.answer(waiter, reply, out);
+        }
+        let key = request.key().clone();
+        let partition = self.partition_of(&key);
+        let n = self.n_for(&key);
+        let props = self.cfg.bucket(key.bucket());
+        let level = |q: Quorum, bucket: Option<Quorum>, default: Quorum| {
+            q.resolve(n, bucket.unwrap_or(default))
+        };
+        match &request {
+            Request::Inspect { .. } => {
+                self.start_inspect(store, now_ms, waiter, key, partition, n, out)
+            }
+            Request::Get { r, .. }
+            | Request::SessionGet { r, .. }
+            | Request::CounterGet { r, .. }
+            | Request::SetGet { r, .. } => match level(*r, props.r, self.cfg.r) {
+                Ok(needed) => self.start_read(
+                    store,
+                    now_ms,
+                    waiter,
+                    request.clone(),
+                    partition,
+                    n,
+                    needed,
+                    props.mode,
+                    out,
+                ),
+                Err(e) => self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out),
+            },
+            Request::Put { w, .. }
+            | Request::Overwrite { w, .. }
+            | Request::CounterAdd { w, .. }
+            | Request::SetUpdate { w, .. } => {
+                let needed = match level(*w, props.w, self.cfg.w) {
+                    Ok(needed) => needed,
+                    Err(e) => {
+                        return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out);
+                    }
+                };
+                let targets = self.targets(partition, n);
+                // The coordinator issues the new dot (or counter total) under its own actor,
+                // on top of its own copy. A primary keeps its copy; a fallback's is handed over
+                // and deleted later, and a fallback coordinating again from an empty copy would
+                // reissue dots and totals it already used: an acknowledged write silently lost
+                // (found by the simulator). So while some primary is up (targets list up
+                // primaries first), only a primary coordinates; a fallback does only when every
+                // primary is down.
+                let primary_up = targets.first().is_some_and(|(_, hint)| hint.is_none());
+                let coordinates_here = targets
+                    .iter()
+                    .any(|(node, hint)| *node == self.cfg.id && (hint.is_none() || !primary_up));
+                match (&waiter, targets.first()) {
+                    // A write that arrives elsewhere goes to the first target.
+                    (Waiter::Local(client), Some((first, _)))
+                        if !coordinates_here && !forwarded =>
+                    {
+                        let (client, to) = (*client, first.clone());
+                        let req = self.new_req();
+                        self.stats.forwarded += 1;
+                        self.pending.insert(
+                            req,
+                            Pending::Forwarded {
+                                client,
+                                deadline_ms: now_ms + self.cfg.request_timeout_ms * 2,
+                            },
+                        );
+                        out.push(Output::Send {
+                            to,
+                            message: Message::Forward { req, request },
+                        });
+                    }
+                    // A forwarded write is coordinated here even if this node's view disagrees
+                    // that it is a replica, rather than bounce it around.
+                    _ => self.coordinate_write(
+                        store, now_ms, waiter, request, partition, n, targets, needed, props.mode,
+                        out,
+                    ),
+                }
+            }
+        }
+    }
+}
