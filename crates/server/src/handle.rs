@@ -31,7 +31,7 @@ pub enum HandleError {
     #[error("the node is shutting down")]
     Stopped,
     /// The node's event queue stayed full for the whole wait: the request was not queued.
-    #[error("the node is overloaded: its request queue stayed full")]
+    #[error("the node is overloaded: its event queue stayed full")]
     Overloaded,
     /// The request was queued but no answer came back in time.
     #[error("the node did not answer in time")]
