@@ -14,6 +14,43 @@ pub(super) struct Sweep {
 }
 
 impl Node {
+    /// Another primary's copy of a tombstone this node would collect: collectable once every
+    /// primary holds exactly it.
+    pub(super) fn on_collect_reply(
+        &mut self,
+        cx: &mut Step<'_>,
+        from: NodeId,
+        req: ReqId,
+        object: Option<Object>,
+    ) {
+        let Some(Pending::Collect(c)) = self.pending.get_mut(&req) else {
+            return;
+        };
+        if object.as_ref() != Some(&c.object) {
+            // That replica holds something else: not collectable now.
+            self.pending.remove(&req);
+            return;
+        }
+        c.awaiting.retain(|n| *n != from);
+        if c.awaiting.is_empty() {
+            let Some(Pending::Collect(c)) = self.pending.remove(&req) else {
+                unreachable!("looked at above")
+            };
+            self.collect(cx.store, c, cx.out);
+        }
+    }
+
+    /// A collecting primary tells this one to forget a tombstone every primary holds.
+    pub(super) fn on_purge(&mut self, store: &mut dyn Store, key: &Key, object: &Object) {
+        let partition = self.partition_of(key);
+        if let Ok(Some(local)) = self.load(store, partition, key)
+            && local == *object
+            && self.remove(store, partition, key).is_ok()
+        {
+            self.stats.tombstones_collected += 1;
+        }
+    }
+
     /// Walks a bounded batch of records per tick. A tombstone past its grace, in a partition
     /// whose first primary is this node, is checked with the other primaries and collected
     /// once all of them hold exactly it.

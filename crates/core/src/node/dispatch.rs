@@ -3,6 +3,7 @@
 use super::*;
 
 impl Node {
+    /// A peer's message, handed to the part of the node it is for.
     pub(super) fn on_message(
         &mut self,
         store: &mut dyn Store,
@@ -11,228 +12,57 @@ impl Node {
         message: Message,
         out: &mut Vec<Output>,
     ) {
+        let cx = &mut Step { store, now_ms, out };
         match message {
-            Message::Forward { req, request } => {
-                if !self.first_delivery_of_forward(&from, req, now_ms) {
-                    self.stats.duplicate_forwards += 1;
-                    return;
-                }
-                self.on_request(
-                    store,
-                    now_ms,
-                    Waiter::Remote { node: from, req },
-                    request,
-                    true,
-                    out,
-                )
-            }
-            Message::ForwardReply { req, reply } => {
-                if let Some(Pending::Forwarded { client, .. }) = self.pending.remove(&req) {
-                    out.push(Output::Reply { client, reply });
-                }
-            }
+            Message::Forward { req, request } => self.on_forward(cx, from, req, request),
+            Message::ForwardReply { req, reply } => self.on_forward_reply(req, reply, cx.out),
+            Message::Gossip { members } => self.on_gossip(cx, from, &members),
             Message::ReplicaWrite {
                 req,
                 key,
                 object,
                 hint,
-            } => {
-                let partition = self.partition_of(&key);
-                let ok = self
-                    .merge_into_store(store, now_ms, partition, &key, &object)
-                    .is_ok();
-                if let (true, Some(primary)) = (ok, &hint) {
-                    self.store_hint(store, now_ms, primary, partition, &key, &object);
-                }
-                let ack = Output::Send {
-                    to: from,
-                    message: Message::ReplicaWriteAck { req, ok },
-                };
-                out.push(if ok { ack.durable() } else { ack });
+            } => self.on_replica_write(cx, from, req, &key, &object, hint.as_ref()),
+            Message::ReplicaWriteAck { req, ok } => {
+                self.on_write_ack(cx.store, from, req, ok, cx.out)
             }
-            Message::ReplicaWriteAck { req, ok } => self.on_write_ack(store, from, req, ok, out),
-            Message::AaeRoot {
-                xid,
-                partition,
-                root,
-            } => self.aae_on_root(now_ms, from, xid, PartitionId(partition), root, out),
-            Message::AaeRootDiffers { xid, partition } => {
-                self.aae_on_root_differs(from, xid, PartitionId(partition), out)
+            Message::ReplicaRead { req, key, .. } => self.on_replica_read(cx, from, req, &key),
+            Message::ReplicaReadReply { req, object } => {
+                self.on_replica_read_reply(cx, from, req, object)
             }
-            Message::AaeNotReady {
-                xid,
-                partition,
-                building,
-            } => {
-                let partition = PartitionId(partition);
-                if self.aae_is_current(&from, xid, partition) {
-                    self.aae.inflight = None;
-                    if building {
-                        self.aae.again = Some((partition, from));
-                    } else {
-                        // The peer is exchanging this partition with us already: go on with
-                        // the next one at once.
-                        self.aae.next_ms = now_ms;
-                    }
-                }
-            }
-            Message::AaeMids {
-                xid,
-                partition,
-                mids,
-            } => self.aae_on_mids(from, xid, PartitionId(partition), mids, out),
-            Message::AaeLeaves {
-                xid,
-                partition,
-                groups,
-            } => {
-                let partition = PartitionId(partition);
-                self.aae_on_leaves(store, now_ms, from, xid, partition, groups, out)
-            }
-            Message::AaeKeys {
-                xid,
-                partition,
-                segments,
-                entries,
-            } => self.aae_on_keys(
-                store,
-                from,
-                xid,
-                PartitionId(partition),
-                segments,
-                entries,
-                out,
-            ),
-            Message::AaeSync {
-                xid,
-                partition,
-                objects,
-                want,
-            } => self.aae_on_sync(
-                store,
-                now_ms,
-                from,
-                xid,
-                PartitionId(partition),
-                objects,
-                want,
-                out,
-            ),
-            Message::AaeObjects { partition, objects } => {
-                self.aae_merge(store, now_ms, PartitionId(partition), objects);
-            }
-            Message::Gossip { members } => {
-                let (change, answer) = self.membership.on_gossip(&from, &members, now_ms);
-                self.apply_membership(change);
-                self.note_membership(change);
-                if let Some(message) = answer {
-                    out.push(Output::Send { to: from, message });
-                }
-            }
-            Message::ReplicaRead { req, key, .. } => {
-                let partition = self.partition_of(&key);
-                // An unreadable record answers as missing: the coordinator repairs it.
-                let object = self.load(store, partition, &key).unwrap_or(None);
-                out.push(Output::Send {
-                    to: from,
-                    message: Message::ReplicaReadReply { req, object },
-                });
-            }
-            Message::ReplicaReadReply { req, object } => match self.pending.get_mut(&req) {
-                Some(Pending::Read(coord)) => {
-                    // A stray or duplicated reply changes nothing.
-                    let counted = coord.core.add_result(from, object);
-                    if counted {
-                        self.progress_read(store, now_ms, req, false, out);
-                    }
-                }
-                Some(Pending::Inspect(coord)) => {
-                    if let Some(view) = coord
-                        .views
-                        .iter_mut()
-                        .find(|v| v.node == from && !v.reachable)
-                    {
-                        view.reachable = true;
-                        view.object = object;
-                        coord.waiting -= 1;
-                    }
-                    if coord.waiting == 0 {
-                        let Some(Pending::Inspect(coord)) = self.pending.remove(&req) else {
-                            unreachable!()
-                        };
-                        self.answer(
-                            coord.waiter,
-                            Reply::Replicas {
-                                key: coord.key,
-                                replicas: coord.views,
-                            },
-                            out,
-                        );
-                    }
-                }
-                Some(Pending::Collect(c)) => {
-                    if object.as_ref() != Some(&c.object) {
-                        // That replica holds something else: not collectable now.
-                        self.pending.remove(&req);
-                        return;
-                    }
-                    c.awaiting.retain(|n| *n != from);
-                    if c.awaiting.is_empty() {
-                        let Some(Pending::Collect(c)) = self.pending.remove(&req) else {
-                            unreachable!()
-                        };
-                        self.collect(store, c, out);
-                    }
-                }
-                _ => {}
-            },
-            Message::Purge { key, object } => {
-                let partition = self.partition_of(&key);
-                if let Ok(Some(local)) = self.load(store, partition, &key)
-                    && local == object
-                    && self.remove(store, partition, &key).is_ok()
-                {
-                    self.stats.tombstones_collected += 1;
-                }
-            }
+            Message::Repair { key, object } => self.on_repair(cx, &key, &object),
+            Message::Purge { key, object } => self.on_purge(cx.store, &key, &object),
             Message::Transfer {
                 xid,
                 partition,
                 objects,
-            } => {
-                let partition = PartitionId(partition);
-                let mut ok = true;
-                for (key, object) in objects {
-                    ok &= self
-                        .merge_into_store(store, now_ms, partition, &key, &object)
-                        .is_ok();
-                }
-                // A receipt lets the sender delete what it handed over: only once it is durable.
-                let receipt = Output::Send {
-                    to: from,
-                    message: Message::TransferAck { xid, ok },
-                };
-                out.push(if ok { receipt.durable() } else { receipt });
-            }
-            Message::TransferAck { xid, ok } => {
-                if let Some(Pending::Transfer(t)) = self.pending.get_mut(&xid) {
-                    if !ok {
-                        self.pending.remove(&xid);
-                        return;
-                    }
-                    t.awaiting.retain(|n| *n != from);
-                    if t.awaiting.is_empty() {
-                        let Some(Pending::Transfer(t)) = self.pending.remove(&xid) else {
-                            unreachable!()
-                        };
-                        self.finish_transfer(store, t);
-                    }
-                }
-            }
-            Message::Repair { key, object } => {
-                let partition = self.partition_of(&key);
-                self.merge_here(store, now_ms, partition, &key, &object);
-            }
+            } => self.on_transfer(cx, from, xid, PartitionId(partition), objects),
+            Message::TransferAck { xid, ok } => self.on_transfer_ack(cx.store, from, xid, ok),
+            exchange @ (Message::AaeRoot { .. }
+            | Message::AaeRootDiffers { .. }
+            | Message::AaeNotReady { .. }
+            | Message::AaeMids { .. }
+            | Message::AaeLeaves { .. }
+            | Message::AaeKeys { .. }
+            | Message::AaeSync { .. }
+            | Message::AaeObjects { .. }) => self.on_exchange(cx, from, exchange),
+        }
+    }
+
+    /// A replica's answer to a read, to the coordination that asked: a read, an inspection or
+    /// a tombstone collection.
+    fn on_replica_read_reply(
+        &mut self,
+        cx: &mut Step<'_>,
+        from: NodeId,
+        req: ReqId,
+        object: Option<Object>,
+    ) {
+        match self.pending.get(&req) {
+            Some(Pending::Read(_)) => self.on_read_reply(cx, from, req, object),
+            Some(Pending::Inspect(_)) => self.on_inspect_reply(from, req, object, cx.out),
+            Some(Pending::Collect(_)) => self.on_collect_reply(cx, from, req, object),
+            _ => {}
         }
     }
 
@@ -254,6 +84,18 @@ impl Node {
                 });
             }
         }
+        self.expire(store, now_ms, out);
+        if self.cfg.hinted_handoff {
+            self.hand_off(store, now_ms, out);
+        }
+        self.tree_build_step(store);
+        self.aae_tick(now_ms, out);
+        self.sweep_tick(store, now_ms, out);
+        self.transfer_tick(store, now_ms, out);
+    }
+
+    /// Coordinations past their deadline: each answered as far as it got.
+    fn expire(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
         for req in self.pending.due(now_ms) {
             match self.pending.get(&req) {
                 Some(Pending::Read(_)) => self.progress_read(store, now_ms, req, true, out),
@@ -285,12 +127,5 @@ impl Node {
                 },
             }
         }
-        if self.cfg.hinted_handoff {
-            self.hand_off(store, now_ms, out);
-        }
-        self.tree_build_step(store);
-        self.aae_tick(now_ms, out);
-        self.sweep_tick(store, now_ms, out);
-        self.transfer_tick(store, now_ms, out);
     }
 }

@@ -44,6 +44,71 @@ pub(super) struct AaeExchange {
 }
 
 impl Node {
+    /// A message of an anti-entropy exchange, this node's or a peer's.
+    pub(super) fn on_exchange(&mut self, cx: &mut Step<'_>, from: NodeId, message: Message) {
+        match message {
+            Message::AaeRoot {
+                xid,
+                partition,
+                root,
+            } => self.aae_on_root(cx.now_ms, from, xid, PartitionId(partition), root, cx.out),
+            Message::AaeRootDiffers { xid, partition } => {
+                self.aae_on_root_differs(from, xid, PartitionId(partition), cx.out)
+            }
+            Message::AaeNotReady {
+                xid,
+                partition,
+                building,
+            } => self.aae_on_not_ready(cx.now_ms, from, xid, PartitionId(partition), building),
+            Message::AaeMids {
+                xid,
+                partition,
+                mids,
+            } => self.aae_on_mids(from, xid, PartitionId(partition), mids, cx.out),
+            Message::AaeLeaves {
+                xid,
+                partition,
+                groups,
+            } => self.aae_on_leaves(cx, from, xid, PartitionId(partition), groups),
+            Message::AaeKeys {
+                xid,
+                partition,
+                segments,
+                entries,
+            } => self.aae_on_keys(cx, from, xid, PartitionId(partition), segments, entries),
+            Message::AaeSync {
+                xid,
+                partition,
+                objects,
+                want,
+            } => self.aae_on_sync(cx, from, (xid, PartitionId(partition)), objects, want),
+            Message::AaeObjects { partition, objects } => {
+                self.aae_merge(cx.store, cx.now_ms, PartitionId(partition), objects);
+            }
+            other => debug_assert!(false, "not an exchange message: {other:?}"),
+        }
+    }
+
+    /// The peer cannot exchange this partition now: its tree is being built (try the same
+    /// again soon), or it is exchanging it with this node already (go on with the next).
+    fn aae_on_not_ready(
+        &mut self,
+        now_ms: u64,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        building: bool,
+    ) {
+        if self.aae_is_current(&from, xid, partition) {
+            self.aae.inflight = None;
+            if building {
+                self.aae.again = Some((partition, from));
+            } else {
+                self.aae.next_ms = now_ms;
+            }
+        }
+    }
+
     /// Starts an exchange when one is due: the next partition this node is a primary of, with
     /// the next other primary that is up.
     pub(super) fn aae_tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
@@ -287,17 +352,15 @@ impl Node {
             .is_some_and(|x| x.xid == xid && x.peer == *from && x.partition == partition)
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn aae_on_leaves(
         &mut self,
-        store: &mut dyn Store,
-        now_ms: u64,
+        cx: &mut Step<'_>,
         from: NodeId,
         xid: u64,
         partition: PartitionId,
         groups: Vec<(u16, Vec<Hash64>)>,
-        out: &mut Vec<Output>,
     ) {
+        let (store, now_ms, out) = (&mut *cx.store, cx.now_ms, &mut *cx.out);
         if !self.aae_is_current(&from, xid, partition) {
             return;
         }
@@ -339,17 +402,16 @@ impl Node {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn aae_on_keys(
         &mut self,
-        store: &mut dyn Store,
+        cx: &mut Step<'_>,
         from: NodeId,
         xid: u64,
         partition: PartitionId,
         segments: Vec<u16>,
         entries: Vec<(Key, Hash64)>,
-        out: &mut Vec<Output>,
     ) {
+        let (store, out) = (&mut *cx.store, &mut *cx.out);
         let theirs: BTreeMap<Key, u64> = entries.into_iter().map(|(k, h)| (k, h.0)).collect();
         let mut objects = Vec::new();
         let mut want = Vec::new();
@@ -391,18 +453,15 @@ impl Node {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn aae_on_sync(
         &mut self,
-        store: &mut dyn Store,
-        now_ms: u64,
+        cx: &mut Step<'_>,
         from: NodeId,
-        xid: u64,
-        partition: PartitionId,
+        (xid, partition): (u64, PartitionId),
         objects: Vec<(Key, Object)>,
         want: Vec<Key>,
-        out: &mut Vec<Output>,
     ) {
+        let (store, now_ms, out) = (&mut *cx.store, cx.now_ms, &mut *cx.out);
         if !self.aae_is_current(&from, xid, partition) {
             return;
         }

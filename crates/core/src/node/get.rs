@@ -3,19 +3,70 @@
 use super::*;
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_read(
+    /// A replica's answer to a read this node coordinates.
+    pub(super) fn on_read_reply(
         &mut self,
-        store: &mut dyn Store,
-        now_ms: u64,
-        waiter: Waiter,
-        request: Request,
-        partition: PartitionId,
-        n: usize,
-        needed: usize,
-        mode: ConflictMode,
+        cx: &mut Step<'_>,
+        from: NodeId,
+        req: ReqId,
+        object: Option<Object>,
+    ) {
+        let Some(Pending::Read(coord)) = self.pending.get_mut(&req) else {
+            return;
+        };
+        // A stray or duplicated reply changes nothing.
+        if coord.core.add_result(from, object) {
+            self.progress_read(cx.store, cx.now_ms, req, false, cx.out);
+        }
+    }
+
+    /// A replica's copy for an inspection: answered once every reachable replica showed its.
+    pub(super) fn on_inspect_reply(
+        &mut self,
+        from: NodeId,
+        req: ReqId,
+        object: Option<Object>,
         out: &mut Vec<Output>,
     ) {
+        let Some(Pending::Inspect(coord)) = self.pending.get_mut(&req) else {
+            return;
+        };
+        if let Some(view) = coord
+            .views
+            .iter_mut()
+            .find(|v| v.node == from && !v.reachable)
+        {
+            view.reachable = true;
+            view.object = object;
+            coord.waiting -= 1;
+        }
+        if coord.waiting > 0 {
+            return;
+        }
+        let Some(Pending::Inspect(coord)) = self.pending.remove(&req) else {
+            unreachable!("looked at above")
+        };
+        let reply = Reply::Replicas {
+            key: coord.key,
+            replicas: coord.views,
+        };
+        self.answer(coord.waiter, reply, out);
+    }
+
+    pub(super) fn start_read(
+        &mut self,
+        cx: &mut Step<'_>,
+        waiter: Waiter,
+        request: Request,
+        route: Route,
+    ) {
+        let (store, now_ms, out) = (&mut *cx.store, cx.now_ms, &mut *cx.out);
+        let Route {
+            partition,
+            n,
+            needed,
+            mode,
+        } = route;
         self.stats.reads += 1;
         let targets: Vec<NodeId> = self
             .targets(partition, n)
@@ -161,17 +212,15 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn start_inspect(
         &mut self,
-        store: &mut dyn Store,
-        now_ms: u64,
+        cx: &mut Step<'_>,
         waiter: Waiter,
         key: Key,
         partition: PartitionId,
         n: usize,
-        out: &mut Vec<Output>,
     ) {
+        let (store, now_ms, out) = (&mut *cx.store, cx.now_ms, &mut *cx.out);
         let req = self.new_req();
         let mut views = Vec::new();
         let mut waiting = 0;

@@ -24,8 +24,8 @@ use driftkv_causal::vv::COUNTER_MAX;
 use driftkv_causal::{Actor, ConflictMode, Hlc, Register, VersionVector};
 use driftkv_ring::{NodeId, PartitionId, Ring, Role};
 use driftkv_wire::{
-    ErrorKind, Hash64, Key, MemberInfo, MemberState, Message, Object, ObjectKind, Quorum,
-    ReplicaView, Reply, ReqId, Request,
+    ErrorKind, Hash64, Key, MemberDigest, MemberInfo, MemberState, Message, Object, ObjectKind,
+    Quorum, ReplicaView, Reply, ReqId, Request,
 };
 
 use crate::aae;
@@ -59,11 +59,28 @@ use self::exchange::*;
 use self::handoff::*;
 use self::pending::*;
 use self::placement::*;
+pub use self::put::{CONTEXT_ACTORS_MAX, CONTEXT_AHEAD_MAX, is_node_name};
+pub use self::requests::register_values;
 use self::requests::*;
 use self::trees::*;
 use self::window::*;
-pub use self::put::{CONTEXT_ACTORS_MAX, CONTEXT_AHEAD_MAX, is_node_name};
-pub use self::requests::register_values;
+
+/// What one step of the node works with: its store, the time, and where its outputs go.
+pub(super) struct Step<'a> {
+    pub(super) store: &'a mut dyn Store,
+    pub(super) now_ms: u64,
+    pub(super) out: &'a mut Vec<Output>,
+}
+
+/// Where a coordinated request goes: its key's partition, the replicas it has (N), the
+/// answers it needs (R or W) and the bucket's conflict mode.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Route {
+    pub(super) partition: PartitionId,
+    pub(super) n: usize,
+    pub(super) needed: usize,
+    pub(super) mode: ConflictMode,
+}
 
 /// A client connection's handle, chosen by the shell; replies name it.
 pub type ClientId = u64;
@@ -141,33 +158,6 @@ enum Waiter {
         req: ReqId,
     },
 }
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 /// Request ids carry the node's generation (bumped and persisted by every `Node::open`) in
 /// their high bits, so they never repeat across restarts: a late reply or acknowledgement
@@ -379,6 +369,16 @@ impl Node {
 
     /// Notes a membership change worth keeping; it is written by the next tick (see
     /// [`Node::save_membership`]).
+    /// A member's gossip: its view merged into ours, and ours sent back if it lacks some.
+    fn on_gossip(&mut self, cx: &mut Step<'_>, from: NodeId, members: &[MemberDigest]) {
+        let (change, answer) = self.membership.on_gossip(&from, members, cx.now_ms);
+        self.apply_membership(change);
+        self.note_membership(change);
+        if let Some(message) = answer {
+            cx.out.push(Output::Send { to: from, message });
+        }
+    }
+
     fn note_membership(&mut self, change: Change) {
         self.membership_unsaved |= change.members || change.persist;
     }

@@ -28,7 +28,11 @@ impl Node {
     }
 
     /// Up primaries, then fallbacks standing in for down primaries: where a request goes.
-    pub(super) fn targets(&self, partition: PartitionId, n: usize) -> Vec<(NodeId, Option<NodeId>)> {
+    pub(super) fn targets(
+        &self,
+        partition: PartitionId,
+        n: usize,
+    ) -> Vec<(NodeId, Option<NodeId>)> {
         let owners = self.ring().owners(partition);
         let primaries = &owners[..n.min(owners.len())];
         // The common case, every primary up: the preference list would be just them, in order.

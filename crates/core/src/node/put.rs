@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// A write the coordinator applied to its copy and stored, to replicate.
+pub(super) struct Write {
+    key: Key,
+    partition: PartitionId,
+    object: Object,
+}
+
 /// How far ahead of what a replica holds a client's context may claim another node's events:
 /// a client may have read a replica that is ahead, but not by a million writes to one key.
 pub const CONTEXT_AHEAD_MAX: u64 = 1 << 20;
@@ -24,20 +31,21 @@ pub fn is_node_name(name: &str) -> bool {
 pub(super) const SET_MEMBER_OVERHEAD_BYTES: usize = 32;
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn coordinate_write(
         &mut self,
-        store: &mut dyn Store,
-        now_ms: u64,
+        cx: &mut Step<'_>,
         waiter: Waiter,
         request: Request,
-        partition: PartitionId,
-        n: usize,
+        route: Route,
         targets: Vec<(NodeId, Option<NodeId>)>,
-        needed: usize,
-        mode: ConflictMode,
-        out: &mut Vec<Output>,
     ) {
+        let (store, now_ms, out) = (&mut *cx.store, cx.now_ms, &mut *cx.out);
+        let Route {
+            partition,
+            needed,
+            mode,
+            ..
+        } = route;
         self.stats.writes += 1;
         if targets.len() < needed {
             return self.answer(waiter, too_few_reachable(targets.len(), needed), out);
@@ -49,77 +57,10 @@ impl Node {
             Ok(read) => read,
             Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
         };
-        let kind = match &request {
-            Request::Put { .. } | Request::Overwrite { .. } => ObjectKind::Register,
-            Request::CounterAdd { .. } => ObjectKind::Counter,
-            _ => ObjectKind::Set,
-        };
-        let mut object = local.unwrap_or_else(|| Object::empty(kind));
-        let reply = match (&mut object, request) {
-            (Object::Register(reg), Request::Put { value, context, .. }) => {
-                let context = match self.bound_context(context, reg.context()) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out);
-                    }
-                };
-                self.hlc.observe(reg.timestamp_max(), now_ms);
-                let ts = self.hlc.now(now_ms);
-                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
-                    return self.answer(waiter, exhausted(e), out);
-                }
-                Reply::Written {
-                    context: reg.context().clone(),
-                }
-            }
-            (Object::Register(reg), Request::Overwrite { value, .. }) => {
-                self.hlc.observe(reg.timestamp_max(), now_ms);
-                let ts = self.hlc.now(now_ms);
-                let context = reg.context().clone();
-                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
-                    return self.answer(waiter, exhausted(e), out);
-                }
-                Reply::Written {
-                    context: reg.context().clone(),
-                }
-            }
-            (Object::Counter(counter), Request::CounterAdd { delta, .. }) => {
-                // Counters are 64-bit signed integers, as in Redis: an increment that would
-                // take the value this replica knows outside that range is refused, not
-                // applied. (Concurrent increments through other nodes can still sum past it;
-                // readers render the exact value.)
-                let before = counter.value();
-                let applied = counter.apply(&self.actor, delta).is_ok();
-                let after = counter.value();
-                // Within range, or (after concurrent increments through several nodes summed
-                // past it) a step back towards it: such a counter can still be brought back.
-                let in_range = i64::try_from(after).is_ok() || after.abs() < before.abs();
-                if !(applied && in_range) {
-                    let message =
-                        "increment or decrement would overflow the counter's 64-bit range";
-                    return self.answer(waiter, Reply::error(ErrorKind::BadRequest, message), out);
-                }
-                Reply::Counter {
-                    value: counter.value(),
-                }
-            }
-            (Object::Set(set), Request::SetUpdate { add, remove, .. }) => {
-                for m in &remove {
-                    set.remove(m);
-                }
-                for m in add {
-                    if let Err(e) = set.add(&self.actor, m) {
-                        return self.answer(waiter, exhausted(e), out);
-                    }
-                }
-                Reply::Written {
-                    context: set.context().clone(),
-                }
-            }
-            (held, _) => {
-                let message = format!("key holds a {}, not a {}", held.kind().name(), kind.name());
-                return self.answer(waiter, Reply::error(ErrorKind::WrongType, message), out);
-            }
+        let mut object = local.unwrap_or_else(|| Object::empty(written_kind(&request)));
+        let reply = match self.apply_request(&mut object, request, mode, now_ms) {
+            Ok(reply) => reply,
+            Err(refusal) => return self.answer(waiter, refusal, out),
         };
         if let Err(e) = self.within_limits(&object) {
             self.stats.writes_refused_limits += 1;
@@ -128,6 +69,32 @@ impl Node {
         if let Err(e) = self.save_over(store, partition, &key, record_key, prior, object.clone()) {
             return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out);
         }
+        let write = Write {
+            key,
+            partition,
+            object,
+        };
+        self.replicate(cx, waiter, write, route, targets, reply);
+    }
+
+    /// The coordinator stored the write: hints for primaries no one stands in for, the write
+    /// to every other target, and the coordination that waits for their acknowledgements.
+    fn replicate(
+        &mut self,
+        cx: &mut Step<'_>,
+        waiter: Waiter,
+        write: Write,
+        route: Route,
+        targets: Vec<(NodeId, Option<NodeId>)>,
+        reply: Reply,
+    ) {
+        let (store, now_ms, out) = (&mut *cx.store, cx.now_ms, &mut *cx.out);
+        let Write {
+            key,
+            partition,
+            object,
+        } = write;
+        let (n, needed) = (route.n, route.needed);
         // Down primaries with no fallback (a cluster of exactly N nodes has none) get their
         // copy from a hint kept here, as Cassandra's coordinators do.
         if self.cfg.hinted_handoff {
@@ -178,6 +145,85 @@ impl Node {
         if !coord.awaiting.is_empty() {
             self.pending.insert(req, Pending::Write(coord));
         }
+    }
+
+    /// Applies a client's write to this node's copy (`object`): the answer for when it is
+    /// confirmed, or the refusal to send at once.
+    fn apply_request(
+        &mut self,
+        object: &mut Object,
+        request: Request,
+        mode: ConflictMode,
+        now_ms: u64,
+    ) -> Result<Reply, Reply> {
+        let kind = written_kind(&request);
+        let reply = match (object, request) {
+            (Object::Register(reg), Request::Put { value, context, .. }) => {
+                let context = match self.bound_context(context, reg.context()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return Err(Reply::error(ErrorKind::BadRequest, e));
+                    }
+                };
+                self.hlc.observe(reg.timestamp_max(), now_ms);
+                let ts = self.hlc.now(now_ms);
+                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
+                    return Err(exhausted(e));
+                }
+                Reply::Written {
+                    context: reg.context().clone(),
+                }
+            }
+            (Object::Register(reg), Request::Overwrite { value, .. }) => {
+                self.hlc.observe(reg.timestamp_max(), now_ms);
+                let ts = self.hlc.now(now_ms);
+                let context = reg.context().clone();
+                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
+                    return Err(exhausted(e));
+                }
+                Reply::Written {
+                    context: reg.context().clone(),
+                }
+            }
+            (Object::Counter(counter), Request::CounterAdd { delta, .. }) => {
+                // Counters are 64-bit signed integers, as in Redis: an increment that would
+                // take the value this replica knows outside that range is refused, not
+                // applied. (Concurrent increments through other nodes can still sum past it;
+                // readers render the exact value.)
+                let before = counter.value();
+                let applied = counter.apply(&self.actor, delta).is_ok();
+                let after = counter.value();
+                // Within range, or (after concurrent increments through several nodes summed
+                // past it) a step back towards it: such a counter can still be brought back.
+                let in_range = i64::try_from(after).is_ok() || after.abs() < before.abs();
+                if !(applied && in_range) {
+                    let message =
+                        "increment or decrement would overflow the counter's 64-bit range";
+                    return Err(Reply::error(ErrorKind::BadRequest, message));
+                }
+                Reply::Counter {
+                    value: counter.value(),
+                }
+            }
+            (Object::Set(set), Request::SetUpdate { add, remove, .. }) => {
+                for m in &remove {
+                    set.remove(m);
+                }
+                for m in add {
+                    if let Err(e) = set.add(&self.actor, m) {
+                        return Err(exhausted(e));
+                    }
+                }
+                Reply::Written {
+                    context: set.context().clone(),
+                }
+            }
+            (held, _) => {
+                let message = format!("key holds a {}, not a {}", held.kind().name(), kind.name());
+                return Err(Reply::error(ErrorKind::WrongType, message));
+            }
+        };
+        Ok(reply)
     }
 
     /// A client's context as this coordinator may trust it. A token is only checksummed, so
@@ -344,5 +390,14 @@ impl Node {
             }
             _ => self.pending.insert_boxed(req, entry),
         }
+    }
+}
+
+/// The type of object a write request writes.
+fn written_kind(request: &Request) -> ObjectKind {
+    match request {
+        Request::Put { .. } | Request::Overwrite { .. } => ObjectKind::Register,
+        Request::CounterAdd { .. } => ObjectKind::Counter,
+        _ => ObjectKind::Set,
     }
 }

@@ -38,6 +38,54 @@ pub(super) fn check_cached(store: &dyn Store, record_key: &[u8], key: &Key, cach
 }
 
 impl Node {
+    /// A coordinator's write for this replica (with the primary it stands in for, if a
+    /// fallback): merged in, and acknowledged once durable.
+    pub(super) fn on_replica_write(
+        &mut self,
+        cx: &mut Step<'_>,
+        from: NodeId,
+        req: ReqId,
+        key: &Key,
+        object: &Object,
+        hint: Option<&NodeId>,
+    ) {
+        let partition = self.partition_of(key);
+        let ok = self
+            .merge_into_store(cx.store, cx.now_ms, partition, key, object)
+            .is_ok();
+        if let (true, Some(primary)) = (ok, hint) {
+            self.store_hint(cx.store, cx.now_ms, primary, partition, key, object);
+        }
+        let ack = Output::Send {
+            to: from,
+            message: Message::ReplicaWriteAck { req, ok },
+        };
+        cx.out.push(if ok { ack.durable() } else { ack });
+    }
+
+    /// A coordinator asks for this replica's copy.
+    pub(super) fn on_replica_read(
+        &mut self,
+        cx: &mut Step<'_>,
+        from: NodeId,
+        req: ReqId,
+        key: &Key,
+    ) {
+        let partition = self.partition_of(key);
+        // An unreadable record answers as missing: the coordinator repairs it.
+        let object = self.load(cx.store, partition, key).unwrap_or(None);
+        cx.out.push(Output::Send {
+            to: from,
+            message: Message::ReplicaReadReply { req, object },
+        });
+    }
+
+    /// A read's merge for this replica, which it was found lacking.
+    pub(super) fn on_repair(&mut self, cx: &mut Step<'_>, key: &Key, object: &Object) {
+        let partition = self.partition_of(key);
+        self.merge_here(cx.store, cx.now_ms, partition, key, object);
+    }
+
     pub(super) fn load(
         &mut self,
         store: &dyn Store,
@@ -96,7 +144,12 @@ impl Node {
 
     /// The object cache's entry for `key`, if it has one; debug builds hold every hit to the
     /// store (see [`check_cached`]).
-    pub(super) fn cached(&self, store: &dyn Store, partition: PartitionId, key: &Key) -> Option<&Cached> {
+    pub(super) fn cached(
+        &self,
+        store: &dyn Store,
+        partition: PartitionId,
+        key: &Key,
+    ) -> Option<&Cached> {
         let cached = self.objects.get(partition, key)?;
         #[cfg(debug_assertions)]
         check_cached(store, &keys::data_key(partition, key), key, cached);

@@ -128,6 +128,30 @@ impl Node {
         }
     }
 
+    /// A write another node forwarded here to coordinate (taken once, however often it
+    /// arrives).
+    pub(super) fn on_forward(
+        &mut self,
+        cx: &mut Step<'_>,
+        from: NodeId,
+        req: ReqId,
+        request: Request,
+    ) {
+        if !self.first_delivery_of_forward(&from, req, cx.now_ms) {
+            self.stats.duplicate_forwards += 1;
+            return;
+        }
+        let waiter = Waiter::Remote { node: from, req };
+        self.on_request(cx.store, cx.now_ms, waiter, request, true, cx.out)
+    }
+
+    /// The answer to a write this node forwarded, for the client waiting here.
+    pub(super) fn on_forward_reply(&mut self, req: ReqId, reply: Reply, out: &mut Vec<Output>) {
+        if let Some(Pending::Forwarded { client, .. }) = self.pending.remove(&req) {
+            out.push(Output::Reply { client, reply });
+        }
+    }
+
     pub(super) fn on_request(
         &mut self,
         store: &mut dyn Store,
@@ -160,23 +184,22 @@ impl Node {
         };
         match &request {
             Request::Inspect { .. } => {
-                self.start_inspect(store, now_ms, waiter, key, partition, n, out)
+                let cx = &mut Step { store, now_ms, out };
+                self.start_inspect(cx, waiter, key, partition, n)
             }
             Request::Get { r, .. }
             | Request::SessionGet { r, .. }
             | Request::CounterGet { r, .. }
             | Request::SetGet { r, .. } => match level(*r, props.r, self.cfg.r) {
-                Ok(needed) => self.start_read(
-                    store,
-                    now_ms,
-                    waiter,
-                    request.clone(),
-                    partition,
-                    n,
-                    needed,
-                    props.mode,
-                    out,
-                ),
+                Ok(needed) => {
+                    let route = Route {
+                        partition,
+                        n,
+                        needed,
+                        mode: props.mode,
+                    };
+                    self.start_read(&mut Step { store, now_ms, out }, waiter, request, route)
+                }
                 Err(e) => self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out),
             },
             Request::Put { w, .. }
@@ -223,10 +246,16 @@ impl Node {
                     }
                     // A forwarded write is coordinated here even if this node's view disagrees
                     // that it is a replica, rather than bounce it around.
-                    _ => self.coordinate_write(
-                        store, now_ms, waiter, request, partition, n, targets, needed, props.mode,
-                        out,
-                    ),
+                    _ => {
+                        let route = Route {
+                            partition,
+                            n,
+                            needed,
+                            mode: props.mode,
+                        };
+                        let cx = &mut Step { store, now_ms, out };
+                        self.coordinate_write(cx, waiter, request, route, targets)
+                    }
                 }
             }
         }

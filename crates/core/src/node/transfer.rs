@@ -13,8 +13,59 @@ pub(super) fn mentions(object: &Object, actor: &Actor) -> bool {
 }
 
 impl Node {
+    /// Records of a partition this node now owns, handed over by their former holder: merged
+    /// in, and confirmed once durable (the sender deletes its copies on the confirmation).
+    pub(super) fn on_transfer(
+        &mut self,
+        cx: &mut Step<'_>,
+        from: NodeId,
+        xid: u64,
+        partition: PartitionId,
+        objects: Vec<(Key, Object)>,
+    ) {
+        let mut ok = true;
+        for (key, object) in objects {
+            ok &= self
+                .merge_into_store(cx.store, cx.now_ms, partition, &key, &object)
+                .is_ok();
+        }
+        let receipt = Output::Send {
+            to: from,
+            message: Message::TransferAck { xid, ok },
+        };
+        cx.out.push(if ok { receipt.durable() } else { receipt });
+    }
+
+    /// An owner's receipt for a transfer: once every owner confirmed, the records go here.
+    pub(super) fn on_transfer_ack(
+        &mut self,
+        store: &mut dyn Store,
+        from: NodeId,
+        xid: u64,
+        ok: bool,
+    ) {
+        let Some(Pending::Transfer(t)) = self.pending.get_mut(&xid) else {
+            return;
+        };
+        if !ok {
+            self.pending.remove(&xid);
+            return;
+        }
+        t.awaiting.retain(|n| *n != from);
+        if t.awaiting.is_empty() {
+            let Some(Pending::Transfer(t)) = self.pending.remove(&xid) else {
+                unreachable!("looked at above")
+            };
+            self.finish_transfer(store, t);
+        }
+    }
+
     /// The first partition from `from` on of which the store holds a record.
-    pub(super) fn next_held_partition(&mut self, store: &dyn Store, from: PartitionId) -> Option<PartitionId> {
+    pub(super) fn next_held_partition(
+        &mut self,
+        store: &dyn Store,
+        from: PartitionId,
+    ) -> Option<PartitionId> {
         // Every record of `from` and beyond sorts strictly after the bare prefix of `from` (a
         // data key is longer than its partition's prefix); every record before it, below.
         match store.scan(&[keys::DATA], Some(&keys::partition_prefix(from)), 1) {
@@ -32,7 +83,12 @@ impl Node {
     /// Finds a partition this node holds records of but no longer owns (the ring changed: a
     /// node joined, or this one is leaving) and sends a batch of them to its owners; deletes
     /// them once every owner confirmed. One batch in flight at a time.
-    pub(super) fn transfer_tick(&mut self, store: &mut dyn Store, now_ms: u64, out: &mut Vec<Output>) {
+    pub(super) fn transfer_tick(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
         if now_ms < self.sweep.next_transfer_ms || self.pending.count_of(TRANSFER) > 0 {
             return;
         }
