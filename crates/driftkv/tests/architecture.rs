@@ -221,3 +221,133 @@ fn every_source_file_opens_with_a_doc_line() {
         missing.join("\n")
     );
 }
+
+/// Lines a source file of the core or the simulator may hold: each concern in a file of its
+/// own, readable whole (the node and the simulator's world were once single files of thousands
+/// of lines that every change landed in).
+const SOURCE_LINES_MAX: usize = 1_000;
+
+#[test]
+fn core_and_simulator_sources_stay_within_a_thousand_lines() {
+    let crates_dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut long = Vec::new();
+    for krate in ["core", "sim"] {
+        let mut files = Vec::new();
+        rust_files(&crates_dir.join(krate).join("src"), &mut files);
+        assert!(!files.is_empty(), "no sources found for {krate}");
+        for file in files {
+            let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+            if lines > SOURCE_LINES_MAX {
+                long.push(format!("{}: {lines} lines", file.display()));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "files over {SOURCE_LINES_MAX} lines (split them by concern):\n{}",
+        long.join("\n")
+    );
+}
+
+/// The top-level module a source file of a crate belongs to (`src/resp/parse.rs` is `resp`).
+fn top_module(src: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(src).unwrap();
+    let first = relative.components().next().unwrap().as_os_str();
+    first.to_string_lossy().trim_end_matches(".rs").to_string()
+}
+
+/// The modules a source text names through `crate::` paths, `use crate::{a, b}` lists included.
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let mut named = BTreeSet::new();
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            if let Some(list) = rest.strip_prefix('{') {
+                let inner = list.split('}').next().unwrap_or("");
+                for item in inner.split(',') {
+                    if let Some(first) = words(item).into_iter().next() {
+                        named.insert(first);
+                    }
+                }
+            } else if let Some(first) = words(rest).into_iter().next() {
+                named.insert(first);
+            }
+        }
+    }
+    named
+}
+
+#[test]
+fn server_modules_import_each_other_in_no_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("server/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| top_module(&src, f)).collect();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let from = top_module(&src, file);
+        if from == "lib" {
+            continue; // the crate root declares every module
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        for to in named_modules(&text) {
+            if to != from && modules.contains(&to) && to != "lib" {
+                edges.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    // Depth-first search for a back edge, naming the cycle it closes.
+    fn visit(
+        m: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in edges.get(m).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for m in &modules {
+        if let Some(cycle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!(
+                "server modules import each other in a cycle: {}",
+                cycle.join(" -> ")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cycle_finder_sees_use_lists_and_paths() {
+    let named = named_modules(
+        "use crate::{handle::Handle, metrics};\nlet x = crate::resp::serve(); // crate::http",
+    );
+    let expected: BTreeSet<String> = ["handle", "metrics", "resp"].map(String::from).into();
+    assert_eq!(named, expected);
+}

@@ -2,6 +2,12 @@
 
 use super::*;
 
+/// How often the tombstone sweep walks on to its next batch.
+const SWEEP_INTERVAL_MS: u64 = 1_000;
+
+/// Tombstone collections in flight at once, at most.
+const COLLECTS_IN_FLIGHT_MAX: usize = 64;
+
 /// Where the tombstone sweep and the partition-transfer scan are.
 #[derive(Debug, Default)]
 pub(super) struct Sweep {
@@ -58,7 +64,7 @@ impl Node {
         if now_ms < self.sweep.next_ms {
             return;
         }
-        self.sweep.next_ms = now_ms + 1_000;
+        self.sweep.next_ms = now_ms + SWEEP_INTERVAL_MS;
         // The next partition whose first primary is this node (others sweep theirs).
         let partitions = self.cfg.ring.partitions;
         let leads =
@@ -88,7 +94,7 @@ impl Node {
             Object::Register(reg) => reg.is_collectable_tombstone(now, grace_ms),
             _ => false,
         };
-        let room = 64usize.saturating_sub(self.pending.count_of(COLLECT));
+        let room = COLLECTS_IN_FLIGHT_MAX.saturating_sub(self.pending.count_of(COLLECT));
         // The batch's records are lent, not copied: only the tombstones found are kept.
         let mut walked = 0;
         let mut last = Vec::new();

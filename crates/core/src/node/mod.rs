@@ -169,6 +169,10 @@ const REQ_ID_GENERATION_SHIFT: u32 = 40;
 /// The metadata record of the members this node knows (with whether each is leaving).
 const MEMBERS_RECORD: &str = "members.v2";
 
+/// Deadlines of work that waits on another node's own coordination (a forwarded write, a
+/// transfer's receipts), in request timeouts: long enough for that node to time out first.
+const SLOW_DEADLINE_TIMEOUTS: u64 = 2;
+
 /// Forwarded requests remembered, so that one delivered twice (a retrying transport, a
 /// duplicating network) is applied once: a counter increment or a write is not idempotent.
 pub const FORWARDS_SEEN_MAX: usize = 16_384;

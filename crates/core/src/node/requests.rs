@@ -236,7 +236,8 @@ impl Node {
                             req,
                             Pending::Forwarded {
                                 client,
-                                deadline_ms: now_ms + self.cfg.request_timeout_ms * 2,
+                                deadline_ms: now_ms
+                                    + self.cfg.request_timeout_ms * SLOW_DEADLINE_TIMEOUTS,
                             },
                         );
                         out.push(Output::Send {

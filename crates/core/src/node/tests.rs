@@ -1,3 +1,5 @@
+//! Unit tests of the node that need its private parts.
+
 /// A test entry is its own deadline, and of class its value modulo 3 (the test moves a
 /// deadline later by 3, keeping its class).
 impl super::WindowEntry for u64 {

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How often the node looks for records of partitions it no longer owns (between batches of
+/// a transfer, the next goes as soon as the owners confirm).
+const TRANSFER_SCAN_INTERVAL_MS: u64 = 500;
+
 /// Whether `object` holds a write coordinated by `actor`.
 pub(super) fn mentions(object: &Object, actor: &Actor) -> bool {
     match object {
@@ -92,7 +96,7 @@ impl Node {
         if now_ms < self.sweep.next_transfer_ms || self.pending.count_of(TRANSFER) > 0 {
             return;
         }
-        self.sweep.next_transfer_ms = now_ms + 500;
+        self.sweep.next_transfer_ms = now_ms + TRANSFER_SCAN_INTERVAL_MS;
         let mut foreign = 0;
         let mut chosen: Option<(PartitionId, Vec<NodeId>)> = None;
         // Only the partitions this node holds records of, found by leaping from each to the
@@ -160,7 +164,7 @@ impl Node {
                 partition,
                 objects,
                 awaiting: owners,
-                deadline_ms: now_ms + self.cfg.request_timeout_ms * 2,
+                deadline_ms: now_ms + self.cfg.request_timeout_ms * SLOW_DEADLINE_TIMEOUTS,
             }),
         );
     }
