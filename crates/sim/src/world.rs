@@ -107,7 +107,8 @@ pub struct Sim<'a> {
     clients: Clients,
     oracle: Oracle,
     convergence: Convergence,
-    /// Node counters of lives that ended (a crash, or a node that left): a node's own reset.
+    /// Node counters of lives that ended (a crash, or a node that left): a node restarts its
+    /// own from zero.
     retired: NodeTotals,
     /// What happened, by virtual milliseconds since traffic started.
     log: Vec<(f64, String)>,
