@@ -25,6 +25,15 @@ impl Histogram {
         self.count += 1;
     }
 
+    /// Adds another histogram's counts to this one.
+    pub fn add(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+        self.sum_ms = self.sum_ms.saturating_add(other.sum_ms);
+        self.count += other.count;
+    }
+
     /// `(upper bound ms, cumulative count)` per bucket, ending with `(None, count)` for +Inf.
     pub fn cumulative(&self) -> Vec<(Option<u64>, u64)> {
         let mut total = 0;
@@ -37,76 +46,143 @@ impl Histogram {
     }
 }
 
-/// Monotonic counts since the node started.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// How long after a write was made (its HLC time) it reached this replica, for every write
-    /// that arrived here new: by replication, read repair or handoff.
-    pub replication_lag_ms: Histogram,
-    /// Values per read answer (1 = no conflict), in the same buckets.
-    pub read_siblings: Histogram,
-    pub reads: u64,
-    pub writes: u64,
-    pub forwarded: u64,
-    pub unavailable: u64,
-    /// Replicas a read found behind the merged answer.
-    pub stale_replicas_found: u64,
-    pub read_repairs_sent: u64,
-    /// Merges that met writes neither side had seen.
-    pub conflicts: u64,
-    /// Values discarded by the last-write-wins rule.
-    pub lww_discarded: u64,
-    /// Reads answered with more than one sibling.
-    pub sibling_reads: u64,
-    pub hints_stored: u64,
-    pub hints_delivered: u64,
-    pub hints_expired: u64,
-    pub hints_refused: u64,
-    pub storage_errors: u64,
-    /// Repairs (read repair, a repair message) this node could not merge into its own copy;
-    /// the storage error behind each is counted too.
-    pub repairs_failed: u64,
-    /// Syncs of the store that failed (each refused the confirmations of its batch).
-    pub syncs_failed: u64,
-    /// Confirmations of durability (write answers, acknowledgements, transfer receipts)
-    /// refused because the sync meant to back them failed.
-    pub confirmations_refused: u64,
-    /// Anti-entropy exchanges this node finished as initiator, and how many found the
-    /// partition already in sync.
-    pub aae_exchanges: u64,
-    pub aae_in_sync: u64,
-    /// Keys whose hashes an exchange compared (either side).
-    pub aae_keys_compared: u64,
-    /// Keys an exchange changed on this node.
-    pub aae_keys_repaired: u64,
-    /// Bytes of objects this node sent in exchanges.
-    pub aae_bytes_sent: u64,
-    pub aae_tree_builds: u64,
-    /// Trees found out of step with storage by the periodic check, and rebuilt.
-    pub aae_tree_mismatches: u64,
-    pub aae_timeouts: u64,
-    /// Due exchanges put off because client traffic was heavy.
-    pub aae_deferred: u64,
-    /// Session reads that failed because no replica that answered had caught up with the
-    /// session.
-    pub session_reads_behind: u64,
-    /// Tombstones this node deleted after every primary held them past the grace period.
-    pub tombstones_collected: u64,
-    /// Keys handed to their new owners (after a join or a leave) and deleted here.
-    pub keys_transferred: u64,
+/// A counter of the node: kept in [`Stats`], exported by the shell as a metric and in RESP
+/// `INFO`, and summed over nodes by the simulator. Every counter is listed once, in
+/// [`COUNTERS`]; each consumer walks that list.
+#[derive(Clone, Copy, Debug)]
+pub struct Counter {
+    /// The field's name, as RESP `INFO` and the simulator show it.
+    pub name: &'static str,
+    /// The Prometheus series it is exported as.
+    pub metric: &'static str,
+    pub help: &'static str,
+    pub get: fn(&Stats) -> u64,
+}
+
+/// Declares the node's counters once: the fields of [`Stats`], the registry [`COUNTERS`] (in
+/// the order they are shown) and [`Stats::add`].
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $field:ident => $metric:literal, $help:literal; )*) => {
+        /// Monotonic counts since the node started.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct Stats {
+            /// How long after a write was made (its HLC time) it reached this replica, for
+            /// every write that arrived here new: by replication, read repair or handoff.
+            pub replication_lag_ms: Histogram,
+            /// Values per read answer (1 = no conflict), in the same buckets.
+            pub read_siblings: Histogram,
+            $( $(#[doc = $doc])* pub $field: u64, )*
+        }
+
+        /// Every counter of [`Stats`], in the order they are shown.
+        pub const COUNTERS: &[Counter] = &[
+            $( Counter {
+                name: stringify!($field),
+                metric: $metric,
+                help: $help,
+                get: |s: &Stats| s.$field,
+            }, )*
+        ];
+
+        impl Stats {
+            /// Adds another node's (or another life's) counts to these.
+            pub fn add(&mut self, other: &Stats) {
+                self.replication_lag_ms.add(&other.replication_lag_ms);
+                self.read_siblings.add(&other.read_siblings);
+                $( self.$field += other.$field; )*
+            }
+        }
+    };
+}
+
+counters! {
     /// Merges that met one dot with two values: an actor identity was reused (a node came
     /// back without its data under its old incarnation). The greater value was kept.
-    pub dot_clashes: u64,
-    /// Times this node took a new incarnation after handing over copies of its own writes.
-    pub actor_renewals: u64,
-    /// Forwarded requests delivered again and ignored (applied once).
-    pub duplicate_forwards: u64,
-    pub bad_messages: u64,
+    dot_clashes => "driftkv_dot_clashes_total",
+        "Merges that met one dot with two values (a reused node identity).";
+    aae_timeouts => "driftkv_aae_timeouts_total",
+        "Exchanges abandoned because the peer did not answer in time.";
+    /// Due exchanges put off because client traffic was heavy.
+    aae_deferred => "driftkv_aae_deferred_total",
+        "Due exchanges put off because client traffic was heavy.";
+    /// Session reads that failed because no replica that answered had caught up with the
+    /// session.
+    session_reads_behind => "driftkv_session_reads_behind_total",
+        "Session reads refused because no replica that answered had caught up with the session.";
+    /// Anti-entropy exchanges this node finished as initiator, and how many found the
+    /// partition already in sync.
+    aae_exchanges => "driftkv_aae_exchanges_total",
+        "Anti-entropy exchanges this node started and finished.";
+    aae_in_sync => "driftkv_aae_exchanges_in_sync_total",
+        "Exchanges that found the partition already in sync.";
+    /// Keys whose hashes an exchange compared (either side).
+    aae_keys_compared => "driftkv_aae_keys_compared_total",
+        "Keys whose hashes anti-entropy compared.";
+    /// Keys an exchange changed on this node.
+    aae_keys_repaired => "driftkv_aae_keys_repaired_total",
+        "Keys anti-entropy changed on this node.";
+    /// Bytes of objects this node sent in exchanges.
+    aae_bytes_sent => "driftkv_aae_bytes_sent_total",
+        "Bytes of objects this node sent in exchanges.";
+    aae_tree_builds => "driftkv_aae_tree_builds_total", "Hash trees built from storage.";
+    /// Trees found out of step with storage by the periodic check, and rebuilt.
+    aae_tree_mismatches => "driftkv_aae_tree_mismatches_total",
+        "Trees found out of step with storage and rebuilt.";
+    /// Tombstones this node deleted after every primary held them past the grace period.
+    tombstones_collected => "driftkv_tombstones_collected_total",
+        "Tombstones deleted after every primary held them past the grace.";
+    /// Keys handed to their new owners (after a join or a leave) and deleted here.
+    keys_transferred => "driftkv_keys_transferred_total",
+        "Keys handed to new owners after a join or leave.";
+    reads => "driftkv_coordinated_reads_total", "Reads this node coordinated.";
+    writes => "driftkv_coordinated_writes_total", "Writes this node coordinated.";
+    forwarded => "driftkv_forwarded_writes_total", "Writes handed to a replica to coordinate.";
+    unavailable => "driftkv_unavailable_total",
+        "Requests answered unavailable: too few replicas in time.";
+    /// Replicas a read found behind the merged answer.
+    stale_replicas_found => "driftkv_stale_replicas_found_total",
+        "Replicas a read found behind the merged answer.";
+    read_repairs_sent => "driftkv_read_repairs_sent_total",
+        "Read-repair messages sent to stale replicas.";
+    /// Merges that met writes neither side had seen.
+    conflicts => "driftkv_conflicts_total", "Merges that met concurrent writes.";
+    /// Values discarded by the last-write-wins rule.
+    lww_discarded => "driftkv_lww_discarded_total",
+        "Values of concurrent writes discarded by last-write-wins.";
+    /// Reads answered with more than one sibling.
+    sibling_reads => "driftkv_sibling_reads_total", "Reads answered with more than one sibling.";
+    hints_stored => "driftkv_hints_stored_total", "Hints stored for unreachable replicas.";
+    hints_delivered => "driftkv_hints_delivered_total",
+        "Hints handed off to their replica and deleted.";
+    hints_expired => "driftkv_hints_expired_total", "Hints dropped for age.";
+    hints_refused => "driftkv_hints_refused_total",
+        "Hints not stored because the hint store was full.";
+    storage_errors => "driftkv_storage_errors_total", "Storage operations that failed.";
+    bad_messages => "driftkv_bad_messages_total", "Node-to-node messages refused as malformed.";
     /// Client contexts this node bounded before writing with them (forged or foreign claims
     /// dropped: see `Node::bound_context`).
-    pub contexts_trimmed: u64,
+    contexts_trimmed => "driftkv_contexts_trimmed_total",
+        "Client causal contexts bounded before use (claims no node could have issued).";
     /// Writes refused because the key would pass `siblings_max` or `object_bytes_max`.
-    pub writes_refused_limits: u64,
+    writes_refused_limits => "driftkv_writes_refused_limits_total",
+        "Writes refused because the key would pass siblings_max or object_bytes_max.";
+    /// Repairs (read repair, a repair message) this node could not merge into its own copy;
+    /// the storage error behind each is counted too.
+    repairs_failed => "driftkv_repairs_failed_total",
+        "Repairs this node could not merge into its own copy (a storage error, counted too).";
+    /// Syncs of the store that failed (each refused the confirmations of its batch).
+    syncs_failed => "driftkv_syncs_failed_total",
+        "Store syncs that failed; each refused the confirmations of its batch.";
+    /// Confirmations of durability (write answers, acknowledgements, transfer receipts)
+    /// refused because the sync meant to back them failed.
+    confirmations_refused => "driftkv_confirmations_refused_total",
+        "Write answers, acknowledgements and transfer receipts refused because their sync failed.";
+    /// Times this node took a new incarnation after handing over copies of its own writes.
+    actor_renewals => "driftkv_actor_renewals_total",
+        "New incarnations this node took after handing over copies of its own writes.";
+    /// Forwarded requests delivered again and ignored (applied once).
+    duplicate_forwards => "driftkv_duplicate_forwards_total",
+        "Forwarded requests delivered again and ignored (applied once).";
 }
 
 #[cfg(test)]
@@ -125,5 +201,36 @@ mod tests {
         assert_eq!(c[c.len() - 2], (Some(60_000), 3));
         assert_eq!(c[c.len() - 1], (None, 4));
         assert_eq!((h.count, h.sum_ms), (4, 70_004));
+    }
+
+    #[test]
+    fn the_registry_lists_every_counter_once_with_a_series_of_its_own() {
+        let mut names: Vec<&str> = COUNTERS.iter().map(|c| c.name).collect();
+        let mut metrics: Vec<&str> = COUNTERS.iter().map(|c| c.metric).collect();
+        names.sort_unstable();
+        names.dedup();
+        metrics.sort_unstable();
+        metrics.dedup();
+        assert_eq!(names.len(), COUNTERS.len());
+        assert_eq!(metrics.len(), COUNTERS.len());
+        assert!(COUNTERS.iter().all(|c| c.metric.starts_with("driftkv_")
+            && c.metric.ends_with("_total")
+            && !c.help.is_empty()));
+    }
+
+    #[test]
+    fn adding_stats_adds_every_counter_and_histogram() {
+        let mut a = Stats {
+            reads: 2,
+            ..Stats::default()
+        };
+        a.replication_lag_ms.record(3);
+        let mut b = a.clone();
+        b.writes_refused_limits = 5;
+        b.add(&a);
+        assert_eq!((b.reads, b.writes_refused_limits), (4, 5));
+        assert_eq!(b.replication_lag_ms.count, 2);
+        let total: u64 = COUNTERS.iter().map(|c| (c.get)(&b)).sum();
+        assert_eq!(total, 9);
     }
 }

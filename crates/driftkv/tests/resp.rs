@@ -294,6 +294,23 @@ fn redis_cli_and_redis_benchmark_run_against_a_cluster() {
     }
     let info = cli(n1.resp, &["INFO"]);
     assert!(info.contains("sibling_reads_resolved:1"), "{info}");
+    // The node's own counters follow, from the same registry as /metrics: n1 coordinated
+    // (or forwarded) the first SET, and coordinated this test's reads through it.
+    let counters = info
+        .split("# Driftkv")
+        .nth(1)
+        .expect("INFO has the node's section");
+    let count = |name: &str| -> u64 {
+        counters
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {counters}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(count("writes") + count("forwarded") >= 1, "{counters}");
+    assert!(count("reads") >= 1, "{counters}");
+    assert_eq!(count("storage_errors"), 0);
     // SET overwrites every sibling its coordinator has seen.
     assert_eq!(cli(n1.resp, &["SET", "pet", "fish"]), "OK");
     assert_eq!(

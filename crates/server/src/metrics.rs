@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use driftkv_core::stats::COUNTERS;
 use driftkv_core::{Histogram, Stats};
 use driftkv_wire::{MemberInfo, MemberState, Quorum, Reply, Request};
 
@@ -124,162 +125,6 @@ pub fn outcome(reply: &Reply) -> &'static str {
         _ => "ok",
     }
 }
-
-/// A counter the core keeps: its name, its help text, and where it is in [`Stats`].
-type CoreCounter = (&'static str, &'static str, fn(&Stats) -> u64);
-/// The core's counters, in the order they are shown.
-const CORE_COUNTERS: [CoreCounter; 30] = [
-    (
-        "driftkv_dot_clashes_total",
-        "Merges that met one dot with two values (a reused node identity).",
-        |s| s.dot_clashes,
-    ),
-    (
-        "driftkv_aae_timeouts_total",
-        "Exchanges abandoned because the peer did not answer in time.",
-        |s| s.aae_timeouts,
-    ),
-    (
-        "driftkv_aae_deferred_total",
-        "Due exchanges put off because client traffic was heavy.",
-        |s| s.aae_deferred,
-    ),
-    (
-        "driftkv_session_reads_behind_total",
-        "Session reads refused because no replica that answered had caught up with the session.",
-        |s| s.session_reads_behind,
-    ),
-    (
-        "driftkv_aae_exchanges_total",
-        "Anti-entropy exchanges this node started and finished.",
-        |s| s.aae_exchanges,
-    ),
-    (
-        "driftkv_aae_exchanges_in_sync_total",
-        "Exchanges that found the partition already in sync.",
-        |s| s.aae_in_sync,
-    ),
-    (
-        "driftkv_aae_keys_compared_total",
-        "Keys whose hashes anti-entropy compared.",
-        |s| s.aae_keys_compared,
-    ),
-    (
-        "driftkv_aae_keys_repaired_total",
-        "Keys anti-entropy changed on this node.",
-        |s| s.aae_keys_repaired,
-    ),
-    (
-        "driftkv_aae_bytes_sent_total",
-        "Bytes of objects this node sent in exchanges.",
-        |s| s.aae_bytes_sent,
-    ),
-    (
-        "driftkv_aae_tree_builds_total",
-        "Hash trees built from storage.",
-        |s| s.aae_tree_builds,
-    ),
-    (
-        "driftkv_aae_tree_mismatches_total",
-        "Trees found out of step with storage and rebuilt.",
-        |s| s.aae_tree_mismatches,
-    ),
-    (
-        "driftkv_tombstones_collected_total",
-        "Tombstones deleted after every primary held them past the grace.",
-        |s| s.tombstones_collected,
-    ),
-    (
-        "driftkv_keys_transferred_total",
-        "Keys handed to new owners after a join or leave.",
-        |s| s.keys_transferred,
-    ),
-    (
-        "driftkv_coordinated_reads_total",
-        "Reads this node coordinated.",
-        |s| s.reads,
-    ),
-    (
-        "driftkv_coordinated_writes_total",
-        "Writes this node coordinated.",
-        |s| s.writes,
-    ),
-    (
-        "driftkv_forwarded_writes_total",
-        "Writes handed to a replica to coordinate.",
-        |s| s.forwarded,
-    ),
-    (
-        "driftkv_unavailable_total",
-        "Requests answered unavailable: too few replicas in time.",
-        |s| s.unavailable,
-    ),
-    (
-        "driftkv_stale_replicas_found_total",
-        "Replicas a read found behind the merged answer.",
-        |s| s.stale_replicas_found,
-    ),
-    (
-        "driftkv_read_repairs_sent_total",
-        "Read-repair messages sent to stale replicas.",
-        |s| s.read_repairs_sent,
-    ),
-    (
-        "driftkv_conflicts_total",
-        "Merges that met concurrent writes.",
-        |s| s.conflicts,
-    ),
-    (
-        "driftkv_lww_discarded_total",
-        "Values of concurrent writes discarded by last-write-wins.",
-        |s| s.lww_discarded,
-    ),
-    (
-        "driftkv_sibling_reads_total",
-        "Reads answered with more than one sibling.",
-        |s| s.sibling_reads,
-    ),
-    (
-        "driftkv_hints_stored_total",
-        "Hints stored for unreachable replicas.",
-        |s| s.hints_stored,
-    ),
-    (
-        "driftkv_hints_delivered_total",
-        "Hints handed off to their replica and deleted.",
-        |s| s.hints_delivered,
-    ),
-    (
-        "driftkv_hints_expired_total",
-        "Hints dropped for age.",
-        |s| s.hints_expired,
-    ),
-    (
-        "driftkv_hints_refused_total",
-        "Hints not stored because the hint store was full.",
-        |s| s.hints_refused,
-    ),
-    (
-        "driftkv_storage_errors_total",
-        "Storage operations that failed.",
-        |s| s.storage_errors,
-    ),
-    (
-        "driftkv_bad_messages_total",
-        "Node-to-node messages refused as malformed.",
-        |s| s.bad_messages,
-    ),
-    (
-        "driftkv_contexts_trimmed_total",
-        "Client causal contexts bounded before use (claims no node could have issued).",
-        |s| s.contexts_trimmed,
-    ),
-    (
-        "driftkv_writes_refused_limits_total",
-        "Writes refused because the key would pass siblings_max or object_bytes_max.",
-        |s| s.writes_refused_limits,
-    ),
-];
 
 /// A series the shell counts: its name, its type, its help text, and where it is.
 type ShellSeries = (
@@ -551,9 +396,10 @@ fn write_core(o: &mut String, s: &Stats) {
         &s.read_siblings,
         UNSCALED,
     );
-    for (name, text, value) in CORE_COUNTERS {
-        help(o, name, "counter", text);
-        let _ = writeln!(o, "{name} {}", value(s));
+    // Every counter of the core's one registry.
+    for counter in COUNTERS {
+        help(o, counter.metric, "counter", counter.help);
+        let _ = writeln!(o, "{} {}", counter.metric, (counter.get)(s));
     }
 }
 

@@ -104,7 +104,7 @@ async fn run(ctx: &Context, s: &mut Session, name: &str, a: &[Bytes]) -> Result<
         "smembers" => sets::smembers(ctx, s, a).await,
         "sismember" => sets::sismember(ctx, s, a).await,
         "scard" => sets::scard(ctx, s, a).await,
-        "info" => server::info(ctx),
+        "info" => server::info(ctx).await,
         "command" => command(a),
         "config" => server::config(a),
         "client" => server::client(s, a),

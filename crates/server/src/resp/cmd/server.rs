@@ -1,9 +1,11 @@
 //! The connection and the server itself: PING, ECHO, QUIT, SELECT, INFO, CONFIG, CLIENT and
 //! HELLO, answered as far as common clients and redis-benchmark need to start cleanly.
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use driftkv_core::stats::COUNTERS;
 
 use crate::metrics::level_name;
 use crate::resp::cmd::args::{arity, expect, subcommand};
@@ -156,8 +158,9 @@ fn greeting(s: &Session, proto: i64) -> Frame {
     }
 }
 
-/// `INFO`: the sections clients and tools read, and this front-end's counters.
-pub fn info(ctx: &Context) -> Result<Frame, Frame> {
+/// `INFO`: the sections clients and tools read, this front-end's counters, and the node's
+/// own counters (the core's one registry, as `/metrics` shows them).
+pub async fn info(ctx: &Context) -> Result<Frame, Frame> {
     let c = ctx.node.config();
     let stats = &ctx.stats;
     let text = format!(
@@ -178,5 +181,13 @@ pub fn info(ctx: &Context) -> Result<Frame, Frame> {
         level_name(&c.r),
         level_name(&c.w),
     );
+    let mut text = text;
+    // A node too busy to answer leaves its section out; the rest is this front-end's own.
+    if let Ok(stats) = ctx.node.query(|node, _| node.stats().clone()).await {
+        text.push_str("\r\n# Driftkv\r\n");
+        for counter in COUNTERS {
+            let _ = write!(text, "{}:{}\r\n", counter.name, (counter.get)(&stats));
+        }
+    }
     Ok(Frame::bulk(text))
 }
