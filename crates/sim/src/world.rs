@@ -24,6 +24,7 @@
 //! - `convergence`: the settle phase, its polling and the divergent keys;
 //! - `outcomes`: what a finished run hands to the checks and the report.
 
+use driftkv_core::Stats;
 use driftkv_ring::RingConfig;
 
 use crate::scenario::Scenario;
@@ -109,7 +110,8 @@ pub struct Sim<'a> {
     convergence: Convergence,
     /// Node counters of lives that ended (a crash, or a node that left): a node restarts its
     /// own from zero.
-    retired: NodeTotals,
+    /// Counters of the nodes' lives that ended (crashed or left), summed.
+    retired: Stats,
     /// What happened, by virtual milliseconds since traffic started.
     log: Vec<(f64, String)>,
 }
@@ -141,7 +143,7 @@ impl<'a> Sim<'a> {
             clients: Clients::new(sc, &expect),
             oracle: Oracle::new(&expect),
             convergence: Convergence::new(sc),
-            retired: NodeTotals::default(),
+            retired: Stats::default(),
             log: Vec::new(),
             nodes,
         }

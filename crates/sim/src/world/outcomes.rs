@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use driftkv_core::Stats;
 use driftkv_core::fasthash::FastMap;
+use driftkv_core::stats::COUNTERS;
 use driftkv_wire::Object;
 
 use super::Sim;
@@ -50,60 +51,70 @@ pub struct Outcomes {
     pub holders: Vec<Vec<usize>>,
 }
 
-/// Node counters summed over every node and every life of it (a restart resets a node's own).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct NodeTotals {
-    pub reads: u64,
-    pub writes: u64,
-    pub forwarded: u64,
-    pub unavailable: u64,
-    pub stale_replicas_found: u64,
-    pub read_repairs_sent: u64,
-    pub conflicts: u64,
-    pub lww_discarded: u64,
-    pub sibling_reads: u64,
-    pub hints_stored: u64,
-    pub hints_delivered: u64,
-    pub hints_expired: u64,
-    pub hints_refused: u64,
-    pub aae_exchanges: u64,
-    pub aae_keys_repaired: u64,
-    pub aae_bytes_sent: u64,
-    pub keys_transferred: u64,
-    pub storage_errors: u64,
-    pub bad_messages: u64,
-    /// Syncs that failed (only under injected disk faults) and the confirmations they refused.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub syncs_failed: u64,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub confirmations_refused: u64,
+/// Node counters summed over every node and every life of it (a restart resets a node's own):
+/// the core's [`Stats`], summed with [`Stats::add`]. The report shows the counters named in
+/// [`REPORTED`], by their registry names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeTotals(pub Stats);
+
+impl std::ops::Deref for NodeTotals {
+    type Target = Stats;
+
+    fn deref(&self) -> &Stats {
+        &self.0
+    }
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
+/// The counters of the core's registry a report shows, in this order.
+pub const REPORTED: [&str; 19] = [
+    "reads",
+    "writes",
+    "forwarded",
+    "unavailable",
+    "stale_replicas_found",
+    "read_repairs_sent",
+    "conflicts",
+    "lww_discarded",
+    "sibling_reads",
+    "hints_stored",
+    "hints_delivered",
+    "hints_expired",
+    "hints_refused",
+    "aae_exchanges",
+    "aae_keys_repaired",
+    "aae_bytes_sent",
+    "keys_transferred",
+    "storage_errors",
+    "bad_messages",
+];
+
+/// Counters a report shows only when they are not zero (only injected disk faults make them).
+pub const REPORTED_WHEN_NOT_ZERO: [&str; 2] = ["syncs_failed", "confirmations_refused"];
 
 impl NodeTotals {
-    pub(super) fn add(&mut self, s: &Stats) {
-        self.reads += s.reads;
-        self.writes += s.writes;
-        self.forwarded += s.forwarded;
-        self.unavailable += s.unavailable;
-        self.stale_replicas_found += s.stale_replicas_found;
-        self.read_repairs_sent += s.read_repairs_sent;
-        self.conflicts += s.conflicts;
-        self.lww_discarded += s.lww_discarded;
-        self.sibling_reads += s.sibling_reads;
-        self.hints_stored += s.hints_stored;
-        self.hints_delivered += s.hints_delivered;
-        self.hints_expired += s.hints_expired;
-        self.hints_refused += s.hints_refused;
-        self.aae_exchanges += s.aae_exchanges;
-        self.aae_keys_repaired += s.aae_keys_repaired;
-        self.aae_bytes_sent += s.aae_bytes_sent;
-        self.keys_transferred += s.keys_transferred;
-        self.storage_errors += s.storage_errors;
-        self.bad_messages += s.bad_messages;
+    /// A counter of the registry, by name.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        COUNTERS
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.get)(&self.0))
+    }
+}
+
+impl serde::Serialize for NodeTotals {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for name in REPORTED {
+            map.serialize_entry(name, &self.get(name).unwrap_or_default())?;
+        }
+        for name in REPORTED_WHEN_NOT_ZERO {
+            match self.get(name) {
+                Some(value) if value > 0 => map.serialize_entry(name, &value)?,
+                _ => {}
+            }
+        }
+        map.end()
     }
 }
 
@@ -206,7 +217,7 @@ impl Sim<'_> {
             totals.syncs_failed += driven.syncs_failed;
             totals.confirmations_refused += driven.confirmations_refused;
         }
-        (totals, hints_pending)
+        (NodeTotals(totals), hints_pending)
     }
 
     /// Which nodes hold a record of each key, and how many data records each node holds:
@@ -270,5 +281,39 @@ pub fn describe(object: Option<&Object>) -> String {
                 .collect();
             format!("set {{{}}} {:?}", members.join(", "), s.context())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reported_counter_is_in_the_registry() {
+        let totals = NodeTotals::default();
+        for name in REPORTED.iter().chain(&REPORTED_WHEN_NOT_ZERO) {
+            assert_eq!(
+                totals.get(name),
+                Some(0),
+                "{name} is not a registered counter"
+            );
+        }
+    }
+
+    #[test]
+    fn totals_serialize_the_reported_counters_in_order_and_the_rest_when_not_zero() {
+        let mut stats = Stats {
+            reads: 3,
+            ..Stats::default()
+        };
+        let json = serde_json::to_string(&NodeTotals(stats.clone())).unwrap();
+        assert!(json.starts_with(r#"{"reads":3,"writes":0,"#), "{json}");
+        assert!(!json.contains("syncs_failed"), "{json}");
+        stats.syncs_failed = 2;
+        let json = serde_json::to_string(&NodeTotals(stats)).unwrap();
+        assert!(
+            json.ends_with(r#""bad_messages":0,"syncs_failed":2}"#),
+            "{json}"
+        );
     }
 }
