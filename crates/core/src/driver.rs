@@ -5,16 +5,23 @@
 //!
 //! An output that confirms durability (a write's answer, a replica's acknowledgement, a
 //! transfer's receipt) is marked [`Output::Durable`] by the code that produces it. After a
-//! sync that succeeded every output is released. After one that failed, each confirmation is
-//! released at once in its refusing form ([`refused`]) and counted, so no peer deletes what
-//! it handed over and no client hears "written" of a write that may be gone; every other
-//! output stays held until a later sync succeeds, because it may carry what the failed sync
-//! left at risk (a replica write carrying a new dot: if it left and the node then crashed, the
-//! node would issue that dot again for another write). Outputs held across failures are
-//! bounded ([`HELD_MAX`]); past the bound the oldest are dropped, as a lossy network would.
+//! sync that succeeded every output is released. After one that failed nothing the batch
+//! produced leaves as it is, since any of it may carry what the sync left at risk (a replica
+//! write or a read's answer carrying a new dot: if it left and the node then crashed, the node
+//! would issue that dot again for another write):
+//! - each confirmation goes out in its refusing form ([`refused`]): no peer deletes what it
+//!   handed over, no client hears "written" of a write that may be gone;
+//! - each other answer to a client (or to the node it came through) becomes an error
+//!   ([`withheld`]): the client learns at once to retry elsewhere;
+//! - every other message is dropped and counted, as a lossy network would drop it: the
+//!   protocol recovers (coordinations time out, transfers and exchanges run again).
+//!
+//! So nothing is held from one batch to the next and a failing disk costs no memory.
 //!
 //! The model of the disk behind this: a sync makes every write before it durable, and a sync
 //! that fails leaves the writes since the last good one at risk until a later sync succeeds.
+//! A store that cannot promise even that much (a real disk, whose failed fsync may drop pages
+//! a later one never writes) fails every later sync instead.
 //!
 //! Shells that sync at once call [`Driver::commit`]; the simulator, whose disk takes time,
 //! seals a batch when its sync starts ([`Driver::seal`]) and finishes it when the sync ends
@@ -27,13 +34,9 @@ use crate::node::{Input, Node, Output};
 use crate::store::{Store, StoreError};
 
 /// Self-addressed messages fed straight back per input, at most: a node that keeps messaging
-/// itself is a bug, and is cut off rather than spinning the loop.
+/// itself is a bug; past the bound its messages leave like any other (through the transport)
+/// rather than spin this loop.
 const LOOPBACK_ROUNDS_MAX: usize = 1_024;
-
-/// Outputs held across failed syncs, at most: a disk failing for long must not grow the node's
-/// memory without bound. The protocol survives losing any of them (they are messages and
-/// replies the network could have lost), and confirmations are never among them.
-pub const HELD_MAX: usize = 1 << 16;
 
 /// Gathers a node's outputs between syncs and releases them by the failed-sync policy.
 #[derive(Debug, Default)]
@@ -52,12 +55,11 @@ pub struct Driver {
 /// What the driver has seen, for metrics and the simulator's report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DriverCounts {
-    pub syncs: u64,
     pub syncs_failed: u64,
     /// Confirmations released in their refusing form after a failed sync.
     pub confirmations_refused: u64,
-    /// Outputs dropped because failed syncs held more than [`HELD_MAX`].
-    pub held_dropped: u64,
+    /// Messages to peers dropped because the sync of their batch failed.
+    pub messages_dropped: u64,
 }
 
 impl Driver {
@@ -97,7 +99,9 @@ impl Driver {
                     continue;
                 }
                 rounds += 1;
-                // A confirmation to itself needs no sync between: the node is its own reader.
+                // A confirmation to itself (a forward's answer, say) is taken in at once: what
+                // it leads to is in this batch, and the sync after the batch backs it or the
+                // failed-sync policy withholds it like the rest.
                 let Output::Send { message, .. } = self.open.remove(i).into_plain() else {
                     unreachable!("matched a send above")
                 };
@@ -145,7 +149,6 @@ impl Driver {
         released: &mut Vec<Output>,
     ) -> Result<(), StoreError> {
         let synced = store.sync();
-        self.counts.syncs += 1;
         self.release(synced.as_ref().err(), released);
         synced
     }
@@ -172,22 +175,56 @@ impl Driver {
             return;
         };
         self.counts.syncs_failed += 1;
-        let mut held = Vec::with_capacity(self.sealed.len());
         for output in self.sealed.drain(..) {
-            match output {
+            let instead = match output {
                 Output::Durable(confirmation) => {
                     self.counts.confirmations_refused += 1;
-                    released.extend(refused(*confirmation, e));
+                    refused(*confirmation, e)
                 }
-                other => held.push(other),
+                other => withheld(other, e),
+            };
+            match instead {
+                Some(output) => released.push(output),
+                None => self.counts.messages_dropped += 1,
             }
         }
-        if held.len() > HELD_MAX {
-            let excess = held.len() - HELD_MAX;
-            held.drain(..excess);
-            self.counts.held_dropped += excess as u64;
-        }
-        self.sealed = held;
+    }
+}
+
+/// What goes out instead of an unmarked output of a batch whose sync failed: a client's answer
+/// (or a forwarded one) becomes an error, unless it is one already; nothing else goes out.
+pub fn withheld(output: Output, e: &StoreError) -> Option<Output> {
+    let failure = || {
+        Reply::error(
+            ErrorKind::Unavailable,
+            format!("this node's storage failed ({e}); its answer is withheld, ask another node"),
+        )
+    };
+    match output {
+        Output::Reply { client, reply } => Some(Output::Reply {
+            client,
+            reply: if matches!(reply, Reply::Error { .. }) {
+                reply
+            } else {
+                failure()
+            },
+        }),
+        Output::Send {
+            to,
+            message: Message::ForwardReply { req, reply },
+        } => Some(Output::Send {
+            to,
+            message: Message::ForwardReply {
+                req,
+                reply: if matches!(reply, Reply::Error { .. }) {
+                    reply
+                } else {
+                    failure()
+                },
+            },
+        }),
+        Output::Durable(inner) => withheld(*inner, e),
+        Output::Send { .. } | Output::Dial { .. } => None,
     }
 }
 
@@ -227,8 +264,10 @@ pub fn refused(confirmation: Output, e: &StoreError) -> Option<Output> {
 #[cfg(test)]
 mod tests {
     use driftkv_causal::VersionVector;
+    use driftkv_wire::{Key, Quorum, Request};
 
     use super::*;
+    use crate::config::NodeConfig;
     use crate::store::{Durability, MemStore};
 
     fn send(to: &str, message: Message) -> Output {
@@ -238,16 +277,17 @@ mod tests {
         }
     }
 
-    fn written(client: u64) -> Output {
-        Output::Reply {
-            client,
-            reply: Reply::Written {
-                context: VersionVector::new(),
-            },
+    fn reply(client: u64, reply: Reply) -> Output {
+        Output::Reply { client, reply }
+    }
+
+    fn written() -> Reply {
+        Reply::Written {
+            context: VersionVector::new(),
         }
     }
 
-    fn gossip_like() -> Output {
+    fn peer_message() -> Output {
         send("n2", Message::TransferAck { xid: 9, ok: false })
     }
 
@@ -255,28 +295,36 @@ mod tests {
     fn a_good_sync_releases_everything_unmarked_in_order() {
         let mut d = Driver::new();
         let mut store = MemStore::new(Durability::GroupCommit);
-        d.open.push(gossip_like());
-        d.open.push(written(1).durable());
+        d.open.push(peer_message());
+        d.open.push(reply(1, written()).durable());
         let mut out = Vec::new();
         d.commit(&mut store, &mut out).unwrap();
-        assert_eq!(out, vec![gossip_like(), written(1)]);
+        assert_eq!(out, vec![peer_message(), reply(1, written())]);
         assert!(d.is_idle());
     }
 
     #[test]
-    fn a_failed_sync_refuses_confirmations_and_holds_the_rest_for_a_good_one() {
+    fn a_failed_sync_refuses_confirmations_withholds_answers_and_drops_the_rest() {
         let mut d = Driver::new();
         let mut store = MemStore::new(Durability::GroupCommit);
         store.fail_next_syncs(1);
         d.open
             .push(send("n3", Message::ReplicaWriteAck { req: 4, ok: true }).durable());
-        d.open.push(gossip_like());
+        d.open.push(peer_message());
         d.open
             .push(send("n2", Message::TransferAck { xid: 5, ok: true }).durable());
-        d.open.push(written(7).durable());
+        d.open.push(reply(7, written()).durable());
+        d.open.push(reply(
+            8,
+            Reply::NotFound {
+                context: VersionVector::new(),
+            },
+        ));
+        let refusal = Reply::error(ErrorKind::BadRequest, "key is empty");
+        d.open.push(reply(9, refusal.clone()));
         let mut out = Vec::new();
         assert!(d.commit(&mut store, &mut out).is_err());
-        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out.len(), 5, "{out:?}");
         assert_eq!(
             out[0],
             send("n3", Message::ReplicaWriteAck { req: 4, ok: false })
@@ -285,49 +333,38 @@ mod tests {
             out[1],
             send("n2", Message::TransferAck { xid: 5, ok: false })
         );
-        assert!(matches!(
-            &out[2],
-            Output::Reply { client: 7, reply: Reply::Error { message, .. } } if message.contains("durable")
-        ));
-        assert!(!d.is_idle(), "the unmarked output waits for a good sync");
-        assert_eq!(d.counts().confirmations_refused, 3);
+        let error = |o: &Output| match o {
+            Output::Reply {
+                reply: Reply::Error { kind, message, .. },
+                ..
+            } => (*kind, message.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(error(&out[2]).0, ErrorKind::Internal);
+        assert!(error(&out[2]).1.contains("durable"));
+        assert_eq!(
+            error(&out[3]).0,
+            ErrorKind::Unavailable,
+            "a read's answer is withheld"
+        );
+        assert_eq!(
+            out[4],
+            reply(9, refusal),
+            "an error carries nothing and goes as it is"
+        );
+        assert!(d.is_idle(), "nothing is held for a later sync");
+        let counts = d.counts();
+        assert_eq!(
+            (counts.confirmations_refused, counts.messages_dropped),
+            (3, 1)
+        );
         out.clear();
+        d.open.push(peer_message());
         d.commit(&mut store, &mut out).unwrap();
-        assert_eq!(out, vec![gossip_like()]);
-        assert!(d.is_idle());
-    }
-
-    #[test]
-    fn outputs_held_across_failures_are_bounded() {
-        let mut d = Driver::new();
-        let mut store = MemStore::new(Durability::GroupCommit);
-        store.fail_next_syncs(2);
-        let mut out = Vec::new();
-        for round in 0..2 {
-            d.open.extend((0..HELD_MAX).map(|i| {
-                send(
-                    "n2",
-                    Message::TransferAck {
-                        xid: i as u64,
-                        ok: round == 1,
-                    },
-                )
-            }));
-            assert!(d.commit(&mut store, &mut out).is_err());
-        }
-        assert!(out.is_empty());
-        assert_eq!(d.counts().held_dropped, HELD_MAX as u64);
-        d.commit(&mut store, &mut out).unwrap();
-        assert_eq!(out.len(), HELD_MAX);
-        assert!(
-            out.iter().all(|o| matches!(
-                o,
-                Output::Send {
-                    message: Message::TransferAck { ok: true, .. },
-                    ..
-                }
-            )),
-            "the oldest were dropped"
+        assert_eq!(
+            out,
+            vec![peer_message()],
+            "the next good sync releases its own batch"
         );
     }
 
@@ -341,7 +378,7 @@ mod tests {
                 reply: Reply::Counter { value: 5 },
             },
         );
-        match refused(forwarded, &e) {
+        match refused(forwarded.clone(), &e) {
             Some(Output::Send {
                 message:
                     Message::ForwardReply {
@@ -352,10 +389,62 @@ mod tests {
             }) => assert!(message.contains("disk on fire")),
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            withheld(forwarded, &e),
+            Some(Output::Send {
+                message: Message::ForwardReply {
+                    reply: Reply::Error { .. },
+                    ..
+                },
+                ..
+            })
+        ));
         let dial = Output::Dial {
             addr: "a".into(),
             message: Message::TransferAck { xid: 1, ok: true },
         };
-        assert_eq!(refused(dial, &e), None);
+        assert_eq!(refused(dial.clone(), &e), None);
+        assert_eq!(withheld(dial, &e), None);
+    }
+
+    /// The tokio node's driver hands a node's messages to itself straight back: a write
+    /// forwarded from a node to itself (it believes another coordinates, but the first target
+    /// is itself) is answered in the same step, and nothing addressed to itself leaves.
+    #[test]
+    fn loopback_feeds_messages_to_itself_back_in_the_same_step() {
+        let me = NodeId::from("n1");
+        let mut store = MemStore::new(Durability::GroupCommit);
+        let mut node = Node::open(NodeConfig::new("n1"), &mut store).unwrap();
+        let mut d = Driver::with_loopback(me.clone());
+        let key = Key::default_bucket("k".to_string());
+        d.step(
+            &mut node,
+            &mut store,
+            1_000,
+            Input::Message {
+                from: me.clone(),
+                message: Message::Forward {
+                    req: 7,
+                    request: Request::Put {
+                        key,
+                        value: Some("v".into()),
+                        context: VersionVector::new(),
+                        w: Quorum::One,
+                    },
+                },
+            },
+        );
+        let mut out = Vec::new();
+        d.commit(&mut store, &mut out).unwrap();
+        assert!(
+            out.iter()
+                .all(|o| !matches!(o, Output::Send { to, .. } if *to == me)),
+            "nothing addressed to itself leaves: {out:?}"
+        );
+        assert_eq!(
+            node.stats().writes,
+            1,
+            "the forwarded write was coordinated here"
+        );
     }
 }

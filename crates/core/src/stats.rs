@@ -177,6 +177,9 @@ counters! {
     /// refused because the sync meant to back them failed.
     confirmations_refused => "driftkv_confirmations_refused_total",
         "Write answers, acknowledgements and transfer receipts refused because their sync failed.";
+    /// Messages to peers dropped because the sync of their batch failed.
+    messages_dropped => "driftkv_messages_dropped_total",
+        "Messages to peers dropped because the sync of their batch failed.";
     /// Times this node took a new incarnation after handing over copies of its own writes.
     actor_renewals => "driftkv_actor_renewals_total",
         "New incarnations this node took after handing over copies of its own writes.";

@@ -3,9 +3,13 @@
 //! sync failed and checks that nothing it confirmed is gone.
 
 use driftkv_causal::VersionVector;
-use driftkv_core::Node;
 use driftkv_core::local::{LocalCluster, name};
-use driftkv_wire::{ErrorKind, Key, MemberInfo, MemberState, Quorum, Reply};
+use driftkv_core::store::PPM;
+use driftkv_core::{
+    Durability, Entries, Input, MemStore, Node, NodeConfig, Output, Store, StoreError, StoreFaults,
+    keys,
+};
+use driftkv_wire::{ErrorKind, Key, MemberInfo, MemberState, Message, Quorum, Reply, Request};
 
 const KEYS: usize = 48;
 
@@ -131,4 +135,135 @@ fn a_replica_does_not_acknowledge_a_write_it_could_not_sync() {
     c.stores[1].fail_next_syncs(0);
     let reply = c.put(0, "k", "v", VersionVector::new(), Quorum::All);
     assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+}
+
+/// A record write that fails must not leave the partition's hash tree claiming the new record:
+/// anti-entropy would then take the stale replica for in sync and never repair it.
+#[test]
+fn a_failed_record_write_leaves_no_tree_claiming_it() {
+    let mut c = LocalCluster::new(1, |cfg| cfg.ring.n = 1);
+    for i in 0..KEYS {
+        c.put(0, &key(i), "v", VersionVector::new(), Quorum::One);
+    }
+    // The trees are built in the background, a batch per tick.
+    for _ in 0..200 {
+        c.tick(100);
+        if c.nodes[0].aae_trees_check(&c.stores[0]).0 > 0 {
+            break;
+        }
+    }
+    let (built, consistent) = c.nodes[0].aae_trees_check(&c.stores[0]);
+    assert!(built > 0 && consistent, "trees built first ({built})");
+    c.stores[0].set_faults(StoreFaults {
+        write_fail_ppm: PPM,
+        ..StoreFaults::default()
+    });
+    for i in 0..KEYS {
+        let reply = c.put(0, &key(i), "w", VersionVector::new(), Quorum::One);
+        assert!(matches!(reply, Reply::Error { .. }), "{reply:?}");
+    }
+    c.stores[0].set_faults(StoreFaults::default());
+    let (_, consistent) = c.nodes[0].aae_trees_check(&c.stores[0]);
+    assert!(consistent, "a tree claims a record its store does not hold");
+}
+
+/// A store whose writes of the node's incarnation record fail: everything else works.
+struct NoNewIdentity(MemStore);
+
+impl Store for NoNewIdentity {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if key == keys::meta_key("incarnation") {
+            return Err(StoreError::Io(
+                "the incarnation record cannot be written".into(),
+            ));
+        }
+        self.0.put(key, value)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.0.delete(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        self.0.scan(prefix, after, limit)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.0.sync()
+    }
+}
+
+/// A node handing over records that hold its own writes takes a new identity first; if that
+/// cannot be stored, it keeps the records (and its old identity) rather than delete them and
+/// later issue the same dots again.
+#[test]
+fn records_of_own_writes_stay_until_a_new_identity_is_stored() {
+    let mut store = NoNewIdentity(MemStore::new(Durability::GroupCommit));
+    let mut cfg = NodeConfig::new(name(0));
+    cfg.ring.n = 1;
+    let mut node = Node::open(cfg, &mut store).unwrap();
+    node.set_members([member(0)]);
+    let mut out = Vec::new();
+    for i in 0..KEYS {
+        let request = Request::Put {
+            key: Key::default_bucket(key(i)),
+            value: Some("v".into()),
+            context: VersionVector::new(),
+            w: Quorum::One,
+        };
+        let client = i as u64;
+        node.handle(
+            &mut store,
+            1_000,
+            Input::Request { client, request },
+            &mut out,
+        );
+    }
+    node.set_members([member(0), member(1)]);
+    out.clear();
+    node.handle(&mut store, 5_000, Input::Tick, &mut out);
+    let (xid, sent) = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send {
+                message: Message::Transfer { xid, objects, .. },
+                ..
+            } => Some((*xid, objects.len())),
+            _ => None,
+        })
+        .expect("n1 hands a partition to n2");
+    assert!(sent > 0);
+    let receipt = Message::TransferAck { xid, ok: true };
+    let from = name(1);
+    node.handle(
+        &mut store,
+        5_001,
+        Input::Message {
+            from,
+            message: receipt,
+        },
+        &mut out,
+    );
+    assert_eq!(node.stats().actor_renewals, 0);
+    assert_eq!(
+        node.stats().keys_transferred,
+        0,
+        "nothing deleted without a new identity"
+    );
+    for i in 0..KEYS {
+        let key = Key::default_bucket(key(i));
+        assert!(
+            node.local_object(&store, &key).unwrap().is_some(),
+            "n1 still holds {key:?}"
+        );
+    }
 }

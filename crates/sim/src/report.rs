@@ -415,8 +415,8 @@ impl Report {
         if t.syncs_failed > 0 || t.confirmations_refused > 0 {
             let _ = writeln!(
                 s,
-                "disk faults: {} syncs failed, {} confirmations refused for them, {} storage errors",
-                t.syncs_failed, t.confirmations_refused, t.storage_errors
+                "disk faults: {} syncs failed, {} confirmations refused and {} messages dropped for them, {} storage errors",
+                t.syncs_failed, t.confirmations_refused, t.messages_dropped, t.storage_errors
             );
         }
         let _ = writeln!(s, "\nchecks:");

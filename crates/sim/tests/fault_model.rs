@@ -191,13 +191,16 @@ fn a_hundred_and_twenty_node_cluster_under_gossip_crashes_and_a_split() {
 }
 
 /// Failing disks: most of n2's syncs fail and some of its writes, and n2 crashes three times
-/// (besides chaos crashes during slow fsyncs), losing whatever no good sync covered. A node confirms nothing a failed sync left
-/// at risk, so every acknowledged write survives. Releasing confirmations after a failed sync
-/// (as the node loop once did for everything but replica acknowledgements) fails these seeds.
-#[test]
-fn failing_disks_confirm_nothing_they_did_not_sync() {
+/// (besides chaos crashes), losing whatever no good sync covered. A node confirms nothing a
+/// failed sync left at risk, so every acknowledged write survives. Releasing confirmations
+/// after a failed sync (as the node loop once did for everything but replica
+/// acknowledgements) fails these seeds.
+fn assert_failing_disks_lose_nothing_acknowledged(name: &str, fsync_ms_max: f64) {
     let mut s = base();
-    crashes_during_slow_fsyncs(&mut s, 3, 3.0);
+    crashes_during_slow_fsyncs(&mut s, 3, fsync_ms_max);
+    if fsync_ms_max == 0.0 {
+        s.delays.disk_sync = Delay::constant(0.0);
+    }
     s.chaos.splits = 0;
     // One copy of each key: what n2 confirms is all there is, so a confirmation a failed sync
     // did not back is a write a crash loses (with three copies the others usually hold it).
@@ -223,10 +226,24 @@ fn failing_disks_confirm_nothing_they_did_not_sync() {
         let report = run(&s);
         assert!(
             report.passed(),
-            "failing disks, seed {seed}: {:#?}",
+            "{name}, seed {seed}: {:#?}",
             report.failures()
         );
         let t = &report.node_totals;
-        assert!(t.syncs_failed > 0, "seed {seed}: no sync failed: {t:?}");
+        assert!(
+            t.syncs_failed > 0,
+            "{name}, seed {seed}: no sync failed: {t:?}"
+        );
     }
+}
+
+#[test]
+fn failing_disks_confirm_nothing_they_did_not_sync() {
+    assert_failing_disks_lose_nothing_acknowledged("failing disks, slow syncs", 3.0);
+}
+
+/// The same with syncs that take no time: each step is synced (or fails to be) at once.
+#[test]
+fn failing_disks_with_instant_syncs_confirm_nothing_they_did_not_sync() {
+    assert_failing_disks_lose_nothing_acknowledged("failing disks, instant syncs", 0.0);
 }

@@ -55,6 +55,10 @@ pub struct FjallStore {
     db: Database,
     durability: Durability,
     path: PathBuf,
+    /// Why a sync failed, once one has: every later sync fails too. A failed fsync may have
+    /// dropped the data it was to write while a later one succeeds without it, so this store
+    /// never again says that what it holds is durable; a restart recovers from what is.
+    sync_failed: Option<String>,
 }
 
 impl fmt::Debug for FjallStore {
@@ -162,6 +166,7 @@ impl FjallStore {
             db,
             durability,
             path,
+            sync_failed: None,
         };
         store.check_format()?;
         Ok(store)
@@ -378,10 +383,19 @@ impl Store for FjallStore {
             // EveryWrite: each write was synced before it returned, so there is nothing left.
             // None: never syncing is the point of the policy.
             Durability::EveryWrite | Durability::None => Ok(()),
-            Durability::GroupCommit => self
-                .db
-                .persist(PersistMode::SyncData)
-                .map_err(|e| io("sync", e)),
+            Durability::GroupCommit => {
+                if let Some(first) = &self.sync_failed {
+                    return Err(StoreError::Io(format!(
+                        "an earlier sync failed ({first}); restart the node to recover from what \
+                         is durable"
+                    )));
+                }
+                self.db.persist(PersistMode::SyncData).map_err(|e| {
+                    let e = io("sync", e);
+                    self.sync_failed = Some(e.to_string());
+                    e
+                })
+            }
         }
     }
 }

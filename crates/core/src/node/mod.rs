@@ -301,6 +301,7 @@ impl Node {
     pub fn note_driver(&mut self, counts: crate::driver::DriverCounts) {
         self.stats.syncs_failed = counts.syncs_failed;
         self.stats.confirmations_refused = counts.confirmations_refused;
+        self.stats.messages_dropped = counts.messages_dropped;
     }
 
     pub fn stats(&self) -> &Stats {
@@ -371,8 +372,6 @@ impl Node {
         }
     }
 
-    /// Notes a membership change worth keeping; it is written by the next tick (see
-    /// [`Node::save_membership`]).
     /// A member's gossip: its view merged into ours, and ours sent back if it lacks some.
     fn on_gossip(&mut self, cx: &mut Step<'_>, from: NodeId, members: &[MemberDigest]) {
         let (change, answer) = self.membership.on_gossip(&from, members, cx.now_ms);
@@ -383,6 +382,8 @@ impl Node {
         }
     }
 
+    /// Notes a membership change worth keeping; it is written by the next tick (see
+    /// [`Node::save_membership`]).
     fn note_membership(&mut self, change: Change) {
         self.membership_unsaved |= change.members || change.persist;
     }
@@ -456,15 +457,18 @@ impl Node {
     }
 
     /// Answers a write that is now stored here and on enough replicas: a confirmation of
-    /// durability, held back by the driver until this node's sync succeeds.
+    /// durability, released by the driver only after this node's sync succeeds.
     fn confirm(&mut self, waiter: Waiter, reply: Reply, out: &mut Vec<Output>) {
-        self.answer(waiter, reply, out);
-        if let Some(last) = out.pop() {
-            out.push(last.durable());
-        }
+        out.push(Output::durable(self.answer_for(waiter, reply)));
     }
 
     fn answer(&mut self, waiter: Waiter, reply: Reply, out: &mut Vec<Output>) {
+        out.push(self.answer_for(waiter, reply));
+    }
+
+    /// The output answering `waiter`: a reply to a local client, or to the node that forwarded
+    /// the request.
+    fn answer_for(&mut self, waiter: Waiter, reply: Reply) -> Output {
         if matches!(
             reply,
             Reply::Error {
@@ -475,11 +479,11 @@ impl Node {
             self.stats.unavailable += 1;
         }
         match waiter {
-            Waiter::Local(client) => out.push(Output::Reply { client, reply }),
-            Waiter::Remote { node, req } => out.push(Output::Send {
+            Waiter::Local(client) => Output::Reply { client, reply },
+            Waiter::Remote { node, req } => Output::Send {
                 to: node,
                 message: Message::ForwardReply { req, reply },
-            }),
+            },
         }
     }
 }

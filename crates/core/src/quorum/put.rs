@@ -71,10 +71,6 @@ impl PutCore {
             }
         })
     }
-
-    pub fn answered(&self) -> bool {
-        self.answered
-    }
 }
 
 #[cfg(test)]
@@ -126,21 +122,23 @@ mod tests {
             let needed = 1 + needed_seed % targets;
             let mut core = PutCore::new(needed, targets);
             let (mut acks, mut nacks) = (1, 0);
+            // Each answer with the tally at the moment it was given.
             let mut answers = Vec::new();
-            answers.extend(core.response());
+            answers.extend(core.response().map(|a| (a, acks, nacks)));
             for ok in results.into_iter().take(targets - 1) {
                 core.add_result(ok);
                 if ok { acks += 1 } else { nacks += 1 }
                 let decided = acks >= needed || targets - nacks < needed;
                 proptest::prop_assert_eq!(core.enough(), decided);
-                answers.extend(core.response());
+                answers.extend(core.response().map(|a| (a, acks, nacks)));
             }
             proptest::prop_assert!(answers.len() <= 1);
-            if let Some(first) = answers.first() {
-                let written = matches!(first, PutAnswer::Written);
-                proptest::prop_assert!(!written || acks >= needed);
-            } else {
-                proptest::prop_assert!(acks < needed && targets - nacks >= needed);
+            match answers.first() {
+                Some((PutAnswer::Written, acks, _)) => proptest::prop_assert!(*acks >= needed),
+                Some((PutAnswer::Unavailable { .. }, acks, nacks)) => {
+                    proptest::prop_assert!(*acks < needed && targets - nacks < needed)
+                }
+                None => proptest::prop_assert!(acks < needed && targets - nacks >= needed),
             }
         }
     }

@@ -89,7 +89,8 @@ pub const REPORTED: [&str; 19] = [
 ];
 
 /// Counters a report shows only when they are not zero (only injected disk faults make them).
-pub const REPORTED_WHEN_NOT_ZERO: [&str; 2] = ["syncs_failed", "confirmations_refused"];
+pub const REPORTED_WHEN_NOT_ZERO: [&str; 3] =
+    ["syncs_failed", "confirmations_refused", "messages_dropped"];
 
 impl NodeTotals {
     /// A counter of the registry, by name.
@@ -216,6 +217,7 @@ impl Sim<'_> {
             let driven = sn.driver.counts();
             totals.syncs_failed += driven.syncs_failed;
             totals.confirmations_refused += driven.confirmations_refused;
+            totals.messages_dropped += driven.messages_dropped;
         }
         (NodeTotals(totals), hints_pending)
     }

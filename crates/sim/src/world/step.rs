@@ -14,12 +14,13 @@ use crate::scenario::Scenario;
 
 /// How node stores sync.
 pub(super) struct Disk {
-    /// Syncs take no time: each step's outputs leave at once.
+    /// Syncs take no time: each step is synced at once, and its outputs leave then (or, if the
+    /// sync failed, what the failed-sync policy lets out).
     pub(super) immediate_sync: bool,
-    /// A crash loses what a node applied since its last sync: group commit with a sync delay
-    /// (under "every-write" each write is durable as it is applied, and the crash only keeps
-    /// its outputs from leaving; under "none" nothing is synced, yet outputs do leave, so those
-    /// writes may live on elsewhere).
+    /// A crash loses what a node applied since its last good sync: group commit with a sync
+    /// delay, or with syncs that may fail (under "every-write" each write is durable as it is
+    /// applied, and the crash only keeps its outputs from leaving; under "none" nothing is
+    /// synced, yet outputs do leave, so those writes may live on elsewhere).
     pub(super) crash_loses_unsynced: bool,
     /// Draws each sync's duration.
     rng: Rng,
@@ -28,9 +29,13 @@ pub(super) struct Disk {
 impl Disk {
     pub(super) fn new(sc: &Scenario) -> Disk {
         let immediate_sync = sc.delays.disk_sync == Delay::constant(0.0);
+        let syncs_may_fail = sc
+            .faults
+            .iter()
+            .any(|f| f.sync_fail.is_some_and(|p| p > 0.0));
         Disk {
             immediate_sync,
-            crash_loses_unsynced: !immediate_sync
+            crash_loses_unsynced: (!immediate_sync || syncs_may_fail)
                 && sc.durability_policy() == driftkv_core::Durability::GroupCommit,
             rng: Rng::stream(sc.seed, "disk"),
         }

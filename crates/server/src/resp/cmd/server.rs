@@ -163,7 +163,7 @@ fn greeting(s: &Session, proto: i64) -> Frame {
 pub async fn info(ctx: &Context) -> Result<Frame, Frame> {
     let c = ctx.node.config();
     let stats = &ctx.stats;
-    let text = format!(
+    let mut text = format!(
         "# Server\r\nredis_version:{REDIS_VERSION}\r\ndriftkv_version:{}\r\nnode:{}\r\nredis_mode:standalone\r\n\
          \r\n# Clients\r\nconnected_clients:{}\r\n\
          \r\n# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nerror_replies:{}\r\n\
@@ -181,7 +181,6 @@ pub async fn info(ctx: &Context) -> Result<Frame, Frame> {
         level_name(&c.r),
         level_name(&c.w),
     );
-    let mut text = text;
     // A node too busy to answer leaves its section out; the rest is this front-end's own.
     if let Ok(stats) = ctx.node.query(|node, _| node.stats().clone()).await {
         text.push_str("\r\n# Driftkv\r\n");
