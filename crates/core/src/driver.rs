@@ -142,10 +142,11 @@ impl Driver {
         }
     }
 
-    /// Syncs the store and releases the sealed outputs into `released`, in order.
-    pub fn finish(
+    /// Syncs the store and releases the sealed outputs into `released`, in order. A released
+    /// confirmation may keep its [`Output::Durable`] mark: the shell sends what it wraps.
+    pub fn finish<S: Store + ?Sized>(
         &mut self,
-        store: &mut dyn Store,
+        store: &mut S,
         released: &mut Vec<Output>,
     ) -> Result<(), StoreError> {
         let synced = store.sync();
@@ -154,9 +155,9 @@ impl Driver {
     }
 
     /// Seals and finishes at once: the loop of a shell whose sync blocks.
-    pub fn commit(
+    pub fn commit<S: Store + ?Sized>(
         &mut self,
-        store: &mut dyn Store,
+        store: &mut S,
         released: &mut Vec<Output>,
     ) -> Result<(), StoreError> {
         self.seal();
@@ -171,7 +172,13 @@ impl Driver {
 
     fn release(&mut self, failed: Option<&StoreError>, released: &mut Vec<Output>) {
         let Some(e) = failed else {
-            released.extend(self.sealed.drain(..).map(Output::into_plain));
+            // Released as they are, marks and all (the shell looks through a confirmation's
+            // mark as it sends it): the batch moves as one block, not output by output.
+            if released.is_empty() {
+                std::mem::swap(released, &mut self.sealed);
+            } else {
+                released.append(&mut self.sealed);
+            }
             return;
         };
         self.counts.syncs_failed += 1;
@@ -299,7 +306,8 @@ mod tests {
         d.open.push(reply(1, written()).durable());
         let mut out = Vec::new();
         d.commit(&mut store, &mut out).unwrap();
-        assert_eq!(out, vec![peer_message(), reply(1, written())]);
+        let plain: Vec<Output> = out.into_iter().map(Output::into_plain).collect();
+        assert_eq!(plain, vec![peer_message(), reply(1, written())]);
         assert!(d.is_idle());
     }
 

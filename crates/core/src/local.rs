@@ -102,13 +102,14 @@ impl LocalCluster {
         // A failed sync (a test injects them) is the driver's to handle, by its failed-sync
         // policy, and it counts them (`Driver::counts`).
         driver.commit(store, &mut out).ok();
-        for o in out {
+        // A released confirmation is sent as what it wraps.
+        for o in out.into_iter().map(Output::into_plain) {
             match o {
                 Output::Send { to, message } => self.queue.push_back((name(i), to, message)),
                 // Seeds are for real networks: this cluster's view is set by hand.
                 Output::Dial { .. } => {}
                 Output::Reply { client, reply } => self.replies.push((i, client, reply)),
-                Output::Durable(_) => unreachable!("the driver releases outputs unmarked"),
+                Output::Durable(_) => unreachable!("into_plain unwrapped it"),
             }
         }
     }

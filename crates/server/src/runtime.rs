@@ -134,6 +134,7 @@ fn deliver(
                 let _ = tx.send(reply);
             }
         }
-        Output::Durable(_) => unreachable!("the driver releases outputs unmarked"),
+        // A confirmation its sync backed: sent as what it wraps.
+        Output::Durable(confirmation) => deliver(node, transport, clients, *confirmation),
     }
 }

@@ -124,6 +124,7 @@ pub enum Output {
 
 impl Output {
     /// This output, marked as a confirmation of durability.
+    #[inline]
     pub fn durable(self) -> Output {
         match self {
             Output::Durable(_) => self,

@@ -86,7 +86,10 @@ impl Sim<'_> {
         // fallback's copy, then a join or leave), and only a look records that it has it.
         self.look_at_copies(i, &mut slots);
         self.scratch.slots = slots;
-        self.nodes[i].driver = driver;
+        // Put back over the empty stand-in, which holds nothing to free.
+        let stand_in = std::mem::replace(&mut self.nodes[i].driver, driver);
+        debug_assert!(stand_in.is_idle());
+        std::mem::forget(stand_in);
         self.emit(i);
     }
 
@@ -164,27 +167,33 @@ impl Sim<'_> {
     /// Sends (or schedules) every output, leaving `out` empty.
     fn send_outputs(&mut self, i: usize, out: &mut Vec<Output>) {
         for o in out.drain(..) {
-            match o {
-                Output::Send { to, message } => match self.node_index(&to) {
-                    Some(j) => self.send(i, j, message),
-                    None => self.oracle.hist.anomaly(
-                        "oracle",
-                        self.time.now_us,
-                        format!("n{} sent to unknown node {to}", i + 1),
-                    ),
-                },
-                // Seeds: the simulator's addresses are `sim:NAME`.
-                Output::Dial { addr, message } => {
-                    if let Some(j) = addr
-                        .strip_prefix("sim:")
-                        .and_then(|n| self.sc.node_index(n))
-                    {
-                        self.send(i, j, message);
-                    }
+            self.send_output(i, o);
+        }
+    }
+
+    /// Sends (or schedules) one output of node `i`.
+    fn send_output(&mut self, i: usize, o: Output) {
+        match o {
+            Output::Send { to, message } => match self.node_index(&to) {
+                Some(j) => self.send(i, j, message),
+                None => self.oracle.hist.anomaly(
+                    "oracle",
+                    self.time.now_us,
+                    format!("n{} sent to unknown node {to}", i + 1),
+                ),
+            },
+            // Seeds: the simulator's addresses are `sim:NAME`.
+            Output::Dial { addr, message } => {
+                if let Some(j) = addr
+                    .strip_prefix("sim:")
+                    .and_then(|n| self.sc.node_index(n))
+                {
+                    self.send(i, j, message);
                 }
-                Output::Reply { client, reply } => self.reply_to_client(client, reply),
-                Output::Durable(_) => unreachable!("the driver releases outputs unmarked"),
             }
+            Output::Reply { client, reply } => self.reply_to_client(client, reply),
+            // A confirmation its sync backed: sent as what it wraps.
+            Output::Durable(confirmation) => self.send_output(i, *confirmation),
         }
     }
 }
