@@ -170,6 +170,14 @@ const REQ_ID_GENERATION_SHIFT: u32 = 40;
 /// The metadata record of the members this node knows (with whether each is leaving).
 const MEMBERS_RECORD: &str = "members.v2";
 
+/// Records read per scan of a whole prefix (hints at start, a segment's records): a bound on
+/// what one read holds in memory, not on what the walk reads in all.
+const SCAN_BATCH: usize = 1_024;
+
+/// How long a forward is remembered, in request timeouts: twice as long as its sender waits
+/// for it (`SLOW_DEADLINE_TIMEOUTS`), so a late duplicate is still known.
+const FORWARD_MEMORY_TIMEOUTS: u64 = 2 * SLOW_DEADLINE_TIMEOUTS;
+
 /// Deadlines of work that waits on another node's own coordination (a forwarded write, a
 /// transfer's receipts), in request timeouts: long enough for that node to time out first.
 const SLOW_DEADLINE_TIMEOUTS: u64 = 2;
@@ -254,7 +262,7 @@ impl Node {
         let mut hints: BTreeMap<NodeId, Waiting> = BTreeMap::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let batch = store.scan(&[keys::HINT], after.as_deref(), 1024)?;
+            let batch = store.scan(&[keys::HINT], after.as_deref(), SCAN_BATCH)?;
             let Some((last, _)) = batch.last() else { break };
             after = Some(last.clone());
             for (raw, _) in &batch {
@@ -423,7 +431,11 @@ impl Node {
         if !self.forwards_seen.insert((from.clone(), req)) {
             return false;
         }
-        let forget_ms = now_ms.saturating_add(self.cfg.request_timeout_ms.saturating_mul(4));
+        let kept_ms = self
+            .cfg
+            .request_timeout_ms
+            .saturating_mul(FORWARD_MEMORY_TIMEOUTS);
+        let forget_ms = now_ms.saturating_add(kept_ms);
         self.forwards_seen_order
             .push_back((from.clone(), req, forget_ms));
         true

@@ -121,7 +121,7 @@ impl Node {
         let mut out = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let batch = store.scan(&prefix, after.as_deref(), 1024).map_err(|e| {
+            let batch = store.scan(&prefix, after.as_deref(), SCAN_BATCH).map_err(|e| {
                 self.stats.storage_errors += 1;
                 e.to_string()
             })?;
