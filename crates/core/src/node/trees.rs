@@ -121,10 +121,12 @@ impl Node {
         let mut out = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let batch = store.scan(&prefix, after.as_deref(), SCAN_BATCH).map_err(|e| {
-                self.stats.storage_errors += 1;
-                e.to_string()
-            })?;
+            let batch = store
+                .scan(&prefix, after.as_deref(), SCAN_BATCH)
+                .map_err(|e| {
+                    self.stats.storage_errors += 1;
+                    e.to_string()
+                })?;
             let Some((last, _)) = batch.last() else { break };
             after = Some(last.clone());
             for (raw_key, raw) in batch {
