@@ -306,12 +306,14 @@ pub struct LeaveArgs {
     timeout_s: u64,
 }
 
+/// How often `leave --wait` looks at the leaving node again.
+const LEAVE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(300);
+
 async fn pause() {
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(LEAVE_POLL_INTERVAL).await;
 }
 
 pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
-    use std::io::{IsTerminal, Write};
     let base = a.node.trim_end_matches('/');
     let http = client(&a.node, &a.credentials)?;
     let resp = http
@@ -332,10 +334,17 @@ pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
     if !a.wait {
         return Ok(());
     }
+    follow_leave(&http, base, a.timeout_s).await
+}
+
+/// `leave --wait`: shows the leaving node's handoff on stderr until the node exits, or gives
+/// up after `timeout_s` seconds.
+async fn follow_leave(http: &reqwest::Client, base: &str, timeout_s: u64) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
     // Progress: on a terminal one line redrawn in place; otherwise a line per change.
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let deadline = std::time::Duration::from_secs(a.timeout_s);
+    let deadline = std::time::Duration::from_secs(timeout_s);
     let mut last = String::new();
     loop {
         let view = match http.get(format!("{base}/cluster")).send().await {
@@ -359,12 +368,7 @@ pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
             );
             return Ok(());
         };
-        let line = format!(
-            "leaving: {} partitions still to hand off, {} keys handed over, {} hints waiting",
-            v["handoff"]["partitions_to_transfer"],
-            v["handoff"]["keys_transferred"],
-            v["hints_pending"]
-        );
+        let line = handoff_progress(&v);
         if terminal {
             eprint!("\r{line}\x1b[K");
             let _ = std::io::stderr().flush();
@@ -377,10 +381,19 @@ pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
                 eprintln!();
             }
             bail!(
-                "the node is still leaving after {} s (it goes on; follow it with driftkv status)",
-                a.timeout_s
+                "the node is still leaving after {timeout_s} s (it goes on; follow it with driftkv status)"
             );
         }
         pause().await;
     }
+}
+
+/// One line of a leaving node's progress, from its `/cluster` view.
+fn handoff_progress(view: &Value) -> String {
+    format!(
+        "leaving: {} partitions still to hand off, {} keys handed over, {} hints waiting",
+        view["handoff"]["partitions_to_transfer"],
+        view["handoff"]["keys_transferred"],
+        view["hints_pending"]
+    )
 }

@@ -267,30 +267,7 @@ fn run_seeds(
     let show = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let results = parallel(count, jobs, |i| {
-        let seed = first + i as u64;
-        let mut s = scenario.clone();
-        s.seed = seed;
-        // A panic in the core is a finding too: report it with its seed.
-        let outcome = std::panic::catch_unwind(|| driftkv_sim::run(&s));
-        let result = match outcome {
-            Ok(report) if report.passed() => None,
-            Ok(report) => Some(
-                report
-                    .failures()
-                    .iter()
-                    .map(|(c, f)| format!("{c}: {f}"))
-                    .collect::<Vec<_>>()
-                    .join("\n    "),
-            ),
-            Err(panic) => Some(format!(
-                "panicked: {}",
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            )),
-        };
+        let result = run_seed(scenario, first + i as u64);
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
         let f = failed_so_far.fetch_add(result.is_some() as usize, Ordering::Relaxed)
             + result.is_some() as usize;
@@ -326,6 +303,32 @@ fn run_seeds(
         bail!("{} seeds failed their checks", failures.len());
     }
     Ok(())
+}
+
+/// Runs `scenario` with `seed`: `None` if every check passed, else what failed.
+fn run_seed(scenario: &Scenario, seed: u64) -> Option<String> {
+    let mut s = scenario.clone();
+    s.seed = seed;
+    // A panic in the core is a finding too: report it with its seed.
+    match std::panic::catch_unwind(|| driftkv_sim::run(&s)) {
+        Ok(report) if report.passed() => None,
+        Ok(report) => Some(
+            report
+                .failures()
+                .iter()
+                .map(|(c, f)| format!("{c}: {f}"))
+                .collect::<Vec<_>>()
+                .join("\n    "),
+        ),
+        Err(panic) => Some(format!(
+            "panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    }
 }
 
 fn run_sweep(args: &SimArgs, scenario: &Scenario, jobs: usize) -> anyhow::Result<()> {
