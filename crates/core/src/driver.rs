@@ -201,38 +201,14 @@ impl Driver {
 /// What goes out instead of an unmarked output of a batch whose sync failed: a client's answer
 /// (or a forwarded one) becomes an error, unless it is one already; nothing else goes out.
 pub fn withheld(output: Output, e: &StoreError) -> Option<Output> {
-    let failure = || {
-        Reply::error(
+    let failure = |reply: Reply| match reply {
+        Reply::Error { .. } => reply,
+        _ => Reply::error(
             ErrorKind::Unavailable,
             format!("this node's storage failed ({e}); its answer is withheld, ask another node"),
-        )
+        ),
     };
-    match output {
-        Output::Reply { client, reply } => Some(Output::Reply {
-            client,
-            reply: if matches!(reply, Reply::Error { .. }) {
-                reply
-            } else {
-                failure()
-            },
-        }),
-        Output::Send {
-            to,
-            message: Message::ForwardReply { req, reply },
-        } => Some(Output::Send {
-            to,
-            message: Message::ForwardReply {
-                req,
-                reply: if matches!(reply, Reply::Error { .. }) {
-                    reply
-                } else {
-                    failure()
-                },
-            },
-        }),
-        Output::Durable(inner) => withheld(*inner, e),
-        Output::Send { .. } | Output::Dial { .. } => None,
-    }
+    answer_replaced(output, failure).ok()
 }
 
 /// What goes out instead of a confirmation whose writes a failed sync left at risk: a client
@@ -240,31 +216,45 @@ pub fn withheld(output: Output, e: &StoreError) -> Option<Output> {
 /// transfer's receipt say "not stored", so the coordinator counts a miss and the sender keeps
 /// its records. Anything else is withheld.
 pub fn refused(confirmation: Output, e: &StoreError) -> Option<Output> {
-    let failure = || {
+    let failure = |_| {
         Reply::error(
             ErrorKind::Internal,
             format!("the write could not be made durable: {e}"),
         )
     };
-    match confirmation {
-        Output::Reply { client, .. } => Some(Output::Reply {
-            client,
-            reply: failure(),
-        }),
-        Output::Send { to, message } => {
+    match answer_replaced(confirmation, failure) {
+        Ok(answer) => Some(answer),
+        Err(Output::Send { to, message }) => {
             let message = match message {
-                Message::ForwardReply { req, .. } => Message::ForwardReply {
-                    req,
-                    reply: failure(),
-                },
                 Message::ReplicaWriteAck { req, .. } => Message::ReplicaWriteAck { req, ok: false },
                 Message::TransferAck { xid, .. } => Message::TransferAck { xid, ok: false },
                 _ => return None,
             };
             Some(Output::Send { to, message })
         }
-        Output::Dial { .. } => None,
-        Output::Durable(inner) => refused(*inner, e),
+        Err(_) => None,
+    }
+}
+
+/// An answer (to a local client, or to the node a request came through) with its reply passed
+/// through `f`, seen through a durability mark; any other output comes back as `Err`, unmarked.
+fn answer_replaced(output: Output, f: impl FnOnce(Reply) -> Reply) -> Result<Output, Output> {
+    match output.into_plain() {
+        Output::Reply { client, reply } => Ok(Output::Reply {
+            client,
+            reply: f(reply),
+        }),
+        Output::Send {
+            to,
+            message: Message::ForwardReply { req, reply },
+        } => Ok(Output::Send {
+            to,
+            message: Message::ForwardReply {
+                req,
+                reply: f(reply),
+            },
+        }),
+        other => Err(other),
     }
 }
 
