@@ -149,9 +149,25 @@ impl Driver {
         store: &mut S,
         released: &mut Vec<Output>,
     ) -> Result<(), StoreError> {
-        let synced = store.sync();
+        self.finish_with(store.sync(), released)
+    }
+
+    /// Releases the sealed outputs into `released` by how their sync ended, `synced`: for a
+    /// shell that runs the sync elsewhere (the tokio node syncs on another thread while its
+    /// node thread goes on with the next batch) or that knows no sync was needed (nothing was
+    /// written since the last good one). Returns `synced`.
+    pub fn finish_with(
+        &mut self,
+        synced: Result<(), StoreError>,
+        released: &mut Vec<Output>,
+    ) -> Result<(), StoreError> {
         self.release(synced.as_ref().err(), released);
         synced
+    }
+
+    /// Whether outputs are sealed, waiting for a sync's end.
+    pub fn is_sealed(&self) -> bool {
+        !self.sealed.is_empty()
     }
 
     /// Seals and finishes at once: the loop of a shell whose sync blocks.

@@ -49,6 +49,15 @@ impl HandleError {
     }
 }
 
+/// A request the node has taken and not yet answered (see [`NodeHandle::submit`]).
+pub struct Pending {
+    rx: oneshot::Receiver<Reply>,
+    started: Instant,
+    patience: Duration,
+    op: &'static str,
+    level: String,
+}
+
 /// A cheap, cloneable way to the node thread, shared by every client connection.
 #[derive(Clone)]
 pub struct NodeHandle {
@@ -81,16 +90,66 @@ impl NodeHandle {
     /// Hands a client request to the node and waits for its reply, recording the outcome and
     /// latency in the metrics.
     pub async fn call(&self, request: Request) -> Result<Reply, HandleError> {
+        match self.submit(request).await {
+            Ok(pending) => self.wait(pending).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands a client request to the node without waiting for its reply: a pipelining
+    /// connection submits every command it has read, then waits for their replies in order
+    /// ([`NodeHandle::wait`]). Fails when the node cannot take the request (recorded in the
+    /// metrics then).
+    pub async fn submit(&self, request: Request) -> Result<Pending, HandleError> {
         let (op, level) = labels(&request);
         let started = Instant::now();
+        let patience = self.request_patience();
         let (tx, rx) = oneshot::channel();
-        let answer = self
-            .deliver(
-                Event::Client { request, reply: tx },
+        let event = Event::Client { request, reply: tx };
+        let queued = match self.events.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(HandleError::Stopped),
+            // The queue is full: wait for room, within the request's patience.
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                match tokio::time::timeout(patience, self.events.send(event)).await {
+                    Err(_) => Err(HandleError::Overloaded),
+                    Ok(Err(_)) => Err(HandleError::Stopped),
+                    Ok(Ok(())) => Ok(()),
+                }
+            }
+        };
+        match queued {
+            Ok(()) => Ok(Pending {
                 rx,
-                self.request_patience(),
-            )
-            .await;
+                started,
+                patience,
+                op,
+                level,
+            }),
+            Err(e) => {
+                self.metrics
+                    .observe(op, level, e.label(), started.elapsed());
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the reply of a submitted request, within its patience, recording the outcome
+    /// and latency in the metrics.
+    pub async fn wait(&self, pending: Pending) -> Result<Reply, HandleError> {
+        let Pending {
+            rx,
+            started,
+            patience,
+            op,
+            level,
+        } = pending;
+        let left = patience.saturating_sub(started.elapsed());
+        let answer = match tokio::time::timeout(left, rx).await {
+            Err(_) => Err(HandleError::TimedOut),
+            Ok(Err(_)) => Err(HandleError::Stopped),
+            Ok(Ok(reply)) => Ok(reply),
+        };
         let result = match &answer {
             Ok(reply) => outcome(reply),
             Err(e) => e.label(),

@@ -1,26 +1,35 @@
 //! The node loop: one thread owns the core `Node` and its store, and runs the group commit.
 //!
-//! It takes a batch of events (client requests, peer messages, ticks), feeds each to the core,
-//! makes the batch durable with one `Store::sync`, and only then sends the messages and replies
-//! the core produced. So nothing is acknowledged before it is durable, and one fsync covers a
-//! whole batch of writes under load. The thread blocks in the store, never in async code.
+//! It takes the events that are waiting (client requests, peer messages, ticks), feeds each
+//! to the core, and seals what the core produced as a batch. The batch's writes are made
+//! durable by one `fsync` on a sync thread, and only then are the batch's messages and
+//! replies sent: nothing is acknowledged before it is durable, and one fsync covers a whole
+//! batch of writes under load. The commit overlaps: while a batch's sync runs, the node
+//! thread goes on taking and handling events, which form the next batch; that one is sealed
+//! and synced when the sync before it has ended, so batches are released in order.
+//!
+//! A batch that wrote nothing (reads, say) needs no sync of its own: it is released as soon
+//! as the batch before it is, since what it read is then as durable as that sync made it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use driftkv_core::{ClientId, Driver, Input, Node, Output, Store};
+use driftkv_core::{ClientId, Driver, Input, Node, Output, Store, StoreError};
 use driftkv_ring::NodeId;
 use driftkv_storage::FjallStore;
 use driftkv_wire::{Message, Reply, Request};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::transport::Transport;
 
 /// A query run on the node thread with read access to the node and its store.
-pub type Query = Box<dyn FnOnce(&Node, &FjallStore) + Send>;
+pub type Query<S = FjallStore> = Box<dyn FnOnce(&Node, &S) + Send>;
 
-pub enum Event {
+/// What the node thread takes from the rest of the process. `S` is its store: fjall in a
+/// node, a stand-in in tests of the loop.
+pub enum Event<S = FjallStore> {
     Client {
         request: Request,
         reply: oneshot::Sender<Reply>,
@@ -30,7 +39,7 @@ pub enum Event {
         message: Message,
     },
     Tick,
-    Query(Query),
+    Query(Query<S>),
     /// An administrative change of the node (leave).
     Control(Control),
 }
@@ -38,7 +47,34 @@ pub enum Event {
 /// An administrative change, run on the node thread with the node and its store.
 pub type Control = Box<dyn FnOnce(&mut Node, &mut dyn Store) + Send>;
 
-/// Events taken per batch at most (one sync each).
+/// A store the node loop can commit overlapped: it says whether the writes since the last
+/// sync need one, and hands out a sync to run on the sync thread.
+pub trait NodeStore: Store + Send + 'static {
+    /// Whether the writes since the last call need a sync (or the store can promise nothing
+    /// any more, after a failed one); resets the account.
+    fn begin_sync(&mut self) -> bool;
+    /// Whether a sync has failed (then every later one fails too).
+    fn sync_failed(&self) -> bool;
+    /// A sync of every write made so far, to run on another thread.
+    fn background_sync(&self) -> Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+}
+
+impl NodeStore for FjallStore {
+    fn begin_sync(&mut self) -> bool {
+        FjallStore::begin_sync(self)
+    }
+
+    fn sync_failed(&self) -> bool {
+        self.syncer().has_failed()
+    }
+
+    fn background_sync(&self) -> Box<dyn FnOnce() -> Result<(), StoreError> + Send> {
+        let syncer = self.syncer();
+        Box::new(move || syncer.sync())
+    }
+}
+
+/// Events taken at once at most, before the loop looks whether a sync has ended.
 const BATCH_MAX: usize = 512;
 
 /// Wall-clock milliseconds, never going backwards within this process.
@@ -57,56 +93,147 @@ impl Clock {
     }
 }
 
-pub fn run_node_loop(
-    mut node: Node,
-    mut store: FjallStore,
-    mut events: mpsc::Receiver<Event>,
+/// Runs the node until its event channel closes, then makes what it holds durable, sends it
+/// and returns.
+pub fn run_node_loop<S: NodeStore>(
+    node: Node,
+    store: S,
+    events: mpsc::Receiver<Event<S>>,
     transport: Arc<Transport>,
 ) {
-    let mut clock = Clock { last: 0 };
-    let mut clients: HashMap<ClientId, oneshot::Sender<Reply>> = HashMap::new();
-    let mut next_client: ClientId = 1;
-    // Messages to itself go straight back in, in the same batch.
-    let mut driver = Driver::with_loopback(node.id().clone());
-    let mut released: Vec<Output> = Vec::new();
-    let mut batch: Vec<Event> = Vec::with_capacity(BATCH_MAX);
-    while let Some(first) = events.blocking_recv() {
-        batch.push(first);
-        while batch.len() < BATCH_MAX {
-            match events.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
+    // The node thread's own reactor: it waits for events and for the sync thread at once.
+    // What it runs between waits is the core, synchronously.
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("the node thread's reactor starts");
+    let mut looped = NodeLoop {
+        // Messages to itself go straight back in, in the same batch.
+        driver: Driver::with_loopback(node.id().clone()),
+        node,
+        store,
+        transport,
+        clock: Clock { last: 0 },
+        clients: HashMap::new(),
+        next_client: 1,
+        released: Vec::new(),
+        syncing: None,
+    };
+    reactor.block_on(looped.run(events));
+}
+
+/// The node thread's state between events.
+struct NodeLoop<S> {
+    node: Node,
+    store: S,
+    transport: Arc<Transport>,
+    clock: Clock,
+    clients: HashMap<ClientId, oneshot::Sender<Reply>>,
+    next_client: ClientId,
+    driver: Driver,
+    released: Vec<Output>,
+    /// The sync of the sealed batch, running on the sync thread.
+    syncing: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl<S: NodeStore> NodeLoop<S> {
+    async fn run(&mut self, mut events: mpsc::Receiver<Event<S>>) {
+        let mut batch: Vec<Event<S>> = Vec::with_capacity(BATCH_MAX);
+        loop {
+            tokio::select! {
+                // A sync that ended releases its batch before more events are taken.
+                biased;
+                synced = async { self.syncing.as_mut().expect("guarded").await },
+                    if self.syncing.is_some() =>
+                {
+                    self.syncing = None;
+                    self.synced(synced.unwrap_or_else(|e| {
+                        Err(StoreError::Io(format!("the sync thread failed: {e}")))
+                    }));
+                }
+                first = events.recv() => {
+                    let Some(first) = first else { break };
+                    batch.push(first);
+                    while batch.len() < BATCH_MAX {
+                        match events.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    self.handle(&mut batch);
+                }
+            }
+            if self.syncing.is_none() {
+                self.seal();
             }
         }
-        let now = clock.now_ms();
+        // The channel closed: the node stops. What it holds is synced and sent first.
+        if let Some(syncing) = self.syncing.take() {
+            let synced = syncing
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Io(format!("the sync thread failed: {e}"))));
+            self.synced(synced);
+        }
+        self.driver.seal();
+        let synced = self.store.sync();
+        self.synced(synced);
+    }
+
+    /// Feeds a batch of events to the core.
+    fn handle(&mut self, batch: &mut Vec<Event<S>>) {
+        let now = self.clock.now_ms();
         for event in batch.drain(..) {
             let input = match event {
                 Event::Client { request, reply } => {
-                    let client = next_client;
-                    next_client += 1;
-                    clients.insert(client, reply);
+                    let client = self.next_client;
+                    self.next_client += 1;
+                    self.clients.insert(client, reply);
                     Input::Request { client, request }
                 }
                 Event::Peer { from, message } => Input::Message { from, message },
                 Event::Tick => Input::Tick,
                 Event::Query(query) => {
-                    query(&node, &store);
+                    query(&self.node, &self.store);
                     continue;
                 }
                 Event::Control(change) => {
-                    change(&mut node, &mut store);
+                    change(&mut self.node, &mut self.store);
                     continue;
                 }
             };
-            driver.step(&mut node, &mut store, now, input);
+            self.driver
+                .step(&mut self.node, &mut self.store, now, input);
         }
-        // One sync for the batch; the driver refuses every confirmation it would have backed.
-        if let Err(e) = driver.commit(&mut store, &mut released) {
+    }
+
+    /// Seals what the core produced since the last seal and starts its sync; a batch that
+    /// wrote nothing is released at once. Called only when no sync is running, so batches
+    /// leave in order.
+    fn seal(&mut self) {
+        if self.driver.held() == 0 && !self.driver.is_sealed() {
+            // Nothing to release; a write with no answer (a hint, a repair) is synced now,
+            // unless the store can sync no more (then there is nothing to back).
+            if !self.store.begin_sync() || self.store.sync_failed() {
+                return;
+            }
+            self.syncing = Some(tokio::task::spawn_blocking(self.store.background_sync()));
+            return;
+        }
+        self.driver.seal();
+        if self.store.begin_sync() {
+            self.syncing = Some(tokio::task::spawn_blocking(self.store.background_sync()));
+        } else {
+            self.synced(Ok(()));
+        }
+    }
+
+    /// Releases the sealed batch by how its sync ended, and sends it.
+    fn synced(&mut self, synced: Result<(), StoreError>) {
+        if let Err(e) = self.driver.finish_with(synced, &mut self.released) {
             tracing::error!("storage sync failed, this batch's confirmations are refused: {e}");
         }
-        node.note_driver(driver.counts());
-        for output in released.drain(..) {
-            deliver(&node, &transport, &mut clients, output);
+        self.node.note_driver(self.driver.counts());
+        for output in self.released.drain(..) {
+            deliver(&self.node, &self.transport, &mut self.clients, output);
         }
     }
 }
@@ -136,5 +263,244 @@ fn deliver(
         }
         // A confirmation its sync backed: sent as what it wraps.
         Output::Durable(confirmation) => deliver(node, transport, clients, *confirmation),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop over a store whose syncs the test lets end one at a time: replies wait for
+    //! their batch's sync, the node goes on meanwhile, batches leave in order, and a failed
+    //! sync refuses what it would have confirmed.
+
+    use std::sync::Mutex;
+    use std::sync::mpsc as std_mpsc;
+    use std::time::Duration;
+
+    use driftkv_core::NodeConfig;
+    use driftkv_core::store::{Durability, Entries, MemStore};
+    use driftkv_wire::{Hello, Key, PROTOCOL_VERSION, Quorum};
+
+    use super::*;
+
+    /// How long a test waits for something that must happen.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A memory store whose every background sync waits for the test's verdict.
+    struct GatedStore {
+        inner: MemStore,
+        dirty: bool,
+        failed: bool,
+        verdicts: Arc<Mutex<std_mpsc::Receiver<Result<(), StoreError>>>>,
+    }
+
+    impl Store for GatedStore {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.dirty = true;
+            self.inner.put(key, value)
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.dirty = true;
+            self.inner.delete(key)
+        }
+        fn scan(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Entries, StoreError> {
+            self.inner.scan(prefix, after, limit)
+        }
+        fn sync(&mut self) -> Result<(), StoreError> {
+            self.inner.sync()
+        }
+    }
+
+    impl NodeStore for GatedStore {
+        fn begin_sync(&mut self) -> bool {
+            std::mem::take(&mut self.dirty) || self.failed
+        }
+        fn sync_failed(&self) -> bool {
+            self.failed
+        }
+        fn background_sync(&self) -> Box<dyn FnOnce() -> Result<(), StoreError> + Send> {
+            let verdicts = Arc::clone(&self.verdicts);
+            Box::new(move || {
+                let verdict = verdicts.lock().unwrap().recv_timeout(PATIENCE);
+                verdict.unwrap_or_else(|_| Err(StoreError::Io("the test gave no verdict".into())))
+            })
+        }
+    }
+
+    /// A one-node cluster (N = 1) on a gated store, its loop on a thread of its own.
+    struct Harness {
+        events: mpsc::Sender<Event<GatedStore>>,
+        verdicts: std_mpsc::Sender<Result<(), StoreError>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Harness {
+        fn start() -> Harness {
+            let mut cfg = NodeConfig::new("n1");
+            cfg.ring.n = 1;
+            cfg.w = Quorum::One;
+            cfg.r = Quorum::One;
+            let (verdicts, gate) = std_mpsc::channel();
+            let mut store = GatedStore {
+                inner: MemStore::new(Durability::GroupCommit),
+                dirty: false,
+                failed: false,
+                verdicts: Arc::new(Mutex::new(gate)),
+            };
+            let node = Node::open(cfg, &mut store).unwrap();
+            store.dirty = false;
+            let hello = Hello {
+                cluster: "test".into(),
+                protocol_version: PROTOCOL_VERSION,
+                node: node.id().clone(),
+                listen: String::new(),
+                http: String::new(),
+            };
+            let (events, rx) = mpsc::channel(64);
+            let thread = std::thread::spawn(move || {
+                let reactor = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let transport = Transport::new(hello, None, reactor.handle().clone());
+                run_node_loop(node, store, rx, transport);
+            });
+            Harness {
+                events,
+                verdicts,
+                thread: Some(thread),
+            }
+        }
+
+        fn request(&self, request: Request) -> oneshot::Receiver<Reply> {
+            let (reply, rx) = oneshot::channel();
+            self.events
+                .blocking_send(Event::Client { request, reply })
+                .unwrap();
+            rx
+        }
+
+        fn set(&self, key: &str, value: &str) -> oneshot::Receiver<Reply> {
+            self.request(Request::Overwrite {
+                key: Key::default_bucket(key.to_string()),
+                value: Some(value.to_string().into()),
+                w: Quorum::Default,
+            })
+        }
+
+        fn get(&self, key: &str) -> oneshot::Receiver<Reply> {
+            self.request(Request::Get {
+                key: Key::default_bucket(key.to_string()),
+                r: Quorum::Default,
+            })
+        }
+
+        /// Waits until the node thread has handled every event sent before this call: a query
+        /// is answered by the node thread itself, whatever syncs are running.
+        fn handled(&self) {
+            let (tx, rx) = std_mpsc::channel();
+            let query: Query<GatedStore> = Box::new(move |_, _| {
+                let _ = tx.send(());
+            });
+            self.events.blocking_send(Event::Query(query)).unwrap();
+            rx.recv_timeout(PATIENCE)
+                .expect("the node thread answers a query while a sync runs");
+        }
+
+        fn let_one_sync_end(&self, verdict: Result<(), StoreError>) {
+            self.verdicts.send(verdict).unwrap();
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            // The loop ends once its channel closes; a sync it waits for then ends too.
+            let (dead, _) = mpsc::channel(1);
+            self.events = dead;
+            for _ in 0..4 {
+                let _ = self.verdicts.send(Ok(()));
+            }
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap();
+            }
+        }
+    }
+
+    fn wait(rx: oneshot::Receiver<Reply>) -> Reply {
+        let (tx, done) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(rx.blocking_recv());
+        });
+        done.recv_timeout(PATIENCE)
+            .expect("an answer in time")
+            .expect("the loop answers")
+    }
+
+    fn pending(rx: &mut oneshot::Receiver<Reply>) -> bool {
+        matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    }
+
+    #[test]
+    fn a_write_is_answered_only_after_its_sync_and_the_node_goes_on_meanwhile() {
+        let h = Harness::start();
+        let mut first = h.set("a", "1");
+        h.handled();
+        assert!(pending(&mut first), "answered before its sync ended");
+        // The next batch is handled while the first batch's sync runs.
+        let mut second = h.set("b", "2");
+        h.handled();
+        assert!(pending(&mut first) && pending(&mut second));
+        h.let_one_sync_end(Ok(()));
+        assert!(matches!(wait(first), Reply::Written { .. }));
+        // The second batch needs a sync of its own: its write came after the first began.
+        h.handled();
+        assert!(
+            pending(&mut second),
+            "released on a sync that began before it"
+        );
+        h.let_one_sync_end(Ok(()));
+        assert!(matches!(wait(second), Reply::Written { .. }));
+        // Reads alone need no sync: answered with none let through.
+        match wait(h.get("a")) {
+            Reply::Values { values, .. } => assert_eq!(values, vec![bytes::Bytes::from("1")]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_read_behind_an_unsynced_write_waits_for_that_write_to_be_durable() {
+        let h = Harness::start();
+        let _write = h.set("a", "1");
+        h.handled();
+        let mut read = h.get("a");
+        h.handled();
+        assert!(
+            pending(&mut read),
+            "a read answered with a write not yet durable"
+        );
+        h.let_one_sync_end(Ok(()));
+        match wait(read) {
+            Reply::Values { values, .. } => assert_eq!(values, vec![bytes::Bytes::from("1")]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_refuses_the_writes_it_would_have_confirmed() {
+        let h = Harness::start();
+        let write = h.set("a", "1");
+        h.handled();
+        h.let_one_sync_end(Err(StoreError::Io("the disk is gone".into())));
+        match wait(write) {
+            Reply::Error { message, .. } => assert!(message.contains("durable"), "{message}"),
+            other => panic!("a write acknowledged after its sync failed: {other:?}"),
+        }
     }
 }

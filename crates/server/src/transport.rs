@@ -12,8 +12,10 @@
 //! replies travel over the replier's own connection, and every message is attributed to the
 //! id the handshake proved.
 //!
-//! Outgoing traffic goes through one task per peer address with a bounded queue. A full queue
-//! drops the message (counted): the core's timeouts, hints and repair make up for lost
+//! Outgoing traffic goes through one task per peer address with a bounded queue. The task
+//! encodes the messages (off the node thread) and coalesces what is queued into one write of
+//! many frames, so a busy peer link costs one system call per burst, not one per message, and
+//! acknowledgements ride together the same way. A full queue drops the message (counted): the core's timeouts, hints and repair make up for lost
 //! messages, while an unbounded queue would let one dead peer eat the node's memory. A peer
 //! that cannot be reached is retried with exponential backoff; messages queued for it while it
 //! was unreachable are dropped.
@@ -40,6 +42,10 @@ use crate::listen::{ListenerStats, Stream, accept_loop};
 pub const HELLO_FRAME_BYTES_MAX: usize = 4 * 1024;
 
 const QUEUE_PER_PEER: usize = 4096;
+/// Messages coalesced into one write at most.
+const COALESCE_MAX: usize = 256;
+/// Bytes of frames coalesced into one write at most (one frame may pass it alone).
+const COALESCE_BYTES_MAX: usize = 256 * 1024;
 /// Listen addresses learned from handshakes, kept at most.
 const LEARNED_MAX: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -147,7 +153,7 @@ pub struct Transport {
     /// Lab control: while set, every message in or out is dropped, as if the network were
     /// cut around this node.
     pub isolated: std::sync::atomic::AtomicBool,
-    peers: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
+    peers: Mutex<HashMap<String, mpsc::Sender<Message>>>,
     runtime: Handle,
     pub stats: Arc<TransportStats>,
 }
@@ -180,23 +186,6 @@ impl Transport {
             self.stats.dropped_isolated.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let envelope = Envelope::Message {
-            from: self.hello.node.clone(),
-            message,
-        };
-        let frame = Bytes::from(driftkv_wire::encode_envelope(&envelope));
-        if frame.len() > FRAME_BYTES_MAX {
-            // The core refuses writes whose object would not fit (object_bytes_max), so this
-            // is a merge of concurrent writes or a batch that grew too large: say so, since
-            // the peer will only ever get it through anti-entropy of smaller pieces.
-            self.stats.frames_too_large.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                peer = %addr,
-                "a message of {} bytes is over the frame limit ({FRAME_BYTES_MAX}) and was not sent",
-                frame.len()
-            );
-            return;
-        }
         let mut peers = self.peers.lock().expect("peer table lock");
         let tx = peers.entry(addr.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
@@ -206,7 +195,7 @@ impl Transport {
                 .spawn(async move { this.peer_task(addr, rx).await });
             tx
         });
-        if tx.try_send(frame).is_err() {
+        if tx.try_send(message).is_err() {
             self.stats
                 .dropped_queue_full
                 .fetch_add(1, Ordering::Relaxed);
@@ -269,7 +258,66 @@ impl Transport {
         Ok(framed)
     }
 
-    async fn peer_task(self: Arc<Self>, addr: String, mut rx: mpsc::Receiver<Bytes>) {
+    /// The frame of `message`, or `None` (counted, logged) when it would pass the frame limit.
+    fn frame(&self, addr: &str, message: Message) -> Option<Bytes> {
+        let envelope = Envelope::Message {
+            from: self.hello.node.clone(),
+            message,
+        };
+        let frame = Bytes::from(driftkv_wire::encode_envelope(&envelope));
+        if frame.len() > FRAME_BYTES_MAX {
+            // The core refuses writes whose object would not fit (object_bytes_max), so this
+            // is a merge of concurrent writes or a batch that grew too large: say so, since
+            // the peer will only ever get it through anti-entropy of smaller pieces.
+            self.stats.frames_too_large.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer = %addr,
+                "a message of {} bytes is over the frame limit ({FRAME_BYTES_MAX}) and was not sent",
+                frame.len()
+            );
+            return None;
+        }
+        Some(frame)
+    }
+
+    /// Sends `first` and whatever else is queued (up to the coalescing bounds) in one write.
+    async fn send_burst(
+        &self,
+        addr: &str,
+        framed: &mut Framed<Stream, LengthDelimitedCodec>,
+        first: Message,
+        rx: &mut mpsc::Receiver<Message>,
+    ) -> Result<(), ()> {
+        let burst = async {
+            let mut count = 0u64;
+            let mut bytes = 0usize;
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                if let Some(frame) = self.frame(addr, message) {
+                    bytes = bytes.saturating_add(frame.len());
+                    count += 1;
+                    // Into the codec's buffer (which writes out past its own bound); the
+                    // flush below writes the rest of the burst.
+                    framed.feed(frame).await?;
+                }
+                if count as usize >= COALESCE_MAX || bytes >= COALESCE_BYTES_MAX {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            SinkExt::<Bytes>::flush(framed).await?;
+            Ok::<u64, std::io::Error>(count)
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, burst).await {
+            Ok(Ok(count)) => {
+                self.stats.frames_sent.fetch_add(count, Ordering::Relaxed);
+                Ok(())
+            }
+            _ => Err(()),
+        }
+    }
+
+    async fn peer_task(self: Arc<Self>, addr: String, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = BACKOFF_MIN;
         let mut last_error: Option<String> = None;
         loop {
@@ -282,12 +330,13 @@ impl Transport {
                     }
                     backoff = BACKOFF_MIN;
                     let mut next = Some(first);
-                    while let Some(frame) = next.take() {
-                        match tokio::time::timeout(WRITE_TIMEOUT, framed.send(frame)).await {
-                            Ok(Ok(())) => {
-                                self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                            }
-                            _ => break,
+                    while let Some(message) = next.take() {
+                        if self
+                            .send_burst(&addr, &mut framed, message, &mut rx)
+                            .await
+                            .is_err()
+                        {
+                            break;
                         }
                         next = rx.recv().await;
                         if next.is_none() {
@@ -482,12 +531,9 @@ mod tests {
             object: Object::Register(register),
             hint: None,
         };
-        t.send("127.0.0.1:9", message);
+        // The peer task frames each message as it sends it.
+        assert!(t.frame("127.0.0.1:9", message).is_none());
         assert_eq!(t.stats.frames_too_large.load(Ordering::Relaxed), 1);
-        assert!(
-            t.peers.lock().unwrap().is_empty(),
-            "no peer task was started for it"
-        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use driftkv_core::store::{Durability, Entries, Store, StoreError};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -55,10 +56,66 @@ pub struct FjallStore {
     db: Database,
     durability: Durability,
     path: PathBuf,
-    /// Why a sync failed, once one has: every later sync fails too. A failed fsync may have
-    /// dropped the data it was to write while a later one succeeds without it, so this store
-    /// never again says that what it holds is durable; a restart recovers from what is.
-    sync_failed: Option<String>,
+    /// Syncs the journal; shared with any [`Syncer`] handed out.
+    syncer: Syncer,
+    /// Whether anything was written since the last [`FjallStore::begin_sync`].
+    dirty: bool,
+}
+
+/// Syncs a [`FjallStore`]'s journal from another thread, so the node thread goes on writing
+/// the next batch while the previous one is made durable (overlapped group commit). A sync
+/// covers every write that returned before it began; writes made while it runs may or may not
+/// be covered, so they wait for the next one.
+///
+/// A failed sync is sticky, for the store and every syncer of it: a failed fsync may have
+/// dropped the data it was to write while a later one succeeds without it, so the store never
+/// again says that what it holds is durable; a restart recovers from what is.
+#[derive(Clone)]
+pub struct Syncer {
+    db: Database,
+    durability: Durability,
+    failed: Arc<OnceLock<String>>,
+}
+
+impl fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Syncer")
+            .field("durability", &self.durability)
+            .field("failed", &self.failed.get())
+            .finish()
+    }
+}
+
+impl Syncer {
+    /// Makes every write that returned before this call durable (a no-op unless the policy is
+    /// [`Durability::GroupCommit`]: under `EveryWrite` each write was synced as it was made,
+    /// under `None` never syncing is the point).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        if self.durability != Durability::GroupCommit {
+            return Ok(());
+        }
+        self.check()?;
+        self.db.persist(PersistMode::SyncData).map_err(|e| {
+            let e = io("sync", e);
+            let _ = self.failed.set(e.to_string());
+            e
+        })
+    }
+
+    /// Whether a sync has failed: then every later one fails too, until a restart.
+    pub fn has_failed(&self) -> bool {
+        self.failed.get().is_some()
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match self.failed.get() {
+            Some(first) => Err(StoreError::Io(format!(
+                "an earlier sync failed ({first}); restart the node to recover from what is \
+                 durable"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl fmt::Debug for FjallStore {
@@ -161,12 +218,18 @@ impl FjallStore {
         let keyspace = db
             .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(|e| io(format_args!("opening keyspace {KEYSPACE:?} in {shown}"), e))?;
+        let syncer = Syncer {
+            db: db.clone(),
+            durability,
+            failed: Arc::default(),
+        };
         let store = FjallStore {
             keyspace,
             db,
             durability,
             path,
-            sync_failed: None,
+            syncer,
+            dirty: false,
         };
         store.check_format()?;
         Ok(store)
@@ -235,6 +298,21 @@ impl FjallStore {
     /// The durability policy given to [`FjallStore::open`].
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// A handle that syncs this store from another thread.
+    pub fn syncer(&self) -> Syncer {
+        self.syncer.clone()
+    }
+
+    /// Starts a sync's accounting: true when a sync is needed to make what was written since
+    /// the last call durable (something was written under group commit, or an earlier sync
+    /// failed and the store can promise nothing). A caller that gets true runs
+    /// [`Syncer::sync`] (or [`Store::sync`]) next; one that gets false may treat everything
+    /// written so far as being as durable as the last sync left it.
+    pub fn begin_sync(&mut self) -> bool {
+        let dirty = std::mem::take(&mut self.dirty);
+        self.syncer.has_failed() || (dirty && self.durability == Durability::GroupCommit)
     }
 
     /// Disk space the store's directory takes, in bytes: blocks actually allocated on unix
@@ -307,6 +385,7 @@ impl Store for FjallStore {
                 u32::MAX
             )));
         }
+        self.dirty = true;
         self.keyspace
             .insert(data_key(key), value)
             .map_err(|e| io("put", e))?;
@@ -318,6 +397,7 @@ impl Store for FjallStore {
             // Such a key cannot be stored, so deleting it has nothing to do.
             return Ok(());
         }
+        self.dirty = true;
         self.keyspace
             .remove(data_key(key))
             .map_err(|e| io("delete", e))?;
@@ -379,24 +459,7 @@ impl Store for FjallStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        match self.durability {
-            // EveryWrite: each write was synced before it returned, so there is nothing left.
-            // None: never syncing is the point of the policy.
-            Durability::EveryWrite | Durability::None => Ok(()),
-            Durability::GroupCommit => {
-                if let Some(first) = &self.sync_failed {
-                    return Err(StoreError::Io(format!(
-                        "an earlier sync failed ({first}); restart the node to recover from what \
-                         is durable"
-                    )));
-                }
-                self.db.persist(PersistMode::SyncData).map_err(|e| {
-                    let e = io("sync", e);
-                    self.sync_failed = Some(e.to_string());
-                    e
-                })
-            }
-        }
+        self.syncer.sync()
     }
 }
 

@@ -11,4 +11,4 @@ pub mod conformance;
 mod fjall_store;
 
 pub use driftkv_core::store::{Durability, Entries, MemStore, Store, StoreError};
-pub use fjall_store::{FORMAT_VERSION, FjallStore, MAX_KEY_LEN};
+pub use fjall_store::{FORMAT_VERSION, FjallStore, MAX_KEY_LEN, Syncer};

@@ -10,9 +10,11 @@ mod sets;
 mod strings;
 
 use bytes::Bytes;
+use driftkv_wire::{Reply, Request};
 
 use crate::auth::Role;
-use crate::resp::context::Context;
+use crate::handle::HandleError;
+use crate::resp::context::{Context, unavailable};
 use crate::resp::frame::Frame;
 use crate::resp::session::Session;
 
@@ -63,6 +65,74 @@ pub async fn execute(ctx: &Context, s: &mut Session, args: Vec<Bytes>) -> Frame 
     }
     match run(ctx, s, &name, &args[1..]).await {
         Ok(reply) | Err(reply) => reply,
+    }
+}
+
+/// A command as a pipelining connection runs it.
+pub enum Prepared {
+    /// Answered without the node (a refusal).
+    Answered(Frame),
+    /// A command on one key that makes one request: the request goes to the node at once,
+    /// and [`complete`] turns its reply into the command's answer.
+    Submit {
+        key: Bytes,
+        request: Request,
+        then: Then,
+    },
+    /// Any other command: run by [`execute`] once every earlier command has answered.
+    Alone(Vec<Bytes>),
+}
+
+/// What a submitted command does with its reply.
+pub enum Then {
+    /// `GET key`: the value.
+    Get(Bytes),
+    /// `SET key value`: `+OK`.
+    Set(Bytes),
+}
+
+/// How command `args` runs on a pipelining connection: `GET` and `SET`, the commands clients
+/// pipeline by the thousand, go to the node without waiting for the commands before them;
+/// every other command runs alone.
+pub fn prepare(s: &Session, mut args: Vec<Bytes>) -> Prepared {
+    let name = &args[0];
+    let (name, then) = if args.len() == 2 && name.eq_ignore_ascii_case(b"get") {
+        ("get", Then::Get(args.swap_remove(1)))
+    } else if args.len() == 3 && name.eq_ignore_ascii_case(b"set") {
+        ("set", Then::Set(args.swap_remove(1)))
+    } else {
+        return Prepared::Alone(args);
+    };
+    if let Err(refused) = allowed(s, name) {
+        return Prepared::Answered(refused);
+    }
+    let (key, request) = match &then {
+        Then::Get(k) => (k.clone(), strings::read_request(s, k)),
+        // After the swap, the value is the second argument.
+        Then::Set(k) => (k.clone(), strings::write_request(s, k, &args[1])),
+    };
+    Prepared::Submit { key, request, then }
+}
+
+/// The answer of a submitted command whose request the node answered with `reply`.
+pub fn complete(
+    ctx: &Context,
+    s: &mut Session,
+    then: Then,
+    reply: Result<Reply, HandleError>,
+) -> Frame {
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(e) => return unavailable(e),
+    };
+    let answer = match then {
+        Then::Get(k) => {
+            strings::read_reply(ctx, s, &k, reply).map(|v| v.map_or(Frame::Null, Frame::Bulk))
+        }
+        Then::Set(k) => strings::write_reply(s, &k, reply).map(|()| Frame::ok()),
+    };
+    match answer {
+        Ok(frame) | Err(frame) => frame,
     }
 }
 

@@ -112,7 +112,13 @@ pub async fn exists(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame
 /// A register's value as GET answers it: the greatest sibling when there are several. A
 /// session read asks for at least what this connection saw of the key.
 async fn read(ctx: &Context, s: &mut Session, k: &Bytes) -> Result<Option<Bytes>, Frame> {
-    let request = match &s.seen {
+    let reply = ctx.call(read_request(s, k)).await?;
+    read_reply(ctx, s, k, reply)
+}
+
+/// The request a read of register `k` makes.
+pub fn read_request(s: &Session, k: &Bytes) -> Request {
+    match &s.seen {
         Some(seen) => Request::SessionGet {
             key: key(k),
             r: s.r,
@@ -122,8 +128,17 @@ async fn read(ctx: &Context, s: &mut Session, k: &Bytes) -> Result<Option<Bytes>
             key: key(k),
             r: s.r,
         },
-    };
-    match ctx.call(request).await? {
+    }
+}
+
+/// A read of register `k` answered `reply`: its value, remembered by a session.
+pub fn read_reply(
+    ctx: &Context,
+    s: &mut Session,
+    k: &Bytes,
+    reply: Reply,
+) -> Result<Option<Bytes>, Frame> {
+    match reply {
         Reply::Values { values, context } => {
             s.remember(k, &context);
             if values.len() > 1 {
@@ -143,12 +158,22 @@ async fn read(ctx: &Context, s: &mut Session, k: &Bytes) -> Result<Option<Bytes>
 
 /// Overwrites register `k` with `value` at the connection's write level.
 async fn write(ctx: &Context, s: &mut Session, k: &Bytes, value: &Bytes) -> Result<(), Frame> {
-    let request = Request::Overwrite {
+    let reply = ctx.call(write_request(s, k, value)).await?;
+    write_reply(s, k, reply)
+}
+
+/// The request an overwrite of register `k` with `value` makes.
+pub fn write_request(s: &Session, k: &Bytes, value: &Bytes) -> Request {
+    Request::Overwrite {
         key: key(k),
         value: Some(value.clone()),
         w: s.w,
-    };
-    match ctx.call(request).await? {
+    }
+}
+
+/// An overwrite of register `k` answered `reply`: its context remembered by a session.
+pub fn write_reply(s: &mut Session, k: &Bytes, reply: Reply) -> Result<(), Frame> {
+    match reply {
         Reply::Written { context } => {
             s.remember(k, &context);
             Ok(())
