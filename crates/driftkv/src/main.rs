@@ -55,6 +55,8 @@ enum Command {
     /// for each node.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Drives nodes with a YCSB workload over RESP or HTTP and reports throughput and latency.
+    Bench(driftkv_bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -232,5 +234,6 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(a) => sim::run(a),
         Command::Leave(a) => runtime()?.block_on(client::leave(a)),
         Command::Cert(c) => cert(c),
+        Command::Bench(a) => Ok(driftkv_bench::run(&a)?),
     }
 }
