@@ -27,6 +27,7 @@ pub mod stats;
 pub mod workload;
 pub mod zipf;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -73,11 +74,14 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     };
     let runtime = builder.enable_all().build().map_err(BenchError::Runtime)?;
     let report = runtime.block_on(execute(&plan))?;
-    if plan.json {
-        println!("{}", report.json());
+    // A closed stdout (`| head`) loses the report but is no reason to panic.
+    let mut out = std::io::stdout().lock();
+    let _ = if plan.json {
+        writeln!(out, "{}", report.json())
     } else {
-        print!("{}", report.text());
-    }
+        write!(out, "{}", report.text())
+    };
+    let _ = out.flush();
     Ok(())
 }
 
@@ -114,22 +118,31 @@ pub async fn execute(plan: &Plan) -> Result<Report, BenchError> {
         _ => 0,
     };
     let shared = Arc::new(Shared::new(unclaimed));
+    // Every client is made (buffers, histogram) before the clock starts.
+    let made = Instant::now();
+    let clients: Vec<Client> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, stream)| {
+            let chooser = Chooser::new(plan.workload, keys.clone(), Rng::new(plan.seed, i as u64));
+            let endpoint = endpoints[i % endpoints.len()].clone();
+            Client::new(
+                endpoint,
+                shared.clone(),
+                chooser,
+                value.clone(),
+                plan,
+                stream,
+                made,
+            )
+        })
+        .collect();
     let start = Instant::now();
     let progress = plan
         .progress
         .then(|| tokio::spawn(report::progress(shared.clone(), start)));
     let mut tasks = Vec::with_capacity(plan.clients);
-    for (i, stream) in streams.into_iter().enumerate() {
-        let chooser = Chooser::new(plan.workload, keys.clone(), Rng::new(plan.seed, i as u64));
-        let client = Client::new(
-            endpoints[i % endpoints.len()].clone(),
-            shared.clone(),
-            chooser,
-            value.clone(),
-            plan,
-            stream,
-            start,
-        );
+    for (i, client) in clients.into_iter().enumerate() {
         tasks.push(match plan.rate {
             Some(rate) => {
                 let schedule = Schedule::new(rate, plan.clients as u64, i as u64, plan.amount);

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::workload::Op;
 
 /// How often a client adds its counts to the run's totals.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// The latency histograms' range: 1 µs resolution at the low end (values are nanoseconds),
 /// an hour at the top (larger values are recorded as an hour), three significant digits.
 const LATENCY_NS_LOW: u64 = 1_000;
