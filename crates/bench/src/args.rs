@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// default); uniform keys without it.
     #[arg(long, value_name = "S")]
     pub zipf: Option<f64>,
+    /// HTTP only: the bucket to use (`/buckets/NAME/kv/...`; RESP has the default bucket
+    /// only). HTTP writes are blind PUTs: in a siblings-mode bucket each adds a sibling, and a
+    /// hot key reaches the node's siblings_max; an lww bucket overwrites, as RESP SET does.
+    #[arg(long, value_name = "NAME")]
+    pub bucket: Option<String>,
     /// Print one JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -145,6 +150,7 @@ pub struct Plan {
     pub keys: u64,
     pub value_bytes: usize,
     pub zipf: Option<f64>,
+    pub bucket: Option<String>,
     pub json: bool,
     pub credentials: Option<Credentials>,
     pub seed: u64,
@@ -244,6 +250,16 @@ impl BenchArgs {
                 "no nodes given (--resp HOST:PORT[,...] or --http URL[,...])",
             ));
         }
+        if let Some(b) = &self.bucket {
+            if protocol == Protocol::Resp {
+                return Err(usage(
+                    "--bucket is for --http: RESP serves the default bucket only",
+                ));
+            }
+            if b.is_empty() {
+                return Err(usage("--bucket needs a name"));
+            }
+        }
         if !(1..=CLIENTS_MAX).contains(&self.clients) {
             return Err(usage(format!(
                 "--clients must be 1 to {CLIENTS_MAX}; got {}",
@@ -330,6 +346,7 @@ impl BenchArgs {
             keys: self.keys,
             value_bytes: self.value_bytes,
             zipf: self.zipf,
+            bucket: self.bucket.clone(),
             json: self.json,
             credentials: self.credentials()?,
             seed: self.seed,
@@ -440,6 +457,10 @@ mod tests {
             (&["--http", "https://127.0.0.1:1"], "plain HTTP"),
             (&["--http", "http://127.0.0.1:1/kv"], "no path"),
             (&["--resp", "127.0.0.1:1", "--clients", "0"], "--clients"),
+            (
+                &["--resp", "127.0.0.1:1", "--bucket", "b"],
+                "--bucket is for --http",
+            ),
             (&["--resp", "127.0.0.1:1", "--pipeline", "0"], "--pipeline"),
             (&["--resp", "127.0.0.1:1", "--requests", "0"], "--requests"),
             (

@@ -38,8 +38,8 @@ pub struct Endpoint {
     protocol: Protocol,
     /// RESP: the AUTH command sent on every new connection (empty: none).
     auth: Vec<u8>,
-    /// HTTP: what follows every request's path (version, Host, Authorization).
-    tail: Vec<u8>,
+    /// HTTP: the path and headers every request shares.
+    requests: http::Requests,
 }
 
 /// An answer recognised at the front of the input.
@@ -69,7 +69,8 @@ impl Endpoint {
             let pair = format!("{}:{}", c.user.as_deref().unwrap_or("default"), c.password);
             token = Some(base64::engine::general_purpose::STANDARD.encode(pair));
         }
-        let tail = http::request_tail(&node.authority, token.as_deref());
+        let requests =
+            http::Requests::new(&node.authority, plan.bucket.as_deref(), token.as_deref());
         if plan.protocol == Protocol::Http {
             auth.clear();
         }
@@ -77,7 +78,7 @@ impl Endpoint {
             node,
             protocol: plan.protocol,
             auth,
-            tail,
+            requests,
         }
     }
 
@@ -85,8 +86,8 @@ impl Endpoint {
         match (self.protocol, op) {
             (Protocol::Resp, Op::Read) => resp::put_get(out, key),
             (Protocol::Resp, Op::Write) => resp::put_set(out, key, value),
-            (Protocol::Http, Op::Read) => http::put_get(out, key, &self.tail),
-            (Protocol::Http, Op::Write) => http::put_put(out, key, value, &self.tail),
+            (Protocol::Http, Op::Read) => self.requests.put_get(out, key),
+            (Protocol::Http, Op::Write) => self.requests.put_put(out, key, value),
         }
     }
 
@@ -143,7 +144,7 @@ impl Endpoint {
         let mut probe = Vec::new();
         match self.protocol {
             Protocol::Resp if !self.auth.is_empty() => probe.extend_from_slice(&self.auth),
-            Protocol::Http if check => http::put_get(&mut probe, 0, &self.tail),
+            Protocol::Http if check => self.requests.put_get(&mut probe, 0),
             _ => return Ok(stream),
         }
         let mut input = BytesMut::with_capacity(READ_ROOM_BYTES);

@@ -1,5 +1,5 @@
 //! The bench's HTTP/1.1 client side, without sockets: keep-alive requests (`PUT /kv/{key}`
-//! with the value, `GET /kv/{key}`) written into a reused buffer, and responses recognised
+//! with the value, `GET /kv/{key}`, or the same under `/buckets/{bucket}`) written into a reused buffer, and responses recognised
 //! incrementally (status, `Content-Length` or chunked body, `Connection: close`).
 
 use crate::workload::{put_decimal, put_key};
@@ -26,33 +26,64 @@ fn bad(why: impl Into<String>) -> HttpError {
     HttpError(why.into())
 }
 
-/// The part of every request after its path: the version, `Host` and, for a node with users,
-/// `Authorization` (HTTP Basic). Made once per node.
-pub fn request_tail(host: &str, basic_token: Option<&str>) -> Vec<u8> {
-    let mut tail = format!(" HTTP/1.1\r\nHost: {host}\r\n");
-    if let Some(token) = basic_token {
-        tail.push_str(&format!("Authorization: Basic {token}\r\n"));
+/// What every request to one node shares: the keys' path (`/kv/` or `/buckets/NAME/kv/`)
+/// and what follows the path (the version, `Host` and, for a node with users,
+/// `Authorization`). Made once per node.
+#[derive(Clone, Debug)]
+pub struct Requests {
+    path: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+/// Percent-encodes a path segment.
+fn segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
-    tail.into_bytes()
+    out
 }
 
-/// `GET /kv/key:N`.
-pub fn put_get(out: &mut Vec<u8>, key: u64, tail: &[u8]) {
-    out.extend_from_slice(b"GET /kv/");
-    put_key(out, key);
-    out.extend_from_slice(tail);
-    out.extend_from_slice(b"\r\n");
-}
+impl Requests {
+    pub fn new(host: &str, bucket: Option<&str>, basic_token: Option<&str>) -> Requests {
+        let path = match bucket {
+            Some(b) => format!("/buckets/{}/kv/", segment(b)),
+            None => "/kv/".to_string(),
+        };
+        let mut tail = format!(" HTTP/1.1\r\nHost: {host}\r\n");
+        if let Some(token) = basic_token {
+            tail.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        Requests {
+            path: path.into_bytes(),
+            tail: tail.into_bytes(),
+        }
+    }
 
-/// `PUT /kv/key:N` with `value` as the body.
-pub fn put_put(out: &mut Vec<u8>, key: u64, value: &[u8], tail: &[u8]) {
-    out.extend_from_slice(b"PUT /kv/");
-    put_key(out, key);
-    out.extend_from_slice(tail);
-    out.extend_from_slice(b"Content-Length: ");
-    put_decimal(out, value.len());
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(value);
+    /// `GET .../kv/key:N`.
+    pub fn put_get(&self, out: &mut Vec<u8>, key: u64) {
+        out.extend_from_slice(b"GET ");
+        out.extend_from_slice(&self.path);
+        put_key(out, key);
+        out.extend_from_slice(&self.tail);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// `PUT .../kv/key:N` with `value` as the body: a blind write (no causal context).
+    pub fn put_put(&self, out: &mut Vec<u8>, key: u64, value: &[u8]) {
+        out.extend_from_slice(b"PUT ");
+        out.extend_from_slice(&self.path);
+        put_key(out, key);
+        out.extend_from_slice(&self.tail);
+        out.extend_from_slice(b"Content-Length: ");
+        put_decimal(out, value.len());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(value);
+    }
 }
 
 /// Where the head ends (the index after its blank line), if it has arrived.
@@ -221,19 +252,25 @@ mod tests {
 
     #[test]
     fn requests_carry_host_auth_and_length() {
-        let tail = request_tail("127.0.0.1:8080", Some("YTpi"));
+        let to = Requests::new("127.0.0.1:8080", None, Some("YTpi"));
         let mut out = Vec::new();
-        put_put(&mut out, 3, b"vv", &tail);
+        to.put_put(&mut out, 3, b"vv");
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
             "PUT /kv/key:000000000003 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
              Authorization: Basic YTpi\r\nContent-Length: 2\r\n\r\nvv"
         );
         out.clear();
-        put_get(&mut out, 3, &request_tail("h:1", None));
+        Requests::new("h:1", None, None).put_get(&mut out, 3);
         assert_eq!(
             out,
             b"GET /kv/key:000000000003 HTTP/1.1\r\nHost: h:1\r\n\r\n"
+        );
+        out.clear();
+        Requests::new("h:1", Some("fast lww"), None).put_get(&mut out, 3);
+        assert_eq!(
+            out,
+            b"GET /buckets/fast%20lww/kv/key:000000000003 HTTP/1.1\r\nHost: h:1\r\n\r\n"
         );
     }
 

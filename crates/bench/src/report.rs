@@ -56,6 +56,7 @@ struct PlanEcho {
     keys: u64,
     value_bytes: usize,
     zipf: Option<f64>,
+    bucket: Option<String>,
 }
 
 impl Report {
@@ -111,6 +112,7 @@ impl Report {
                 keys: plan.keys,
                 value_bytes: plan.value_bytes,
                 zipf: plan.zipf,
+                bucket: plan.bucket.clone(),
             },
         }
     }
@@ -148,6 +150,9 @@ impl Report {
         }
         if let Some(s) = p.zipf {
             v["zipf"] = json!(s);
+        }
+        if let Some(b) = &p.bucket {
+            v["bucket"] = json!(b);
         }
         if let Some(e) = &self.first_error {
             v["first_error"] = json!(e);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use driftkv_bench::{BenchArgs, BenchError, Plan, Report, execute};
+use driftkv_server::config::FileBucket;
 use driftkv_server::{FileConfig, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -27,9 +28,14 @@ fn plan(flags: &[&str]) -> Plan {
     cli.args.plan().unwrap_or_else(|e| panic!("{flags:?}: {e}"))
 }
 
-/// A one-node cluster (n = 1) serving HTTP and RESP on free loopback ports; with `users`, a
-/// users file. The node lives as long as the test's runtime.
+/// A one-node cluster (n = 1) serving HTTP and RESP on free loopback ports, with an lww
+/// bucket named `fast`; with `users`, a users file. The node lives as long as the test's
+/// runtime.
 async fn node(dir: &Path, users: Option<&str>) -> (String, String) {
+    let fast = FileBucket {
+        mode: Some("lww".into()),
+        ..FileBucket::default()
+    };
     let mut f = FileConfig {
         id: Some("n1".into()),
         data_dir: Some(dir.join("n1")),
@@ -37,6 +43,7 @@ async fn node(dir: &Path, users: Option<&str>) -> (String, String) {
         http: Some("127.0.0.1:0".into()),
         resp: Some("127.0.0.1:0".into()),
         n: Some(1),
+        buckets: [("fast".to_string(), fast)].into(),
         ..FileConfig::default()
     };
     if let Some(text) = users {
@@ -214,6 +221,32 @@ async fn over_http_missing_keys_are_answers_and_writes_land() {
         mixed.first_error
     );
     check_json(&mixed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_writes_go_to_the_bucket_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, http) = node(dir.path(), None).await;
+    // Blind writes to one key: in the default (siblings) bucket they would pile up past the
+    // node's siblings_max (100) and be refused; the lww bucket overwrites.
+    let r = execute(&plan(&[
+        "--http",
+        &http,
+        "--bucket",
+        "fast",
+        "--workload",
+        "w",
+        "--clients",
+        "2",
+        "--requests",
+        "300",
+        "--keys",
+        "1",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!((r.ops, r.errors), (300, 0), "{:?}", r.first_error);
+    assert_eq!(r.json()["bucket"], "fast");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
