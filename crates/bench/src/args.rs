@@ -202,8 +202,8 @@ fn http_nodes(list: &str) -> Result<Vec<Node>, BenchError> {
                 Some(("http", rest)) => rest,
                 Some(("https", _)) => {
                     return Err(usage(format!(
-                        "--http {url:?}: driftkv bench speaks plain HTTP only; \
-                         drive a node with TLS over a node without, or over --resp"
+                        "--http {url:?}: driftkv bench speaks plain HTTP, not https://; \
+                         benchmark a node started without --tls-dir"
                     )));
                 }
                 Some((scheme, _)) => {

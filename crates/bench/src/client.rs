@@ -64,16 +64,18 @@ impl Endpoint {
         let mut auth = Vec::new();
         let mut token = None;
         if let Some(c) = &plan.credentials {
-            resp::put_auth(&mut auth, c.user.as_deref(), &c.password);
-            use base64::Engine;
-            let pair = format!("{}:{}", c.user.as_deref().unwrap_or("default"), c.password);
-            token = Some(base64::engine::general_purpose::STANDARD.encode(pair));
+            match plan.protocol {
+                Protocol::Resp => resp::put_auth(&mut auth, c.user.as_deref(), &c.password),
+                Protocol::Http => {
+                    use base64::Engine;
+                    let user = c.user.as_deref().unwrap_or("default");
+                    let pair = format!("{user}:{}", c.password);
+                    token = Some(base64::engine::general_purpose::STANDARD.encode(pair));
+                }
+            }
         }
         let requests =
             http::Requests::new(&node.authority, plan.bucket.as_deref(), token.as_deref());
-        if plan.protocol == Protocol::Http {
-            auth.clear();
-        }
         Endpoint {
             node,
             protocol: plan.protocol,
@@ -166,7 +168,7 @@ impl Endpoint {
             }
         };
         match tokio::time::timeout(timeout, answer).await {
-            Err(_) => Err(unreachable("no answer to AUTH in time".into())),
+            Err(_) => Err(unreachable("no answer to the first request in time".into())),
             Ok(Err(why)) => Err(unreachable(why)),
             Ok(Ok((a, bytes))) => {
                 let refused = match self.protocol {
