@@ -38,8 +38,8 @@ use transport::Transport;
 
 /// How often the core is ticked (expiring requests, gossip, handoff).
 const TICK: Duration = Duration::from_millis(50);
-/// Events (client requests, peer messages, ticks) queued for the node thread at most; and
-/// peer messages queued between the transport and that queue.
+/// Events (client requests, peer messages, ticks) queued for the node thread at most. A peer
+/// connection whose message finds the queue full waits (and so stops reading its socket).
 const EVENT_QUEUE: usize = 16 * 1024;
 /// How often a leaving node checks whether it has handed everything off.
 const DRAINED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -239,19 +239,11 @@ fn spawn_peer_intake(
     cfg: &ServerConfig,
     events: mpsc::Sender<Event>,
 ) {
-    let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);
     tokio::spawn(
         transport
             .clone()
-            .serve(listener, cfg.limits.connections_max, peer_tx),
+            .serve(listener, cfg.limits.connections_max, events),
     );
-    tokio::spawn(async move {
-        while let Some((from, message)) = peer_rx.recv().await {
-            if events.send(Event::Peer { from, message }).await.is_err() {
-                return;
-            }
-        }
-    });
 }
 
 /// Ticks the node loop every [`TICK`]; a full queue skips one rather than piling up.

@@ -44,6 +44,13 @@ pub enum Event<S = FjallStore> {
     Control(Control),
 }
 
+impl<S> From<(NodeId, Message)> for Event<S> {
+    /// A message a peer sent, as the transport hands it over.
+    fn from((from, message): (NodeId, Message)) -> Self {
+        Event::Peer { from, message }
+    }
+}
+
 /// An administrative change, run on the node thread with the node and its store.
 pub type Control = Box<dyn FnOnce(&mut Node, &mut dyn Store) + Send>;
 

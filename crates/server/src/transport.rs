@@ -369,12 +369,12 @@ impl Transport {
     }
 
     /// Accepts peers forever (at most `connections_max` at once), handing each received
-    /// message to `deliver`.
-    pub async fn serve(
+    /// message to `deliver` (as what the node loop takes: no task in between).
+    pub async fn serve<T: From<(NodeId, Message)> + Send + 'static>(
         self: Arc<Self>,
         listener: TcpListener,
         connections_max: usize,
-        deliver: mpsc::Sender<(NodeId, Message)>,
+        deliver: mpsc::Sender<T>,
     ) {
         let stats = Arc::clone(&self.stats.listener);
         accept_loop(
@@ -416,10 +416,10 @@ impl Transport {
         Ok((Box::new(stream), Some(cert)))
     }
 
-    async fn inbound(
+    async fn inbound<T: From<(NodeId, Message)>>(
         &self,
         stream: TcpStream,
-        deliver: mpsc::Sender<(NodeId, Message)>,
+        deliver: mpsc::Sender<T>,
     ) -> Result<(), String> {
         let _ = stream.set_nodelay(true);
         let (stream, cert) = self.accept_tls(stream).await?;
@@ -472,7 +472,11 @@ impl Transport {
                 Ok(Envelope::Message { message, .. }) => {
                     self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
                     // The handshake names the sender; a frame cannot claim another.
-                    if deliver.send((peer.node.clone(), message)).await.is_err() {
+                    if deliver
+                        .send(T::from((peer.node.clone(), message)))
+                        .await
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
