@@ -62,6 +62,9 @@ pub struct NodeConfig {
     /// Bytes of values one key may hold (all siblings): a write past it is refused, so every
     /// replica can still be sent the object in one frame.
     pub object_bytes_max: usize,
+    /// Bytes of decoded objects the node keeps cached at most (counted as their stored records'
+    /// bytes plus a fixed overhead per entry; see `objects`).
+    pub object_cache_bytes_max: usize,
 }
 
 impl NodeConfig {
@@ -93,6 +96,7 @@ impl NodeConfig {
             sweep_batch_max: 256,
             siblings_max: 100,
             object_bytes_max: 16 * 1024 * 1024,
+            object_cache_bytes_max: 64 * 1024 * 1024,
         }
     }
 

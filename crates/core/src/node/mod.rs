@@ -276,7 +276,7 @@ impl Node {
             hlc: Hlc::new(),
             membership,
             ring: std::cell::OnceCell::from(ring),
-            objects: ObjectCache::default(),
+            objects: ObjectCache::new(cfg.object_cache_bytes_max),
             trees: Default::default(),
             building: None,
             // Nodes walk their partitions from different places, so two replicas rarely

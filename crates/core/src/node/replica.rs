@@ -117,10 +117,12 @@ impl Node {
         }
         let mut decoded = Ok(None);
         let mut entry = None;
+        let mut bytes = 0;
         let read = store.get_with(record_key, &mut |raw| {
             if let Some(raw) = raw {
                 decoded = driftkv_wire::decode_object(raw).map(Some);
                 entry = Some(aae::entry_hash(record_key, raw));
+                bytes = raw.len();
             }
         });
         if let Err(e) = read {
@@ -136,6 +138,7 @@ impl Node {
                 partition,
                 object: object.clone(),
                 entry,
+                bytes,
             };
             self.objects.insert(key, cached);
         }
@@ -170,6 +173,7 @@ impl Node {
     ) -> Result<(), String> {
         let record = driftkv_wire::encode_object(&object);
         let entry = aae::entry_hash(&record_key, &record);
+        let bytes = record.len();
         self.track(store, partition, key, &record_key, Some(entry), prior);
         if let Err(e) = store.put_owned(record_key, record) {
             // The store may or may not hold the old record now: nothing cached is certain,
@@ -183,6 +187,7 @@ impl Node {
             partition,
             object,
             entry,
+            bytes,
         };
         self.objects.insert(key, cached);
         Ok(())
