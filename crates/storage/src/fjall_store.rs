@@ -67,6 +67,16 @@ pub struct FjallStore {
 /// covers every write that returned before it began; writes made while it runs may or may not
 /// be covered, so they wait for the next one.
 ///
+/// The fsync does not hold the journal's lock. fjall's own `persist` does, so every insert of
+/// the next batch would wait for the disk; instead the syncer hands the journal's buffer to the
+/// OS (a short hold of the lock), then `fdatasync`s the active journal file through a
+/// descriptor of its own. The active journal is the highest-numbered `N.jnl` in the store's
+/// directory (fjall names them so, and creates the next one only when it rotates, after a full
+/// sync of the one before), so every write handed to the OS before the sync is either in that
+/// file or in an older one already synced by its rotation. Without a journal file it knows,
+/// the syncer falls back to fjall's own `persist`. The file naming is fjall 3.1's, pinned by the
+/// lock file; `the_syncer_follows_the_active_journal` holds it to it.
+///
 /// A failed sync is sticky, for the store and every syncer of it: a failed fsync may have
 /// dropped the data it was to write while a later one succeeds without it, so the store never
 /// again says that what it holds is durable; a restart recovers from what is.
@@ -75,6 +85,10 @@ pub struct Syncer {
     db: Database,
     durability: Durability,
     failed: Arc<OnceLock<String>>,
+    /// The store's directory, where fjall keeps its journals.
+    dir: PathBuf,
+    /// The active journal as last found: its number and a descriptor of it.
+    journal: Arc<std::sync::Mutex<Option<(u64, std::fs::File)>>>,
 }
 
 impl fmt::Debug for Syncer {
@@ -95,11 +109,39 @@ impl Syncer {
             return Ok(());
         }
         self.check()?;
-        self.db.persist(PersistMode::SyncData).map_err(|e| {
-            let e = io("sync", e);
+        let fail = |e: StoreError| {
             let _ = self.failed.set(e.to_string());
             e
-        })
+        };
+        self.db
+            .persist(PersistMode::Buffer)
+            .map_err(|e| fail(io("sync", e)))?;
+        let Some(id) = self.active_journal() else {
+            return self
+                .db
+                .persist(PersistMode::SyncData)
+                .map_err(|e| fail(io("sync", e)));
+        };
+        let mut journal = self.journal.lock().expect("journal lock");
+        if journal.as_ref().map(|(i, _)| *i) != Some(id) {
+            let file = std::fs::File::open(self.dir.join(format!("{id}.jnl")))
+                .map_err(|e| fail(StoreError::Io(format!("sync: opening the journal: {e}"))))?;
+            *journal = Some((id, file));
+        }
+        let (_, file) = journal.as_ref().expect("just set");
+        file.sync_data()
+            .map_err(|e| fail(StoreError::Io(format!("sync: {e}"))))
+    }
+
+    /// The number of the journal fjall writes to: the highest `N.jnl` in the directory.
+    fn active_journal(&self) -> Option<u64> {
+        std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name();
+                name.to_str()?.strip_suffix(".jnl")?.parse::<u64>().ok()
+            })
+            .max()
     }
 
     /// Whether a sync has failed: then every later one fails too, until a restart.
@@ -222,6 +264,8 @@ impl FjallStore {
             db: db.clone(),
             durability,
             failed: Arc::default(),
+            dir: path.clone(),
+            journal: Arc::default(),
         };
         let store = FjallStore {
             keyspace,
@@ -466,6 +510,54 @@ impl Store for FjallStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_syncer_follows_the_active_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FjallStore::open(dir.path(), Durability::GroupCommit).unwrap();
+        let syncer = store.syncer();
+        store.put(b"a", b"1").unwrap();
+        syncer.sync().unwrap();
+        let first = syncer.journal.lock().unwrap().as_ref().map(|(id, _)| *id);
+        assert!(
+            first.is_some(),
+            "the syncer found no journal: fjall's naming changed"
+        );
+        // Writes land in the file the syncer syncs: it is the one fjall appends to.
+        let path = dir.path().join(format!("{}.jnl", first.unwrap()));
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.put(b"b", &[b'x'; 4096]).unwrap();
+        assert!(
+            std::fs::metadata(&path).unwrap().modified().unwrap() > modified,
+            "the journal the syncer syncs is not the one written to"
+        );
+        // fjall rotates its journal at a flush once the journal passed 64 MB: the next sync
+        // follows it to the new file.
+        // Values that do not compress (the journal compresses large values).
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut big = vec![0u8; 1 << 20];
+        for i in 0..66u32 {
+            for b in big.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            store.put(&i.to_be_bytes(), &big).unwrap();
+        }
+        store.flush_memtable().unwrap();
+        store.put(b"c", b"3").unwrap();
+        syncer.sync().unwrap();
+        let second = syncer.journal.lock().unwrap().as_ref().map(|(id, _)| *id);
+        assert!(second > first, "the syncer kept syncing a sealed journal");
+        // A syncer holds the database open, as the store does.
+        drop((store, syncer));
+        let store = FjallStore::open(dir.path(), Durability::GroupCommit).unwrap();
+        for (k, v) in [(&b"a"[..], &b"1"[..]), (b"c", b"3")] {
+            assert_eq!(store.get(k).unwrap().as_deref(), Some(v));
+        }
+    }
 
     #[test]
     fn prefix_successor_drops_trailing_ff() {
