@@ -167,11 +167,19 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     };
     let transport = Transport::new(hello, cfg.tls.clone(), tokio::runtime::Handle::current());
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let failed = spawn_node_thread(&cfg, node, store, events_rx, transport.clone())?;
+    let loop_stats = Arc::new(runtime::LoopStats::default());
+    let failed = spawn_node_thread(
+        &cfg,
+        node,
+        store,
+        events_rx,
+        transport.clone(),
+        loop_stats.clone(),
+    )?;
     spawn_peer_intake(&transport, listeners.peer, &cfg, events_tx.clone());
     spawn_ticks(events_tx.clone());
 
-    let metrics = Arc::new(metrics::Metrics::new(transport.stats.clone()));
+    let metrics = Arc::new(metrics::Metrics::new(transport.stats.clone(), loop_stats));
     let node = handle::NodeHandle::new(events_tx, cfg.core.clone(), metrics.clone());
     let resp = match listeners.resp {
         Some(listener) => Some(spawn_resp(listener, &cfg, node.clone(), &metrics)?),
@@ -224,10 +232,11 @@ fn spawn_node_thread(
     store: FjallStore,
     events: mpsc::Receiver<Event>,
     transport: Arc<Transport>,
+    stats: Arc<runtime::LoopStats>,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<String>> {
     let thread = std::thread::Builder::new()
         .name(format!("node-{}", cfg.core.id))
-        .spawn(move || runtime::run_node_loop(node, store, events, transport))
+        .spawn(move || runtime::run_node_loop(node, store, events, transport, stats))
         .context("cannot start the node thread")?;
     watch(thread)
 }

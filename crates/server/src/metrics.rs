@@ -14,6 +14,7 @@ use driftkv_core::{Histogram, Stats};
 use driftkv_wire::{MemberInfo, MemberState, Quorum, Reply, Request};
 
 use crate::listen::ListenerStats;
+use crate::runtime::LoopStats;
 use crate::transport::TransportStats;
 
 /// What the text of `/metrics` starts with room for.
@@ -70,6 +71,7 @@ pub struct Metrics {
     pub transport: Arc<TransportStats>,
     pub http_listener: Arc<ListenerStats>,
     pub resp: Arc<RespStats>,
+    pub node_loop: Arc<LoopStats>,
 }
 
 /// The node thread's state at one moment, for rendering.
@@ -135,7 +137,31 @@ type ShellSeries = (
 );
 
 /// The shell's series (RESP, transport, listeners), in the order they are shown.
-const SHELL_SERIES: [ShellSeries; 20] = [
+const SHELL_SERIES: [ShellSeries; 24] = [
+    (
+        "driftkv_node_events_total",
+        "counter",
+        "Events the node thread handled (client requests, peer messages, ticks, queries).",
+        |m| &m.node_loop.events,
+    ),
+    (
+        "driftkv_node_batches_total",
+        "counter",
+        "Batches of answers and messages the node released, each after its sync (group commit).",
+        |m| &m.node_loop.batches,
+    ),
+    (
+        "driftkv_storage_syncs_total",
+        "counter",
+        "Storage syncs (fsyncs under group commit) the node ran, each covering a batch.",
+        |m| &m.node_loop.syncs,
+    ),
+    (
+        "driftkv_storage_sync_wait_microseconds_total",
+        "counter",
+        "Microseconds from each sync's start to its batch's release, summed.",
+        |m| &m.node_loop.sync_micros,
+    ),
     (
         "driftkv_resp_sibling_reads_resolved_total",
         "counter",
@@ -286,9 +312,10 @@ const GAUGES: [Gauge; 4] = [
 ];
 
 impl Metrics {
-    pub fn new(transport: Arc<TransportStats>) -> Metrics {
+    pub fn new(transport: Arc<TransportStats>, node_loop: Arc<LoopStats>) -> Metrics {
         Metrics {
             transport,
+            node_loop,
             http_listener: Arc::default(),
             ..Default::default()
         }

@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use driftkv_core::{ClientId, Driver, Input, Node, Output, Store, StoreError};
 use driftkv_ring::NodeId;
@@ -81,6 +82,19 @@ impl NodeStore for FjallStore {
     }
 }
 
+/// What the node loop counts, for the metrics: how well group commit gathers.
+#[derive(Debug, Default)]
+pub struct LoopStats {
+    /// Events handled (client requests, peer messages, ticks, queries).
+    pub events: AtomicU64,
+    /// Batches of outputs released.
+    pub batches: AtomicU64,
+    /// Syncs run on the sync thread.
+    pub syncs: AtomicU64,
+    /// Microseconds from each sync's start to its batch's release, summed.
+    pub sync_micros: AtomicU64,
+}
+
 /// Events taken at once at most, before the loop looks whether a sync has ended.
 const BATCH_MAX: usize = 512;
 
@@ -107,6 +121,7 @@ pub fn run_node_loop<S: NodeStore>(
     store: S,
     events: mpsc::Receiver<Event<S>>,
     transport: Arc<Transport>,
+    stats: Arc<LoopStats>,
 ) {
     // The node thread's own reactor: it waits for events and for the sync thread at once.
     // What it runs between waits is the core, synchronously.
@@ -124,6 +139,7 @@ pub fn run_node_loop<S: NodeStore>(
         next_client: 1,
         released: Vec::new(),
         syncing: None,
+        stats,
     };
     reactor.block_on(looped.run(events));
 }
@@ -138,8 +154,9 @@ struct NodeLoop<S> {
     next_client: ClientId,
     driver: Driver,
     released: Vec<Output>,
-    /// The sync of the sealed batch, running on the sync thread.
-    syncing: Option<JoinHandle<Result<(), StoreError>>>,
+    /// The sync of the sealed batch, running on the sync thread, and when it began.
+    syncing: Option<(JoinHandle<Result<(), StoreError>>, Instant)>,
+    stats: Arc<LoopStats>,
 }
 
 impl<S: NodeStore> NodeLoop<S> {
@@ -149,10 +166,14 @@ impl<S: NodeStore> NodeLoop<S> {
             tokio::select! {
                 // A sync that ended releases its batch before more events are taken.
                 biased;
-                synced = async { self.syncing.as_mut().expect("guarded").await },
+                synced = async { (&mut self.syncing.as_mut().expect("guarded").0).await },
                     if self.syncing.is_some() =>
                 {
-                    self.syncing = None;
+                    if let Some((_, began)) = self.syncing.take() {
+                        let took = began.elapsed().as_micros();
+                        let took = u64::try_from(took).unwrap_or(u64::MAX);
+                        self.stats.sync_micros.fetch_add(took, Ordering::Relaxed);
+                    }
                     self.synced(synced.unwrap_or_else(|e| {
                         Err(StoreError::Io(format!("the sync thread failed: {e}")))
                     }));
@@ -174,7 +195,7 @@ impl<S: NodeStore> NodeLoop<S> {
             }
         }
         // The channel closed: the node stops. What it holds is synced and sent first.
-        if let Some(syncing) = self.syncing.take() {
+        if let Some((syncing, _)) = self.syncing.take() {
             let synced = syncing
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Io(format!("the sync thread failed: {e}"))));
@@ -188,6 +209,9 @@ impl<S: NodeStore> NodeLoop<S> {
     /// Feeds a batch of events to the core.
     fn handle(&mut self, batch: &mut Vec<Event<S>>) {
         let now = self.clock.now_ms();
+        self.stats
+            .events
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for event in batch.drain(..) {
             let input = match event {
                 Event::Client { request, reply } => {
@@ -222,19 +246,29 @@ impl<S: NodeStore> NodeLoop<S> {
             if !self.store.begin_sync() || self.store.sync_failed() {
                 return;
             }
-            self.syncing = Some(tokio::task::spawn_blocking(self.store.background_sync()));
+            self.start_sync();
             return;
         }
         self.driver.seal();
         if self.store.begin_sync() {
-            self.syncing = Some(tokio::task::spawn_blocking(self.store.background_sync()));
+            self.start_sync();
         } else {
             self.synced(Ok(()));
         }
     }
 
+    /// Runs the store's sync on the sync thread.
+    fn start_sync(&mut self) {
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        let sync = tokio::task::spawn_blocking(self.store.background_sync());
+        self.syncing = Some((sync, Instant::now()));
+    }
+
     /// Releases the sealed batch by how its sync ended, and sends it.
     fn synced(&mut self, synced: Result<(), StoreError>) {
+        if !self.released.is_empty() || self.driver.is_sealed() {
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(e) = self.driver.finish_with(synced, &mut self.released) {
             tracing::error!("storage sync failed, this batch's confirmations are refused: {e}");
         }
@@ -346,6 +380,7 @@ mod tests {
         events: mpsc::Sender<Event<GatedStore>>,
         verdicts: std_mpsc::Sender<Result<(), StoreError>>,
         thread: Option<std::thread::JoinHandle<()>>,
+        stats: Arc<LoopStats>,
     }
 
     impl Harness {
@@ -371,18 +406,21 @@ mod tests {
                 http: String::new(),
             };
             let (events, rx) = mpsc::channel(64);
+            let stats = Arc::new(LoopStats::default());
+            let counted = Arc::clone(&stats);
             let thread = std::thread::spawn(move || {
                 let reactor = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap();
                 let transport = Transport::new(hello, None, reactor.handle().clone());
-                run_node_loop(node, store, rx, transport);
+                run_node_loop(node, store, rx, transport, counted);
             });
             Harness {
                 events,
                 verdicts,
                 thread: Some(thread),
+                stats,
             }
         }
 
@@ -479,6 +517,12 @@ mod tests {
             Reply::Values { values, .. } => assert_eq!(values, vec![bytes::Bytes::from("1")]),
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            h.stats.syncs.load(Ordering::Relaxed),
+            2,
+            "one sync per batch that wrote"
+        );
+        assert_eq!(h.stats.batches.load(Ordering::Relaxed), 3);
     }
 
     #[test]
