@@ -137,7 +137,13 @@ type ShellSeries = (
 );
 
 /// The shell's series (RESP, transport, listeners), in the order they are shown.
-const SHELL_SERIES: [ShellSeries; 24] = [
+const SHELL_SERIES: [ShellSeries; 25] = [
+    (
+        "driftkv_peer_bursts_broken_total",
+        "counter",
+        "Bursts of messages to a peer lost when the connection broke or stalled while writing them.",
+        |m| &m.transport.dropped_broken,
+    ),
     (
         "driftkv_node_events_total",
         "counter",

@@ -97,6 +97,9 @@ pub struct LoopStats {
 
 /// Events taken at once at most, before the loop looks whether a sync has ended.
 const BATCH_MAX: usize = 512;
+/// Outputs the next batch holds at most while a sync runs; past it the node waits for the
+/// sync before taking more events.
+const OPEN_HELD_MAX: usize = 65_536;
 
 /// Wall-clock milliseconds, never going backwards within this process.
 struct Clock {
@@ -178,7 +181,9 @@ impl<S: NodeStore> NodeLoop<S> {
                         Err(StoreError::Io(format!("the sync thread failed: {e}")))
                     }));
                 }
-                first = events.recv() => {
+                // While a sync runs, the next batch grows only so far: a slow disk holds
+                // the queue (bounded) rather than the node's memory.
+                first = events.recv(), if self.syncing.is_none() || self.driver.held() < OPEN_HELD_MAX => {
                     let Some(first) = first else { break };
                     batch.push(first);
                     while batch.len() < BATCH_MAX {

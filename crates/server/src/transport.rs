@@ -61,6 +61,8 @@ pub struct TransportStats {
     pub frames_received: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_unreachable: AtomicU64,
+    /// Bursts of messages lost when a connection to a peer broke or stalled while writing them.
+    pub dropped_broken: AtomicU64,
     pub handshakes_refused: AtomicU64,
     pub connect_failures: AtomicU64,
     pub bad_frames: AtomicU64,
@@ -313,7 +315,17 @@ impl Transport {
                 self.stats.frames_sent.fetch_add(count, Ordering::Relaxed);
                 Ok(())
             }
-            _ => Err(()),
+            outcome => {
+                // The burst may be partly written: count it as lost (the protocol's timeouts,
+                // hints and repair make up for it) and say why.
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "write timed out".to_string(),
+                };
+                tracing::debug!(peer = %addr, "connection to peer broke mid-burst: {why}");
+                self.stats.dropped_broken.fetch_add(1, Ordering::Relaxed);
+                Err(())
+            }
         }
     }
 

@@ -8,7 +8,9 @@
 //! order of the commands, and a command sees the effect of every earlier command of the same
 //! connection on the same key (one waits for the same key's earlier commands to be answered
 //! before it goes to the node). Any other command runs alone, after every earlier one has
-//! answered. A connection has a bounded number of commands, and of their bytes, in flight.
+//! answered. A connection has a bounded number of commands, and of their bytes, in flight;
+//! beyond its first, each takes a permit from a pool all connections share
+//! ([`PIPELINED_MAX`](crate::resp::context::PIPELINED_MAX)).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -21,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::handle::Pending;
 use crate::resp::cmd::{self, Prepared, Then};
-use crate::resp::context::{Context, unavailable};
+use crate::resp::context::{Context, Permit, unavailable};
 use crate::resp::frame::Frame;
 use crate::resp::parse::{Parsed, parse};
 use crate::resp::session::Session;
@@ -52,10 +54,12 @@ enum Slot {
     Ready(Frame),
     /// At the node.
     Waiting {
-        key: Bytes,
         bytes: usize,
         pending: Pending,
         then: Then,
+        /// Its place among the pipelined commands of all connections (none for a
+        /// connection's only command in flight).
+        _permit: Option<Permit>,
     },
 }
 
@@ -67,21 +71,17 @@ fn count_error(ctx: &Context, reply: &Frame) {
 }
 
 /// The bytes a submitted command holds in flight: its key and value.
-fn request_bytes(then: &Then, request: &driftkv_wire::Request) -> usize {
-    let key = match then {
-        Then::Get(k) | Then::Set(k) => k.len(),
-    };
-    let value = match request {
-        driftkv_wire::Request::Overwrite { value: Some(v), .. } => v.len(),
-        _ => 0,
-    };
-    key.saturating_add(value)
+fn request_bytes(then: &Then) -> usize {
+    match then {
+        Then::Get(k) => k.len(),
+        Then::Set(k, v) => k.len().saturating_add(v.len()),
+    }
 }
 
 impl Slot {
     /// Whether this command is at the node on `key`.
     fn is_on(&self, key: &Bytes) -> bool {
-        matches!(self, Slot::Waiting { key: k, .. } if k == key)
+        matches!(self, Slot::Waiting { then, .. } if then.key() == key)
     }
 }
 
@@ -213,23 +213,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.in_flight.push_back(Slot::Ready(frame));
                 Ok(Step::Continue)
             }
-            Prepared::Submit { key, request, then } => {
-                let bytes = request_bytes(&then, &request);
-                while self.in_flight.len() >= IN_FLIGHT_MAX
-                    || (self.in_flight_bytes > 0
-                        && self.in_flight_bytes.saturating_add(bytes) > IN_FLIGHT_BYTES_MAX)
-                    || self.in_flight.iter().any(|slot| slot.is_on(&key))
-                {
+            Prepared::Submit(then) => {
+                let bytes = request_bytes(&then);
+                let permit = loop {
+                    let waiting = self.waiting();
+                    let room = waiting < IN_FLIGHT_MAX
+                        && (self.in_flight_bytes == 0
+                            || self.in_flight_bytes.saturating_add(bytes) <= IN_FLIGHT_BYTES_MAX)
+                        && !self.in_flight.iter().any(|slot| slot.is_on(then.key()));
+                    if room {
+                        if waiting == 0 {
+                            break None;
+                        }
+                        if let Some(permit) = Permit::try_take(&ctx.pipelined) {
+                            break Some(permit);
+                        }
+                    }
                     self.answer_first(ctx, session).await?;
-                }
+                };
+                // Made now, after the same key's earlier commands have answered: a session
+                // read carries what they wrote.
+                let request = cmd::request(session, &then);
                 let slot = match ctx.node.submit(request).await {
                     Ok(pending) => {
                         self.in_flight_bytes += bytes;
                         Slot::Waiting {
-                            key,
                             bytes,
                             pending,
                             then,
+                            _permit: permit,
                         }
                     }
                     Err(e) => Slot::Ready(unavailable(e)),
@@ -248,6 +260,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(Step::Continue)
             }
         }
+    }
+
+    /// Commands of this connection at the node.
+    fn waiting(&self) -> usize {
+        self.in_flight
+            .iter()
+            .filter(|slot| matches!(slot, Slot::Waiting { .. }))
+            .count()
     }
 
     /// Writes the answer of the oldest command in flight, waiting for it if need be.
@@ -354,6 +374,7 @@ mod tests {
 
     use super::*;
     use crate::auth::Users;
+    use crate::resp::context::PIPELINED_MAX;
     use crate::handle::NodeHandle;
     use crate::runtime::Event;
 
@@ -396,6 +417,7 @@ mod tests {
             node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
             users: users.map(|u| Arc::new(Users::parse(u).unwrap())),
             stats: Arc::default(),
+            pipelined: Arc::default(),
         }
     }
 
@@ -480,6 +502,7 @@ mod tests {
             node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
             users: None,
             stats: Arc::default(),
+            pipelined: Arc::default(),
         };
         (ctx, seen)
     }
@@ -527,6 +550,108 @@ mod tests {
             largest >= 2,
             "commands on different keys went to the node together"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_session_read_carries_the_write_before_it() {
+        // Each write answers with a context one step past the last; a session read records
+        // the context it asked for, and answers nothing found.
+        let (tx, mut events) = mpsc::channel::<Event>(64);
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let noted = Arc::clone(&asked);
+        tokio::spawn(async move {
+            let actor = driftkv_causal::actor::Actor::new("n1", 1);
+            let mut clock = driftkv_causal::vv::VersionVector::new();
+            let mut count = 0;
+            while let Some(event) = events.recv().await {
+                let Event::Client { request, reply } = event else {
+                    continue;
+                };
+                let answer = match request {
+                    Request::Overwrite { .. } => {
+                        count += 1;
+                        clock.observe(&actor, count);
+                        Reply::Written {
+                            context: clock.clone(),
+                        }
+                    }
+                    Request::SessionGet { seen, .. } => {
+                        noted.lock().unwrap().push(seen.get(&actor));
+                        Reply::NotFound {
+                            context: Default::default(),
+                        }
+                    }
+                    other => panic!("the stand-in does not serve {other:?}"),
+                };
+                let _ = reply.send(answer);
+            }
+        });
+        let ctx = Context {
+            node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
+            users: None,
+            stats: Arc::default(),
+            pipelined: Arc::default(),
+        };
+        let mut client = connect(ctx);
+        exchange(&mut client, b"DRIFTKV SESSION ON\r\n", b"+OK\r\n").await;
+        exchange(
+            &mut client,
+            b"SET k 1\r\nGET k\r\nSET k 2\r\nGET k\r\n",
+            b"+OK\r\n$-1\r\n+OK\r\n$-1\r\n",
+        )
+        .await;
+        assert_eq!(
+            *asked.lock().unwrap(),
+            vec![1, 2],
+            "each session read asked for at least the write before it"
+        );
+    }
+
+    #[tokio::test]
+    async fn pipelined_commands_beyond_the_first_take_places_from_a_shared_pool() {
+        // A node that never answers: the connections fill the pool and no more is taken;
+        // the places come back once their requests time out (a connection whose client left
+        // notices when it next writes).
+        let (tx, mut events) = mpsc::channel::<Event>(4 * PIPELINED_MAX);
+        let held = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(event) = events.recv().await {
+                kept.push(event);
+            }
+        });
+        let mut config = NodeConfig::new("n1");
+        config.request_timeout_ms = 200;
+        let ctx = Context {
+            node: NodeHandle::new(tx, config, Arc::default()),
+            users: None,
+            stats: Arc::default(),
+            pipelined: Arc::default(),
+        };
+        let pool = Arc::clone(&ctx.pipelined);
+        let mut pipeline = Vec::new();
+        for i in 0..IN_FLIGHT_MAX {
+            pipeline.extend_from_slice(format!("GET k{i}\r\n").as_bytes());
+        }
+        let mut clients = Vec::new();
+        let connections = PIPELINED_MAX / (IN_FLIGHT_MAX - 1) + 2;
+        for _ in 0..connections {
+            let mut client = connect(ctx.clone());
+            client.write_all(&pipeline).await.unwrap();
+            clients.push(client);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while pool.load(Ordering::Acquire) < PIPELINED_MAX {
+            assert!(tokio::time::Instant::now() < deadline, "the pool never filled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(pool.load(Ordering::Acquire), PIPELINED_MAX, "never more than the pool");
+        drop(clients);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while pool.load(Ordering::Acquire) > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "places not given back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        held.abort();
     }
 
     const USERS: &str = "[users.app]\npassword = \"secret\"\nrole = \"write\"\n";

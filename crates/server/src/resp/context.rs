@@ -3,6 +3,7 @@
 //! node's answers and failures into RESP error lines.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use driftkv_wire::{ErrorKind, Key, Reply, Request};
@@ -19,6 +20,35 @@ pub struct Context {
     /// Who may do what; `None`: no authentication.
     pub users: Option<Arc<Users>>,
     pub stats: Arc<RespStats>,
+    /// Commands at the node beyond each connection's first, over all connections.
+    pub pipelined: Arc<AtomicUsize>,
+}
+
+/// Commands of all connections at the node at once beyond each connection's first, at most.
+/// A connection always has one command going (as without pipelining); more take a permit. So
+/// the node's queue never holds more client requests than connections and permits together
+/// (peer messages behind them stay timely), and the replies held for clients that do not read
+/// stay within that many values.
+pub const PIPELINED_MAX: usize = 1024;
+
+/// A place among the [`PIPELINED_MAX`], given back when dropped.
+pub struct Permit(Arc<AtomicUsize>);
+
+impl Permit {
+    /// A place, if one is free.
+    pub fn try_take(pool: &Arc<AtomicUsize>) -> Option<Permit> {
+        pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+            (taken < PIPELINED_MAX).then_some(taken + 1)
+        })
+        .ok()
+        .map(|_| Permit(Arc::clone(pool)))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Context {

@@ -66,6 +66,7 @@ pub async fn serve(
         node,
         users: settings.users.clone(),
         stats,
+        pipelined: Arc::default(),
     };
     accept_loop(
         listener,

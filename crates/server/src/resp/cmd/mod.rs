@@ -72,23 +72,29 @@ pub async fn execute(ctx: &Context, s: &mut Session, args: Vec<Bytes>) -> Frame 
 pub enum Prepared {
     /// Answered without the node (a refusal).
     Answered(Frame),
-    /// A command on one key that makes one request: the request goes to the node at once,
-    /// and [`complete`] turns its reply into the command's answer.
-    Submit {
-        key: Bytes,
-        request: Request,
-        then: Then,
-    },
+    /// A command on one key that makes one request: once the same key's earlier commands
+    /// have answered, [`request`] makes its request (from the session as it is then) and
+    /// [`complete`] turns the reply into the command's answer.
+    Submit(Then),
     /// Any other command: run by [`execute`] once every earlier command has answered.
     Alone(Vec<Bytes>),
 }
 
-/// What a submitted command does with its reply.
+/// A submitted command: what it asks, and what it does with the reply.
 pub enum Then {
     /// `GET key`: the value.
     Get(Bytes),
     /// `SET key value`: `+OK`.
-    Set(Bytes),
+    Set(Bytes, Bytes),
+}
+
+impl Then {
+    /// The key the command is on.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Then::Get(k) | Then::Set(k, _) => k,
+        }
+    }
 }
 
 /// How command `args` runs on a pipelining connection: `GET` and `SET`, the commands clients
@@ -99,19 +105,24 @@ pub fn prepare(s: &Session, mut args: Vec<Bytes>) -> Prepared {
     let (name, then) = if args.len() == 2 && name.eq_ignore_ascii_case(b"get") {
         ("get", Then::Get(args.swap_remove(1)))
     } else if args.len() == 3 && name.eq_ignore_ascii_case(b"set") {
-        ("set", Then::Set(args.swap_remove(1)))
+        let value = args.swap_remove(2);
+        ("set", Then::Set(args.swap_remove(1), value))
     } else {
         return Prepared::Alone(args);
     };
     if let Err(refused) = allowed(s, name) {
         return Prepared::Answered(refused);
     }
-    let (key, request) = match &then {
-        Then::Get(k) => (k.clone(), strings::read_request(s, k)),
-        // After the swap, the value is the second argument.
-        Then::Set(k) => (k.clone(), strings::write_request(s, k, &args[1])),
-    };
-    Prepared::Submit { key, request, then }
+    Prepared::Submit(then)
+}
+
+/// The request of a submitted command, made from the session as it is when the command goes
+/// to the node (a session read carries what the connection saw of the key by then).
+pub fn request(s: &Session, then: &Then) -> Request {
+    match then {
+        Then::Get(k) => strings::read_request(s, k),
+        Then::Set(k, value) => strings::write_request(s, k, value),
+    }
 }
 
 /// The answer of a submitted command whose request the node answered with `reply`.
@@ -129,7 +140,7 @@ pub fn complete(
         Then::Get(k) => {
             strings::read_reply(ctx, s, &k, reply).map(|v| v.map_or(Frame::Null, Frame::Bulk))
         }
-        Then::Set(k) => strings::write_reply(s, &k, reply).map(|()| Frame::ok()),
+        Then::Set(k, _) => strings::write_reply(s, &k, reply).map(|()| Frame::ok()),
     };
     match answer {
         Ok(frame) | Err(frame) => frame,
