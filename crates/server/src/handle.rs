@@ -13,7 +13,7 @@ use driftkv_wire::{Reply, Request};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{Metrics, labels, outcome};
-use crate::runtime::Event;
+use crate::runtime::{Answer, Event};
 
 /// How long a query of the node's state (health, cluster view, metrics) may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,7 +51,7 @@ impl HandleError {
 
 /// A request the node has taken and not yet answered (see [`NodeHandle::submit`]).
 pub struct Pending {
-    rx: oneshot::Receiver<Reply>,
+    rx: oneshot::Receiver<Answer>,
     started: Instant,
     patience: Duration,
     op: &'static str,
@@ -148,7 +148,8 @@ impl NodeHandle {
         let answer = match tokio::time::timeout(left, rx).await {
             Err(_) => Err(HandleError::TimedOut),
             Ok(Err(_)) => Err(HandleError::Stopped),
-            Ok(Ok(reply)) => Ok(reply),
+            // Taken: its share of the held reply bytes goes back as the answer is dropped.
+            Ok(Ok(answer)) => Ok(answer.reply),
         };
         let result = match &answer {
             Ok(reply) => outcome(reply),
@@ -271,9 +272,9 @@ mod tests {
         let (node, mut events) = handle(1);
         tokio::spawn(async move {
             if let Some(Event::Client { reply, .. }) = events.recv().await {
-                let _ = reply.send(Reply::NotFound {
+                let _ = reply.send(Answer::from(Reply::NotFound {
                     context: Default::default(),
-                });
+                }));
             }
         });
         assert!(matches!(node.call(get()).await, Ok(Reply::NotFound { .. })));

@@ -357,6 +357,14 @@ impl Metrics {
         }
         write_members(&mut o, &snap.members);
         write_gauges(&mut o, snap);
+        let held = self.node_loop.reply_bytes_held.load(Ordering::Relaxed);
+        help(
+            &mut o,
+            "driftkv_client_reply_bytes_held",
+            "gauge",
+            "Bytes of values in replies sent to clients and not yet taken by them.",
+        );
+        let _ = writeln!(o, "driftkv_client_reply_bytes_held {held}");
         o
     }
 

@@ -11,9 +11,9 @@
 //! A batch that wrote nothing (reads, say) needs no sync of its own: it is released as soon
 //! as the batch before it is, since what it read is then as durable as that sync made it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use driftkv_core::{ClientId, Driver, Input, Node, Output, Store, StoreError};
@@ -33,7 +33,7 @@ pub type Query<S = FjallStore> = Box<dyn FnOnce(&Node, &S) + Send>;
 pub enum Event<S = FjallStore> {
     Client {
         request: Request,
-        reply: oneshot::Sender<Reply>,
+        reply: oneshot::Sender<Answer>,
     },
     Peer {
         from: NodeId,
@@ -82,6 +82,79 @@ impl NodeStore for FjallStore {
     }
 }
 
+/// Bytes of values in replies the node has sent and its clients have not yet taken, at most:
+/// past it a read that would add more is refused (`UNAVAILABLE`) instead of answered. Clients
+/// that read take their replies at once; this bounds what clients that never read (a
+/// pipeline of large GETs) can make the node hold.
+#[cfg(not(test))]
+pub const REPLY_BYTES_HELD_MAX: usize = 256 * 1024 * 1024;
+#[cfg(test)]
+pub const REPLY_BYTES_HELD_MAX: usize = 64 * 1024;
+
+/// A reply on its way to a client, with its share of [`REPLY_BYTES_HELD_MAX`] (given back
+/// when the client takes the reply, or drops it untaken).
+#[derive(Debug)]
+pub struct Answer {
+    pub reply: Reply,
+    _held: Option<Held>,
+}
+
+impl From<Reply> for Answer {
+    /// A reply that holds no share (a stand-in's, in tests).
+    fn from(reply: Reply) -> Answer {
+        Answer { reply, _held: None }
+    }
+}
+
+#[derive(Debug)]
+struct Held {
+    bytes: usize,
+    pool: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.pool.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// The bytes of values a reply carries.
+fn value_bytes(reply: &Reply) -> usize {
+    match reply {
+        Reply::Values { values, .. } => values.iter().map(|v| v.len()).sum(),
+        _ => 0,
+    }
+}
+
+/// `reply` for a client, within the node's share of held reply bytes: refused when it would
+/// pass [`REPLY_BYTES_HELD_MAX`].
+fn answer(reply: Reply, pool: &Arc<AtomicUsize>) -> Answer {
+    let bytes = value_bytes(&reply);
+    if bytes == 0 {
+        return Answer::from(reply);
+    }
+    let taken = pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+        held.checked_add(bytes)
+            .filter(|&after| after <= REPLY_BYTES_HELD_MAX)
+    });
+    if taken.is_err() {
+        return Answer::from(Reply::error(
+            driftkv_wire::ErrorKind::Unavailable,
+            format!(
+                "this node holds {REPLY_BYTES_HELD_MAX} bytes of replies its clients have not \
+                 read yet; read the replies already asked for, then ask again"
+            ),
+        ));
+    }
+    Answer {
+        reply,
+        _held: Some(Held {
+            bytes,
+            pool: Arc::clone(pool),
+        }),
+    }
+}
+
 /// What the node loop counts, for the metrics: how well group commit gathers.
 #[derive(Debug, Default)]
 pub struct LoopStats {
@@ -93,6 +166,8 @@ pub struct LoopStats {
     pub syncs: AtomicU64,
     /// Microseconds from each sync's start to its batch's release, summed.
     pub sync_micros: AtomicU64,
+    /// Bytes of values in replies sent and not yet taken by their clients (a gauge).
+    pub reply_bytes_held: Arc<AtomicUsize>,
 }
 
 /// Events taken at once at most, before the loop looks whether a sync has ended.
@@ -100,6 +175,9 @@ const BATCH_MAX: usize = 512;
 /// Outputs the next batch holds at most while a sync runs; past it the node waits for the
 /// sync before taking more events.
 const OPEN_HELD_MAX: usize = 65_536;
+/// Bytes of values in a batch's replies at most (one reply may pass it alone): past it the
+/// batch is closed, so a burst of large reads is answered a part at a time.
+const OPEN_REPLY_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// Wall-clock milliseconds, never going backwards within this process.
 struct Clock {
@@ -141,6 +219,7 @@ pub fn run_node_loop<S: NodeStore>(
         clients: HashMap::new(),
         next_client: 1,
         released: Vec::new(),
+        open_reply_bytes: 0,
         syncing: None,
         stats,
     };
@@ -153,10 +232,12 @@ struct NodeLoop<S> {
     store: S,
     transport: Arc<Transport>,
     clock: Clock,
-    clients: HashMap<ClientId, oneshot::Sender<Reply>>,
+    clients: HashMap<ClientId, oneshot::Sender<Answer>>,
     next_client: ClientId,
     driver: Driver,
     released: Vec<Output>,
+    /// Bytes of values in the replies of the batch not yet sealed.
+    open_reply_bytes: usize,
     /// The sync of the sealed batch, running on the sync thread, and when it began.
     syncing: Option<(JoinHandle<Result<(), StoreError>>, Instant)>,
     stats: Arc<LoopStats>,
@@ -164,35 +245,39 @@ struct NodeLoop<S> {
 
 impl<S: NodeStore> NodeLoop<S> {
     async fn run(&mut self, mut events: mpsc::Receiver<Event<S>>) {
-        let mut batch: Vec<Event<S>> = Vec::with_capacity(BATCH_MAX);
+        // Events taken from the queue and not yet handled (a batch stops early once its
+        // replies grow large; the rest wait here).
+        let mut batch: VecDeque<Event<S>> = VecDeque::with_capacity(BATCH_MAX);
         loop {
-            tokio::select! {
-                // A sync that ended releases its batch before more events are taken.
-                biased;
-                synced = async { (&mut self.syncing.as_mut().expect("guarded").0).await },
-                    if self.syncing.is_some() =>
-                {
-                    if let Some((_, began)) = self.syncing.take() {
-                        let took = began.elapsed().as_micros();
-                        let took = u64::try_from(took).unwrap_or(u64::MAX);
-                        self.stats.sync_micros.fetch_add(took, Ordering::Relaxed);
-                    }
-                    self.synced(synced.unwrap_or_else(|e| {
-                        Err(StoreError::Io(format!("the sync thread failed: {e}")))
-                    }));
-                }
-                // While a sync runs, the next batch grows only so far: a slow disk holds
-                // the queue (bounded) rather than the node's memory.
-                first = events.recv(), if self.syncing.is_none() || self.driver.held() < OPEN_HELD_MAX => {
-                    let Some(first) = first else { break };
-                    batch.push(first);
-                    while batch.len() < BATCH_MAX {
-                        match events.try_recv() {
-                            Ok(e) => batch.push(e),
-                            Err(_) => break,
+            if !batch.is_empty() && self.may_take() {
+                self.handle(&mut batch);
+            } else {
+                tokio::select! {
+                    // A sync that ended releases its batch before more events are taken.
+                    biased;
+                    synced = async { (&mut self.syncing.as_mut().expect("guarded").0).await },
+                        if self.syncing.is_some() =>
+                    {
+                        if let Some((_, began)) = self.syncing.take() {
+                            let took = began.elapsed().as_micros();
+                            let took = u64::try_from(took).unwrap_or(u64::MAX);
+                            self.stats.sync_micros.fetch_add(took, Ordering::Relaxed);
                         }
+                        self.synced(synced.unwrap_or_else(|e| {
+                            Err(StoreError::Io(format!("the sync thread failed: {e}")))
+                        }));
                     }
-                    self.handle(&mut batch);
+                    first = events.recv(), if batch.is_empty() && self.may_take() => {
+                        let Some(first) = first else { break };
+                        batch.push_back(first);
+                        while batch.len() < BATCH_MAX {
+                            match events.try_recv() {
+                                Ok(e) => batch.push_back(e),
+                                Err(_) => break,
+                            }
+                        }
+                        self.handle(&mut batch);
+                    }
                 }
             }
             if self.syncing.is_none() {
@@ -211,13 +296,24 @@ impl<S: NodeStore> NodeLoop<S> {
         self.synced(synced);
     }
 
-    /// Feeds a batch of events to the core.
-    fn handle(&mut self, batch: &mut Vec<Event<S>>) {
+    /// Whether the next batch may take more events: always, unless a sync runs and the batch
+    /// already holds [`OPEN_HELD_MAX`] outputs or [`OPEN_REPLY_BYTES_MAX`] bytes of values (a
+    /// slow disk then holds the queue, which is bounded, rather than the node's memory).
+    fn may_take(&self) -> bool {
+        self.syncing.is_none()
+            || (self.driver.held() < OPEN_HELD_MAX && self.open_reply_bytes < OPEN_REPLY_BYTES_MAX)
+    }
+
+    /// Feeds the waiting events to the core, until the batch's replies pass
+    /// [`OPEN_REPLY_BYTES_MAX`] bytes of values (then the batch is sealed and released before
+    /// the rest are handled: a burst of large reads never holds more than that at once).
+    fn handle(&mut self, batch: &mut VecDeque<Event<S>>) {
         let now = self.clock.now_ms();
-        self.stats
-            .events
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for event in batch.drain(..) {
+        while self.open_reply_bytes < OPEN_REPLY_BYTES_MAX {
+            let Some(event) = batch.pop_front() else {
+                break;
+            };
+            self.stats.events.fetch_add(1, Ordering::Relaxed);
             let input = match event {
                 Event::Client { request, reply } => {
                     let client = self.next_client;
@@ -236,8 +332,15 @@ impl<S: NodeStore> NodeLoop<S> {
                     continue;
                 }
             };
-            self.driver
+            let produced = self
+                .driver
                 .step(&mut self.node, &mut self.store, now, input);
+            for output in produced {
+                if let Output::Reply { reply, .. } = output.plain() {
+                    self.open_reply_bytes =
+                        self.open_reply_bytes.saturating_add(value_bytes(reply));
+                }
+            }
         }
     }
 
@@ -255,6 +358,7 @@ impl<S: NodeStore> NodeLoop<S> {
             return;
         }
         self.driver.seal();
+        self.open_reply_bytes = 0;
         if self.store.begin_sync() {
             self.start_sync();
         } else {
@@ -279,7 +383,13 @@ impl<S: NodeStore> NodeLoop<S> {
         }
         self.node.note_driver(self.driver.counts());
         for output in self.released.drain(..) {
-            deliver(&self.node, &self.transport, &mut self.clients, output);
+            deliver(
+                &self.node,
+                &self.transport,
+                &mut self.clients,
+                &self.stats.reply_bytes_held,
+                output,
+            );
         }
     }
 }
@@ -289,7 +399,8 @@ impl<S: NodeStore> NodeLoop<S> {
 fn deliver(
     node: &Node,
     transport: &Arc<Transport>,
-    clients: &mut HashMap<ClientId, oneshot::Sender<Reply>>,
+    clients: &mut HashMap<ClientId, oneshot::Sender<Answer>>,
+    held: &Arc<AtomicUsize>,
     output: Output,
 ) {
     match output {
@@ -304,11 +415,11 @@ fn deliver(
         Output::Dial { addr, message } => transport.send(&addr, message),
         Output::Reply { client, reply } => {
             if let Some(tx) = clients.remove(&client) {
-                let _ = tx.send(reply);
+                let _ = tx.send(answer(reply, held));
             }
         }
         // A confirmation its sync backed: sent as what it wraps.
-        Output::Durable(confirmation) => deliver(node, transport, clients, *confirmation),
+        Output::Durable(confirmation) => deliver(node, transport, clients, held, *confirmation),
     }
 }
 
@@ -429,7 +540,7 @@ mod tests {
             }
         }
 
-        fn request(&self, request: Request) -> oneshot::Receiver<Reply> {
+        fn request(&self, request: Request) -> oneshot::Receiver<Answer> {
             let (reply, rx) = oneshot::channel();
             self.events
                 .blocking_send(Event::Client { request, reply })
@@ -437,7 +548,7 @@ mod tests {
             rx
         }
 
-        fn set(&self, key: &str, value: &str) -> oneshot::Receiver<Reply> {
+        fn set(&self, key: &str, value: &str) -> oneshot::Receiver<Answer> {
             self.request(Request::Overwrite {
                 key: Key::default_bucket(key.to_string()),
                 value: Some(value.to_string().into()),
@@ -445,7 +556,7 @@ mod tests {
             })
         }
 
-        fn get(&self, key: &str) -> oneshot::Receiver<Reply> {
+        fn get(&self, key: &str) -> oneshot::Receiver<Answer> {
             self.request(Request::Get {
                 key: Key::default_bucket(key.to_string()),
                 r: Quorum::Default,
@@ -483,7 +594,11 @@ mod tests {
         }
     }
 
-    fn wait(rx: oneshot::Receiver<Reply>) -> Reply {
+    fn wait(rx: oneshot::Receiver<Answer>) -> Reply {
+        wait_answer(rx).reply
+    }
+
+    fn wait_answer(rx: oneshot::Receiver<Answer>) -> Answer {
         let (tx, done) = std_mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(rx.blocking_recv());
@@ -493,7 +608,7 @@ mod tests {
             .expect("the loop answers")
     }
 
-    fn pending(rx: &mut oneshot::Receiver<Reply>) -> bool {
+    fn pending(rx: &mut oneshot::Receiver<Answer>) -> bool {
         matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
     }
 
@@ -546,6 +661,31 @@ mod tests {
             Reply::Values { values, .. } => assert_eq!(values, vec![bytes::Bytes::from("1")]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn replies_clients_have_not_taken_are_bounded_in_bytes() {
+        let h = Harness::start();
+        let large = "x".repeat(REPLY_BYTES_HELD_MAX * 5 / 8);
+        let write = h.set("a", &large);
+        h.handled();
+        h.let_one_sync_end(Ok(()));
+        assert!(matches!(wait(write), Reply::Written { .. }));
+        // The first read's answer is held, not taken: the second would pass the bound.
+        let first = wait_answer(h.get("a"));
+        assert!(matches!(first.reply, Reply::Values { .. }));
+        assert_eq!(
+            h.stats.reply_bytes_held.load(Ordering::Acquire),
+            large.len()
+        );
+        match wait(h.get("a")) {
+            Reply::Error { message, .. } => assert!(message.contains("not read"), "{message}"),
+            other => panic!("a reply past the bound: {other:?}"),
+        }
+        // Taken (dropped), its share comes back and reads are answered again.
+        drop(first);
+        assert_eq!(h.stats.reply_bytes_held.load(Ordering::Acquire), 0);
+        assert!(matches!(wait(h.get("a")), Reply::Values { .. }));
     }
 
     #[test]

@@ -81,9 +81,12 @@ mod tests {
             tokio::spawn(async move {
                 while let Some(event) = events.recv().await {
                     if let Event::Client { reply, .. } = event {
-                        let _ = reply.send(Reply::NotFound {
-                            context: Default::default(),
-                        });
+                        let _ = reply.send(
+                            Reply::NotFound {
+                                context: Default::default(),
+                            }
+                            .into(),
+                        );
                     }
                 }
             });

@@ -374,8 +374,8 @@ mod tests {
 
     use super::*;
     use crate::auth::Users;
-    use crate::resp::context::PIPELINED_MAX;
     use crate::handle::NodeHandle;
+    use crate::resp::context::PIPELINED_MAX;
     use crate::runtime::Event;
 
     /// A node thread that keeps registers in a map (enough for SET and GET), or none at all.
@@ -409,7 +409,7 @@ mod tests {
                         },
                         other => panic!("the stand-in does not serve {other:?}"),
                     };
-                    let _ = reply.send(answer);
+                    let _ = reply.send(answer.into());
                 }
             });
         }
@@ -494,7 +494,7 @@ mod tests {
                 largest.0 = largest.0.max(answers.len());
                 drop(largest);
                 for (reply, answer) in answers.into_iter().rev() {
-                    let _ = reply.send(answer);
+                    let _ = reply.send(answer.into());
                 }
             }
         });
@@ -583,7 +583,7 @@ mod tests {
                     }
                     other => panic!("the stand-in does not serve {other:?}"),
                 };
-                let _ = reply.send(answer);
+                let _ = reply.send(answer.into());
             }
         });
         let ctx = Context {
@@ -641,14 +641,24 @@ mod tests {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while pool.load(Ordering::Acquire) < PIPELINED_MAX {
-            assert!(tokio::time::Instant::now() < deadline, "the pool never filled");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the pool never filled"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(pool.load(Ordering::Acquire), PIPELINED_MAX, "never more than the pool");
+        assert_eq!(
+            pool.load(Ordering::Acquire),
+            PIPELINED_MAX,
+            "never more than the pool"
+        );
         drop(clients);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while pool.load(Ordering::Acquire) > 0 {
-            assert!(tokio::time::Instant::now() < deadline, "places not given back");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "places not given back"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         held.abort();
