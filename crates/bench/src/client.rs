@@ -6,7 +6,11 @@
 //! Every request ends exactly once, answered or failed. A request not answered within the
 //! timeout, a connection that breaks or bytes that are not an answer fail every request in
 //! flight on it, and the next request opens a new connection; a node that refuses
-//! [`CONNECT_FAILURES_MAX`] connections in a row makes the client stop early.
+//! [`CONNECT_FAILURES_MAX`] connections in a row, or fails [`FAILURES_IN_A_ROW_MAX`] rounds
+//! of requests in a row (timeouts, broken connections), makes the client stop early, so a node
+//! that accepts and never answers cannot hold a run for hours. A connection's unread input is
+//! bounded ([`input_max`]): a node that sends more than any answer could hold is broken.
+//! Latency is recorded for answered requests only; failures are counted as errors.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +30,19 @@ use crate::{http, resp};
 
 /// Failed connection attempts in a row after which a client stops.
 pub const CONNECT_FAILURES_MAX: u32 = 5;
+/// Rounds of requests failed in a row (no answer in time, a broken connection) after which a
+/// client stops.
+pub const FAILURES_IN_A_ROW_MAX: u32 = 3;
+/// Bytes of input beyond the answers' values a connection may hold unread.
+const INPUT_SLACK_BYTES: usize = 1024 * 1024;
+
+/// Bytes of unread input a connection may hold: every answer in flight at its largest
+/// (`pipeline` values of `value_bytes`, with room for framing and siblings) and some slack.
+pub fn input_max(pipeline: usize, value_bytes: usize) -> usize {
+    pipeline
+        .saturating_mul(value_bytes.saturating_mul(4).saturating_add(4096))
+        .saturating_add(INPUT_SLACK_BYTES)
+}
 /// The wait after a failed connection attempt, doubled after each (up to the cap).
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -220,6 +237,10 @@ pub struct Client {
     in_flight: VecDeque<Pending>,
     local: Local,
     connect_failures: u32,
+    /// Rounds failed in a row since the last answer.
+    failures_in_a_row: u32,
+    /// Bytes of unread input at most ([`input_max`]).
+    input_max: usize,
 }
 
 impl Client {
@@ -246,6 +267,8 @@ impl Client {
             in_flight: VecDeque::with_capacity(plan.pipeline),
             local: Local::new(now),
             connect_failures: 0,
+            failures_in_a_row: 0,
+            input_max: input_max(plan.pipeline, plan.value_bytes),
         }
     }
 
@@ -284,6 +307,9 @@ impl Client {
                 self.receive(now + self.timeout, None).await;
             }
             self.local.flush(&self.shared, Some(Instant::now()));
+            if self.gave_up() {
+                break;
+            }
         }
         self.local.flush(&self.shared, None);
     }
@@ -321,6 +347,9 @@ impl Client {
                 next = schedule.offset(k).map(|d| start + d);
             }
             if !self.out.is_empty() && !self.send().await {
+                if self.gave_up() {
+                    break;
+                }
                 continue;
             }
             if self.in_flight.is_empty() {
@@ -339,6 +368,9 @@ impl Client {
                 self.receive(deadline, Some(1)).await;
             }
             self.local.flush(&self.shared, Some(Instant::now()));
+            if self.gave_up() {
+                break;
+            }
         }
         self.local.flush(&self.shared, None);
     }
@@ -387,6 +419,13 @@ impl Client {
             let Some(stream) = self.stream.as_mut() else {
                 return self.fail_all("not connected".into());
             };
+            if self.input.len() > self.input_max {
+                let max = self.input_max;
+                return self.fail_all(format!(
+                    "more than {max} bytes of answers to {} requests",
+                    self.in_flight.len()
+                ));
+            }
             if self.input.capacity() - self.input.len() < READ_ROOM_BYTES / 4 {
                 self.input.reserve(READ_ROOM_BYTES);
             }
@@ -417,10 +456,12 @@ impl Client {
                 let answer = &self.input[..a.used];
                 self.local.error(&self.shared, || endpoint.describe(answer));
             }
-            self.local
-                .done(p.op, a.ok, Some(now.saturating_duration_since(p.intended)));
+            // Latency is of answered requests; an error answer counts as an error only.
+            let latency = a.ok.then(|| now.saturating_duration_since(p.intended));
+            self.local.done(p.op, a.ok, latency);
             self.input.advance(a.used);
             taken += 1;
+            self.failures_in_a_row = 0;
             if a.close {
                 self.fail_all("the node closed the connection".into());
                 break;
@@ -435,6 +476,7 @@ impl Client {
     /// Fails every request in flight and drops the connection.
     fn fail_all(&mut self, why: String) {
         if !self.in_flight.is_empty() {
+            self.failures_in_a_row += 1;
             let label = &self.endpoint.node.label;
             self.local.error(&self.shared, || format!("{label}: {why}"));
         }
@@ -475,7 +517,8 @@ impl Client {
 
     /// Whether this client has failed to connect too often and stops (counted).
     fn gave_up(&self) -> bool {
-        let stop = self.connect_failures >= CONNECT_FAILURES_MAX;
+        let stop = self.connect_failures >= CONNECT_FAILURES_MAX
+            || self.failures_in_a_row >= FAILURES_IN_A_ROW_MAX;
         if stop {
             self.shared.clients_gave_up.fetch_add(1, Ordering::Relaxed);
         }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
+use driftkv_bench::client::FAILURES_IN_A_ROW_MAX;
 use driftkv_bench::{BenchArgs, BenchError, Plan, Report, execute};
 use driftkv_server::config::FileBucket;
 use driftkv_server::{FileConfig, ServerConfig};
@@ -402,7 +403,9 @@ async fn a_node_that_never_answers_times_out_instead_of_hanging() {
         started.elapsed() < Duration::from_secs(5),
         "bounded by the timeout"
     );
-    // The open loop too.
+    // The open loop too; and a long run stops after a few rounds that time out, instead of
+    // waiting out every request (1,000 of them would take 50 s here).
+    let started = std::time::Instant::now();
     let r = execute(&plan(&[
         "--resp",
         &addr,
@@ -411,13 +414,35 @@ async fn a_node_that_never_answers_times_out_instead_of_hanging() {
         "--pipeline",
         "2",
         "--requests",
-        "8",
+        "1000",
         "--rate",
-        "100",
+        "100000",
         "--timeout-ms",
         "100",
     ]))
     .await
     .unwrap();
-    assert_eq!((r.ops, r.errors), (8, 8));
+    assert!(r.ops >= 1 && r.errors == r.ops, "{r:?}");
+    assert!(r.ops < 1000, "every request waited out: {r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the clients gave up after {FAILURES_IN_A_ROW_MAX} failed rounds in a row"
+    );
+    let started = std::time::Instant::now();
+    let r = execute(&plan(&[
+        "--resp",
+        &addr,
+        "--workload",
+        "w",
+        "--clients",
+        "2",
+        "--requests",
+        "1000",
+        "--timeout-ms",
+        "100",
+    ]))
+    .await
+    .unwrap();
+    assert!(r.ops < 1000 && r.errors == r.ops, "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
