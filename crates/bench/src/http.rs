@@ -35,8 +35,8 @@ pub struct Requests {
     tail: Vec<u8>,
 }
 
-/// Percent-encodes a path segment.
-fn segment(s: &str) -> String {
+/// Percent-encodes a path segment (the CLI client's URLs use it too).
+pub fn segment(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

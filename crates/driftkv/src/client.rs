@@ -5,6 +5,7 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
+use driftkv_bench::http::segment;
 use serde_json::Value;
 
 /// How to reach a secured node: its CA and a user.
@@ -100,19 +101,6 @@ fn paint(state: &str, width: usize) -> String {
         _ => "36",
     };
     format!("\x1b[{code}m{padded}\x1b[0m")
-}
-
-/// Percent-encodes a path segment.
-pub fn segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn url(t: &Target, key: &str, level: Option<(&str, &Option<String>)>) -> String {

@@ -523,13 +523,14 @@ mod tests {
             first.is_some(),
             "the syncer found no journal: fjall's naming changed"
         );
-        // Writes land in the file the syncer syncs: it is the one fjall appends to.
+        // Writes land in the file the syncer syncs: it is the one fjall appends to (each write
+        // reaches the OS as it is made, so the file's bytes hold it at once).
         let path = dir.path().join(format!("{}.jnl", first.unwrap()));
-        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        store.put(b"b", &[b'x'; 4096]).unwrap();
+        let marker = b"a marker only this write holds";
+        store.put(b"b", marker).unwrap();
+        let journal = std::fs::read(&path).unwrap();
         assert!(
-            std::fs::metadata(&path).unwrap().modified().unwrap() > modified,
+            journal.windows(marker.len()).any(|w| w == marker),
             "the journal the syncer syncs is not the one written to"
         );
         // fjall rotates its journal at a flush once the journal passed 64 MB: the next sync

@@ -414,8 +414,16 @@ mod tests {
             });
         }
         Context {
-            node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
             users: users.map(|u| Arc::new(Users::parse(u).unwrap())),
+            ..over(tx, NodeConfig::new("n1"))
+        }
+    }
+
+    /// A listener's context over the stand-in node thread behind `tx`, with no users.
+    fn over(tx: mpsc::Sender<Event>, config: NodeConfig) -> Context {
+        Context {
+            node: NodeHandle::new(tx, config, Arc::default()),
+            users: None,
             stats: Arc::default(),
             pipelined: Arc::default(),
         }
@@ -498,12 +506,7 @@ mod tests {
                 }
             }
         });
-        let ctx = Context {
-            node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
-            users: None,
-            stats: Arc::default(),
-            pipelined: Arc::default(),
-        };
+        let ctx = over(tx, NodeConfig::new("n1"));
         (ctx, seen)
     }
 
@@ -586,12 +589,7 @@ mod tests {
                 let _ = reply.send(answer.into());
             }
         });
-        let ctx = Context {
-            node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
-            users: None,
-            stats: Arc::default(),
-            pipelined: Arc::default(),
-        };
+        let ctx = over(tx, NodeConfig::new("n1"));
         let mut client = connect(ctx);
         exchange(&mut client, b"DRIFTKV SESSION ON\r\n", b"+OK\r\n").await;
         exchange(
@@ -621,12 +619,7 @@ mod tests {
         });
         let mut config = NodeConfig::new("n1");
         config.request_timeout_ms = 200;
-        let ctx = Context {
-            node: NodeHandle::new(tx, config, Arc::default()),
-            users: None,
-            stats: Arc::default(),
-            pipelined: Arc::default(),
-        };
+        let ctx = over(tx, config);
         let pool = Arc::clone(&ctx.pipelined);
         let mut pipeline = Vec::new();
         for i in 0..IN_FLIGHT_MAX {
