@@ -45,6 +45,22 @@ impl<V: Clone + Ord> Dvv<V> {
         Self::default()
     }
 
+    /// The same siblings and context with each value changed by `f` (a record of an earlier
+    /// format read into today's value type). The caller checks the result's invariants.
+    pub fn map_values<W>(self, mut f: impl FnMut(V) -> W) -> Dvv<W>
+    where
+        W: Clone + Ord,
+    {
+        Dvv {
+            siblings: self
+                .siblings
+                .iter()
+                .map(|(dot, v)| (dot.clone(), f(v.clone())))
+                .collect(),
+            context: self.context,
+        }
+    }
+
     /// Every write seen for this key; a client that writes with this context replaces every
     /// sibling it read.
     pub fn context(&self) -> &VersionVector {

@@ -39,17 +39,44 @@ impl std::str::FromStr for ConflictMode {
 
 /// One value of a register. `value: None` is a tombstone: a delete that still carries its
 /// causality, so a replica that missed the delete learns of it instead of resurrecting the key.
+///
+/// `expires_ms`: the wall-clock millisecond from which the value reads as deleted (a TTL). It
+/// is part of the value, written once with its dot: every replica that holds the dot holds the
+/// same expiry, so merges stay joins and no copy of an expired value (a hint, a repair, an
+/// anti-entropy exchange) can bring it back: it arrives expired too.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Sibling {
     pub value: Option<Bytes>,
     pub timestamp: Timestamp,
+    pub expires_ms: Option<u64>,
+}
+
+impl Sibling {
+    /// A value (not a tombstone) that has not expired at `now_ms`.
+    pub fn is_live_at(&self, now_ms: u64) -> bool {
+        self.value.is_some() && self.expires_ms.is_none_or(|e| now_ms < e)
+    }
+
+    /// When this sibling stopped being a value: its expiry, or its timestamp for a tombstone;
+    /// `None` while it is live.
+    fn dead_since_ms(&self, now_ms: u64) -> Option<u64> {
+        match (&self.value, self.expires_ms) {
+            (None, _) => Some(self.timestamp.physical_ms()),
+            (Some(_), Some(e)) if e <= now_ms => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Sibling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.value {
-            Some(v) => write!(f, "{:?}@{:?}", String::from_utf8_lossy(v), self.timestamp),
-            None => write!(f, "tombstone@{:?}", self.timestamp),
+            Some(v) => write!(f, "{:?}@{:?}", String::from_utf8_lossy(v), self.timestamp)?,
+            None => write!(f, "tombstone@{:?}", self.timestamp)?,
+        }
+        match self.expires_ms {
+            Some(e) => write!(f, "~{e}"),
+            None => Ok(()),
         }
     }
 }
@@ -129,6 +156,13 @@ impl Register {
         Self::default()
     }
 
+    /// A register holding `dvv` (a record of an earlier format, read), if it keeps the
+    /// invariants a decoded state is held to.
+    pub fn from_dvv(dvv: Dvv<Sibling>) -> Result<Register, String> {
+        dvv.check_invariants()?;
+        Ok(Register { dvv: Arc::new(dvv) })
+    }
+
     pub fn dvv(&self) -> &Dvv<Sibling> {
         &self.dvv
     }
@@ -151,6 +185,29 @@ impl Register {
     /// Known here but with no live value: deleted (a tombstone, or history without siblings).
     pub fn is_deleted(&self) -> bool {
         !self.is_unknown() && self.values().next().is_none()
+    }
+
+    /// Values live at `now_ms` (tombstones and expired values left out), in dot order.
+    pub fn values_at(&self, now_ms: u64) -> impl Iterator<Item = &Bytes> {
+        self.dvv
+            .values()
+            .filter(move |s| s.is_live_at(now_ms))
+            .filter_map(|s| s.value.as_ref())
+    }
+
+    /// Known here but with no value live at `now_ms`: deleted or expired.
+    pub fn is_deleted_at(&self, now_ms: u64) -> bool {
+        !self.is_unknown() && self.values_at(now_ms).next().is_none()
+    }
+
+    /// The live sibling with the highest (timestamp, dot): the one a single-valued reader
+    /// (RESP) answers, and whose expiry `TTL` reports.
+    pub fn newest_live(&self, now_ms: u64) -> Option<&Sibling> {
+        self.dvv
+            .siblings()
+            .filter(|(_, s)| s.is_live_at(now_ms))
+            .max_by(|(da, a), (db, b)| (a.timestamp, *da).cmp(&(b.timestamp, *db)))
+            .map(|(_, s)| s)
     }
 
     pub fn sibling_count(&self) -> usize {
@@ -184,8 +241,25 @@ impl Register {
         value: Option<Bytes>,
         timestamp: Timestamp,
     ) -> Result<WriteOutcome, Exhausted> {
+        self.write_expiring(mode, actor, client_context, value, None, timestamp)
+    }
+
+    /// [`Register::write`] of a value that expires at `expires_ms` (wall-clock milliseconds).
+    pub fn write_expiring(
+        &mut self,
+        mode: ConflictMode,
+        actor: &Actor,
+        client_context: &VersionVector,
+        value: Option<Bytes>,
+        expires_ms: Option<u64>,
+        timestamp: Timestamp,
+    ) -> Result<WriteOutcome, Exhausted> {
         let before = self.dvv.len();
-        let sibling = Sibling { value, timestamp };
+        let sibling = Sibling {
+            value,
+            timestamp,
+            expires_ms,
+        };
         let dvv = Arc::make_mut(&mut self.dvv);
         let dot = match mode {
             ConflictMode::Siblings => dvv.event(client_context, actor, sibling)?,
@@ -260,11 +334,23 @@ impl Register {
         (before - 1) as u32
     }
 
-    /// A deleted key whose newest tombstone is older than the grace period. Collection must
-    /// also know that every replica holds the tombstone; that is the caller's to check.
+    /// A deleted (or expired) key whose every sibling died longer ago than the grace period:
+    /// a tombstone's age counts from its timestamp, an expired value's from its expiry.
+    /// Collection must also know that every replica holds the tombstone; that is the caller's
+    /// to check.
     pub fn is_collectable_tombstone(&self, now: Timestamp, grace_ms: u64) -> bool {
-        self.is_deleted()
-            && self.timestamp_max().physical_ms().saturating_add(grace_ms) <= now.physical_ms()
+        let now_ms = now.physical_ms();
+        if self.is_unknown() {
+            return false;
+        }
+        let mut died = 0u64;
+        for sibling in self.dvv.values() {
+            match sibling.dead_since_ms(now_ms) {
+                Some(t) => died = died.max(t),
+                None => return false,
+            }
+        }
+        died.saturating_add(grace_ms) <= now_ms
     }
 }
 
@@ -327,6 +413,7 @@ mod tests {
             Sibling {
                 value: b("a"),
                 timestamp: Timestamp::new(1, 0),
+                expires_ms: None,
             },
         )
         .unwrap();
@@ -343,6 +430,7 @@ mod tests {
         let sibling = || Sibling {
             value: b("x"),
             timestamp: Timestamp::new(1, 0),
+            expires_ms: None,
         };
         for raw in [
             Raw {

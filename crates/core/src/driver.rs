@@ -443,6 +443,7 @@ mod tests {
                         key,
                         value: Some("v".into()),
                         context: VersionVector::new(),
+                        expires_ms: None,
                         w: Quorum::One,
                     },
                 },

@@ -172,6 +172,7 @@ impl LocalCluster {
             key: Key::default_bucket(key.to_string()),
             value: Some(Bytes::from(value.to_string())),
             context,
+            expires_ms: None,
             w,
         };
         self.request(i, request)

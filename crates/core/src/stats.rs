@@ -151,6 +151,8 @@ counters! {
         "Values of concurrent writes discarded by last-write-wins.";
     /// Reads answered with more than one sibling.
     sibling_reads => "driftkv_sibling_reads_total", "Reads answered with more than one sibling.";
+    /// Pages of key listings this node coordinated.
+    listings => "driftkv_listings_total", "Pages of key listings coordinated.";
     hints_stored => "driftkv_hints_stored_total", "Hints stored for unreachable replicas.";
     hints_delivered => "driftkv_hints_delivered_total",
         "Hints handed off to their replica and deleted.";

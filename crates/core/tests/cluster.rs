@@ -46,6 +46,7 @@ fn w_one_answers_before_the_other_replicas_have_the_write() {
         key: Key::default_bucket("k"),
         value: Some(Bytes::from("v")),
         context: VersionVector::new(),
+        expires_ms: None,
         w: Quorum::One,
     };
     h.step(0, Input::Request { client, request });
@@ -258,6 +259,7 @@ fn lww_keeps_one_of_two_concurrent_writes_and_counts_the_conflict() {
         key: Key::default_bucket("k"),
         value: Some(Bytes::from(v.to_string())),
         context: VersionVector::new(),
+        expires_ms: None,
         w: Quorum::One,
     };
     h.step(
@@ -303,6 +305,7 @@ fn read_repair_heals_a_stale_replica() {
         key: Key::default_bucket("k"),
         value: Some(Bytes::from("new")),
         context: ctx,
+        expires_ms: None,
         w: Quorum::Quorum,
     };
     h.step(0, Input::Request { client, request });
@@ -558,6 +561,7 @@ fn a_delete_while_a_node_is_down_does_not_come_back() {
             key: Key::default_bucket("gone"),
             value: None,
             context: ctx,
+            expires_ms: None,
             w: Quorum::Quorum,
         },
     );
@@ -583,6 +587,7 @@ fn an_overwrite_replaces_what_its_coordinator_has_seen_but_not_a_concurrent_writ
     let overwrite = |v: &str, w: Quorum| Request::Overwrite {
         key: Key::default_bucket("k"),
         value: Some(Bytes::from(v.to_string())),
+        expires_ms: None,
         w,
     };
     let reply = h.request(0, overwrite("c", Quorum::All));
@@ -806,6 +811,7 @@ fn tombstones_are_collected_only_once_every_primary_holds_them_and_never_resurre
             key: Key::default_bucket("gone"),
             value: None,
             context: context(&read),
+            expires_ms: None,
             w: Quorum::Quorum,
         },
     );
@@ -1324,6 +1330,7 @@ fn a_joining_node_serves_no_client_until_it_has_heard_from_a_member() {
         key: Key::default_bucket("k"),
         value: Some(Bytes::from_static(b"v")),
         context: VersionVector::new(),
+        expires_ms: None,
         w: Quorum::Quorum,
     };
     node.handle(

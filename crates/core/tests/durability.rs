@@ -216,6 +216,7 @@ fn records_of_own_writes_stay_until_a_new_identity_is_stored() {
             key: Key::default_bucket(key(i)),
             value: Some("v".into()),
             context: VersionVector::new(),
+            expires_ms: None,
             w: Quorum::One,
         };
         let client = i as u64;

@@ -332,6 +332,7 @@ proptest! {
             key: Key::default_bucket("k"),
             value: Some(Bytes::from(value)),
             context: forged(&pairs),
+            expires_ms: None,
             w,
         };
         let reply = h.request(0, request);

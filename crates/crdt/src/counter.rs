@@ -7,19 +7,42 @@ use serde::{Deserialize, Serialize};
 use crate::{Actor, Crdt};
 
 /// Per node, the total of increments and of decrements it coordinated. Merge takes the
-/// per-node maximum; the value is the sum of increments minus the sum of decrements.
+/// per-node maximum; the value is the sum of increments minus the sum of decrements, less what
+/// deletes took away.
 ///
 /// Why two totals per node: a merge can only take maxima of numbers that only grow, and a
 /// signed total per node would shrink on a decrement.
+///
+/// A delete ([`PnCounter::reset`]) records the totals it saw in `removed` (Riak's reset-remove):
+/// the value counts only what no delete saw. `removed` also merges by per-node maximum, so
+/// two concurrent deletes take away what they saw once, not twice, and an increment
+/// concurrent with a delete survives it: the delete never saw it.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PnCounter {
     entries: BTreeMap<Actor, Totals>,
+    removed: BTreeMap<Actor, Totals>,
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
-struct Totals {
+pub struct Totals {
     increments: u64,
     decrements: u64,
+}
+
+/// A counter as records of format 1 held it (before deletes): read into today's shape.
+#[derive(Deserialize)]
+#[serde(rename = "PnCounter")]
+pub struct PnCounterV1 {
+    entries: BTreeMap<Actor, Totals>,
+}
+
+impl From<PnCounterV1> for PnCounter {
+    fn from(old: PnCounterV1) -> PnCounter {
+        PnCounter {
+            entries: old.entries,
+            removed: BTreeMap::new(),
+        }
+    }
 }
 
 /// A delta would overflow a node's running total (2^64 - 1).
@@ -47,14 +70,37 @@ impl PnCounter {
 
     /// The counter's value. `i128`: the sum of per-node `u64` totals cannot overflow it.
     pub fn value(&self) -> i128 {
-        self.entries
-            .values()
-            .map(|t| t.increments as i128 - t.decrements as i128)
-            .sum()
+        let net = |t: &Totals| t.increments as i128 - t.decrements as i128;
+        let counted: i128 = self.entries.values().map(net).sum();
+        let removed: i128 = self.removed.values().map(net).sum();
+        counted - removed
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Deletes the counter as this replica sees it: its value becomes 0, and increments no
+    /// delete saw (concurrent ones) count again after merges. Returns whether anything was
+    /// taken away (a counter never incremented, or already reset, has nothing to delete).
+    pub fn reset(&mut self) -> bool {
+        let mut changed = false;
+        for (actor, totals) in &self.entries {
+            let slot = self.removed.entry(actor.clone()).or_default();
+            if slot != totals {
+                changed = true;
+                *slot = *totals;
+            }
+        }
+        changed
+    }
+
+    /// Whether some increment or decrement counts: deleted and never-written counters have
+    /// none (a counter whose increments and decrements cancel still has them).
+    pub fn has_counts(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(actor, t)| self.removed.get(actor) != Some(t))
     }
 
     /// Per node, its net contribution: what the key inspector shows.
@@ -70,6 +116,15 @@ impl Crdt for PnCounter {
         let mut changed = false;
         for (actor, theirs) in &other.entries {
             let ours = self.entries.entry(actor.clone()).or_default();
+            let merged = Totals {
+                increments: ours.increments.max(theirs.increments),
+                decrements: ours.decrements.max(theirs.decrements),
+            };
+            changed |= merged != *ours;
+            *ours = merged;
+        }
+        for (actor, theirs) in &other.removed {
+            let ours = self.removed.entry(actor.clone()).or_default();
             let merged = Totals {
                 increments: ours.increments.max(theirs.increments),
                 decrements: ours.decrements.max(theirs.decrements),
@@ -102,12 +157,14 @@ mod tests {
     enum Op {
         Add { at: usize, delta: i64 },
         Merge { from: usize, to: usize },
+        Reset { at: usize },
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0..3usize, -1000i64..1000).prop_map(|(at, delta)| Op::Add { at, delta }),
-            (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Merge { from, to }),
+            4 => (0..3usize, -1000i64..1000).prop_map(|(at, delta)| Op::Add { at, delta }),
+            4 => (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Merge { from, to }),
+            1 => (0..3usize).prop_map(|at| Op::Reset { at }),
         ]
     }
 
@@ -131,6 +188,10 @@ mod tests {
                     replicas[to].merge(&other);
                     seen.push(replicas[to].clone());
                 }
+                Op::Reset { at } => {
+                    replicas[at].reset();
+                    seen.push(replicas[at].clone());
+                }
             }
         }
         (seen, replicas, sum)
@@ -140,6 +201,29 @@ mod tests {
         let mut m = a.clone();
         m.merge(b);
         m
+    }
+
+    #[test]
+    fn a_reset_takes_away_what_it_saw_and_an_unseen_increment_survives() {
+        let (mut a, mut b) = (PnCounter::new(), PnCounter::new());
+        a.apply(&actor(0), 5).unwrap();
+        b.merge(&a);
+        // b deletes what it saw (5) while a, not knowing, adds 2.
+        assert!(b.reset());
+        assert_eq!(b.value(), 0);
+        assert!(!b.has_counts());
+        a.apply(&actor(0), 2).unwrap();
+        let mut c = b.clone();
+        c.merge(&a);
+        assert_eq!(c.value(), 2, "the increment the delete never saw survives");
+        // A second, concurrent delete of the same 5 does not take it away twice.
+        let mut twice = b.clone();
+        twice.reset();
+        c.merge(&twice);
+        assert_eq!(c.value(), 2);
+        // Counting on from a reset starts from 0.
+        b.apply(&actor(1), 1).unwrap();
+        assert_eq!(b.value(), 1);
     }
 
     #[test]
@@ -164,6 +248,7 @@ mod tests {
 
         #[test]
         fn after_full_exchange_every_replica_holds_the_sum_of_all_deltas(ops in proptest::collection::vec(arb_op(), 0..60)) {
+            let ops: Vec<Op> = ops.into_iter().filter(|op| !matches!(op, Op::Reset { .. })).collect();
             let (_, mut replicas, sum) = play(&ops);
             for to in 0..3 {
                 for from in 0..3 {

@@ -16,9 +16,11 @@
 #![forbid(unsafe_code)]
 
 pub mod counter;
+pub mod map;
 pub mod set;
 
 pub use counter::PnCounter;
+pub use map::{FieldValue, OrMap};
 pub use set::AwSet;
 
 pub use driftkv_causal::{Actor, Dot, VersionVector};

@@ -65,6 +65,14 @@ impl AwSet {
         self.members.remove(member).is_some()
     }
 
+    /// Removes every member as this replica sees it (a delete of the set). Returns whether any
+    /// was present.
+    pub fn clear(&mut self) -> bool {
+        let had = !self.members.is_empty();
+        self.members.clear();
+        had
+    }
+
     pub fn contains(&self, member: &[u8]) -> bool {
         self.members.contains_key(member)
     }

@@ -90,6 +90,7 @@ fn blind_put(key: &str, value: &str, w: Quorum) -> Request {
         key: Key::default_bucket(key.to_string()),
         value: Some(Bytes::from(value.to_string())),
         context: VersionVector::new(),
+        expires_ms: None,
         w,
     }
 }
@@ -177,6 +178,7 @@ fn siblings_resolved(c: &mut LocalCluster, out: &mut dyn Write) -> anyhow::Resul
         key: Key::default_bucket("color"),
         value: Some(Bytes::from("purple")),
         context,
+        expires_ms: None,
         w: Quorum::All,
     };
     c.request(N2, resolve);
@@ -226,6 +228,7 @@ fn write_lww_across_a_cut(c: &mut LocalCluster) {
         key: lww_color(),
         value: Some(Bytes::from(value.to_string())),
         context: VersionVector::new(),
+        expires_ms: None,
         w: Quorum::One,
     };
     let saved = c.up.clone();

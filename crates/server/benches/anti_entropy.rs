@@ -286,6 +286,7 @@ fn main() {
             key: key(i),
             value: Some(value(i, "v")),
             context: Default::default(),
+            expires_ms: None,
             w: Quorum::All,
         };
         pair.request(i % 2, request, |_| true);
@@ -310,6 +311,7 @@ fn main() {
         let request = Request::Overwrite {
             key: k.clone(),
             value: Some(value(j, "changed")),
+            expires_ms: None,
             w: Quorum::One,
         };
         pair.request(j % 2, request, |m| {

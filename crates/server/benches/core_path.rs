@@ -41,6 +41,7 @@ fn put(i: u64, value: &Bytes) -> Request {
         key: key(i),
         value: Some(value.clone()),
         context: VersionVector::new(),
+        expires_ms: None,
         w: Quorum::One,
     }
 }
@@ -170,6 +171,7 @@ fn three_node_case(filter: &str, value: &Bytes) {
                         key: key(i),
                         value: Some(value.clone()),
                         context: VersionVector::new(),
+                        expires_ms: None,
                         w: Quorum::Quorum,
                     }
                 } else {

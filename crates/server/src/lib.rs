@@ -86,6 +86,15 @@ fn random_u32() -> u32 {
     h.finish() as u32
 }
 
+/// Wall-clock milliseconds since the Unix epoch: what the shell judges expiry by, as the node
+/// thread's clock does.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Watches `thread` from a thread of its own: the receiver gets the panic's message if it
 /// panics, and nothing (the sender dropped) if it ends normally.
 fn watch(

@@ -111,6 +111,11 @@ pub fn labels(request: &Request) -> (&'static str, String) {
         Request::SetUpdate { w, .. } => ("set_update", level_name(w)),
         Request::SetGet { r, .. } => ("set_get", level_name(r)),
         Request::Inspect { .. } => ("inspect", "all".into()),
+        Request::Delete { w, .. } => ("delete", level_name(w)),
+        Request::MapUpdate { w, .. } => ("map_update", level_name(w)),
+        Request::MapGet { r, .. } => ("map_get", level_name(r)),
+        Request::Read { r, .. } => ("read", level_name(r)),
+        Request::ListKeys { .. } => ("list_keys", "all".into()),
     }
 }
 

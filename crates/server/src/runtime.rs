@@ -552,6 +552,7 @@ mod tests {
             self.request(Request::Overwrite {
                 key: Key::default_bucket(key.to_string()),
                 value: Some(value.to_string().into()),
+                expires_ms: None,
                 w: Quorum::Default,
             })
         }

@@ -6,20 +6,25 @@
 
 #![forbid(unsafe_code)]
 
+mod legacy;
 pub mod message;
 pub mod object;
 mod record;
 
+pub use driftkv_crdt::FieldValue;
 pub use message::{
-    Envelope, ErrorKind, Hash64, Hello, MemberDigest, MemberInfo, MemberState, Message, Quorum,
-    ReplicaView, Reply, ReqId, Request,
+    Envelope, ErrorKind, Hash64, Hello, ListCursor, Listed, MemberDigest, MemberInfo, MemberState,
+    Message, Quorum, ReplicaView, Reply, ReqId, Request,
 };
 pub use object::{Key, Object, ObjectKind};
 
 /// Version of the node-to-node protocol; peers with another version are refused at handshake.
-pub const PROTOCOL_VERSION: u16 = 2;
-/// Version of the on-disk record format.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// 3: values carry an expiry, counters their deletes, maps and key listing.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Version of the on-disk record format. 2: a register's values carry an expiry, a counter
+/// what deletes took away, and maps exist. Records of format 1 are still read
+/// ([`decode_object`]); they are rewritten in format 2 the next time their key changes.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
 /// The largest frame a node sends or accepts: a 4 MiB value plus its causal metadata, with
 /// room for a configured larger value limit.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -87,6 +92,10 @@ pub fn encode_object(object: &Object) -> Vec<u8> {
     }
 }
 
+/// A stored record of this format or the one before.
 pub fn decode_object(bytes: &[u8]) -> Result<Object, WireError> {
-    decode(RECORD_FORMAT_VERSION, bytes)
+    match bytes.first() {
+        Some(&legacy::RECORD_FORMAT_V1) => legacy::decode_object_v1(bytes),
+        _ => decode(RECORD_FORMAT_VERSION, bytes),
+    }
 }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use driftkv_causal::VersionVector;
 use driftkv_ring::NodeId;
 
+use driftkv_crdt::FieldValue;
+
 use crate::object::{Key, Object, ObjectKind};
 
 /// Identifies one request a node coordinates; unique per node for its lifetime.
@@ -101,11 +103,13 @@ pub enum Request {
         seen: VersionVector,
     },
     /// A write, or with `value: None` a delete. `context` is what the client read (empty for
-    /// a blind write).
+    /// a blind write). `expires_ms`: the wall-clock millisecond from which the value reads as
+    /// deleted on every replica (a TTL).
     Put {
         key: Key,
         value: Option<Bytes>,
         context: VersionVector,
+        expires_ms: Option<u64>,
         w: Quorum,
     },
     /// A write (or with `value: None` a delete) whose context is the coordinator's own copy:
@@ -114,6 +118,7 @@ pub enum Request {
     Overwrite {
         key: Key,
         value: Option<Bytes>,
+        expires_ms: Option<u64>,
         w: Quorum,
     },
     CounterAdd {
@@ -139,6 +144,97 @@ pub enum Request {
     Inspect {
         key: Key,
     },
+    /// Deletes the key whatever it holds, as the coordinator sees it: a register gets a
+    /// tombstone, a counter is reset, a set's members and a map's fields are removed. What
+    /// the delete did not see (a concurrent write through another node) survives it. With
+    /// `kind`, a key holding another kind is refused as the wrong type.
+    Delete {
+        key: Key,
+        kind: Option<ObjectKind>,
+        w: Quorum,
+    },
+    /// Map fields written, incremented and removed, in that order of the lists (removes
+    /// first, then writes, then increments).
+    MapUpdate {
+        key: Key,
+        set: Vec<(Bytes, Bytes)>,
+        increment: Vec<(Bytes, i64)>,
+        remove: Vec<Bytes>,
+        w: Quorum,
+    },
+    MapGet {
+        key: Key,
+        r: Quorum,
+    },
+    /// A read of whatever the key holds: the merged object (`TYPE`, `TTL`, the shell's
+    /// renderings of any kind).
+    Read {
+        key: Key,
+        r: Quorum,
+    },
+    /// One page of the live keys of `key`'s bucket that start with `key`'s key (the prefix,
+    /// which may be empty), from `after` (a cursor of an earlier page), at most `limit`.
+    ListKeys {
+        key: Key,
+        after: Option<ListCursor>,
+        limit: u32,
+    },
+}
+
+/// Where a key listing goes on: the partition it is in, and the last record it passed there
+/// (`None`: the partition's start). Partitions are listed in order, and within one the
+/// records in their stored order, the same on every replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListCursor {
+    pub partition: u32,
+    pub after: Option<Bytes>,
+}
+
+/// The longest record position a cursor may carry (a record key: partition, segment, a
+/// bucket and a key, each within their limits).
+pub const CURSOR_POSITION_BYTES_MAX: usize = 2048;
+
+impl ListCursor {
+    /// The cursor as a client holds it: `P` or `P-HEX`.
+    pub fn render(&self) -> String {
+        match &self.after {
+            None => self.partition.to_string(),
+            Some(pos) => {
+                let mut s = format!("{}-", self.partition);
+                for b in pos.iter() {
+                    s.push_str(&format!("{b:02x}"));
+                }
+                s
+            }
+        }
+    }
+
+    /// Reads what [`ListCursor::render`] wrote; anything else is refused with a reason.
+    pub fn parse(s: &str) -> Result<ListCursor, String> {
+        let bad = || format!("not a key listing cursor: {:?}", &s[..s.len().min(40)]);
+        if s.len() > 12 + 2 * CURSOR_POSITION_BYTES_MAX {
+            return Err(bad());
+        }
+        let (p, hex) = match s.split_once('-') {
+            Some((p, hex)) => (p, Some(hex)),
+            None => (s, None),
+        };
+        let partition: u32 = p.parse().map_err(|_| bad())?;
+        let after = match hex {
+            None => None,
+            Some(hex) => {
+                if hex.len() % 2 != 0 || hex.is_empty() {
+                    return Err(bad());
+                }
+                let bytes: Result<Vec<u8>, _> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or(())?, 16).map_err(|_| ()))
+                    .collect();
+                Some(Bytes::from(bytes.map_err(|_| bad())?))
+            }
+        };
+        Ok(ListCursor { partition, after })
+    }
 }
 
 impl Request {
@@ -152,7 +248,12 @@ impl Request {
             | Request::CounterGet { key, .. }
             | Request::SetUpdate { key, .. }
             | Request::SetGet { key, .. }
-            | Request::Inspect { key } => key,
+            | Request::Inspect { key }
+            | Request::Delete { key, .. }
+            | Request::MapUpdate { key, .. }
+            | Request::MapGet { key, .. }
+            | Request::Read { key, .. }
+            | Request::ListKeys { key, .. } => key,
         }
     }
 
@@ -163,6 +264,8 @@ impl Request {
                 | Request::Overwrite { .. }
                 | Request::CounterAdd { .. }
                 | Request::SetUpdate { .. }
+                | Request::Delete { .. }
+                | Request::MapUpdate { .. }
         )
     }
 }
@@ -211,6 +314,26 @@ pub enum Reply {
         answered: u8,
         needed: u8,
     },
+    /// A delete's answer: whether the coordinator held anything live to delete.
+    Deleted {
+        existed: bool,
+    },
+    /// A map's fields (after an update: with how many fields it added and removed).
+    Map {
+        fields: Vec<(Bytes, FieldValue)>,
+        added: u32,
+        removed: u32,
+    },
+    /// Whatever the key holds, merged (`None`: nothing anywhere that answered).
+    Object {
+        object: Option<Object>,
+    },
+    /// A page of a key listing: the keys (with what they hold) and where the next page
+    /// starts (`None`: the listing is complete).
+    Keys {
+        keys: Vec<(Bytes, ObjectKind)>,
+        next: Option<ListCursor>,
+    },
 }
 
 impl Reply {
@@ -240,6 +363,15 @@ pub struct ReplicaView {
     pub node: NodeId,
     pub reachable: bool,
     pub object: Option<Object>,
+}
+
+/// One key a replica found for a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    pub key: Bytes,
+    pub kind: ObjectKind,
+    pub live: bool,
+    pub context: Option<VersionVector>,
 }
 
 /// A node's state as the membership layer sees it.
@@ -395,6 +527,26 @@ pub enum Message {
         xid: u64,
         ok: bool,
     },
+    /// Key listing: the live and dead keys of one partition this replica holds in `bucket`
+    /// starting with `prefix`, in stored order after the record `after`, at most `limit`
+    /// records looked at.
+    ListRead {
+        req: ReqId,
+        partition: u32,
+        bucket: Bytes,
+        prefix: Bytes,
+        after: Option<Bytes>,
+        limit: u32,
+    },
+    /// The keys found, each with what it holds, whether it is live here and its context (to
+    /// settle a replica behind); `last`, the last record looked at; `more`, whether the
+    /// partition goes on past it.
+    ListReadReply {
+        req: ReqId,
+        keys: Vec<Listed>,
+        last: Option<Bytes>,
+        more: bool,
+    },
 }
 
 /// One member as gossip carries it. `(generation, heartbeat)` only grows while the member is
@@ -451,8 +603,29 @@ mod tests {
                     key,
                     value: v.map(Bytes::from),
                     context: VersionVector::new(),
+                    expires_ms: Some(1_700_000_000_000),
                     w: Quorum::All
                 }),
+            (key.clone(), any::<i64>()).prop_map(|(key, delta)| Request::MapUpdate {
+                key,
+                set: vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))],
+                increment: vec![(Bytes::from_static(b"n"), delta)],
+                remove: vec![Bytes::from_static(b"gone")],
+                w: Quorum::One
+            }),
+            key.clone().prop_map(|key| Request::Delete {
+                key,
+                kind: Some(ObjectKind::Map),
+                w: Quorum::Quorum
+            }),
+            key.clone().prop_map(|key| Request::ListKeys {
+                key,
+                after: Some(ListCursor {
+                    partition: 3,
+                    after: Some(Bytes::from_static(b"d\0\0\0\x03")),
+                }),
+                limit: 70
+            }),
             (key.clone(), any::<i64>()).prop_map(|(key, delta)| Request::CounterAdd {
                 key,
                 delta,

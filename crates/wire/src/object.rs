@@ -1,4 +1,4 @@
-//! Keys and the objects stored under them: registers, counters and sets.
+//! Keys and the objects stored under them: registers, counters, sets and maps.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use driftkv_causal::register::MergeOutcome;
 use driftkv_causal::{ConflictMode, Register, VersionVector};
-use driftkv_crdt::{AwSet, Crdt, PnCounter};
+use driftkv_crdt::{AwSet, Crdt, OrMap, PnCounter};
 
 /// A key in a bucket. The bucket `default` is the one `/kv/{key}` addresses.
 ///
@@ -167,6 +167,7 @@ pub enum ObjectKind {
     Register,
     Counter,
     Set,
+    Map,
 }
 
 impl ObjectKind {
@@ -175,6 +176,18 @@ impl ObjectKind {
             ObjectKind::Register => "register",
             ObjectKind::Counter => "counter",
             ObjectKind::Set => "set",
+            ObjectKind::Map => "map",
+        }
+    }
+
+    /// The kind a name given by a client (a route, a `TYPE` filter) means.
+    pub fn parse(name: &str) -> Option<ObjectKind> {
+        match name {
+            "register" => Some(ObjectKind::Register),
+            "counter" => Some(ObjectKind::Counter),
+            "set" => Some(ObjectKind::Set),
+            "map" => Some(ObjectKind::Map),
+            _ => None,
         }
     }
 }
@@ -185,6 +198,7 @@ pub enum Object {
     Register(Register),
     Counter(PnCounter),
     Set(AwSet),
+    Map(OrMap),
 }
 
 impl Object {
@@ -193,6 +207,19 @@ impl Object {
             ObjectKind::Register => Object::Register(Register::new()),
             ObjectKind::Counter => Object::Counter(PnCounter::new()),
             ObjectKind::Set => Object::Set(AwSet::new()),
+            ObjectKind::Map => Object::Map(OrMap::new()),
+        }
+    }
+
+    /// Whether the key holds anything a reader sees at `now_ms` (wall-clock milliseconds): a
+    /// live register value, a counter with counts, a set member, a map field. Deleted,
+    /// expired and emptied keys do not: they are not listed and read as missing.
+    pub fn is_live_at(&self, now_ms: u64) -> bool {
+        match self {
+            Object::Register(r) => r.values_at(now_ms).next().is_some(),
+            Object::Counter(c) => c.has_counts(),
+            Object::Set(s) => !s.is_empty(),
+            Object::Map(m) => !m.is_empty(),
         }
     }
 
@@ -201,14 +228,17 @@ impl Object {
             Object::Register(_) => ObjectKind::Register,
             Object::Counter(_) => ObjectKind::Counter,
             Object::Set(_) => ObjectKind::Set,
+            Object::Map(_) => ObjectKind::Map,
         }
     }
 
-    /// The version vector shown to people: a register's or set's context; counters have none.
+    /// The version vector shown to people: a register's, set's or map's context; counters
+    /// have none.
     pub fn version_vector(&self) -> Option<&VersionVector> {
         match self {
             Object::Register(r) => Some(r.context()),
             Object::Set(s) => Some(s.context()),
+            Object::Map(m) => Some(m.context()),
             Object::Counter(_) => None,
         }
     }
@@ -217,7 +247,7 @@ impl Object {
     ///
     /// Two replicas can create one key concurrently as different kinds (a SET on one node, an
     /// INCR on another). That is resolved deterministically, as a join must be: the greater
-    /// kind (register < counter < set) wins and the merge reports a conflict.
+    /// kind (register < counter < set < map) wins and the merge reports a conflict.
     pub fn merge(&mut self, mode: ConflictMode, other: &Object) -> MergeOutcome {
         match (&mut *self, other) {
             (Object::Register(a), Object::Register(b)) => a.merge(mode, b),
@@ -226,6 +256,10 @@ impl Object {
                 ..Default::default()
             },
             (Object::Set(a), Object::Set(b)) => MergeOutcome {
+                changed: a.merge(b),
+                ..Default::default()
+            },
+            (Object::Map(a), Object::Map(b)) => MergeOutcome {
                 changed: a.merge(b),
                 ..Default::default()
             },
@@ -250,6 +284,7 @@ impl std::fmt::Debug for Object {
             Object::Register(r) => write!(f, "Register{r:?}"),
             Object::Counter(c) => write!(f, "Counter{c:?}"),
             Object::Set(s) => write!(f, "{s:?}"),
+            Object::Map(m) => write!(f, "{m:?}"),
         }
     }
 }

@@ -44,7 +44,7 @@ fn size_bound(register: &Register) -> usize {
     let siblings: usize = dvv
         .siblings()
         .map(|(dot, s)| {
-            dot.actor.node.len() + s.value.as_ref().map_or(0, |v| v.len()) + 6 * VARINT_MAX
+            dot.actor.node.len() + s.value.as_ref().map_or(0, |v| v.len()) + 8 * VARINT_MAX
         })
         .sum();
     let context: usize = dvv
@@ -75,6 +75,13 @@ pub(crate) fn encode_register(version: u8, register: &Register) -> Vec<u8> {
             }
         }
         varint(&mut out, sibling.timestamp.0);
+        match sibling.expires_ms {
+            None => out.push(0),
+            Some(ms) => {
+                out.push(1);
+                varint(&mut out, ms);
+            }
+        }
     }
     let context = dvv.context();
     varint(&mut out, context.len() as u64);
@@ -102,6 +109,7 @@ mod tests {
             at: usize,
             value: Option<Vec<u8>>,
             timestamp: u64,
+            expires: Option<u64>,
             blind: bool,
         },
         /// Replica `at` merges replica `from`'s state.
@@ -114,12 +122,14 @@ mod tests {
                 0..3usize,
                 proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
                 any::<u64>(),
+                proptest::option::of(any::<u64>()),
                 any::<bool>(),
             )
-                .prop_map(|(at, value, timestamp, blind)| Step::Write {
+                .prop_map(|(at, value, timestamp, expires, blind)| Step::Write {
                     at,
                     value,
                     timestamp,
+                    expires,
                     blind
                 }),
             (0..3usize, 0..3usize).prop_map(|(at, from)| Step::Merge { at, from }),
@@ -147,17 +157,18 @@ mod tests {
             let mut replicas = vec![Register::new(); 3];
             for step in steps {
                 match step {
-                    Step::Write { at, value, timestamp, blind } => {
+                    Step::Write { at, value, timestamp, expires, blind } => {
                         let context = if blind {
                             VersionVector::new()
                         } else {
                             replicas[at].context().clone()
                         };
-                        replicas[at].write(
+                        replicas[at].write_expiring(
                             mode,
                             &actors[at],
                             &context,
                             value.map(Bytes::from),
+                            expires,
                             Timestamp(timestamp),
                         ).unwrap();
                     }

@@ -238,6 +238,7 @@ fn envelope_seeds() -> Seeds {
                     key: k.clone(),
                     value: Some(Bytes::from_static(b"v")),
                     context: context.clone(),
+                    expires_ms: None,
                     w: Quorum::Quorum,
                 },
             }),

@@ -38,6 +38,20 @@ impl Node {
                 objects,
             } => self.on_transfer(cx, from, xid, PartitionId(partition), objects),
             Message::TransferAck { xid, ok } => self.on_transfer_ack(cx.store, from, xid, ok),
+            Message::ListRead {
+                req,
+                partition,
+                bucket,
+                prefix,
+                after,
+                limit,
+            } => self.on_list_read(cx, from, req, (partition, bucket, prefix, after, limit)),
+            Message::ListReadReply {
+                req,
+                keys,
+                last,
+                more,
+            } => self.on_list_read_reply(cx, from, req, (keys, last, more)),
             exchange @ (Message::AaeRoot { .. }
             | Message::AaeRootDiffers { .. }
             | Message::AaeNotReady { .. }
@@ -116,6 +130,10 @@ impl Node {
                         },
                         out,
                     ),
+                    Some(Pending::List(coord)) => {
+                        let cx = &mut Step { store, now_ms, out };
+                        self.listing_expired(cx, *coord)
+                    }
                     Some(Pending::Forwarded { client, .. }) => {
                         let reply = Reply::error(
                             ErrorKind::Unavailable,

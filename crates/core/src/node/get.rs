@@ -80,6 +80,7 @@ impl Node {
         let kind = match request {
             Request::CounterGet { .. } => ObjectKind::Counter,
             Request::SetGet { .. } => ObjectKind::Set,
+            Request::MapGet { .. } => ObjectKind::Map,
             _ => ObjectKind::Register,
         };
         let req = self.new_req();
@@ -135,7 +136,7 @@ impl Node {
         };
         let reply = match coord.core.response(expired) {
             None => None,
-            Some(GetAnswer::Merged(merged)) => Some(render_read(&coord.request, merged)),
+            Some(GetAnswer::Merged(merged)) => Some(render_read(&coord.request, merged, now_ms)),
             Some(GetAnswer::SessionBehind { answered, needed }) => {
                 self.stats.session_reads_behind += 1;
                 Some(Reply::unavailable(

@@ -12,6 +12,7 @@ impl WindowEntry for Pending {
             Pending::Handoff(h) => h.deadline_ms,
             Pending::Collect(c) => c.deadline_ms,
             Pending::Transfer(t) => t.deadline_ms,
+            Pending::List(l) => l.deadline_ms,
         }
     }
 
@@ -24,6 +25,7 @@ impl WindowEntry for Pending {
             Pending::Handoff(_) => HANDOFF,
             Pending::Collect(_) => COLLECT,
             Pending::Transfer(_) => TRANSFER,
+            Pending::List(_) => LIST,
         }
     }
 }
@@ -42,6 +44,8 @@ pub(super) const HANDOFF: u8 = 4;
 pub(super) const COLLECT: u8 = 5;
 
 pub(super) const TRANSFER: u8 = 6;
+
+pub(super) const LIST: u8 = 7;
 
 #[derive(Debug)]
 pub(super) struct WriteCoord {
@@ -98,6 +102,8 @@ pub(super) enum Pending {
     Collect(Collect),
     /// Objects sent to a partition's owners, deleted here once all confirm.
     Transfer(Transfer),
+    /// A round of a key listing, waiting for the partition's replicas.
+    List(Box<ListCoord>),
 }
 
 #[derive(Debug)]

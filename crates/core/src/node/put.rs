@@ -2,6 +2,7 @@
 //! put core; the bounds a client's context and an object are held to.
 
 use super::*;
+use driftkv_crdt::map::IncrementError;
 
 /// A write the coordinator applied to its copy and stored, to replicate.
 pub(super) struct Write {
@@ -57,6 +58,11 @@ impl Node {
             Ok(read) => read,
             Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
         };
+        // A delete of a key this coordinator holds nothing of has nothing it could cover: a
+        // tombstone written blind would leave every value it did not see beside it.
+        if local.is_none() && matches!(request, Request::Delete { .. }) {
+            return self.answer(waiter, Reply::Deleted { existed: false }, out);
+        }
         let mut object = local.unwrap_or_else(|| Object::empty(written_kind(&request)));
         let reply = match self.apply_request(&mut object, request, mode, now_ms) {
             Ok(reply) => reply,
@@ -153,7 +159,15 @@ impl Node {
     ) -> Result<Reply, Reply> {
         let kind = written_kind(&request);
         let reply = match (object, request) {
-            (Object::Register(reg), Request::Put { value, context, .. }) => {
+            (
+                Object::Register(reg),
+                Request::Put {
+                    value,
+                    context,
+                    expires_ms,
+                    ..
+                },
+            ) => {
                 let context = match self.bound_context(context, reg.context()) {
                     Ok(c) => c,
                     Err(e) => {
@@ -162,22 +176,106 @@ impl Node {
                 };
                 self.hlc.observe(reg.timestamp_max(), now_ms);
                 let ts = self.hlc.now(now_ms);
-                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
+                if let Err(e) =
+                    reg.write_expiring(mode, &self.actor, &context, value, expires_ms, ts)
+                {
                     return Err(exhausted(e));
                 }
                 Reply::Written {
                     context: reg.context().clone(),
                 }
             }
-            (Object::Register(reg), Request::Overwrite { value, .. }) => {
+            (
+                Object::Register(reg),
+                Request::Overwrite {
+                    value, expires_ms, ..
+                },
+            ) => {
                 self.hlc.observe(reg.timestamp_max(), now_ms);
                 let ts = self.hlc.now(now_ms);
                 let context = reg.context().clone();
-                if let Err(e) = reg.write(mode, &self.actor, &context, value, ts) {
+                if let Err(e) =
+                    reg.write_expiring(mode, &self.actor, &context, value, expires_ms, ts)
+                {
                     return Err(exhausted(e));
                 }
                 Reply::Written {
                     context: reg.context().clone(),
+                }
+            }
+            (object, Request::Delete { kind, .. }) if kind.is_none_or(|k| k == object.kind()) => {
+                let existed = object.is_live_at(now_ms);
+                match object {
+                    Object::Register(reg) => {
+                        self.hlc.observe(reg.timestamp_max(), now_ms);
+                        let ts = self.hlc.now(now_ms);
+                        let context = reg.context().clone();
+                        if let Err(e) =
+                            reg.write_expiring(mode, &self.actor, &context, None, None, ts)
+                        {
+                            return Err(exhausted(e));
+                        }
+                    }
+                    Object::Counter(counter) => {
+                        counter.reset();
+                    }
+                    Object::Set(set) => {
+                        set.clear();
+                    }
+                    Object::Map(map) => {
+                        map.clear();
+                    }
+                }
+                Reply::Deleted { existed }
+            }
+            (
+                Object::Map(map),
+                Request::MapUpdate {
+                    set,
+                    increment,
+                    remove,
+                    ..
+                },
+            ) => {
+                let mut removed = 0u32;
+                for name in &remove {
+                    removed += u32::from(map.remove(name));
+                }
+                let mut added = 0u32;
+                if !set.is_empty() {
+                    let ts = self.hlc.now(now_ms);
+                    for (name, value) in set {
+                        added += u32::from(map.get(&name).is_none());
+                        if let Err(e) = map.set(&self.actor, name, value, ts) {
+                            return Err(exhausted(e));
+                        }
+                    }
+                }
+                for (name, delta) in increment {
+                    let was_absent = map.get(&name).is_none();
+                    match map.increment(&self.actor, name, delta) {
+                        Ok(_) => added += u32::from(was_absent),
+                        Err(IncrementError::NotInteger) => {
+                            return Err(Reply::error(
+                                ErrorKind::BadRequest,
+                                "hash value is not an integer",
+                            ));
+                        }
+                        Err(IncrementError::Overflow) => {
+                            return Err(Reply::error(
+                                ErrorKind::BadRequest,
+                                "increment or decrement would overflow the field's 64-bit range",
+                            ));
+                        }
+                        Err(IncrementError::Exhausted) => {
+                            return Err(exhausted(driftkv_causal::Exhausted));
+                        }
+                    }
+                }
+                Reply::Map {
+                    fields: map.fields().map(|(n, v)| (n.clone(), v)).collect(),
+                    added,
+                    removed,
                 }
             }
             (Object::Counter(counter), Request::CounterAdd { delta, .. }) => {
@@ -302,6 +400,10 @@ impl Node {
                 .members()
                 .map(|m| m.len().saturating_add(SET_MEMBER_OVERHEAD_BYTES))
                 .fold(0usize, usize::saturating_add),
+            Object::Map(map) => {
+                let (bytes, entries) = map.size();
+                bytes.saturating_add(entries.saturating_mul(SET_MEMBER_OVERHEAD_BYTES))
+            }
             Object::Counter(_) => 0,
         };
         if bytes > self.cfg.object_bytes_max {
@@ -393,6 +495,8 @@ fn written_kind(request: &Request) -> ObjectKind {
     match request {
         Request::Put { .. } | Request::Overwrite { .. } => ObjectKind::Register,
         Request::CounterAdd { .. } => ObjectKind::Counter,
+        Request::MapUpdate { .. } => ObjectKind::Map,
+        Request::Delete { kind, .. } => kind.unwrap_or(ObjectKind::Register),
         _ => ObjectKind::Set,
     }
 }

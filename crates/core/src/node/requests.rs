@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// The client's answer to a read, from the merged replica state.
-pub(super) fn render_read(request: &Request, merged: Option<&Object>) -> Reply {
+/// The client's answer to a read, from the merged replica state, as it reads at `now_ms`
+/// (expired values are gone).
+pub(super) fn render_read(request: &Request, merged: Option<&Object>, now_ms: u64) -> Reply {
     let wrong = |held: &Object, wanted: ObjectKind| {
         Reply::error(
             ErrorKind::WrongType,
@@ -19,7 +20,7 @@ pub(super) fn render_read(request: &Request, merged: Option<&Object>) -> Reply {
             context: VersionVector::new(),
         },
         (Request::Get { .. } | Request::SessionGet { .. }, Some(Object::Register(reg))) => {
-            render_register(reg)
+            render_register(reg, now_ms)
         }
         (Request::Get { .. } | Request::SessionGet { .. }, Some(other)) => {
             wrong(other, ObjectKind::Register)
@@ -36,12 +37,26 @@ pub(super) fn render_read(request: &Request, merged: Option<&Object>) -> Reply {
             members: s.members().cloned().collect(),
         },
         (Request::SetGet { .. }, Some(other)) => wrong(other, ObjectKind::Set),
+        (Request::MapGet { .. }, None) => Reply::Map {
+            fields: Vec::new(),
+            added: 0,
+            removed: 0,
+        },
+        (Request::MapGet { .. }, Some(Object::Map(m))) => Reply::Map {
+            fields: m.fields().map(|(n, v)| (n.clone(), v)).collect(),
+            added: 0,
+            removed: 0,
+        },
+        (Request::MapGet { .. }, Some(other)) => wrong(other, ObjectKind::Map),
+        (Request::Read { .. }, merged) => Reply::Object {
+            object: merged.cloned(),
+        },
         _ => Reply::error(ErrorKind::Internal, "not a read"),
     }
 }
 
-pub(super) fn render_register(reg: &Register) -> Reply {
-    let values: Vec<Bytes> = reg.values().cloned().collect();
+pub(super) fn render_register(reg: &Register, now_ms: u64) -> Reply {
+    let values: Vec<Bytes> = reg.values_at(now_ms).cloned().collect();
     if values.is_empty() {
         Reply::NotFound {
             context: reg.context().clone(),
@@ -78,7 +93,13 @@ pub(super) fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
 impl Node {
     pub(super) fn validate(&self, request: &Request) -> Result<(), String> {
         let key = request.key();
-        if key.key().is_empty() {
+        if let Request::ListKeys { limit, .. } = request {
+            if !(1..=LIST_LIMIT_MAX).contains(limit) {
+                return Err(format!(
+                    "a key listing's limit must be 1 to {LIST_LIMIT_MAX}"
+                ));
+            }
+        } else if key.key().is_empty() {
             return Err("key is empty".into());
         }
         if key.key().len() > self.cfg.key_bytes_max {
@@ -103,6 +124,42 @@ impl Node {
                     v.len(),
                     self.cfg.value_bytes_max
                 ))
+            }
+            Request::MapUpdate {
+                set,
+                increment,
+                remove,
+                ..
+            } => {
+                let names = set.len() + increment.len() + remove.len();
+                if names > self.cfg.set_update_members_max {
+                    return Err(format!(
+                        "a map update may name at most {} fields",
+                        self.cfg.set_update_members_max
+                    ));
+                }
+                let names = set
+                    .iter()
+                    .map(|(n, _)| n)
+                    .chain(increment.iter().map(|(n, _)| n))
+                    .chain(remove);
+                for name in names {
+                    if name.len() > self.cfg.key_bytes_max {
+                        return Err(format!(
+                            "map field name is {} bytes, the limit is {}",
+                            name.len(),
+                            self.cfg.key_bytes_max
+                        ));
+                    }
+                }
+                match set.iter().find(|(_, v)| v.len() > self.cfg.value_bytes_max) {
+                    Some((_, v)) => Err(format!(
+                        "map field value is {} bytes, the limit is {}",
+                        v.len(),
+                        self.cfg.value_bytes_max
+                    )),
+                    None => Ok(()),
+                }
             }
             Request::SetUpdate { add, remove, .. } => {
                 if add.len() + remove.len() > self.cfg.set_update_members_max {
@@ -183,6 +240,9 @@ impl Node {
             q.resolve(n, bucket.unwrap_or(default))
         };
         match &request {
+            Request::ListKeys { .. } => {
+                self.start_listing(&mut Step { store, now_ms, out }, waiter, request)
+            }
             Request::Inspect { .. } => {
                 let cx = &mut Step { store, now_ms, out };
                 self.start_inspect(cx, waiter, key, partition, n)
@@ -190,7 +250,9 @@ impl Node {
             Request::Get { r, .. }
             | Request::SessionGet { r, .. }
             | Request::CounterGet { r, .. }
-            | Request::SetGet { r, .. } => match level(*r, props.r, self.cfg.r) {
+            | Request::SetGet { r, .. }
+            | Request::MapGet { r, .. }
+            | Request::Read { r, .. } => match level(*r, props.r, self.cfg.r) {
                 Ok(needed) => {
                     let route = Route {
                         partition,
@@ -205,7 +267,9 @@ impl Node {
             Request::Put { w, .. }
             | Request::Overwrite { w, .. }
             | Request::CounterAdd { w, .. }
-            | Request::SetUpdate { w, .. } => {
+            | Request::SetUpdate { w, .. }
+            | Request::Delete { w, .. }
+            | Request::MapUpdate { w, .. } => {
                 let needed = match level(*w, props.w, self.cfg.w) {
                     Ok(needed) => needed,
                     Err(e) => {

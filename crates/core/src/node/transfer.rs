@@ -13,6 +13,7 @@ pub(super) fn mentions(object: &Object, actor: &Actor) -> bool {
         Object::Register(r) => r.context().get(actor) > 0,
         Object::Counter(c) => c.contributions().any(|(a, _)| a == actor),
         Object::Set(s) => s.context().get(actor) > 0,
+        Object::Map(m) => m.context().get(actor) > 0,
     }
 }
 

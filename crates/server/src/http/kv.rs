@@ -154,6 +154,7 @@ async fn put(
         Request::Overwrite {
             key: key.clone(),
             value: None,
+            expires_ms: None,
             w: p.w,
         }
     } else {
@@ -161,6 +162,7 @@ async fn put(
             key: key.clone(),
             value,
             context,
+            expires_ms: None,
             w: p.w,
         }
     };
@@ -197,6 +199,17 @@ async fn replicas(state: &AppState, key: Key) -> Answer {
     .into_response())
 }
 
+/// A map field's value as JSON: a number for a counted field, else the value's bytes.
+pub fn field_json(v: &driftkv_wire::FieldValue) -> Value {
+    match v {
+        driftkv_wire::FieldValue::Int(n) => match i64::try_from(*n) {
+            Ok(n) => json!(n),
+            Err(_) => json!(n.to_string()),
+        },
+        driftkv_wire::FieldValue::Bytes(b) => json_value(b),
+    }
+}
+
 /// One replica's copy as JSON; stale when it is reachable and differs from `merged`.
 fn replica_view(r: &ReplicaView, merged: Option<&Object>) -> Value {
     let mut view = json!({
@@ -206,13 +219,40 @@ fn replica_view(r: &ReplicaView, merged: Option<&Object>) -> Value {
         "version_vector": {},
         "stale": r.reachable && merged.is_some() && r.object.as_ref() != merged,
     });
+    let now = crate::wall_ms();
+    if let Some(object) = &r.object {
+        view["type"] = json!(object.kind().name());
+    }
     match &r.object {
         None => {}
         Some(Object::Register(reg)) => {
-            view["values"] = reg.values().map(|v| json_value(v)).collect();
-            view["tombstone"] = json!(reg.is_deleted());
-            view["siblings"] = json!(reg.values().count());
+            view["values"] = reg.values_at(now).map(|v| json_value(v)).collect();
+            view["tombstone"] = json!(reg.is_deleted_at(now));
+            view["siblings"] = json!(reg.values_at(now).count());
             view["version_vector"] = vv_json(reg.context());
+            // The expiry of each value that has one (wall-clock ms), expired ones included.
+            let expiries: Vec<u64> = reg
+                .dvv()
+                .values()
+                .filter(|s| s.value.is_some())
+                .filter_map(|s| s.expires_ms)
+                .collect();
+            if !expiries.is_empty() {
+                view["expires_ms"] = json!(expiries);
+                view["expired"] = json!(reg.values().count() > reg.values_at(now).count());
+            }
+        }
+        Some(Object::Map(m)) => {
+            let fields: serde_json::Map<String, Value> = m
+                .fields()
+                .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), field_json(&v)))
+                .collect();
+            view["values"] = fields
+                .iter()
+                .map(|(n, v)| json!(format!("{n}={}", v)))
+                .collect();
+            view["fields"] = Value::Object(fields);
+            view["version_vector"] = vv_json(m.context());
         }
         Some(Object::Counter(c)) => {
             view["values"] = json!([c.value().to_string()]);

@@ -47,6 +47,7 @@ pub async fn write(State(s): State<AppState>, body: Body) -> Answer {
         key: key.clone(),
         value: Some(value),
         context,
+        expires_ms: None,
         w: Quorum::Default,
     };
     match s.node.call(request).await? {

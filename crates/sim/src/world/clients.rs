@@ -246,6 +246,7 @@ impl Sim<'_> {
             key,
             value: Some(value),
             context,
+            expires_ms: None,
             w: self.clients.w,
         };
         self.issue(node, request, op);

@@ -251,8 +251,8 @@ fn class_of(m: &Message) -> Class {
         Message::ForwardReply { .. }
         | Message::ReplicaWriteAck { .. }
         | Message::TransferAck { .. } => Class::Ack,
-        Message::ReplicaRead { .. } => Class::ReadRequest,
-        Message::ReplicaReadReply { .. } => Class::ReadResponse,
+        Message::ReplicaRead { .. } | Message::ListRead { .. } => Class::ReadRequest,
+        Message::ReplicaReadReply { .. } | Message::ListReadReply { .. } => Class::ReadResponse,
         Message::Gossip { .. } => Class::Gossip,
         Message::AaeRoot { .. }
         | Message::AaeRootDiffers { .. }
@@ -267,7 +267,7 @@ fn class_of(m: &Message) -> Class {
 }
 
 /// Every message kind's name, indexed by [`message_kind`].
-pub const MESSAGE_NAMES: [&str; 19] = [
+pub const MESSAGE_NAMES: [&str; 21] = [
     "forward",
     "forward_reply",
     "replica_write",
@@ -287,6 +287,8 @@ pub const MESSAGE_NAMES: [&str; 19] = [
     "transfer",
     "transfer_ack",
     "aae_not_ready",
+    "list_read",
+    "list_read_reply",
 ];
 
 /// A message's kind as an index into [`MESSAGE_NAMES`].
@@ -311,6 +313,8 @@ pub fn message_kind(m: &Message) -> usize {
         Message::Transfer { .. } => 16,
         Message::TransferAck { .. } => 17,
         Message::AaeNotReady { .. } => 18,
+        Message::ListRead { .. } => 19,
+        Message::ListReadReply { .. } => 20,
     }
 }
 

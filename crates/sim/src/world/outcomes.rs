@@ -283,6 +283,19 @@ pub fn describe(object: Option<&Object>) -> String {
                 .collect();
             format!("set {{{}}} {:?}", members.join(", "), s.context())
         }
+        Some(Object::Map(m)) => {
+            let fields: Vec<String> = m
+                .fields()
+                .map(|(n, v)| {
+                    format!(
+                        "{}={}",
+                        String::from_utf8_lossy(n),
+                        String::from_utf8_lossy(&v.to_bytes())
+                    )
+                })
+                .collect();
+            format!("map {{{}}} {:?}", fields.join(", "), m.context())
+        }
     }
 }
 

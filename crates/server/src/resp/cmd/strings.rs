@@ -83,6 +83,7 @@ pub async fn del(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, F
             let request = Request::Overwrite {
                 key: key(k),
                 value: None,
+                expires_ms: None,
                 w: s.w,
             };
             if let reply @ Reply::Error { .. } = ctx.call(request).await? {
@@ -167,6 +168,7 @@ pub fn write_request(s: &Session, k: &Bytes, value: &Bytes) -> Request {
     Request::Overwrite {
         key: key(k),
         value: Some(value.clone()),
+        expires_ms: None,
         w: s.w,
     }
 }

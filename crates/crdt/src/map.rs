@@ -1,0 +1,536 @@
+//! Observed-remove map of named fields: each field a register (last writer by hybrid clock) with
+//! increments beside it, the shape Redis hashes take on an eventually consistent store.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use driftkv_causal::Timestamp;
+
+use crate::{Actor, Crdt, Dot, VersionVector};
+pub use driftkv_causal::dvv::Exhausted;
+
+/// One field's entries, each under the dot of the operation that made it.
+///
+/// - `values`: written values (`HSET`) that no later write, increment or remove of the field
+///   has seen: `dot → (timestamp, bytes)`. Concurrent writes leave several; a reader takes the
+///   one with the highest (timestamp, dot), as under lww.
+/// - `counts`: increments (`HINCRBY`), one entry per node: the dot of its latest increment and
+///   its running total since it last saw the field written or removed. A node folds only its
+///   own entry into a new one (it issues its dots on top of its own state), so totals are never
+///   counted twice.
+///
+/// The field reads as its newest value plus the counts beside it when that value is a number,
+/// its newest value when it is not, and the counts' sum when it holds no value.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    values: BTreeMap<Dot, (Timestamp, Bytes)>,
+    counts: BTreeMap<Dot, i64>,
+}
+
+/// What a field reads as.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FieldValue {
+    Bytes(Bytes),
+    Int(i128),
+}
+
+impl FieldValue {
+    /// The value as Redis renders a hash field: bytes, or an integer in decimal.
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            FieldValue::Bytes(b) => b.clone(),
+            FieldValue::Int(n) => Bytes::from(n.to_string()),
+        }
+    }
+}
+
+impl Field {
+    fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.counts.is_empty()
+    }
+
+    fn newest(&self) -> Option<&Bytes> {
+        self.values
+            .iter()
+            .max_by(|(da, (ta, _)), (db, (tb, _))| (ta, da).cmp(&(tb, db)))
+            .map(|(_, (_, v))| v)
+    }
+
+    fn counted(&self) -> i128 {
+        self.counts.values().map(|n| i128::from(*n)).sum()
+    }
+
+    pub fn value(&self) -> FieldValue {
+        match self.newest() {
+            None => FieldValue::Int(self.counted()),
+            Some(v) if self.counts.is_empty() => FieldValue::Bytes(v.clone()),
+            Some(v) => match parse_int(v) {
+                Some(n) => FieldValue::Int(i128::from(n) + self.counted()),
+                None => FieldValue::Bytes(v.clone()),
+            },
+        }
+    }
+
+    /// Bytes the field's entries hold (for the object size limit).
+    pub fn bytes(&self) -> usize {
+        self.values
+            .values()
+            .map(|(_, v)| v.len())
+            .fold(0, usize::saturating_add)
+    }
+
+    fn entries(&self) -> usize {
+        self.values.len() + self.counts.len()
+    }
+
+    fn dots(&self) -> impl Iterator<Item = &Dot> {
+        self.values.keys().chain(self.counts.keys())
+    }
+
+    /// Keeps what the other side also holds or never saw; takes what this side never saw.
+    /// A dot held on both sides with different entries (only a forged state has one) keeps
+    /// the greater entry, so the join stays commutative.
+    fn join(
+        ours: Option<&Field>,
+        theirs: Option<&Field>,
+        our_ctx: &VersionVector,
+        their_ctx: &VersionVector,
+    ) -> Field {
+        fn join_entries<V: Clone + Ord>(
+            a: Option<&BTreeMap<Dot, V>>,
+            b: Option<&BTreeMap<Dot, V>>,
+            a_ctx: &VersionVector,
+            b_ctx: &VersionVector,
+        ) -> BTreeMap<Dot, V> {
+            let empty = BTreeMap::new();
+            let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+            let mut out = BTreeMap::new();
+            for (dot, v) in a {
+                match b.get(dot) {
+                    Some(w) => {
+                        out.insert(dot.clone(), v.max(w).clone());
+                    }
+                    None if !b_ctx.contains(dot) => {
+                        out.insert(dot.clone(), v.clone());
+                    }
+                    None => {}
+                }
+            }
+            for (dot, w) in b {
+                if !a.contains_key(dot) && !a_ctx.contains(dot) {
+                    out.insert(dot.clone(), w.clone());
+                }
+            }
+            out
+        }
+        Field {
+            values: join_entries(
+                ours.map(|f| &f.values),
+                theirs.map(|f| &f.values),
+                our_ctx,
+                their_ctx,
+            ),
+            counts: join_entries(
+                ours.map(|f| &f.counts),
+                theirs.map(|f| &f.counts),
+                our_ctx,
+                their_ctx,
+            ),
+        }
+    }
+}
+
+/// A decimal integer as Redis reads one (`HINCRBY` on a written field).
+pub fn parse_int(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Why an increment was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncrementError {
+    /// The field's value is not an integer.
+    NotInteger,
+    /// The node's total or the field's value would leave the 64-bit range.
+    Overflow,
+    Exhausted,
+}
+
+/// Named fields; `context` holds every operation this replica has seen, including those whose
+/// entries were since replaced or removed.
+///
+/// A remove (`HDEL`, or a delete of the whole map) drops the entries it has seen; an operation
+/// concurrent with it has a dot it never saw, so after merge that field is present with what
+/// the remove did not see: add wins, and a removed field starts over (reset-remove). A node's
+/// increments the remove did not see survive with that node's running total.
+///
+/// Invariant: every dot under a field is in `context`; no field is empty.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrMap {
+    fields: BTreeMap<Bytes, Field>,
+    context: VersionVector,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "OrMap")]
+struct OrMapOwned {
+    fields: BTreeMap<Bytes, Field>,
+    context: VersionVector,
+}
+
+impl<'de> Deserialize<'de> for OrMap {
+    /// Decodes and checks the invariants: a map arrives from peers and from storage.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = OrMapOwned::deserialize(deserializer)?;
+        let map = OrMap {
+            fields: raw.fields,
+            context: raw.context,
+        };
+        map.check_invariants()
+            .map_err(<D::Error as serde::de::Error>::custom)?;
+        Ok(map)
+    }
+}
+
+impl OrMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes `name = value` on behalf of `actor` at `timestamp`: replaces every entry of the
+    /// field this replica holds.
+    pub fn set(
+        &mut self,
+        actor: &Actor,
+        name: Bytes,
+        value: Bytes,
+        timestamp: Timestamp,
+    ) -> Result<Dot, Exhausted> {
+        let dot = self.context.next_dot(actor).ok_or(Exhausted)?;
+        let mut field = Field::default();
+        field.values.insert(dot.clone(), (timestamp, value));
+        self.fields.insert(name, field);
+        Ok(dot)
+    }
+
+    /// Adds `delta` to field `name` on behalf of `actor`; answers the field's new value.
+    /// Nothing changes when it is refused.
+    pub fn increment(
+        &mut self,
+        actor: &Actor,
+        name: Bytes,
+        delta: i64,
+    ) -> Result<i128, IncrementError> {
+        let field = self.fields.get(&name);
+        let before = field.map(Field::value).unwrap_or(FieldValue::Int(0));
+        let before = match before {
+            FieldValue::Int(n) => n,
+            FieldValue::Bytes(b) => i128::from(parse_int(&b).ok_or(IncrementError::NotInteger)?),
+        };
+        let after = before + i128::from(delta);
+        if i64::try_from(after).is_err() {
+            return Err(IncrementError::Overflow);
+        }
+        let own: i64 = field
+            .map(|f| {
+                f.counts
+                    .iter()
+                    .filter(|(d, _)| d.actor == *actor)
+                    .map(|(_, n)| *n)
+                    .fold(0i64, i64::saturating_add)
+            })
+            .unwrap_or(0);
+        let total = own.checked_add(delta).ok_or(IncrementError::Overflow)?;
+        let dot = self
+            .context
+            .next_dot(actor)
+            .ok_or(IncrementError::Exhausted)?;
+        let field = self.fields.entry(name).or_default();
+        field.counts.retain(|d, _| d.actor != *actor);
+        field.counts.insert(dot, total);
+        Ok(after)
+    }
+
+    /// Removes field `name` as this replica sees it. Returns whether it was present.
+    pub fn remove(&mut self, name: &[u8]) -> bool {
+        self.fields.remove(name).is_some()
+    }
+
+    /// Removes every field as this replica sees it (a delete of the map). Returns whether any
+    /// was present.
+    pub fn clear(&mut self) -> bool {
+        let had = !self.fields.is_empty();
+        self.fields.clear();
+        had
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<FieldValue> {
+        self.fields.get(name).map(Field::value)
+    }
+
+    /// Fields in byte order of their names: the same order on every replica.
+    pub fn fields(&self) -> impl Iterator<Item = (&Bytes, FieldValue)> {
+        self.fields.iter().map(|(name, f)| (name, f.value()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    pub fn context(&self) -> &VersionVector {
+        &self.context
+    }
+
+    /// Bytes of names and values, and the number of entries (each costs a dot), for the
+    /// object size limit.
+    pub fn size(&self) -> (usize, usize) {
+        self.fields.iter().fold((0, 0), |(bytes, entries), (n, f)| {
+            (
+                bytes.saturating_add(n.len()).saturating_add(f.bytes()),
+                entries.saturating_add(f.entries()),
+            )
+        })
+    }
+
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.context.check()?;
+        for (name, field) in &self.fields {
+            if field.is_empty() {
+                return Err(format!("field {name:?} has no entries"));
+            }
+            if let Some(d) = field.dots().find(|d| d.counter == 0) {
+                return Err(format!("dot {d:?} of field {name:?} has counter 0"));
+            }
+            if let Some(d) = field.dots().find(|d| !self.context.contains(d)) {
+                return Err(format!("dot {d:?} of field {name:?} is not in the context"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Crdt for OrMap {
+    fn merge(&mut self, other: &Self) -> bool {
+        let mut fields = BTreeMap::new();
+        let names: std::collections::BTreeSet<&Bytes> =
+            self.fields.keys().chain(other.fields.keys()).collect();
+        for name in names {
+            let joined = Field::join(
+                self.fields.get(name),
+                other.fields.get(name),
+                &self.context,
+                &other.context,
+            );
+            if !joined.is_empty() {
+                fields.insert(name.clone(), joined);
+            }
+        }
+        let mut context = self.context.clone();
+        context.merge(&other.context);
+        let changed = fields != self.fields || context != self.context;
+        self.fields = fields;
+        self.context = context;
+        changed
+    }
+}
+
+impl std::fmt::Debug for OrMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrMap")
+            .field(
+                "fields",
+                &self
+                    .fields
+                    .iter()
+                    .map(|(n, v)| (String::from_utf8_lossy(n), v.value()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("context", &self.context)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set { at: usize, field: u8, value: u8 },
+        Incr { at: usize, field: u8, delta: i8 },
+        Remove { at: usize, field: u8 },
+        Clear { at: usize },
+        Merge { from: usize, to: usize },
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..3usize, 0..3u8, 0..4u8).prop_map(|(at, field, value)| Op::Set { at, field, value }),
+            3 => (0..3usize, 0..3u8, any::<i8>()).prop_map(|(at, field, delta)| Op::Incr { at, field, delta }),
+            2 => (0..3usize, 0..3u8).prop_map(|(at, field)| Op::Remove { at, field }),
+            1 => (0..3usize).prop_map(|at| Op::Clear { at }),
+            4 => (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Merge { from, to }),
+        ]
+    }
+
+    fn actor(i: usize) -> Actor {
+        Actor::new(format!("n{i}"), 0)
+    }
+
+    fn name(i: u8) -> Bytes {
+        Bytes::from(vec![b'f', b'0' + i])
+    }
+
+    /// Plays a history on three replicas; returns every state reached and the final replicas.
+    fn play(ops: &[Op]) -> (Vec<OrMap>, Vec<OrMap>) {
+        let mut replicas = vec![OrMap::new(); 3];
+        let mut seen = Vec::new();
+        for (time, op) in ops.iter().enumerate() {
+            let at = match *op {
+                Op::Set { at, field, value } => {
+                    let v = if value == 3 {
+                        Bytes::from_static(b"x")
+                    } else {
+                        Bytes::from(value.to_string())
+                    };
+                    replicas[at]
+                        .set(&actor(at), name(field), v, Timestamp(time as u64))
+                        .unwrap();
+                    at
+                }
+                Op::Incr { at, field, delta } => {
+                    let _ = replicas[at].increment(&actor(at), name(field), i64::from(delta));
+                    at
+                }
+                Op::Remove { at, field } => {
+                    replicas[at].remove(&name(field));
+                    at
+                }
+                Op::Clear { at } => {
+                    replicas[at].clear();
+                    at
+                }
+                Op::Merge { from, to } => {
+                    let other = replicas[from].clone();
+                    replicas[to].merge(&other);
+                    to
+                }
+            };
+            replicas[at].check_invariants().unwrap();
+            seen.push(replicas[at].clone());
+        }
+        (seen, replicas)
+    }
+
+    fn merged(a: &OrMap, b: &OrMap) -> OrMap {
+        let mut m = a.clone();
+        m.merge(b);
+        m
+    }
+
+    #[test]
+    fn concurrent_fields_both_survive_and_a_concurrent_set_beats_a_remove() {
+        let (a1, a2) = (actor(1), actor(2));
+        let (mut x, mut y) = (OrMap::new(), OrMap::new());
+        x.set(&a1, name(0), Bytes::from_static(b"ann"), Timestamp(1))
+            .unwrap();
+        y.set(&a2, name(1), Bytes::from_static(b"oslo"), Timestamp(1))
+            .unwrap();
+        y.increment(&a2, name(2), 2).unwrap();
+        x.increment(&a1, name(2), 3).unwrap();
+        x.merge(&y);
+        assert_eq!(
+            x.get(&name(0)),
+            Some(FieldValue::Bytes(Bytes::from_static(b"ann")))
+        );
+        assert_eq!(
+            x.get(&name(1)),
+            Some(FieldValue::Bytes(Bytes::from_static(b"oslo")))
+        );
+        assert_eq!(x.get(&name(2)), Some(FieldValue::Int(5)));
+        // y removes f1 while x, not yet knowing, writes it again: the write survives.
+        y.merge(&x);
+        assert!(y.remove(&name(1)));
+        x.set(&a1, name(1), Bytes::from_static(b"rome"), Timestamp(2))
+            .unwrap();
+        y.merge(&x);
+        assert_eq!(
+            y.get(&name(1)),
+            Some(FieldValue::Bytes(Bytes::from_static(b"rome")))
+        );
+        // A remove that saw everything removes for good.
+        assert!(y.remove(&name(1)));
+        x.merge(&y);
+        assert_eq!(x.get(&name(1)), None);
+    }
+
+    #[test]
+    fn an_increment_adds_to_a_written_number_and_refuses_a_word() {
+        let a = actor(0);
+        let mut m = OrMap::new();
+        m.set(&a, name(0), Bytes::from_static(b"4"), Timestamp(1))
+            .unwrap();
+        assert_eq!(m.increment(&a, name(0), 3), Ok(7));
+        m.set(&a, name(1), Bytes::from_static(b"word"), Timestamp(2))
+            .unwrap();
+        assert_eq!(m.increment(&a, name(1), 1), Err(IncrementError::NotInteger));
+        assert_eq!(
+            m.increment(&a, name(0), i64::MAX),
+            Err(IncrementError::Overflow)
+        );
+        assert_eq!(m.get(&name(0)), Some(FieldValue::Int(7)));
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative_associative_idempotent(
+            ops in proptest::collection::vec(arb_op(), 1..40),
+            picks in proptest::collection::vec(any::<proptest::sample::Index>(), 3),
+        ) {
+            let (seen, _) = play(&ops);
+            let (a, b, c) = (picks[0].get(&seen), picks[1].get(&seen), picks[2].get(&seen));
+            prop_assert_eq!(merged(a, b), merged(b, a));
+            prop_assert_eq!(merged(&merged(a, b), c), merged(a, &merged(b, c)));
+            prop_assert_eq!(&merged(a, a), a);
+            let mut m = a.clone();
+            prop_assert_eq!(m.merge(b), merged(a, b) != *a, "merge reports exactly when it changed");
+        }
+
+        #[test]
+        fn replicas_that_exchanged_everything_agree_and_counts_are_never_doubled(
+            ops in proptest::collection::vec(arb_op(), 0..60),
+        ) {
+            // Increments only, with no removes or writes: the sum of every delta applied.
+            let incs: Vec<Op> = ops.iter().filter(|op| matches!(op, Op::Incr { .. } | Op::Merge { .. })).cloned().collect();
+            let (_, mut replicas) = play(&incs);
+            let (_, mut any) = play(&ops);
+            for rs in [&mut replicas, &mut any] {
+                for _ in 0..2 {
+                    for to in 0..3 {
+                        for from in 0..3 {
+                            let other = rs[from].clone();
+                            rs[to].merge(&other);
+                        }
+                    }
+                }
+                prop_assert_eq!(&rs[0], &rs[1]);
+                prop_assert_eq!(&rs[1], &rs[2]);
+            }
+            for f in 0..3u8 {
+                let sum: i128 = incs.iter().map(|op| match *op {
+                    Op::Incr { field, delta, .. } if field == f => i128::from(delta),
+                    _ => 0,
+                }).sum();
+                let got = replicas[0].get(&name(f));
+                let had_any = incs.iter().any(|op| matches!(*op, Op::Incr { field, .. } if field == f));
+                prop_assert_eq!(got, had_any.then_some(FieldValue::Int(sum)));
+            }
+        }
+    }
+}
