@@ -26,6 +26,51 @@ pub fn data_key(partition: PartitionId, key: &Key) -> Vec<u8> {
     out
 }
 
+/// The record position just past every data record of segment `segment` of `partition`: the
+/// bucket's length, which follows the segment, is at most a bucket's limit, far below `0xffff`.
+pub fn segment_end(partition: PartitionId, segment: u16) -> Vec<u8> {
+    let mut out = segment_prefix(partition, segment);
+    out.extend_from_slice(&[0xff, 0xff]);
+    out
+}
+
+/// Segments per partition as a scan cursor counts them, plus one for "the partition's start".
+const SCAN_SLOTS: u64 = crate::aae::SEGMENTS as u64 + 1;
+
+/// A listing cursor as RESP `SCAN` gives it: a number, 0 being the start (and the end). Only
+/// cursors at a partition's start or a segment's end (those of `whole_segments` pages) have
+/// one.
+pub fn scan_number(cursor: &driftkv_wire::ListCursor) -> Option<u64> {
+    let slot = match &cursor.after {
+        None => 0,
+        Some(pos) => {
+            let segment = segment_of_data_key(pos)?;
+            if pos[..] != segment_end(PartitionId(cursor.partition), segment)[..] {
+                return None;
+            }
+            u64::from(segment) + 1
+        }
+    };
+    Some(1 + u64::from(cursor.partition) * SCAN_SLOTS + slot)
+}
+
+/// The listing cursor a RESP `SCAN` number stands for (`None`: 0, the start).
+pub fn scan_cursor(n: u64) -> Result<Option<driftkv_wire::ListCursor>, String> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let (partition, slot) = ((n - 1) / SCAN_SLOTS, (n - 1) % SCAN_SLOTS);
+    let partition = u32::try_from(partition).map_err(|_| "invalid cursor".to_string())?;
+    let after = match slot {
+        0 => None,
+        s => Some(bytes::Bytes::from(segment_end(
+            PartitionId(partition),
+            (s - 1) as u16,
+        ))),
+    };
+    Ok(Some(driftkv_wire::ListCursor { partition, after }))
+}
+
 /// The anti-entropy segment written into a key made by [`data_key`]; `None` if `raw` is not a
 /// data key.
 pub fn segment_of_data_key(raw: &[u8]) -> Option<u16> {
@@ -105,6 +150,29 @@ mod tests {
             prop_assert!(raw.starts_with(&segment_prefix(PartitionId(p), crate::aae::segment_of(&key))));
             prop_assert_eq!(segment_of_data_key(&raw), Some(crate::aae::segment_of(&key)));
             prop_assert_eq!(parse_data_key(&raw), Some((PartitionId(p), key)));
+        }
+
+        #[test]
+        fn a_segment_ends_after_its_records_and_before_the_next_and_scan_numbers_round_trip(
+            p in 0u32..1000,
+            b in proptest::collection::vec(any::<u8>(), 1..300),
+            k in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let key = Key::new(b, k);
+            let raw = data_key(PartitionId(p), &key);
+            let segment = crate::aae::segment_of(&key);
+            prop_assert!(raw < segment_end(PartitionId(p), segment));
+            if segment > 0 {
+                prop_assert!(raw > segment_end(PartitionId(p), segment - 1));
+            }
+            for after in [None, Some(bytes::Bytes::from(segment_end(PartitionId(p), segment)))] {
+                let cursor = driftkv_wire::ListCursor { partition: p, after };
+                let n = scan_number(&cursor).expect("a cursor at a segment's end has a number");
+                prop_assert!(n > 0);
+                prop_assert_eq!(scan_cursor(n).unwrap(), Some(cursor));
+            }
+            let mid = driftkv_wire::ListCursor { partition: p, after: Some(bytes::Bytes::from(raw)) };
+            prop_assert_eq!(scan_number(&mid), None);
         }
 
         #[test]

@@ -202,6 +202,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         transport,
         lab: cfg.lab,
+        watchers: Arc::default(),
     };
     let done = tokio::spawn(http::serve(
         listeners.http,

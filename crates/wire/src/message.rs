@@ -174,10 +174,14 @@ pub enum Request {
     },
     /// One page of the live keys of `key`'s bucket that start with `key`'s key (the prefix,
     /// which may be empty), from `after` (a cursor of an earlier page), at most `limit`.
+    /// `whole_segments`: a page ends only where an anti-entropy segment of a partition ends
+    /// (it may then hold more than `limit` keys), so its cursor is a small number (RESP
+    /// `SCAN`'s, see [`ListCursor::to_scan`]).
     ListKeys {
         key: Key,
         after: Option<ListCursor>,
         limit: u32,
+        whole_segments: bool,
     },
 }
 
@@ -624,7 +628,8 @@ mod tests {
                     partition: 3,
                     after: Some(Bytes::from_static(b"d\0\0\0\x03")),
                 }),
-                limit: 70
+                limit: 70,
+                whole_segments: true,
             }),
             (key.clone(), any::<i64>()).prop_map(|(key, delta)| Request::CounterAdd {
                 key,

@@ -37,11 +37,17 @@ pub(super) struct ListCoord {
     /// The bucket, and the prefix as its key.
     prefix: Key,
     limit: usize,
+    /// Pages end only at a segment's end (RESP `SCAN`).
+    whole_segments: bool,
+    /// With `whole_segments`: the page is full, and the segment of its last key is being
+    /// finished.
+    finishing: Option<u16>,
     /// Where this round reads: a partition and the record passed there.
     partition: u32,
     after: Option<Bytes>,
     rounds: u32,
-    found: Vec<(Bytes, ObjectKind)>,
+    /// The keys of the page so far, each with what it holds and its record position.
+    found: Vec<(Bytes, ObjectKind, Vec<u8>)>,
     answers: Vec<ListAnswer>,
     awaiting: Vec<NodeId>,
     pub(super) deadline_ms: u64,
@@ -49,7 +55,13 @@ pub(super) struct ListCoord {
 
 impl Node {
     pub(super) fn start_listing(&mut self, cx: &mut Step<'_>, waiter: Waiter, request: Request) {
-        let Request::ListKeys { key, after, limit } = request else {
+        let Request::ListKeys {
+            key,
+            after,
+            limit,
+            whole_segments,
+        } = request
+        else {
             return;
         };
         let partitions = self.ring().partitions_count();
@@ -76,6 +88,8 @@ impl Node {
             waiter,
             prefix: key,
             limit: limit as usize,
+            whole_segments,
+            finishing: None,
             partition,
             after,
             rounds: 0,
@@ -108,7 +122,11 @@ impl Node {
         coord.answers.clear();
         coord.awaiting.clear();
         coord.deadline_ms = cx.now_ms + self.cfg.request_timeout_ms;
-        let wanted = (coord.limit - coord.found.len()) as u32;
+        // A page finishing a segment takes every key left in it (a segment is small).
+        let wanted = match coord.finishing {
+            Some(_) => LIST_LIMIT_MAX,
+            None => (coord.limit - coord.found.len()) as u32,
+        };
         let req = self.new_req();
         for node in targets {
             if node == self.cfg.id {
@@ -302,49 +320,99 @@ impl Node {
                     .push(listed);
             }
         }
+        // Whether the page is complete, and where the next one starts in this partition.
         let mut next_after = cut.clone();
         let mut full = false;
         for (position, (key, copies)) in merged {
+            let segment = keys::segment_of_data_key(&position).unwrap_or(0);
+            if let Some(s) = coord.finishing
+                && segment != s
+            {
+                // The segment being finished is done: the page ends at its end.
+                next_after = Some(Bytes::from(keys::segment_end(partition, s)));
+                full = true;
+                break;
+            }
             if let Some(kind) = live_kind(&copies) {
-                if coord.found.len() == coord.limit {
-                    full = true;
-                    break;
-                }
-                coord.found.push((key, kind));
-                if coord.found.len() == coord.limit {
-                    next_after = Some(Bytes::from(position));
-                    full = true;
-                    break;
+                coord.found.push((key, kind, position.clone()));
+                if coord.found.len() >= coord.limit && coord.finishing.is_none() {
+                    if coord.whole_segments {
+                        coord.finishing = Some(segment);
+                    } else {
+                        next_after = Some(Bytes::from(position));
+                        full = true;
+                        break;
+                    }
                 }
             }
         }
-        let (partition, after) = if full || cut.is_some() {
-            (coord.partition, next_after)
-        } else {
-            (coord.partition + 1, None)
-        };
-        coord.partition = partition;
-        coord.after = after;
+        // Every record up to the cut is known: a cut past the segment being finished ends it.
+        if let (Some(s), false, Some(c)) = (coord.finishing, full, cut.as_deref())
+            && keys::segment_of_data_key(c).is_some_and(|seg| seg > s)
+        {
+            next_after = Some(Bytes::from(keys::segment_end(partition, s)));
+            full = true;
+        }
+        let partition_done = !full && cut.is_none();
+        if partition_done && coord.finishing.is_some() {
+            // The partition ended inside the segment being finished: the page ends with it.
+            full = true;
+            next_after = None;
+            coord.partition += 1;
+        } else if partition_done {
+            coord.partition += 1;
+            next_after = None;
+        }
+        coord.after = next_after;
         let partitions = self.ring().partitions_count();
         if coord.partition >= partitions {
-            let reply = Reply::Keys {
-                keys: coord.found,
-                next: None,
-            };
-            return self.answer(coord.waiter, reply, cx.out);
+            return self.answer_page(cx, coord, None);
         }
-        if full || coord.rounds >= LIST_ROUNDS_PER_PAGE_MAX {
-            let next = Some(ListCursor {
+        if full {
+            let next = ListCursor {
                 partition: coord.partition,
                 after: coord.after.clone(),
-            });
-            let reply = Reply::Keys {
-                keys: coord.found,
-                next,
             };
-            return self.answer(coord.waiter, reply, cx.out);
+            return self.answer_page(cx, coord, Some(next));
+        }
+        if coord.rounds >= LIST_ROUNDS_PER_PAGE_MAX {
+            // A long page ends with what it has. With whole segments it ends where the last
+            // segment it knows completely ends: keys of the segment it is inside go to the
+            // next page.
+            if coord.whole_segments
+                && let Some(at) = coord.after.as_deref()
+            {
+                let s = keys::segment_of_data_key(at).unwrap_or(0);
+                let here = keys::partition_prefix(partition);
+                coord.found.retain(|(_, _, pos)| {
+                    !pos.starts_with(&here)
+                        || keys::segment_of_data_key(pos).is_none_or(|seg| seg < s)
+                });
+                coord.after = s
+                    .checked_sub(1)
+                    .map(|prev| Bytes::from(keys::segment_end(partition, prev)));
+            }
+            let next = ListCursor {
+                partition: coord.partition,
+                after: coord.after.clone(),
+            };
+            return self.answer_page(cx, coord, Some(next));
         }
         self.listing_round(cx, coord);
+    }
+}
+
+impl Node {
+    fn answer_page(&mut self, cx: &mut Step<'_>, coord: ListCoord, next: Option<ListCursor>) {
+        let reply = Reply::Keys {
+            keys: coord
+                .found
+                .into_iter()
+                .map(|(k, kind, _)| (k, kind))
+                .collect(),
+            next,
+        };
+        self.answer(coord.waiter, reply, cx.out);
     }
 }
 

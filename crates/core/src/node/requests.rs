@@ -22,6 +22,23 @@ pub(super) fn render_read(request: &Request, merged: Option<&Object>, now_ms: u6
         (Request::Get { .. } | Request::SessionGet { .. }, Some(Object::Register(reg))) => {
             render_register(reg, now_ms)
         }
+        // A counter reads as its value, as Redis's GET after INCR does; a deleted counter,
+        // set or map (nothing live) as missing.
+        (Request::Get { .. } | Request::SessionGet { .. }, Some(Object::Counter(c)))
+            if c.has_counts() =>
+        {
+            Reply::Values {
+                values: vec![Bytes::from(c.value().to_string())],
+                context: VersionVector::new(),
+            }
+        }
+        (Request::Get { .. } | Request::SessionGet { .. }, Some(other))
+            if !other.is_live_at(now_ms) =>
+        {
+            Reply::NotFound {
+                context: VersionVector::new(),
+            }
+        }
         (Request::Get { .. } | Request::SessionGet { .. }, Some(other)) => {
             wrong(other, ObjectKind::Register)
         }

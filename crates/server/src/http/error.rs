@@ -27,6 +27,10 @@ pub enum ApiError {
     /// Nothing there (no such route, key or value): 404.
     #[error("{0}")]
     NotFound(String),
+    /// A condition of the request does not hold (`If-None-Match: *` on a key that exists):
+    /// 412.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The body did not arrive in time: 408.
     #[error("{0}")]
     BodyTimeout(String),
@@ -55,6 +59,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 503 for a bound this node reached (not a replica count).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::Core {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+            answered: 0,
+            needed: 0,
+        }
+    }
+
     /// The error for a core reply a handler did not expect: the core's own error, or an
     /// internal one.
     pub fn from_reply(reply: Reply) -> ApiError {
@@ -80,6 +94,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Node(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,6 +120,7 @@ impl IntoResponse for ApiError {
             needed,
             ..
         } = &self
+            && *needed > 0
         {
             body["answered"] = json!(answered);
             body["needed"] = json!(needed);

@@ -13,18 +13,33 @@ use crate::http::error::ApiError;
 /// How long a client may take to send a request's body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `r` and `w` from the query string; unknown parameters are refused.
+/// `r` and `w` from the query string, and the parameters a route takes besides; unknown
+/// parameters are refused.
+#[derive(Default)]
 pub struct Params {
     pub r: Quorum,
     pub w: Quorum,
+    /// `ttl_ms`: a write's time to live.
+    pub ttl_ms: Option<u64>,
+    /// `timeout_ms`: how long a watch waits.
+    pub timeout_ms: Option<u64>,
+    /// `prefix`, `after` and `limit`: a key listing's page.
+    pub prefix: Option<Bytes>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
 }
 
-/// Parses the raw query string.
+/// The longest time to live a write may ask for (`ttl_ms`): about 100 years.
+pub const TTL_MS_MAX: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Parses the raw query string: `r` and `w` only.
 pub fn params(raw: Option<String>) -> Result<Params, ApiError> {
-    let mut p = Params {
-        r: Quorum::Default,
-        w: Quorum::Default,
-    };
+    params_with(raw, &[])
+}
+
+/// Parses the raw query string: `r`, `w` and the parameters named in `extra`.
+pub fn params_with(raw: Option<String>, extra: &[&str]) -> Result<Params, ApiError> {
+    let mut p = Params::default();
     for pair in raw
         .as_deref()
         .unwrap_or("")
@@ -32,20 +47,72 @@ pub fn params(raw: Option<String>) -> Result<Params, ApiError> {
         .filter(|s| !s.is_empty())
     {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)
+            .ok_or_else(|| ApiError::BadRequest(format!("{name}: bad percent-encoding")))?;
+        let shown = String::from_utf8_lossy(&value[..value.len().min(64)]).into_owned();
+        let text = || {
+            std::str::from_utf8(&value)
+                .map_err(|_| ApiError::BadRequest(format!("{name} is not UTF-8")))
+        };
         let level = || {
-            Quorum::parse(value).map_err(|e| ApiError::BadRequest(format!("{name}={value}: {e}")))
+            Quorum::parse(text()?).map_err(|e| ApiError::BadRequest(format!("{name}={shown}: {e}")))
+        };
+        let number = |max: u64| -> Result<u64, ApiError> {
+            match text()?.parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "{name}={shown}: expected a whole number from 1 to {max}"
+                ))),
+            }
         };
         match name {
             "r" => p.r = level()?,
             "w" => p.w = level()?,
+            "ttl_ms" if extra.contains(&name) => p.ttl_ms = Some(number(TTL_MS_MAX)?),
+            "timeout_ms" if extra.contains(&name) => {
+                p.timeout_ms = Some(number(crate::http::watch::WATCH_TIMEOUT_MS_MAX)?)
+            }
+            "prefix" if extra.contains(&name) => p.prefix = Some(Bytes::from(value.clone())),
+            "after" if extra.contains(&name) => p.after = Some(text()?.to_string()),
+            "limit" if extra.contains(&name) => {
+                p.limit = Some(number(u64::from(driftkv_core::node::LIST_LIMIT_MAX))? as u32)
+            }
             other => {
+                let mut known = vec!["r", "w"];
+                known.extend_from_slice(extra);
                 return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter {other:?} (known: r, w)"
+                    "unknown query parameter {other:?} (known here: {})",
+                    known.join(", ")
                 )));
             }
         }
     }
     Ok(p)
+}
+
+/// `%XX` escapes and `+` (a space) decoded; `None` for a broken escape.
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// The whole body, at most `limit` bytes, within [`BODY_TIMEOUT`].
@@ -67,4 +134,28 @@ pub async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
     let raw = read_body(body, limit).await?;
     serde_json::from_slice(&raw)
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_takes_its_own_parameters_and_refuses_the_rest() {
+        let p = params_with(Some("w=all&ttl_ms=3000".into()), &["ttl_ms"]).unwrap();
+        assert_eq!((p.w, p.ttl_ms), (Quorum::All, Some(3000)));
+        assert!(params(Some("ttl_ms=3000".into())).is_err());
+        assert!(params_with(Some("ttl_ms=0".into()), &["ttl_ms"]).is_err());
+        assert!(params_with(Some("ttl_ms=-5".into()), &["ttl_ms"]).is_err());
+        let p = params_with(
+            Some("prefix=user%2D%20x+y&limit=70".into()),
+            &["prefix", "limit"],
+        )
+        .unwrap();
+        assert_eq!(p.prefix.as_deref(), Some(&b"user- x y"[..]));
+        assert_eq!(p.limit, Some(70));
+        assert!(params_with(Some("prefix=%zz".into()), &["prefix"]).is_err());
+        assert!(params_with(Some("prefix=%4".into()), &["prefix"]).is_err());
+        assert!(params_with(Some("limit=100000".into()), &["limit"]).is_err());
+    }
 }

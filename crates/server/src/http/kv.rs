@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::http::context::{SESSION_HEADER, read_context, read_token, token, with_context};
 use crate::http::error::ApiError;
-use crate::http::input::{params, read_body};
+use crate::http::input::{params, params_with, read_body};
 use crate::http::json::{json_value, vv_json};
 use crate::http::state::AppState;
 
@@ -95,19 +95,36 @@ pub async fn replicas_bucket(
 /// A read: one value raw (200), siblings as JSON (300), or 404; each with the context.
 async fn get(state: &AppState, key: Key, raw: Option<String>, headers: &HeaderMap) -> Answer {
     let p = params(raw)?;
+    let reply = read(state, &key, p.r, headers).await?;
+    render_read(reply, &key)
+}
+
+/// The register read a GET makes (a session read with `X-Session-Token`).
+pub async fn read(
+    state: &AppState,
+    key: &Key,
+    r: driftkv_wire::Quorum,
+    headers: &HeaderMap,
+) -> Result<Reply, ApiError> {
     // A session read: never older than the context the client last got for this key.
-    let request = match read_token(headers, SESSION_HEADER, "X-Session-Token", &key)? {
+    let request = match read_token(headers, SESSION_HEADER, "X-Session-Token", key)? {
         None => Request::Get {
             key: key.clone(),
-            r: p.r,
+            r,
         },
         Some(seen) => Request::SessionGet {
             key: key.clone(),
-            r: p.r,
+            r,
             seen,
         },
     };
-    let response = match state.node.call(request).await? {
+    Ok(state.node.call(request).await?)
+}
+
+/// A read's answer as the API gives it.
+pub fn render_read(reply: Reply, key: &Key) -> Answer {
+    let key = key.clone();
+    let response = match reply {
         Reply::Values { values, context } if values.len() == 1 => {
             let value = values.into_iter().next().unwrap_or_default();
             let mut response = (StatusCode::OK, value).into_response();
@@ -142,19 +159,52 @@ async fn put(
     headers: HeaderMap,
     value: Option<Body>,
 ) -> Answer {
-    let p = params(raw)?;
-    let context = read_context(&headers, &key)?;
+    let p = if value.is_some() {
+        params_with(raw, &["ttl_ms"])?
+    } else {
+        params(raw)?
+    };
+    let mut context = read_context(&headers, &key)?;
     let value = match value {
         None => None,
         Some(body) => Some(read_body(body, state.node.config().value_bytes_max).await?),
     };
+    let expires_ms = p.ttl_ms.map(|ttl| crate::wall_ms().saturating_add(ttl));
+    // `If-None-Match: *`: write only if the key reads as missing at R. Decided on what the
+    // coordinator sees then: two such writes at once through different nodes can both
+    // succeed, and their values become siblings (this is not a lock).
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        if v.as_bytes() != b"*" {
+            return Err(ApiError::BadRequest(
+                "If-None-Match takes only \"*\" (write only if the key does not exist)".into(),
+            ));
+        }
+        if value.is_none() {
+            return Err(ApiError::BadRequest(
+                "If-None-Match: * is for writes, not deletes".into(),
+            ));
+        }
+        let read = state.node.call(Request::Get {
+            key: key.clone(),
+            r: p.r,
+        });
+        match read.await? {
+            Reply::NotFound { context: seen } => context = context.merged(&seen),
+            Reply::Values { .. } => {
+                return Err(ApiError::PreconditionFailed(
+                    "the key exists (If-None-Match: *)".into(),
+                ));
+            }
+            other => return Err(ApiError::from_reply(other)),
+        }
+    }
     // A delete without a context removes what its coordinator holds (a blind tombstone would
     // only sit beside the values as a sibling); with a context, exactly what was read.
     let request = if value.is_none() && context.is_empty() {
         Request::Overwrite {
             key: key.clone(),
             value: None,
-            expires_ms: None,
+            expires_ms,
             w: p.w,
         }
     } else {
@@ -162,7 +212,7 @@ async fn put(
             key: key.clone(),
             value,
             context,
-            expires_ms: None,
+            expires_ms,
             w: p.w,
         }
     };

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use crate::http::error::{ApiError, json_errors};
 use crate::http::guard::guard;
 use crate::http::state::AppState;
-use crate::http::{admin, cluster, crdt, kv, tutorial};
+use crate::http::{admin, cluster, crdt, keys, kv, tutorial, watch};
 
 /// The API of DESIGN.md over `state`.
 pub fn router(state: AppState) -> Router {
@@ -29,6 +29,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(kv::delete_default),
         )
         .route("/kv/{key}/replicas", get(kv::replicas_default))
+        .route("/kv/{key}/watch", get(watch::watch_default))
+        .route("/keys", get(keys::keys_default))
+        .route("/buckets/{bucket}/keys", get(keys::keys_bucket))
+        .route("/buckets/{bucket}/kv/{key}/watch", get(watch::watch_bucket))
         .route(
             "/buckets/{bucket}/kv/{key}",
             get(kv::get_bucket)
@@ -41,9 +45,40 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/counters/{key}",
-            get(crdt::counter_get).post(crdt::counter_post),
+            get(crdt::counter_get)
+                .post(crdt::counter_post)
+                .delete(crdt::counter_delete),
         )
-        .route("/sets/{key}", get(crdt::set_get).post(crdt::set_post))
+        .route(
+            "/sets/{key}",
+            get(crdt::set_get)
+                .post(crdt::set_post)
+                .delete(crdt::set_delete),
+        )
+        .route(
+            "/maps/{key}",
+            get(crdt::map_get)
+                .post(crdt::map_post)
+                .delete(crdt::map_delete),
+        )
+        .route(
+            "/buckets/{bucket}/counters/{key}",
+            get(crdt::counter_get_bucket)
+                .post(crdt::counter_post_bucket)
+                .delete(crdt::counter_delete_bucket),
+        )
+        .route(
+            "/buckets/{bucket}/sets/{key}",
+            get(crdt::set_get_bucket)
+                .post(crdt::set_post_bucket)
+                .delete(crdt::set_delete_bucket),
+        )
+        .route(
+            "/buckets/{bucket}/maps/{key}",
+            get(crdt::map_get_bucket)
+                .post(crdt::map_post_bucket)
+                .delete(crdt::map_delete_bucket),
+        )
         .route("/write", post(tutorial::write))
         .route("/read/{key}", get(tutorial::read))
         .fallback(not_found)
@@ -106,6 +141,7 @@ mod tests {
             metrics: Arc::default(),
             transport,
             lab: false,
+            watchers: Arc::default(),
         })
     }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub transport: Arc<Transport>,
     /// Lab controls enabled (`--lab`).
     pub lab: bool,
+    /// The watches open on this node (bounded).
+    pub watchers: Arc<crate::http::watch::Watchers>,
 }
 
 impl AppState {

@@ -74,7 +74,7 @@ fn count_error(ctx: &Context, reply: &Frame) {
 fn request_bytes(then: &Then) -> usize {
     match then {
         Then::Get(k) => k.len(),
-        Then::Set(k, v) => k.len().saturating_add(v.len()),
+        Then::Set(k, v, _) => k.len().saturating_add(v.len()),
     }
 }
 

@@ -5,6 +5,9 @@ mod args;
 mod auth;
 mod counters;
 mod driftkv;
+mod expiry;
+mod hashes;
+mod keyspace;
 mod server;
 mod sets;
 mod strings;
@@ -26,10 +29,40 @@ pub const COMMANDS: &[&str] = &[
     "select",
     "get",
     "set",
+    "setex",
+    "psetex",
+    "setnx",
+    "getset",
+    "getdel",
+    "append",
+    "strlen",
     "mset",
     "mget",
     "del",
+    "unlink",
     "exists",
+    "type",
+    "scan",
+    "keys",
+    "dbsize",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "ttl",
+    "pttl",
+    "persist",
+    "hset",
+    "hmset",
+    "hget",
+    "hmget",
+    "hgetall",
+    "hdel",
+    "hincrby",
+    "hexists",
+    "hlen",
+    "hkeys",
+    "hvals",
     "incr",
     "decr",
     "incrby",
@@ -50,7 +83,31 @@ pub const COMMANDS: &[&str] = &[
 
 /// Commands that change data (need the `write` role).
 const WRITE_COMMANDS: &[&str] = &[
-    "set", "mset", "del", "incr", "decr", "incrby", "decrby", "sadd", "srem",
+    "set",
+    "setex",
+    "psetex",
+    "setnx",
+    "getset",
+    "getdel",
+    "append",
+    "mset",
+    "del",
+    "unlink",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "persist",
+    "hset",
+    "hmset",
+    "hdel",
+    "hincrby",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "sadd",
+    "srem",
 ];
 /// Commands a connection may send before it authenticates.
 const BEFORE_AUTH: &[&str] = &["auth", "hello", "ping", "quit"];
@@ -84,29 +141,40 @@ pub enum Prepared {
 pub enum Then {
     /// `GET key`: the value.
     Get(Bytes),
-    /// `SET key value`: `+OK`.
-    Set(Bytes, Bytes),
+    /// `SET key value` (with an expiry: `SET ... EX|PX|EXAT|PXAT`, `SETEX`, `PSETEX`): `+OK`.
+    Set(Bytes, Bytes, Option<u64>),
 }
 
 impl Then {
     /// The key the command is on.
     pub fn key(&self) -> &Bytes {
         match self {
-            Then::Get(k) | Then::Set(k, _) => k,
+            Then::Get(k) | Then::Set(k, _, _) => k,
         }
     }
 }
 
-/// How command `args` runs on a pipelining connection: `GET` and `SET`, the commands clients
-/// pipeline by the thousand, go to the node without waiting for the commands before them;
-/// every other command runs alone.
+/// How command `args` runs on a pipelining connection: `GET` and plain `SET` (with an expiry
+/// or not), the commands clients pipeline by the thousand, go to the node without waiting for
+/// the commands before them; every other command runs alone (a `SET` that reads first, or
+/// whose options are wrong, included: it answers in turn).
 pub fn prepare(s: &Session, mut args: Vec<Bytes>) -> Prepared {
     let name = &args[0];
     let (name, then) = if args.len() == 2 && name.eq_ignore_ascii_case(b"get") {
         ("get", Then::Get(args.swap_remove(1)))
-    } else if args.len() == 3 && name.eq_ignore_ascii_case(b"set") {
-        let value = args.swap_remove(2);
-        ("set", Then::Set(args.swap_remove(1), value))
+    } else if args.len() >= 3 && name.eq_ignore_ascii_case(b"set") {
+        match strings::set_options(&args[3..], crate::wall_ms()) {
+            Ok(o) if !o.reads_first() => {
+                let expires_ms = match o.expiry {
+                    strings::Expiry::At(ms) => Some(ms),
+                    _ => None,
+                };
+                args.truncate(3);
+                let value = args.swap_remove(2);
+                ("set", Then::Set(args.swap_remove(1), value, expires_ms))
+            }
+            _ => return Prepared::Alone(args),
+        }
     } else {
         return Prepared::Alone(args);
     };
@@ -121,7 +189,7 @@ pub fn prepare(s: &Session, mut args: Vec<Bytes>) -> Prepared {
 pub fn request(s: &Session, then: &Then) -> Request {
     match then {
         Then::Get(k) => strings::read_request(s, k),
-        Then::Set(k, value) => strings::write_request(s, k, value),
+        Then::Set(k, value, expires_ms) => strings::write_request(s, k, value, *expires_ms),
     }
 }
 
@@ -140,7 +208,7 @@ pub fn complete(
         Then::Get(k) => {
             strings::read_reply(ctx, s, &k, reply).map(|v| v.map_or(Frame::Null, Frame::Bulk))
         }
-        Then::Set(k, _) => strings::write_reply(s, &k, reply).map(|()| Frame::ok()),
+        Then::Set(k, _, _) => strings::write_reply(s, &k, reply).map(|()| Frame::ok()),
     };
     match answer {
         Ok(frame) | Err(frame) => frame,
@@ -175,10 +243,32 @@ async fn run(ctx: &Context, s: &mut Session, name: &str, a: &[Bytes]) -> Result<
         "select" => server::select(a),
         "get" => strings::get(ctx, s, a).await,
         "set" => strings::set(ctx, s, a).await,
+        "setex" | "psetex" => strings::setex(ctx, s, name, a).await,
+        "setnx" => strings::setnx(ctx, s, a).await,
+        "getset" => strings::getset(ctx, s, a).await,
+        "getdel" => strings::getdel(ctx, s, a).await,
+        "append" => strings::append(ctx, s, a).await,
+        "strlen" => strings::strlen(ctx, s, a).await,
         "mset" => strings::mset(ctx, s, a).await,
         "mget" => strings::mget(ctx, s, a).await,
-        "del" => strings::del(ctx, s, a).await,
-        "exists" => strings::exists(ctx, s, a).await,
+        "del" | "unlink" => keyspace::del(ctx, s, name, a).await,
+        "exists" => keyspace::exists(ctx, s, a).await,
+        "type" => keyspace::type_(ctx, s, a).await,
+        "scan" => keyspace::scan(ctx, a).await,
+        "keys" => keyspace::keys(ctx, a).await,
+        "dbsize" => keyspace::dbsize(ctx, a).await,
+        "expire" | "pexpire" | "expireat" | "pexpireat" => expiry::expire(ctx, s, name, a).await,
+        "ttl" | "pttl" => expiry::ttl(ctx, s, name, a).await,
+        "persist" => expiry::persist(ctx, s, a).await,
+        "hset" | "hmset" => hashes::hset(ctx, s, name, a).await,
+        "hget" => hashes::hget(ctx, s, a).await,
+        "hmget" => hashes::hmget(ctx, s, a).await,
+        "hgetall" => hashes::hgetall(ctx, s, a).await,
+        "hdel" => hashes::hdel(ctx, s, a).await,
+        "hincrby" => hashes::hincrby(ctx, s, a).await,
+        "hexists" => hashes::hexists(ctx, s, a).await,
+        "hlen" => hashes::hlen(ctx, s, a).await,
+        "hkeys" | "hvals" => hashes::hkeys(ctx, s, name, a).await,
         "incr" | "decr" => counters::step(ctx, s, name, a).await,
         "incrby" | "decrby" => counters::by(ctx, s, name, a).await,
         "sadd" | "srem" => sets::update(ctx, s, name, a).await,

@@ -1,17 +1,24 @@
-//! String keys (registers) and commands on keys of any kind: GET, SET, MSET, MGET, DEL,
-//! EXISTS.
+//! String keys (registers): GET, SET (with its options), SETEX, PSETEX, SETNX, MSET, MGET,
+//! GETSET, GETDEL, APPEND, STRLEN.
 //!
 //! `SET` overwrites what its coordinator has seen, like Redis; writes through other nodes at
 //! the same time become siblings. A `GET` on a key with siblings answers the greatest sibling
 //! in byte order (the same choice on every node) and counts it in `INFO`
 //! (`sibling_reads_resolved`).
+//!
+//! Commands that decide on the key's current value (`SET` with `NX`, `XX`, `GET` or
+//! `KEEPTTL`, `SETNX`, `GETSET`, `GETDEL`, `APPEND`) read it at the connection's R, then write
+//! with the context they read: there is no lock. Two `SET NX` through different nodes at once
+//! can both answer OK, and their values become siblings; a write the read did not see stays
+//! beside the new value as a sibling instead of being lost.
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use driftkv_wire::{Reply, Request};
+use driftkv_causal::VersionVector;
+use driftkv_wire::{Object, Reply, Request};
 
-use crate::resp::cmd::args::expect;
+use crate::resp::cmd::args::{expect, integer};
 use crate::resp::context::{Context, failure, key};
 use crate::resp::frame::Frame;
 use crate::resp::session::Session;
@@ -25,16 +32,262 @@ pub async fn get(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, F
     Ok(read(ctx, s, &a[0]).await?.map_or(Frame::Null, Frame::Bulk))
 }
 
-/// `SET key value`: no options.
+/// When a written value expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Never (`SET` without options drops any expiry, as in Redis).
+    Never,
+    /// At this wall-clock millisecond.
+    At(u64),
+    /// Whatever the value it replaces had (`KEEPTTL`).
+    Keep,
+}
+
+/// `SET`'s options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SetOptions {
+    pub expiry: Expiry,
+    /// `Some(true)`: only if the key exists (`XX`); `Some(false)`: only if not (`NX`).
+    pub exists: Option<bool>,
+    /// Answer the value replaced (`GET`).
+    pub get: bool,
+}
+
+impl SetOptions {
+    /// Whether the write needs the key's current value first.
+    pub fn reads_first(&self) -> bool {
+        self.exists.is_some() || self.get || self.expiry == Expiry::Keep
+    }
+}
+
+/// Milliseconds from `now_ms` after `amount` units of `unit_ms`, as an expiry; refused when
+/// not positive or past the range (Redis's error).
+pub fn expiry_after(now_ms: u64, amount: i64, unit_ms: u64, name: &str) -> Result<u64, Frame> {
+    let invalid = || Frame::err(format!("invalid expire time in '{name}' command"));
+    let amount = u64::try_from(amount)
+        .ok()
+        .filter(|a| *a > 0)
+        .ok_or_else(invalid)?;
+    amount
+        .checked_mul(unit_ms)
+        .and_then(|ms| now_ms.checked_add(ms))
+        .ok_or_else(invalid)
+}
+
+/// An absolute expiry (`EXAT` seconds, `PXAT` milliseconds), refused when not positive.
+fn expiry_at(amount: i64, unit_ms: u64, name: &str) -> Result<u64, Frame> {
+    u64::try_from(amount)
+        .ok()
+        .filter(|a| *a > 0)
+        .and_then(|a| a.checked_mul(unit_ms))
+        .ok_or_else(|| Frame::err(format!("invalid expire time in '{name}' command")))
+}
+
+/// Parses `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]` (`opts`: what
+/// follows the value), against the clock reading `now_ms`.
+pub fn set_options(opts: &[Bytes], now_ms: u64) -> Result<SetOptions, Frame> {
+    let syntax = || Frame::err("syntax error");
+    let mut o = SetOptions {
+        expiry: Expiry::Never,
+        exists: None,
+        get: false,
+    };
+    let mut expiry_given = false;
+    let mut i = 0;
+    while i < opts.len() {
+        let word = opts[i].to_ascii_lowercase();
+        match word.as_slice() {
+            b"nx" | b"xx" if o.exists.is_none() => o.exists = Some(word == b"xx"),
+            b"get" if !o.get => o.get = true,
+            b"keepttl" if !expiry_given => {
+                expiry_given = true;
+                o.expiry = Expiry::Keep;
+            }
+            b"ex" | b"px" | b"exat" | b"pxat" if !expiry_given => {
+                expiry_given = true;
+                i += 1;
+                let amount = integer(opts.get(i).ok_or_else(syntax)?)?;
+                o.expiry = Expiry::At(match word.as_slice() {
+                    b"ex" => expiry_after(now_ms, amount, 1000, "set")?,
+                    b"px" => expiry_after(now_ms, amount, 1, "set")?,
+                    b"exat" => expiry_at(amount, 1000, "set")?,
+                    _ => expiry_at(amount, 1, "set")?,
+                });
+            }
+            _ => return Err(syntax()),
+        }
+        i += 1;
+    }
+    Ok(o)
+}
+
+/// `SET key value [options]`.
 pub async fn set(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
     expect(a.len() >= 2, "set")?;
-    if a.len() > 2 {
-        return Err(Frame::err(
-            "syntax error (driftkv's SET takes no options: no expiry, NX or XX)",
-        ));
+    let o = set_options(&a[2..], crate::wall_ms())?;
+    if !o.reads_first() {
+        let expires_ms = match o.expiry {
+            Expiry::At(ms) => Some(ms),
+            _ => None,
+        };
+        write_expiring(ctx, s, &a[0], &a[1], expires_ms).await?;
+        return Ok(Frame::ok());
     }
-    write(ctx, s, &a[0], &a[1]).await?;
+    let now = current(ctx, s, &a[0]).await?;
+    let old = now.value.clone();
+    if o.exists.is_some_and(|want| want != old.is_some()) {
+        return Ok(if o.get {
+            old.map_or(Frame::Null, Frame::Bulk)
+        } else {
+            Frame::Null
+        });
+    }
+    let expires_ms = match o.expiry {
+        Expiry::Never => None,
+        Expiry::At(ms) => Some(ms),
+        Expiry::Keep => now.expires_ms,
+    };
+    replace(ctx, s, &a[0], &now, Some(a[1].clone()), expires_ms).await?;
+    Ok(if o.get {
+        old.map_or(Frame::Null, Frame::Bulk)
+    } else {
+        Frame::ok()
+    })
+}
+
+/// `SETEX key seconds value` / `PSETEX key milliseconds value`.
+pub async fn setex(
+    ctx: &Context,
+    s: &mut Session,
+    name: &str,
+    a: &[Bytes],
+) -> Result<Frame, Frame> {
+    expect(a.len() == 3, name)?;
+    let unit = if name == "psetex" { 1 } else { 1000 };
+    let expires_ms = expiry_after(crate::wall_ms(), integer(&a[1])?, unit, name)?;
+    write_expiring(ctx, s, &a[0], &a[2], Some(expires_ms)).await?;
     Ok(Frame::ok())
+}
+
+/// `SETNX key value`: 1 if it wrote (the key read as missing at R), else 0.
+pub async fn setnx(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
+    expect(a.len() == 2, "setnx")?;
+    let now = current(ctx, s, &a[0]).await?;
+    if now.value.is_some() {
+        return Ok(Frame::Int(0));
+    }
+    replace(ctx, s, &a[0], &now, Some(a[1].clone()), None).await?;
+    Ok(Frame::Int(1))
+}
+
+/// `GETSET key value`: the value replaced (the new one has no expiry).
+pub async fn getset(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
+    expect(a.len() == 2, "getset")?;
+    let now = current(ctx, s, &a[0]).await?;
+    replace(ctx, s, &a[0], &now, Some(a[1].clone()), None).await?;
+    Ok(now.value.map_or(Frame::Null, Frame::Bulk))
+}
+
+/// `GETDEL key`: the value, deleted.
+pub async fn getdel(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
+    expect(a.len() == 1, "getdel")?;
+    let now = current(ctx, s, &a[0]).await?;
+    if now.value.is_some() {
+        replace(ctx, s, &a[0], &now, None, None).await?;
+    }
+    Ok(now.value.map_or(Frame::Null, Frame::Bulk))
+}
+
+/// `APPEND key value`: the new length (the expiry is kept).
+pub async fn append(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
+    expect(a.len() == 2, "append")?;
+    let now = current(ctx, s, &a[0]).await?;
+    let mut joined = now.value.clone().map(Vec::from).unwrap_or_default();
+    joined.extend_from_slice(&a[1]);
+    let len = joined.len() as i64;
+    replace(
+        ctx,
+        s,
+        &a[0],
+        &now,
+        Some(Bytes::from(joined)),
+        now.expires_ms,
+    )
+    .await?;
+    Ok(Frame::Int(len))
+}
+
+/// `STRLEN key`: the value's length, 0 when missing.
+pub async fn strlen(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
+    expect(a.len() == 1, "strlen")?;
+    let now = current(ctx, s, &a[0]).await?;
+    Ok(Frame::Int(now.value.map_or(0, |v| v.len() as i64)))
+}
+
+/// What a command that decides on a string key's value sees of it.
+#[derive(Default)]
+pub struct Current {
+    /// The newest live value (highest hybrid-clock time), if any.
+    pub value: Option<Bytes>,
+    /// That value's expiry.
+    pub expires_ms: Option<u64>,
+    /// Everything the read saw: a write with it replaces every value read.
+    pub context: VersionVector,
+}
+
+/// String key `k` as it reads at the connection's R (a key of another kind live is the
+/// wrong type; a deleted counter, set or map reads as missing).
+pub async fn current(ctx: &Context, s: &mut Session, k: &Bytes) -> Result<Current, Frame> {
+    let request = Request::Read {
+        key: key(k),
+        r: s.r,
+    };
+    let now_ms = crate::wall_ms();
+    match ctx.call(request).await? {
+        Reply::Object { object: None } => Ok(Current::default()),
+        Reply::Object {
+            object: Some(Object::Register(reg)),
+        } => {
+            s.remember(k, reg.context());
+            let newest = reg.newest_live(now_ms);
+            Ok(Current {
+                value: newest.and_then(|n| n.value.clone()),
+                expires_ms: newest.and_then(|n| n.expires_ms),
+                context: reg.context().clone(),
+            })
+        }
+        Reply::Object {
+            object: Some(other),
+        } if !other.is_live_at(now_ms) => Ok(Current::default()),
+        Reply::Object { .. } => Err(wrong_type()),
+        other => Err(failure(other)),
+    }
+}
+
+/// Writes `value` (`None`: deletes) over string key `k` as `now` read it, expiring at
+/// `expires_ms`.
+pub async fn replace(
+    ctx: &Context,
+    s: &mut Session,
+    k: &Bytes,
+    now: &Current,
+    value: Option<Bytes>,
+    expires_ms: Option<u64>,
+) -> Result<(), Frame> {
+    let request = Request::Put {
+        key: key(k),
+        value,
+        context: now.context.clone(),
+        expires_ms,
+        w: s.w,
+    };
+    let reply = ctx.call(request).await?;
+    write_reply(s, k, reply)
+}
+
+/// The WRONGTYPE error line.
+pub fn wrong_type() -> Frame {
+    Frame::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
 }
 
 /// `MSET key value [key value ...]`: each pair written in turn; the first failure ends it.
@@ -71,43 +324,6 @@ pub async fn mget(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, 
         });
     }
     Ok(Frame::Array(out))
-}
-
-/// `DEL key [key ...]`: how many of the keys were there. Only string keys are deleted.
-pub async fn del(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
-    expect(!a.is_empty(), "del")?;
-    let mut count = 0;
-    for k in a {
-        let present = read(ctx, s, k).await?.is_some();
-        if present {
-            let request = Request::Overwrite {
-                key: key(k),
-                value: None,
-                expires_ms: None,
-                w: s.w,
-            };
-            if let reply @ Reply::Error { .. } = ctx.call(request).await? {
-                return Err(failure(reply));
-            }
-        }
-        count += present as i64;
-    }
-    Ok(Frame::Int(count))
-}
-
-/// `EXISTS key [key ...]`: how many of the keys hold something (of any kind).
-pub async fn exists(ctx: &Context, s: &mut Session, a: &[Bytes]) -> Result<Frame, Frame> {
-    expect(!a.is_empty(), "exists")?;
-    let mut count = 0;
-    for k in a {
-        let present = match read(ctx, s, k).await {
-            Ok(v) => v.is_some(),
-            Err(e) if e.is_error_code("WRONGTYPE") => true,
-            Err(e) => return Err(e),
-        };
-        count += present as i64;
-    }
-    Ok(Frame::Int(count))
 }
 
 /// A register's value as GET answers it: the greatest sibling when there are several. A
@@ -159,16 +375,27 @@ pub fn read_reply(
 
 /// Overwrites register `k` with `value` at the connection's write level.
 async fn write(ctx: &Context, s: &mut Session, k: &Bytes, value: &Bytes) -> Result<(), Frame> {
-    let reply = ctx.call(write_request(s, k, value)).await?;
+    write_expiring(ctx, s, k, value, None).await
+}
+
+/// Overwrites register `k` with `value`, expiring at `expires_ms`.
+async fn write_expiring(
+    ctx: &Context,
+    s: &mut Session,
+    k: &Bytes,
+    value: &Bytes,
+    expires_ms: Option<u64>,
+) -> Result<(), Frame> {
+    let reply = ctx.call(write_request(s, k, value, expires_ms)).await?;
     write_reply(s, k, reply)
 }
 
 /// The request an overwrite of register `k` with `value` makes.
-pub fn write_request(s: &Session, k: &Bytes, value: &Bytes) -> Request {
+pub fn write_request(s: &Session, k: &Bytes, value: &Bytes, expires_ms: Option<u64>) -> Request {
     Request::Overwrite {
         key: key(k),
         value: Some(value.clone()),
-        expires_ms: None,
+        expires_ms,
         w: s.w,
     }
 }
