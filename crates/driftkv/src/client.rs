@@ -1,4 +1,4 @@
-//! `driftkv put|get|del|status`: a small client of the HTTP API.
+//! `driftkv put|get|del|keys|watch|status`: a small client of the HTTP API.
 //!
 //! `get` prints the value on stdout and the causal context on stderr (`context: TOKEN`), so
 //! `driftkv put KEY NEW --context TOKEN` can resolve siblings from a shell.
@@ -48,6 +48,35 @@ pub struct PutArgs {
     /// The context token a read gave (omit for a blind write).
     #[arg(long)]
     context: Option<String>,
+    /// The value expires this many milliseconds after it is written (a TTL): every node then
+    /// reads the key as missing.
+    #[arg(long, value_name = "MS")]
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Only keys that start with this.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Keys asked for per page (the listing goes on until every page is read).
+    #[arg(long, default_value_t = 1000)]
+    page: u32,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    key: String,
+    #[command(flatten)]
+    target: Target,
+    /// How long each wait for a change lasts before it is asked again, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// Stop after this many changes (default: watch until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 #[derive(Args)]
@@ -117,9 +146,16 @@ fn url(t: &Target, key: &str, level: Option<(&str, &Option<String>)>) -> String 
 
 /// An HTTP client for `node`: trusting the CA given (for `https://`), sending the user given.
 pub fn client(node: &str, credentials: &Credentials) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(10));
+    client_waiting(node, credentials, std::time::Duration::from_secs(10))
+}
+
+/// [`client`] whose requests may take up to `timeout` (a watch waits on the node's side).
+fn client_waiting(
+    node: &str,
+    credentials: &Credentials,
+    timeout: std::time::Duration,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().no_proxy().timeout(timeout);
     if let Some(ca) = &credentials.ca {
         let tls = driftkv_tls::client_config(ca).map_err(|e| anyhow::anyhow!("--ca: {e}"))?;
         builder = builder.use_preconfigured_tls(tls);
@@ -163,8 +199,13 @@ fn print_context(resp: &reqwest::Response) {
 }
 
 pub async fn put(a: PutArgs) -> anyhow::Result<()> {
+    let mut url = url(&a.target, &a.key, Some(("w", &a.w)));
+    if let Some(ttl) = a.ttl_ms {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&format!("ttl_ms={ttl}"));
+    }
     let mut req = client(&a.target.node, &a.target.credentials)?
-        .put(url(&a.target, &a.key, Some(("w", &a.w))))
+        .put(url)
         .body(a.value);
     if let Some(ctx) = &a.context {
         req = req.header("X-Causal-Context", ctx);
@@ -235,6 +276,114 @@ pub async fn del(a: DelArgs) -> anyhow::Result<()> {
         return Err(fail(resp).await);
     }
     Ok(())
+}
+
+/// A key as the listing's JSON carries it: the string, or `base64:...` for other bytes.
+fn shown_key(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => match other.get("base64").and_then(Value::as_str) {
+            Some(b) => format!("base64:{b}"),
+            None => other.to_string(),
+        },
+    }
+}
+
+/// `driftkv keys`: every live key of the bucket (with the prefix), one per line, page after
+/// page across the cluster.
+pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
+    let base = a.target.node.trim_end_matches('/');
+    let path = match &a.target.bucket {
+        Some(b) => format!("{base}/buckets/{}/keys", segment(b)),
+        None => format!("{base}/keys"),
+    };
+    let http = client(&a.target.node, &a.target.credentials)?;
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{path}?limit={}&prefix={}", a.page, segment(&a.prefix));
+        if let Some(c) = &after {
+            url.push_str(&format!("&after={}", segment(c)));
+        }
+        let resp = http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", a.target.node))?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        let page: Value = resp.json().await?;
+        for k in page["keys"].as_array().into_iter().flatten() {
+            println!("{}", shown_key(k));
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `driftkv watch KEY`: prints the key's state, then each new state as writes through any
+/// node change it (a line `(deleted)` when it goes), until interrupted or `--count` changes.
+pub async fn watch(a: WatchArgs) -> anyhow::Result<()> {
+    let wait = std::time::Duration::from_millis(a.timeout_ms);
+    let http = client_waiting(
+        &a.target.node,
+        &a.target.credentials,
+        wait + std::time::Duration::from_secs(10),
+    )?;
+    let key_url = url(&a.target, &a.key, None);
+    let resp = http
+        .get(&key_url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", a.target.node))?;
+    let mut context = show_state(resp).await?;
+    let mut changes = 0;
+    while a.count.is_none_or(|n| changes < n) {
+        let mut req = http.get(format!("{key_url}/watch?timeout_ms={}", a.timeout_ms));
+        if let Some(c) = &context {
+            req = req.header("X-Causal-Context", c);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", a.target.node))?;
+        if resp.status().as_u16() == 304 {
+            continue;
+        }
+        context = show_state(resp).await?;
+        changes += 1;
+    }
+    Ok(())
+}
+
+/// Prints a key's state from a read or a watch (value, siblings or `(deleted)`); returns its
+/// context.
+async fn show_state(resp: reqwest::Response) -> anyhow::Result<Option<String>> {
+    let context = resp
+        .headers()
+        .get("x-causal-context")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match resp.status().as_u16() {
+        200 => println!("{}", String::from_utf8_lossy(&resp.bytes().await?)),
+        300 => {
+            let body: Value = resp.json().await?;
+            let siblings: Vec<String> = body["siblings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(Value::to_string)
+                .collect();
+            println!("{} siblings: {}", siblings.len(), siblings.join(" | "));
+        }
+        404 => println!("(deleted)"),
+        _ => return Err(fail(resp).await),
+    }
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    Ok(context)
 }
 
 pub async fn status(a: StatusArgs) -> anyhow::Result<()> {

@@ -44,6 +44,10 @@ enum Command {
     Get(client::GetArgs),
     /// Deletes a key (writes a tombstone).
     Del(client::DelArgs),
+    /// Lists the live keys of a bucket across the cluster, one per line.
+    Keys(client::KeysArgs),
+    /// Prints a key's value, then each new value as writes through any node change it.
+    Watch(client::WatchArgs),
     /// Shows the cluster as one node sees it.
     Status(client::StatusArgs),
     /// Runs the deterministic simulator (the consistency lab) on a scenario file and writes a
@@ -230,6 +234,8 @@ fn main() -> anyhow::Result<()> {
         Command::Put(a) => runtime()?.block_on(client::put(a)),
         Command::Get(a) => runtime()?.block_on(client::get(a)),
         Command::Del(a) => runtime()?.block_on(client::del(a)),
+        Command::Keys(a) => runtime()?.block_on(client::keys(a)),
+        Command::Watch(a) => runtime()?.block_on(client::watch(a)),
         Command::Status(a) => runtime()?.block_on(client::status(a)),
         Command::Sim(a) => sim::run(a),
         Command::Leave(a) => runtime()?.block_on(client::leave(a)),

@@ -352,3 +352,196 @@ fn redis_cli_and_redis_benchmark_run_against_a_cluster() {
         "the node serves after the benchmark"
     );
 }
+
+/// Three nodes joined into one cluster, each seeing all three up.
+fn cluster() -> [Node; 3] {
+    let n1 = start("n1", None);
+    let n2 = start("n2", Some(n1.listen));
+    let n3 = start("n3", Some(n1.listen));
+    poll(
+        Duration::from_secs(20),
+        || {
+            [&n1, &n2, &n3]
+                .iter()
+                .all(|n| {
+                    let (st, body) = http(n.http, "GET", "/cluster", b"");
+                    st == 200 && String::from_utf8_lossy(&body).matches("\"up\"").count() == 3
+                })
+                .then_some(())
+        },
+        "every node sees three members up",
+    );
+    [n1, n2, n3]
+}
+
+#[test]
+fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
+    let nodes = cluster();
+    let conn = |n: &Node| {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", n.resp))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    let (mut c1, mut c2, mut c3) = (conn(&nodes[0]), conn(&nodes[1]), conn(&nodes[2]));
+    let cmd = |name: &str| redis::cmd(name);
+
+    // Expiry: SET with PX, TTL and PTTL, PERSIST, EXPIRE; expired on every node.
+    let _: () = cmd("SET").arg("sess").arg("v").arg("PX").arg(1500).query(&mut c1).unwrap();
+    let pttl: i64 = cmd("PTTL").arg("sess").query(&mut c2).unwrap();
+    assert!((1..=1500).contains(&pttl), "{pttl}");
+    let ttl: i64 = cmd("TTL").arg("sess").query(&mut c3).unwrap();
+    assert!((1..=2).contains(&ttl), "{ttl}");
+    poll(
+        Duration::from_secs(15),
+        || {
+            let gone = [&mut c1, &mut c2, &mut c3].into_iter().all(|c| {
+                cmd("GET").arg("sess").query::<Option<String>>(c).unwrap().is_none()
+            });
+            gone.then_some(())
+        },
+        "the key to expire on every node",
+    );
+    let ttl: i64 = cmd("TTL").arg("sess").query(&mut c1).unwrap();
+    assert_eq!(ttl, -2, "a missing key");
+    let _: () = cmd("SETEX").arg("cache").arg(100).arg("c").query(&mut c1).unwrap();
+    let n: i64 = cmd("PERSIST").arg("cache").query(&mut c2).unwrap();
+    assert_eq!(n, 1);
+    let ttl: i64 = cmd("TTL").arg("cache").query(&mut c3).unwrap();
+    assert_eq!(ttl, -1, "persisted");
+    let n: i64 = cmd("EXPIRE").arg("cache").arg(100).arg("XX").query(&mut c1).unwrap();
+    assert_eq!(n, 0, "XX: it had no expiry");
+    let n: i64 = cmd("EXPIRE").arg("cache").arg(100).query(&mut c1).unwrap();
+    assert_eq!(n, 1);
+    let _: () = cmd("SET").arg("cache").arg("d").arg("KEEPTTL").query(&mut c2).unwrap();
+    let ttl: i64 = cmd("TTL").arg("cache").query(&mut c3).unwrap();
+    assert!((90..=100).contains(&ttl), "KEEPTTL kept it: {ttl}");
+    let n: i64 = cmd("PEXPIRE").arg("cache").arg(-1).query(&mut c1).unwrap();
+    assert_eq!(n, 1, "an expiry in the past deletes");
+    let gone: Option<String> = cmd("GET").arg("cache").query(&mut c2).unwrap();
+    assert_eq!(gone, None);
+    for bad in [&["EX", "0"][..], &["PX", "-5"], &["EX", "x"], &["NX", "XX"], &["EX", "1", "KEEPTTL"], &["BOGUS"]] {
+        let e = cmd("SET").arg("k").arg("v").arg(bad).query::<String>(&mut c1).unwrap_err();
+        assert!(e.to_string().contains("ERR") || e.to_string().contains("error"), "{bad:?}: {e}");
+    }
+
+    // Conditions decided on what R replicas hold.
+    let ok: Option<String> = cmd("SET").arg("lock").arg("a").arg("NX").query(&mut c1).unwrap();
+    assert_eq!(ok.as_deref(), Some("OK"));
+    let again: Option<String> = cmd("SET").arg("lock").arg("b").arg("NX").query(&mut c2).unwrap();
+    assert_eq!(again, None);
+    let old: Option<String> = cmd("SET").arg("lock").arg("c").arg("XX").arg("GET").query(&mut c3).unwrap();
+    assert_eq!(old.as_deref(), Some("a"));
+    let n: i64 = cmd("SETNX").arg("lock").arg("d").query(&mut c1).unwrap();
+    assert_eq!(n, 0);
+    let old: Option<String> = cmd("GETSET").arg("lock").arg("e").query(&mut c2).unwrap();
+    assert_eq!(old.as_deref(), Some("c"));
+    let len: i64 = cmd("APPEND").arg("lock").arg("fg").query(&mut c3).unwrap();
+    assert_eq!(len, 3);
+    let len: i64 = cmd("STRLEN").arg("lock").query(&mut c1).unwrap();
+    assert_eq!(len, 3);
+    let v: Option<String> = cmd("GETDEL").arg("lock").query(&mut c2).unwrap();
+    assert_eq!(v.as_deref(), Some("efg"));
+    let v: Option<String> = cmd("GET").arg("lock").query(&mut c3).unwrap();
+    assert_eq!(v, None);
+
+    // Hashes: fields from different nodes merge; increments count on every node.
+    let n: i64 = cmd("HSET").arg("obj").arg("f1").arg("x").arg("f2").arg("y").query(&mut c1).unwrap();
+    assert_eq!(n, 2);
+    let n: i64 = cmd("HINCRBY").arg("obj").arg("n").arg(4).query(&mut c2).unwrap();
+    assert_eq!(n, 4);
+    let n: i64 = cmd("HINCRBY").arg("obj").arg("n").arg(-1).query(&mut c3).unwrap();
+    assert_eq!(n, 3);
+    let all: std::collections::HashMap<String, String> = cmd("HGETALL").arg("obj").query(&mut c3).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!((all["f1"].as_str(), all["f2"].as_str(), all["n"].as_str()), ("x", "y", "3"));
+    let got: Vec<Option<String>> = cmd("HMGET").arg("obj").arg("f1").arg("zz").query(&mut c1).unwrap();
+    assert_eq!(got, [Some("x".into()), None]);
+    let n: i64 = cmd("HDEL").arg("obj").arg("f1").arg("zz").query(&mut c2).unwrap();
+    assert_eq!(n, 1);
+    let (len, exists): (i64, i64) = redis::pipe()
+        .cmd("HLEN").arg("obj")
+        .cmd("HEXISTS").arg("obj").arg("f1")
+        .query(&mut c3)
+        .unwrap();
+    assert_eq!((len, exists), (2, 0));
+    let mut keys: Vec<String> = cmd("HKEYS").arg("obj").query(&mut c1).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["f2", "n"]);
+    let e = cmd("HINCRBY").arg("obj").arg("f2").arg(1).query::<i64>(&mut c1).unwrap_err();
+    assert!(e.to_string().contains("not an integer"), "{e}");
+    let e = cmd("HSET").arg("obj").arg("odd").query::<i64>(&mut c1).unwrap_err();
+    assert!(e.to_string().contains("wrong number"), "{e}");
+
+    // TYPE, and DEL of every type.
+    let _: i64 = cmd("INCRBY").arg("cnt").arg(5).query(&mut c1).unwrap();
+    let _: i64 = cmd("SADD").arg("tags").arg("a").query(&mut c1).unwrap();
+    let _: () = cmd("SET").arg("plain").arg("p").query(&mut c1).unwrap();
+    for (k, t) in [("obj", "hash"), ("cnt", "string"), ("tags", "set"), ("plain", "string"), ("nothing", "none")] {
+        let got: String = cmd("TYPE").arg(k).query(&mut c2).unwrap();
+        assert_eq!(got, t, "{k}");
+    }
+    let v: String = cmd("GET").arg("cnt").query(&mut c3).unwrap();
+    assert_eq!(v, "5", "a counter reads as its value");
+    let e = cmd("EXPIRE").arg("tags").arg(10).query::<i64>(&mut c1).unwrap_err();
+    assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+    let n: i64 = cmd("DEL").arg("obj").arg("cnt").arg("tags").arg("plain").arg("nothing").query(&mut c2).unwrap();
+    assert_eq!(n, 4);
+    let n: i64 = cmd("UNLINK").arg("obj").query(&mut c3).unwrap();
+    assert_eq!(n, 0, "already gone");
+    let n: i64 = cmd("EXISTS").arg("obj").arg("cnt").arg("tags").arg("plain").query(&mut c1).unwrap();
+    assert_eq!(n, 0);
+    let v: Option<String> = cmd("GET").arg("cnt").query(&mut c3).unwrap();
+    assert_eq!(v, None, "a deleted counter reads as missing");
+    let n: i64 = cmd("INCR").arg("cnt").query(&mut c1).unwrap();
+    assert_eq!(n, 1, "counting on after a delete starts from zero");
+
+    // SCAN over the cluster: every key once, whatever node carries the cursor on; KEYS and
+    // DBSIZE see the same keys.
+    let _: i64 = cmd("DEL").arg("cnt").query(&mut c1).unwrap();
+    for i in 0..60 {
+        let _: () = cmd("SET").arg(format!("scan:{i}")).arg("v").query(&mut c1).unwrap();
+    }
+    let _: i64 = cmd("SADD").arg("scan:set").arg("m").query(&mut c1).unwrap();
+    let mut found = Vec::new();
+    let mut cursor = "0".to_string();
+    let conns = [&mut c1, &mut c2, &mut c3];
+    let mut conns = conns.into_iter().cycle();
+    for _ in 0..1000 {
+        let (next, keys): (String, Vec<String>) = cmd("SCAN")
+            .arg(&cursor)
+            .arg("MATCH")
+            .arg("scan:*")
+            .arg("COUNT")
+            .arg(7)
+            .arg("TYPE")
+            .arg("string")
+            .query(conns.next().unwrap())
+            .unwrap();
+        found.extend(keys);
+        cursor = next;
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(cursor, "0", "the scan ended");
+    let n = found.len();
+    found.sort();
+    found.dedup();
+    assert_eq!(found.len(), n, "a key scanned twice");
+    let mut want: Vec<String> = (0..60).map(|i| format!("scan:{i}")).collect();
+    want.sort();
+    assert_eq!(found, want);
+    let mut keys: Vec<String> = cmd("KEYS").arg("scan:*").query(&mut c2).unwrap();
+    keys.sort();
+    want.push("scan:set".into());
+    want.sort();
+    assert_eq!(keys, want);
+    let size: i64 = cmd("DBSIZE").query(&mut c3).unwrap();
+    let all: Vec<String> = cmd("KEYS").arg("*").query(&mut c3).unwrap();
+    assert_eq!(size, all.len() as i64, "small keyspaces are counted exactly");
+    for bad in ["x", "-1", "99999999999999999"] {
+        let e = cmd("SCAN").arg(bad).query::<(String, Vec<String>)>(&mut c1).unwrap_err();
+        assert!(e.to_string().contains("invalid cursor"), "{bad}: {e}");
+    }
+}

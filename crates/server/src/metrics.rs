@@ -72,6 +72,8 @@ pub struct Metrics {
     pub http_listener: Arc<ListenerStats>,
     pub resp: Arc<RespStats>,
     pub node_loop: Arc<LoopStats>,
+    /// HTTP watches (`/kv/{key}/watch`) waiting now.
+    pub watches_open: AtomicU64,
 }
 
 /// The node thread's state at one moment, for rendering.
@@ -142,7 +144,13 @@ type ShellSeries = (
 );
 
 /// The shell's series (RESP, transport, listeners), in the order they are shown.
-const SHELL_SERIES: [ShellSeries; 25] = [
+const SHELL_SERIES: [ShellSeries; 26] = [
+    (
+        "driftkv_http_watches_open",
+        "gauge",
+        "HTTP watches of keys waiting for a change now (bounded by WATCHERS_MAX).",
+        |m| &m.watches_open,
+    ),
     (
         "driftkv_peer_bursts_broken_total",
         "counter",

@@ -89,6 +89,26 @@ impl Drop for WatchPlace {
     }
 }
 
+/// One watch counted in `driftkv_http_watches_open` while it waits.
+struct Open(Arc<crate::metrics::Metrics>);
+
+impl Open {
+    fn count(metrics: &Arc<crate::metrics::Metrics>) -> Open {
+        metrics
+            .watches_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Open(Arc::clone(metrics))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .watches_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// `GET /kv/{key}/watch`.
 pub async fn watch_default(
     State(s): State<AppState>,
@@ -119,6 +139,7 @@ async fn watch(
     let seen = read_context(headers, &key)?;
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(WATCH_TIMEOUT_MS_DEFAULT));
     let _place = state.watchers.enter(&key)?;
+    let _open = Open::count(&state.metrics);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = POLL_FIRST_MS;
     loop {
