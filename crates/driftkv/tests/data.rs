@@ -41,14 +41,22 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
     let r = n1.put("/kv/brief?w=all&ttl_ms=1500", b"soon gone");
     assert_eq!(r.status, 204, "{r}");
     assert_eq!(n3.get("/kv/brief?r=one").text(), "soon gone");
-    poll("the key to expire on every node", Duration::from_secs(15), || {
-        let codes: Vec<u16> = c.nodes.iter().map(|n| n.get("/kv/brief?r=one").status).collect();
-        if codes.iter().all(|s| *s == 404) {
-            Ok(())
-        } else {
-            Err(format!("{codes:?}"))
-        }
-    });
+    poll(
+        "the key to expire on every node",
+        Duration::from_secs(15),
+        || {
+            let codes: Vec<u16> = c
+                .nodes
+                .iter()
+                .map(|n| n.get("/kv/brief?r=one").status)
+                .collect();
+            if codes.iter().all(|s| *s == 404) {
+                Ok(())
+            } else {
+                Err(format!("{codes:?}"))
+            }
+        },
+    );
     for bad in ["ttl_ms=0", "ttl_ms=-1", "ttl_ms=soon", "ttl=5"] {
         let r = n1.put(&format!("/kv/x?{bad}"), b"v");
         assert_eq!(r.status, 400, "{bad}: {r}");
@@ -81,7 +89,12 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
         assert_eq!(page.status, 200, "{page}");
         let keys = field(&page, "keys");
         assert!(keys.as_array().is_some_and(|k| k.len() <= 25), "{page}");
-        seen.extend(keys.as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()));
+        seen.extend(
+            keys.as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string()),
+        );
         match field(&page, "next") {
             Value::String(s) => next = Some(s),
             _ => break,
@@ -90,13 +103,27 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
     let mut want: Vec<String> = (0..120).map(|i| format!("user-{i:03}")).collect();
     seen.sort();
     assert_eq!(seen, want, "every key once");
-    let printed = cli(&["keys", "--node", &url(n3), "--bucket", "people", "--page", "7"]);
+    let printed = cli(&[
+        "keys",
+        "--node",
+        &url(n3),
+        "--bucket",
+        "people",
+        "--page",
+        "7",
+    ]);
     want.push("admin".into());
     let mut lines: Vec<String> = printed.lines().map(str::to_string).collect();
     lines.sort();
     want.sort();
     assert_eq!(lines, want);
-    for bad in ["after=zz", "after=99999", "limit=0", "limit=100001", "prefix=%zz"] {
+    for bad in [
+        "after=zz",
+        "after=99999",
+        "limit=0",
+        "limit=100001",
+        "prefix=%zz",
+    ] {
         let r = n1.get(&format!("/buckets/people/keys?{bad}"));
         assert_eq!(r.status, 400, "{bad}: {r}");
     }
@@ -108,7 +135,10 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
         r
     };
     post(n1, json!({"set": {"name": "ann"}}));
-    post(n2, json!({"set": {"city": "oslo"}, "increment": {"visits": 2}}));
+    post(
+        n2,
+        json!({"set": {"city": "oslo"}, "increment": {"visits": 2}}),
+    );
     let r = post(n3, json!({"increment": {"visits": 3}}));
     assert_eq!(field(&r, "fields")["visits"], json!(5));
     let r = n1.get("/buckets/app/maps/profile?r=all");
@@ -131,23 +161,53 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
         let r = n1.post_json("/maps/bad", &bad);
         assert_eq!(r.status, 400, "{bad}: {r}");
     }
-    let r = n1.post_json("/buckets/app/maps/profile", &json!({"increment": {"name": 1}}));
+    let r = n1.post_json(
+        "/buckets/app/maps/profile",
+        &json!({"increment": {"name": 1}}),
+    );
     assert_eq!(r.status, 400, "an increment of a word: {r}");
 
     // Counters and sets in a bucket; deletes of every type.
-    assert_eq!(n1.post_json("/buckets/app/counters/hits?w=all", &json!({"delta": 4})).status, 200);
-    assert_eq!(n2.post_json("/buckets/app/sets/tags?w=all", &json!({"add": ["a"]})).status, 204);
-    assert_eq!(n3.get("/buckets/app/counters/hits").json(), Some(json!({"value": 4})));
-    assert_eq!(n1.get("/counters/hits").json(), Some(json!({"value": 0})), "buckets apart");
+    assert_eq!(
+        n1.post_json("/buckets/app/counters/hits?w=all", &json!({"delta": 4}))
+            .status,
+        200
+    );
+    assert_eq!(
+        n2.post_json("/buckets/app/sets/tags?w=all", &json!({"add": ["a"]}))
+            .status,
+        204
+    );
+    assert_eq!(
+        n3.get("/buckets/app/counters/hits").json(),
+        Some(json!({"value": 4}))
+    );
+    assert_eq!(
+        n1.get("/counters/hits").json(),
+        Some(json!({"value": 0})),
+        "buckets apart"
+    );
     for path in ["counters/hits", "sets/tags", "maps/profile"] {
         let r = n1.request("DELETE", &format!("/buckets/app/{path}?w=all"), &[], b"");
         assert_eq!(r.status, 204, "{path}: {r}");
     }
-    assert_eq!(n2.get("/buckets/app/counters/hits?r=all").json(), Some(json!({"value": 0})));
-    assert_eq!(n2.get("/buckets/app/sets/tags?r=all").json(), Some(json!({"members": []})));
-    assert_eq!(n2.get("/buckets/app/maps/profile?r=all").json(), Some(json!({"fields": {}})));
+    assert_eq!(
+        n2.get("/buckets/app/counters/hits?r=all").json(),
+        Some(json!({"value": 0}))
+    );
+    assert_eq!(
+        n2.get("/buckets/app/sets/tags?r=all").json(),
+        Some(json!({"members": []}))
+    );
+    assert_eq!(
+        n2.get("/buckets/app/maps/profile?r=all").json(),
+        Some(json!({"fields": {}}))
+    );
     let r = n1.request("DELETE", "/buckets/people/counters/user-001", &[], b"");
-    assert_eq!(r.status, 409, "a counter delete of a string key is the wrong type: {r}");
+    assert_eq!(
+        r.status, 409,
+        "a counter delete of a string key is the wrong type: {r}"
+    );
 
     // Watch: waits for a write through another node, or answers 304 at its timeout.
     let r = n1.put("/kv/watched?w=all", b"v1");
@@ -164,14 +224,24 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
         )
     });
     // The watch holds on while nothing changes (its first reads see the context it has).
-    poll("the watch to be open", Duration::from_secs(5), || {
-        match support::metric(n3, "driftkv_http_watches_open") {
+    poll(
+        "the watch to be open",
+        Duration::from_secs(5),
+        || match support::metric(n3, "driftkv_http_watches_open") {
             Ok(v) if v >= 1.0 => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
-    assert!(!watcher.is_finished(), "the watch answered though nothing changed");
-    n2.request("PUT", "/kv/watched?w=one", &[("X-Causal-Context", &ctx)], b"v2");
+        },
+    );
+    assert!(
+        !watcher.is_finished(),
+        "the watch answered though nothing changed"
+    );
+    n2.request(
+        "PUT",
+        "/kv/watched?w=one",
+        &[("X-Causal-Context", &ctx)],
+        b"v2",
+    );
     let answer = watcher.join().unwrap().expect("the watch answers");
     assert_eq!((answer.status, answer.text().as_str()), (200, "v2"));
     let now = n3.get("/kv/watched?r=all");
@@ -183,7 +253,12 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
         b"",
     );
     assert_eq!(idle.status, 304, "{idle}");
-    let bad = n3.request("GET", "/kv/watched/watch", &[("X-Causal-Context", "forged")], b"");
+    let bad = n3.request(
+        "GET",
+        "/kv/watched/watch",
+        &[("X-Causal-Context", "forged")],
+        b"",
+    );
     assert_eq!(bad.status, 400, "{bad}");
     assert_eq!(n3.get("/kv/watched/watch?timeout_ms=999999999").status, 400);
 
@@ -200,17 +275,25 @@ fn expiry_conditions_listing_maps_deletes_and_watch_work_across_a_cluster() {
         ],
         log.path(),
     );
-    poll("driftkv watch to print the value", Duration::from_secs(10), || {
-        let out = std::fs::read_to_string(log.path()).unwrap_or_default();
-        if out.contains("v2") { Ok(()) } else { Err(out) }
-    });
+    poll(
+        "driftkv watch to print the value",
+        Duration::from_secs(10),
+        || {
+            let out = std::fs::read_to_string(log.path()).unwrap_or_default();
+            if out.contains("v2") { Ok(()) } else { Err(out) }
+        },
+    );
     n2.put("/kv/watched?w=all", b"v3");
-    poll("driftkv watch to print the change and exit", Duration::from_secs(15), || {
-        let out = std::fs::read_to_string(log.path()).unwrap_or_default();
-        match proc.exited() {
-            Some(status) if status.success() && out.contains("v3") => Ok(()),
-            Some(status) => panic!("driftkv watch exited with {status}: {out}"),
-            None => Err(out),
-        }
-    });
+    poll(
+        "driftkv watch to print the change and exit",
+        Duration::from_secs(15),
+        || {
+            let out = std::fs::read_to_string(log.path()).unwrap_or_default();
+            match proc.exited() {
+                Some(status) if status.success() && out.contains("v3") => Ok(()),
+                Some(status) => panic!("driftkv watch exited with {status}: {out}"),
+                None => Err(out),
+            }
+        },
+    );
 }

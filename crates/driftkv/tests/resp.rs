@@ -387,7 +387,13 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
     let cmd = |name: &str| redis::cmd(name);
 
     // Expiry: SET with PX, TTL and PTTL, PERSIST, EXPIRE; expired on every node.
-    let _: () = cmd("SET").arg("sess").arg("v").arg("PX").arg(1500).query(&mut c1).unwrap();
+    let _: () = cmd("SET")
+        .arg("sess")
+        .arg("v")
+        .arg("PX")
+        .arg(1500)
+        .query(&mut c1)
+        .unwrap();
     let pttl: i64 = cmd("PTTL").arg("sess").query(&mut c2).unwrap();
     assert!((1..=1500).contains(&pttl), "{pttl}");
     let ttl: i64 = cmd("TTL").arg("sess").query(&mut c3).unwrap();
@@ -396,7 +402,11 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
         Duration::from_secs(15),
         || {
             let gone = [&mut c1, &mut c2, &mut c3].into_iter().all(|c| {
-                cmd("GET").arg("sess").query::<Option<String>>(c).unwrap().is_none()
+                cmd("GET")
+                    .arg("sess")
+                    .query::<Option<String>>(c)
+                    .unwrap()
+                    .is_none()
             });
             gone.then_some(())
         },
@@ -404,33 +414,79 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
     );
     let ttl: i64 = cmd("TTL").arg("sess").query(&mut c1).unwrap();
     assert_eq!(ttl, -2, "a missing key");
-    let _: () = cmd("SETEX").arg("cache").arg(100).arg("c").query(&mut c1).unwrap();
+    let _: () = cmd("SETEX")
+        .arg("cache")
+        .arg(100)
+        .arg("c")
+        .query(&mut c1)
+        .unwrap();
     let n: i64 = cmd("PERSIST").arg("cache").query(&mut c2).unwrap();
     assert_eq!(n, 1);
     let ttl: i64 = cmd("TTL").arg("cache").query(&mut c3).unwrap();
     assert_eq!(ttl, -1, "persisted");
-    let n: i64 = cmd("EXPIRE").arg("cache").arg(100).arg("XX").query(&mut c1).unwrap();
+    let n: i64 = cmd("EXPIRE")
+        .arg("cache")
+        .arg(100)
+        .arg("XX")
+        .query(&mut c1)
+        .unwrap();
     assert_eq!(n, 0, "XX: it had no expiry");
     let n: i64 = cmd("EXPIRE").arg("cache").arg(100).query(&mut c1).unwrap();
     assert_eq!(n, 1);
-    let _: () = cmd("SET").arg("cache").arg("d").arg("KEEPTTL").query(&mut c2).unwrap();
+    let _: () = cmd("SET")
+        .arg("cache")
+        .arg("d")
+        .arg("KEEPTTL")
+        .query(&mut c2)
+        .unwrap();
     let ttl: i64 = cmd("TTL").arg("cache").query(&mut c3).unwrap();
     assert!((90..=100).contains(&ttl), "KEEPTTL kept it: {ttl}");
     let n: i64 = cmd("PEXPIRE").arg("cache").arg(-1).query(&mut c1).unwrap();
     assert_eq!(n, 1, "an expiry in the past deletes");
     let gone: Option<String> = cmd("GET").arg("cache").query(&mut c2).unwrap();
     assert_eq!(gone, None);
-    for bad in [&["EX", "0"][..], &["PX", "-5"], &["EX", "x"], &["NX", "XX"], &["EX", "1", "KEEPTTL"], &["BOGUS"]] {
-        let e = cmd("SET").arg("k").arg("v").arg(bad).query::<String>(&mut c1).unwrap_err();
-        assert!(e.to_string().contains("ERR") || e.to_string().contains("error"), "{bad:?}: {e}");
+    for bad in [
+        &["EX", "0"][..],
+        &["PX", "-5"],
+        &["EX", "x"],
+        &["NX", "XX"],
+        &["EX", "1", "KEEPTTL"],
+        &["BOGUS"],
+    ] {
+        let e = cmd("SET")
+            .arg("k")
+            .arg("v")
+            .arg(bad)
+            .query::<String>(&mut c1)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("ERR") || e.to_string().contains("error"),
+            "{bad:?}: {e}"
+        );
     }
 
     // Conditions decided on what R replicas hold.
-    let ok: Option<String> = cmd("SET").arg("lock").arg("a").arg("NX").query(&mut c1).unwrap();
+    let ok: Option<String> = cmd("SET")
+        .arg("lock")
+        .arg("a")
+        .arg("NX")
+        .query(&mut c1)
+        .unwrap();
     assert_eq!(ok.as_deref(), Some("OK"));
-    let again: Option<String> = cmd("SET").arg("lock").arg("b").arg("NX").query(&mut c2).unwrap();
+    let again: Option<String> = cmd("SET")
+        .arg("lock")
+        .arg("b")
+        .arg("NX")
+        .query(&mut c2)
+        .unwrap();
     assert_eq!(again, None);
-    let old: Option<String> = cmd("SET").arg("lock").arg("c").arg("XX").arg("GET").query(&mut c3).unwrap();
+    let old: Option<String> = cmd("SET")
+        .arg("lock")
+        .arg("c")
+        .arg("XX")
+        .arg("GET")
+        .query(&mut c3)
+        .unwrap();
     assert_eq!(old.as_deref(), Some("a"));
     let n: i64 = cmd("SETNX").arg("lock").arg("d").query(&mut c1).unwrap();
     assert_eq!(n, 0);
@@ -446,50 +502,116 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
     assert_eq!(v, None);
 
     // Hashes: fields from different nodes merge; increments count on every node.
-    let n: i64 = cmd("HSET").arg("obj").arg("f1").arg("x").arg("f2").arg("y").query(&mut c1).unwrap();
+    let n: i64 = cmd("HSET")
+        .arg("obj")
+        .arg("f1")
+        .arg("x")
+        .arg("f2")
+        .arg("y")
+        .query(&mut c1)
+        .unwrap();
     assert_eq!(n, 2);
-    let n: i64 = cmd("HINCRBY").arg("obj").arg("n").arg(4).query(&mut c2).unwrap();
+    let n: i64 = cmd("HINCRBY")
+        .arg("obj")
+        .arg("n")
+        .arg(4)
+        .query(&mut c2)
+        .unwrap();
     assert_eq!(n, 4);
-    let n: i64 = cmd("HINCRBY").arg("obj").arg("n").arg(-1).query(&mut c3).unwrap();
+    let n: i64 = cmd("HINCRBY")
+        .arg("obj")
+        .arg("n")
+        .arg(-1)
+        .query(&mut c3)
+        .unwrap();
     assert_eq!(n, 3);
-    let all: std::collections::HashMap<String, String> = cmd("HGETALL").arg("obj").query(&mut c3).unwrap();
+    let all: std::collections::HashMap<String, String> =
+        cmd("HGETALL").arg("obj").query(&mut c3).unwrap();
     assert_eq!(all.len(), 3);
-    assert_eq!((all["f1"].as_str(), all["f2"].as_str(), all["n"].as_str()), ("x", "y", "3"));
-    let got: Vec<Option<String>> = cmd("HMGET").arg("obj").arg("f1").arg("zz").query(&mut c1).unwrap();
+    assert_eq!(
+        (all["f1"].as_str(), all["f2"].as_str(), all["n"].as_str()),
+        ("x", "y", "3")
+    );
+    let got: Vec<Option<String>> = cmd("HMGET")
+        .arg("obj")
+        .arg("f1")
+        .arg("zz")
+        .query(&mut c1)
+        .unwrap();
     assert_eq!(got, [Some("x".into()), None]);
-    let n: i64 = cmd("HDEL").arg("obj").arg("f1").arg("zz").query(&mut c2).unwrap();
+    let n: i64 = cmd("HDEL")
+        .arg("obj")
+        .arg("f1")
+        .arg("zz")
+        .query(&mut c2)
+        .unwrap();
     assert_eq!(n, 1);
     let (len, exists): (i64, i64) = redis::pipe()
-        .cmd("HLEN").arg("obj")
-        .cmd("HEXISTS").arg("obj").arg("f1")
+        .cmd("HLEN")
+        .arg("obj")
+        .cmd("HEXISTS")
+        .arg("obj")
+        .arg("f1")
         .query(&mut c3)
         .unwrap();
     assert_eq!((len, exists), (2, 0));
     let mut keys: Vec<String> = cmd("HKEYS").arg("obj").query(&mut c1).unwrap();
     keys.sort();
     assert_eq!(keys, ["f2", "n"]);
-    let e = cmd("HINCRBY").arg("obj").arg("f2").arg(1).query::<i64>(&mut c1).unwrap_err();
+    let e = cmd("HINCRBY")
+        .arg("obj")
+        .arg("f2")
+        .arg(1)
+        .query::<i64>(&mut c1)
+        .unwrap_err();
     assert!(e.to_string().contains("not an integer"), "{e}");
-    let e = cmd("HSET").arg("obj").arg("odd").query::<i64>(&mut c1).unwrap_err();
+    let e = cmd("HSET")
+        .arg("obj")
+        .arg("odd")
+        .query::<i64>(&mut c1)
+        .unwrap_err();
     assert!(e.to_string().contains("wrong number"), "{e}");
 
     // TYPE, and DEL of every type.
     let _: i64 = cmd("INCRBY").arg("cnt").arg(5).query(&mut c1).unwrap();
     let _: i64 = cmd("SADD").arg("tags").arg("a").query(&mut c1).unwrap();
     let _: () = cmd("SET").arg("plain").arg("p").query(&mut c1).unwrap();
-    for (k, t) in [("obj", "hash"), ("cnt", "string"), ("tags", "set"), ("plain", "string"), ("nothing", "none")] {
+    for (k, t) in [
+        ("obj", "hash"),
+        ("cnt", "string"),
+        ("tags", "set"),
+        ("plain", "string"),
+        ("nothing", "none"),
+    ] {
         let got: String = cmd("TYPE").arg(k).query(&mut c2).unwrap();
         assert_eq!(got, t, "{k}");
     }
     let v: String = cmd("GET").arg("cnt").query(&mut c3).unwrap();
     assert_eq!(v, "5", "a counter reads as its value");
-    let e = cmd("EXPIRE").arg("tags").arg(10).query::<i64>(&mut c1).unwrap_err();
+    let e = cmd("EXPIRE")
+        .arg("tags")
+        .arg(10)
+        .query::<i64>(&mut c1)
+        .unwrap_err();
     assert!(e.to_string().contains("WRONGTYPE"), "{e}");
-    let n: i64 = cmd("DEL").arg("obj").arg("cnt").arg("tags").arg("plain").arg("nothing").query(&mut c2).unwrap();
+    let n: i64 = cmd("DEL")
+        .arg("obj")
+        .arg("cnt")
+        .arg("tags")
+        .arg("plain")
+        .arg("nothing")
+        .query(&mut c2)
+        .unwrap();
     assert_eq!(n, 4);
     let n: i64 = cmd("UNLINK").arg("obj").query(&mut c3).unwrap();
     assert_eq!(n, 0, "already gone");
-    let n: i64 = cmd("EXISTS").arg("obj").arg("cnt").arg("tags").arg("plain").query(&mut c1).unwrap();
+    let n: i64 = cmd("EXISTS")
+        .arg("obj")
+        .arg("cnt")
+        .arg("tags")
+        .arg("plain")
+        .query(&mut c1)
+        .unwrap();
     assert_eq!(n, 0);
     let v: Option<String> = cmd("GET").arg("cnt").query(&mut c3).unwrap();
     assert_eq!(v, None, "a deleted counter reads as missing");
@@ -500,7 +622,11 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
     // DBSIZE see the same keys.
     let _: i64 = cmd("DEL").arg("cnt").query(&mut c1).unwrap();
     for i in 0..60 {
-        let _: () = cmd("SET").arg(format!("scan:{i}")).arg("v").query(&mut c1).unwrap();
+        let _: () = cmd("SET")
+            .arg(format!("scan:{i}"))
+            .arg("v")
+            .query(&mut c1)
+            .unwrap();
     }
     let _: i64 = cmd("SADD").arg("scan:set").arg("m").query(&mut c1).unwrap();
     let mut found = Vec::new();
@@ -539,9 +665,16 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
     assert_eq!(keys, want);
     let size: i64 = cmd("DBSIZE").query(&mut c3).unwrap();
     let all: Vec<String> = cmd("KEYS").arg("*").query(&mut c3).unwrap();
-    assert_eq!(size, all.len() as i64, "small keyspaces are counted exactly");
+    assert_eq!(
+        size,
+        all.len() as i64,
+        "small keyspaces are counted exactly"
+    );
     for bad in ["x", "-1", "99999999999999999"] {
-        let e = cmd("SCAN").arg(bad).query::<(String, Vec<String>)>(&mut c1).unwrap_err();
+        let e = cmd("SCAN")
+            .arg(bad)
+            .query::<(String, Vec<String>)>(&mut c1)
+            .unwrap_err();
         assert!(e.to_string().contains("invalid cursor"), "{bad}: {e}");
     }
 }
