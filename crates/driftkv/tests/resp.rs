@@ -631,9 +631,8 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
     let _: i64 = cmd("SADD").arg("scan:set").arg("m").query(&mut c1).unwrap();
     let mut found = Vec::new();
     let mut cursor = "0".to_string();
-    let conns = [&mut c1, &mut c2, &mut c3];
-    let mut conns = conns.into_iter().cycle();
-    for _ in 0..1000 {
+    let mut conns = [c1, c2, c3];
+    for turn in 0..1000 {
         let (next, keys): (String, Vec<String>) = cmd("SCAN")
             .arg(&cursor)
             .arg("MATCH")
@@ -642,7 +641,7 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
             .arg(7)
             .arg("TYPE")
             .arg("string")
-            .query(conns.next().unwrap())
+            .query(&mut conns[turn % 3])
             .unwrap();
         found.extend(keys);
         cursor = next;
@@ -658,6 +657,7 @@ fn applications_get_expiry_conditions_hashes_scans_and_deletes_of_every_type() {
     let mut want: Vec<String> = (0..60).map(|i| format!("scan:{i}")).collect();
     want.sort();
     assert_eq!(found, want);
+    let [mut c1, mut c2, mut c3] = conns;
     let mut keys: Vec<String> = cmd("KEYS").arg("scan:*").query(&mut c2).unwrap();
     keys.sort();
     want.push("scan:set".into());
