@@ -44,7 +44,7 @@ pub fn scan_number(cursor: &driftkv_wire::ListCursor) -> Option<u64> {
     let slot = match &cursor.after {
         None => 0,
         Some(pos) => {
-            let segment = segment_of_data_key(pos)?;
+            let segment = segment_of_position(pos)?;
             if pos[..] != segment_end(PartitionId(cursor.partition), segment)[..] {
                 return None;
             }
@@ -75,6 +75,15 @@ pub fn scan_cursor(n: u64) -> Result<Option<driftkv_wire::ListCursor>, String> {
 /// data key.
 pub fn segment_of_data_key(raw: &[u8]) -> Option<u16> {
     split_data_key(raw).map(|(_, segment, _, _)| segment)
+}
+
+/// The segment of a position in the data records: a data key, or a segment's end
+/// ([`segment_end`]), which is no key; `None` for anything else.
+pub fn segment_of_position(raw: &[u8]) -> Option<u16> {
+    match raw {
+        [DATA, _, _, _, _, hi, lo, ..] => Some(u16::from_be_bytes([*hi, *lo])),
+        _ => None,
+    }
 }
 
 pub fn partition_prefix(partition: PartitionId) -> Vec<u8> {

@@ -324,7 +324,14 @@ fn list_all(
         );
         match next {
             None => return out,
-            Some(c) => after = Some(c),
+            Some(c) => {
+                if whole {
+                    // A whole-segment page's cursor is one RESP's SCAN can carry as a number.
+                    let n = driftkv_core::keys::scan_number(&c).expect("ends at a segment's end");
+                    assert_eq!(driftkv_core::keys::scan_cursor(n).unwrap(), Some(c.clone()));
+                }
+                after = Some(c)
+            }
         }
     }
     panic!("the listing never ended");

@@ -324,7 +324,7 @@ impl Node {
         let mut next_after = cut.clone();
         let mut full = false;
         for (position, (key, copies)) in merged {
-            let segment = keys::segment_of_data_key(&position).unwrap_or(0);
+            let segment = keys::segment_of_position(&position).unwrap_or(0);
             if let Some(s) = coord.finishing
                 && segment != s
             {
@@ -348,7 +348,7 @@ impl Node {
         }
         // Every record up to the cut is known: a cut past the segment being finished ends it.
         if let (Some(s), false, Some(c)) = (coord.finishing, full, cut.as_deref())
-            && keys::segment_of_data_key(c).is_some_and(|seg| seg > s)
+            && keys::segment_of_position(c).is_some_and(|seg| seg > s)
         {
             next_after = Some(Bytes::from(keys::segment_end(partition, s)));
             full = true;
@@ -382,11 +382,11 @@ impl Node {
             if coord.whole_segments
                 && let Some(at) = coord.after.as_deref()
             {
-                let s = keys::segment_of_data_key(at).unwrap_or(0);
+                let s = keys::segment_of_position(at).unwrap_or(0);
                 let here = keys::partition_prefix(partition);
                 coord.found.retain(|(_, _, pos)| {
                     !pos.starts_with(&here)
-                        || keys::segment_of_data_key(pos).is_none_or(|seg| seg < s)
+                        || keys::segment_of_position(pos).is_none_or(|seg| seg < s)
                 });
                 coord.after = s
                     .checked_sub(1)
