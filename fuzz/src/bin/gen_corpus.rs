@@ -15,7 +15,7 @@ use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, ContextToken, Register, Timestamp, VersionVector};
 use driftkv_core::keys;
 use driftkv_core::membership::Remembered;
-use driftkv_crdt::{AwSet, PnCounter};
+use driftkv_crdt::{AwSet, OrMap, PnCounter};
 use driftkv_ring::{NodeId, PartitionId};
 use driftkv_wire::{
     Envelope, ErrorKind, Hash64, Hello, Key, MemberDigest, Message, Object, ObjectKind,
@@ -184,8 +184,58 @@ fn set() -> AwSet {
     s
 }
 
+fn register_expiring() -> Register {
+    let mut r = register_one();
+    let context = r.context().clone();
+    r.write_expiring(
+        ConflictMode::Siblings,
+        &actor("n2", 1),
+        &context,
+        Some(Bytes::from_static(b"session")),
+        Some(1_700_000_060_000),
+        Timestamp::new(1_700_000_000_700, 0),
+    )
+    .expect("a register takes a write");
+    r
+}
+
+fn counter_reset() -> PnCounter {
+    let mut c = counter();
+    c.reset();
+    c.apply(&actor("n3", 4), 5).expect("no overflow");
+    c
+}
+
+fn map() -> OrMap {
+    let mut m = OrMap::new();
+    let ts = Timestamp::new(1_700_000_000_000, 0);
+    m.set(
+        &actor("n1", 7),
+        Bytes::from_static(b"name"),
+        Bytes::from_static(b"ann"),
+        ts,
+    )
+    .expect("dots left");
+    m.set(
+        &actor("n2", 1),
+        Bytes::from_static(b"city"),
+        Bytes::from_static(b"oslo"),
+        ts,
+    )
+    .expect("dots left");
+    m.increment(&actor("n2", 1), Bytes::from_static(b"visits"), 3)
+        .expect("no overflow");
+    m.increment(&actor("n1", 7), Bytes::from_static(b"visits"), -1)
+        .expect("no overflow");
+    m.remove(b"city");
+    m
+}
+
 fn objects() -> Vec<(&'static str, Object)> {
     vec![
+        ("register_expiring", Object::Register(register_expiring())),
+        ("counter_reset", Object::Counter(counter_reset())),
+        ("map", Object::Map(map())),
         ("register_one", Object::Register(register_one())),
         ("register_siblings", Object::Register(register_siblings())),
         ("register_tombstone", Object::Register(register_tombstone())),
@@ -428,6 +478,70 @@ fn envelope_seeds() -> Seeds {
             message(Message::TransferAck { xid: 11, ok: false }),
         ),
         (
+            "list_read",
+            message(Message::ListRead {
+                req: 12,
+                partition: 17,
+                bucket: Bytes::from_static(b"people"),
+                prefix: Bytes::from_static(b"user-"),
+                after: Some(Bytes::from(keys::data_key(PartitionId(17), &other))),
+                limit: 70,
+            }),
+        ),
+        (
+            "list_read_reply",
+            message(Message::ListReadReply {
+                req: 12,
+                keys: vec![driftkv_wire::Listed {
+                    key: Bytes::from_static(b"user-1"),
+                    kind: ObjectKind::Map,
+                    live: true,
+                    context: Some(context.clone()),
+                }],
+                last: Some(Bytes::from(keys::data_key(PartitionId(17), &k))),
+                more: true,
+            }),
+        ),
+        (
+            "forward_map_update",
+            message(Message::Forward {
+                req: 13,
+                request: Request::MapUpdate {
+                    key: k.clone(),
+                    set: vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))],
+                    increment: vec![(Bytes::from_static(b"n"), -4)],
+                    remove: vec![Bytes::from_static(b"old")],
+                    w: Quorum::Quorum,
+                },
+            }),
+        ),
+        (
+            "forward_delete",
+            message(Message::Forward {
+                req: 14,
+                request: Request::Delete {
+                    key: k.clone(),
+                    kind: Some(ObjectKind::Counter),
+                    w: Quorum::All,
+                },
+            }),
+        ),
+        (
+            "forward_list_keys",
+            message(Message::Forward {
+                req: 15,
+                request: Request::ListKeys {
+                    key: Key::new(Bytes::from_static(b"people"), Bytes::from_static(b"u")),
+                    after: Some(driftkv_wire::ListCursor {
+                        partition: 3,
+                        after: None,
+                    }),
+                    limit: 100,
+                    whole_segments: true,
+                },
+            }),
+        ),
+        (
             "purge",
             message(Message::Purge {
                 key: k.clone(),
@@ -507,6 +621,27 @@ fn record_seeds() -> Seeds {
         },
     ];
     out.push(seed("members.record", driftkv_wire::encode(1, &members)));
+    // A register as format 1 wrote it (no expiry on its value), which nodes still read: the
+    // variant, one sibling (dot n1/7 #1, a value, a timestamp), the context.
+    let v1_register: (
+        u8,
+        Vec<((Actor, u64), (Option<Bytes>, Timestamp))>,
+        Vec<(Actor, u64)>,
+    ) = (
+        0,
+        vec![(
+            (actor("n1", 7), 1),
+            (
+                Some(Bytes::from_static(b"old")),
+                Timestamp::new(1_600_000_000_000, 0),
+            ),
+        )],
+        vec![(actor("n1", 7), 1)],
+    );
+    out.push(seed(
+        "register_v1.record",
+        driftkv_wire::encode(1, &v1_register),
+    ));
     let key = Key::new(
         Bytes::from_static(b"photos"),
         Bytes::from_static(b"cat.jpg"),
