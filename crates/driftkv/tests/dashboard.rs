@@ -238,6 +238,36 @@ fn the_dashboard_shows_the_cluster_and_its_controls_work_in_a_real_browser() {
             (text.matches("hello").count() == 3).then_some(())
         },
     );
+    // The inspector shows a key's type, a map's fields and a value's expiry.
+    let map = br#"{"set": {"name": "ann"}, "increment": {"visits": 2}}"#;
+    assert_eq!(
+        http(n1.http, "POST", "/maps/profile?w=all", map).map(|(s, _)| s),
+        Some(200)
+    );
+    assert_eq!(
+        http(n1.http, "PUT", "/kv/brief?w=all&ttl_ms=600000", b"soon").map(|(s, _)| s),
+        Some(204)
+    );
+    for (key, want) in [
+        ("profile", ["map", "name=ann"]),
+        ("brief", ["register", "in 5"]),
+    ] {
+        page.eval(&format!(
+            "document.getElementById('key').value = '{key}'; inspect()"
+        ));
+        poll(
+            Duration::from_secs(30),
+            "the key's type and details in the inspector",
+            || {
+                let rows = page.eval("document.querySelector('#replicas tbody').textContent");
+                let text = rows.as_str()?.to_string();
+                want.iter()
+                    .all(|w| text.matches(w).count() == 3)
+                    .then_some(())
+            },
+        );
+    }
+    page.eval("document.getElementById('key').value = 'greeting'; inspect()");
     // Click "cut off" on n3's card: n3 is isolated, and the cluster sees it go down.
     let clicked = page.eval(
         "(() => { const card = [...document.querySelectorAll('.node')].find(e => e.querySelector('.name').textContent.startsWith('n3'));
