@@ -118,10 +118,25 @@ impl Drop for Held {
     }
 }
 
-/// The bytes of values a reply carries.
+/// The bytes of values, members, fields and keys a reply carries.
 fn value_bytes(reply: &Reply) -> usize {
+    let sum = |lens: &mut dyn Iterator<Item = usize>| lens.fold(0usize, usize::saturating_add);
     match reply {
-        Reply::Values { values, .. } => values.iter().map(|v| v.len()).sum(),
+        Reply::Values { values, .. } => sum(&mut values.iter().map(|v| v.len())),
+        Reply::Set { members } => sum(&mut members.iter().map(|m| m.len())),
+        Reply::Map { fields, .. } => sum(&mut fields.iter().map(|(n, v)| {
+            n.len().saturating_add(match v {
+                driftkv_wire::FieldValue::Bytes(b) => b.len(),
+                driftkv_wire::FieldValue::Int(_) => 0,
+            })
+        })),
+        Reply::Keys { keys, .. } => sum(&mut keys.iter().map(|(k, _)| k.len())),
+        Reply::Object { object: Some(o) } => match o {
+            driftkv_wire::Object::Register(r) => sum(&mut r.values().map(|v| v.len())),
+            driftkv_wire::Object::Set(s) => sum(&mut s.members().map(|m| m.len())),
+            driftkv_wire::Object::Map(m) => m.size().0,
+            driftkv_wire::Object::Counter(_) => 0,
+        },
         _ => 0,
     }
 }

@@ -27,6 +27,19 @@ pub const KEYS_MAX: usize = 100_000;
 pub const DBSIZE_EXACT_MAX: usize = 10_000;
 /// Keys per listing page that `KEYS` and `DBSIZE` ask for.
 const PAGE: u32 = 1000;
+/// The longest `MATCH` or `KEYS` pattern: a match costs up to pattern × key steps per key.
+pub const PATTERN_BYTES_MAX: usize = 1024;
+
+/// A glob pattern a client gave, within [`PATTERN_BYTES_MAX`].
+fn pattern_within_bounds(p: &[u8]) -> Result<(), Frame> {
+    if p.len() > PATTERN_BYTES_MAX {
+        return Err(Frame::err(format!(
+            "the pattern is {} bytes, the limit is {PATTERN_BYTES_MAX}",
+            p.len()
+        )));
+    }
+    Ok(())
+}
 
 /// `DEL key [key ...]` / `UNLINK ...`: how many of the keys held something live.
 pub async fn del(ctx: &Context, s: &Session, name: &str, a: &[Bytes]) -> Result<Frame, Frame> {
@@ -105,7 +118,10 @@ pub async fn scan(ctx: &Context, a: &[Bytes]) -> Result<Frame, Frame> {
     while i < a.len() {
         let value = a.get(i + 1).ok_or_else(|| Frame::err("syntax error"))?;
         match a[i].to_ascii_lowercase().as_slice() {
-            b"match" => pattern = Some(value.clone()),
+            b"match" => {
+                pattern_within_bounds(value)?;
+                pattern = Some(value.clone());
+            }
             b"count" => {
                 let n = integer(value)?;
                 let max = i64::from(driftkv_core::node::LIST_LIMIT_MAX);
@@ -144,6 +160,7 @@ pub async fn scan(ctx: &Context, a: &[Bytes]) -> Result<Frame, Frame> {
 pub async fn keys(ctx: &Context, a: &[Bytes]) -> Result<Frame, Frame> {
     expect(a.len() == 1, "keys")?;
     let pattern = &a[0];
+    pattern_within_bounds(pattern)?;
     let mut found = Vec::new();
     let mut after = None;
     loop {
@@ -324,6 +341,8 @@ mod tests {
         no(&format!("{}b", "a*".repeat(50)), &subject);
         assert_eq!(literal_prefix(b"user-*"), b"user-");
         assert_eq!(literal_prefix(b"a\\*"), b"a");
+        assert!(pattern_within_bounds(&[b'*'; PATTERN_BYTES_MAX]).is_ok());
+        assert!(pattern_within_bounds(&[b'*'; PATTERN_BYTES_MAX + 1]).is_err());
         assert_eq!(type_name(ObjectKind::Map), "hash");
         assert_eq!(type_name(ObjectKind::Counter), "string");
     }
