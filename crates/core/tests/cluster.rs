@@ -500,7 +500,24 @@ fn bad_requests_are_refused_with_a_reason_and_the_node_keeps_serving() {
         },
     );
     assert!(matches!(reply, Reply::Counter { value: 1 }));
+    // A register read of a counter answers its value (as Redis's GET after INCR); of a set,
+    // the wrong type.
     let reply = h.get(0, "reg", Quorum::One);
+    assert!(
+        matches!(&reply, Reply::Values { values, .. } if values == &[Bytes::from_static(b"1")]),
+        "{reply:?}"
+    );
+    let reply = h.request(
+        0,
+        Request::SetUpdate {
+            key: Key::default_bucket("members"),
+            add: vec![Bytes::from_static(b"a")],
+            remove: vec![],
+            w: Quorum::One,
+        },
+    );
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    let reply = h.get(0, "members", Quorum::One);
     assert!(
         matches!(
             reply,
