@@ -131,12 +131,15 @@ impl Node {
         expired: bool,
         out: &mut Vec<Output>,
     ) {
+        let expiry_now = self.expiry_now(now_ms);
         let Some(Pending::Read(coord)) = self.pending.get_mut(&req) else {
             return;
         };
         let reply = match coord.core.response(expired) {
             None => None,
-            Some(GetAnswer::Merged(merged)) => Some(render_read(&coord.request, merged, now_ms)),
+            Some(GetAnswer::Merged(merged)) => {
+                Some(render_read(&coord.request, merged, expiry_now))
+            }
             Some(GetAnswer::SessionBehind { answered, needed }) => {
                 self.stats.session_reads_behind += 1;
                 Some(Reply::unavailable(

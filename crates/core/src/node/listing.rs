@@ -173,6 +173,7 @@ impl Node {
     ) -> ListAnswer {
         let range = keys::partition_prefix(partition);
         let after = after.filter(|a| a.starts_with(&range));
+        let now_ms = self.expiry_now(now_ms);
         let (mut walked, mut taken) = (0usize, 0usize);
         let mut last: Option<Vec<u8>> = None;
         let mut keys_found = Vec::new();

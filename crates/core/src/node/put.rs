@@ -204,7 +204,7 @@ impl Node {
                 }
             }
             (object, Request::Delete { kind, .. }) if kind.is_none_or(|k| k == object.kind()) => {
-                let existed = object.is_live_at(now_ms);
+                let existed = object.is_live_at(self.expiry_now(now_ms));
                 match object {
                     Object::Register(reg) => {
                         self.hlc.observe(reg.timestamp_max(), now_ms);

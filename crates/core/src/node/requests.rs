@@ -108,6 +108,13 @@ pub(super) fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
 }
 
 impl Node {
+    /// The time expiry is judged against: the hybrid clock's, which is this node's wall clock
+    /// or the latest time it has seen from another node, whichever is later. So a node whose
+    /// clock lags the cluster's expires values no later than the nodes it hears from.
+    pub(super) fn expiry_now(&self, now_ms: u64) -> u64 {
+        now_ms.max(self.hlc.last().physical_ms())
+    }
+
     pub(super) fn validate(&self, request: &Request) -> Result<(), String> {
         let key = request.key();
         if let Request::ListKeys { limit, .. } = request {
