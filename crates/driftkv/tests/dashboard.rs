@@ -255,17 +255,19 @@ fn the_dashboard_shows_the_cluster_and_its_controls_work_in_a_real_browser() {
         page.eval(&format!(
             "document.getElementById('key').value = '{key}'; inspect()"
         ));
-        poll(
-            Duration::from_secs(30),
-            "the key's type and details in the inspector",
-            || {
-                let rows = page.eval("document.querySelector('#replicas tbody').textContent");
-                let text = rows.as_str()?.to_string();
-                want.iter()
-                    .all(|w| text.matches(w).count() == 3)
-                    .then_some(())
-            },
-        );
+        let started = Instant::now();
+        loop {
+            let rows = page.eval("document.querySelector('#replicas tbody').textContent");
+            let text = rows.as_str().unwrap_or_default().to_string();
+            if want.iter().all(|w| text.matches(w).count() == 3) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the inspector never showed {want:?} for {key}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     page.eval("document.getElementById('key').value = 'greeting'; inspect()");
     // Click "cut off" on n3's card: n3 is isolated, and the cluster sees it go down.

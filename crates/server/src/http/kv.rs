@@ -299,7 +299,10 @@ fn replica_view(r: &ReplicaView, merged: Option<&Object>) -> Value {
                 .collect();
             view["values"] = fields
                 .iter()
-                .map(|(n, v)| json!(format!("{n}={}", v)))
+                .map(|(n, v)| match v {
+                    Value::String(s) => json!(format!("{n}={s}")),
+                    other => json!(format!("{n}={other}")),
+                })
                 .collect();
             view["fields"] = Value::Object(fields);
             view["version_vector"] = vv_json(m.context());
