@@ -23,21 +23,41 @@
 //! - `nodes_healthy`: no storage errors, no undecodable messages, the run went quiet, and the
 //!   simulator's own bookkeeping saw nothing impossible.
 //!
+//! With data-type operations in the workload (each only when its weights are not zero, so
+//! other scenarios' reports do not change):
+//!
+//! - `map_fields_match_history` (maps): every primary holds the same map, and each field is
+//!   present, absent or worth what the history says (observed-remove, add wins; a node's
+//!   increment carries its running total, see `maps`).
+//! - `expired_values_stay_gone` (`put_ttl`): no read answered by a node whose clock had passed
+//!   a value's expiry returned it, nor any read answered later than the expiry plus the
+//!   scenario's clock skew bound; an expired key never comes back.
+//! - `deletes_remove_what_they_saw` (deletes): a delete that saw every write of its key, with
+//!   none after or concurrent, leaves it missing, zero or empty on every primary; a counter
+//!   counts exactly the deltas no delete saw (reset-remove), and a set member added unseen by
+//!   any remove or delete survives them.
+//!
 //! The checks by data type live in submodules: `dots` (dots issued once), `registers`
-//! (surviving writes, siblings, written values), `counters` and `sets`; this module holds the
-//! run-wide checks and the collector every check reports to.
+//! (surviving writes, siblings, written values), `counters`, `sets`, `maps`, `expiry` and
+//! `deletes`; this module holds the run-wide checks, the collector every check reports to
+//! and the data-type measurements (NX races).
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use driftkv_causal::Dot;
+use serde::Serialize;
 
-use crate::history::Coordination;
+use crate::history::{Coordination, Outcome};
+use crate::measure::round_ratio;
 use crate::scenario::Scenario;
 use crate::world::Outcomes;
 
 mod counters;
+mod deletes;
 mod dots;
+mod expiry;
+mod maps;
 mod registers;
 mod sets;
 
@@ -55,6 +75,28 @@ pub const CHECK_NAMES: [&str; 9] = [
     "sessions_never_go_back",
     "nodes_healthy",
 ];
+
+/// The data-type checks, each run only when the workload has its operations.
+pub const MAPS_CHECK: &str = "map_fields_match_history";
+pub const EXPIRY_CHECK: &str = "expired_values_stay_gone";
+pub const DELETES_CHECK: &str = "deletes_remove_what_they_saw";
+
+/// The checks a scenario's runs make: every run's, then the data-type checks its mix calls
+/// for.
+pub fn check_names(sc: &Scenario) -> Vec<&'static str> {
+    let mix = &sc.workload.mix;
+    let mut names = CHECK_NAMES.to_vec();
+    for (on, name) in [
+        (mix.has_maps(), MAPS_CHECK),
+        (mix.has_expiry(), EXPIRY_CHECK),
+        (mix.has_deletes(), DELETES_CHECK),
+    ] {
+        if on {
+            names.push(name);
+        }
+    }
+    names
+}
 
 /// A check's verdict when it held.
 pub const PASS: &str = "pass";
@@ -74,6 +116,48 @@ pub struct Findings {
     pub lww_acked_writes: u64,
     pub keys_with_siblings_at_end: u64,
     pub siblings_at_end_max: usize,
+    /// With data-type operations in the workload: what their checks judged and measured.
+    pub data_types: Option<DataTypeFindings>,
+}
+
+/// What the data-type checks judged (how many of their assertions the history allowed) and
+/// what was measured rather than checked.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DataTypeFindings {
+    /// Acknowledged writes with a TTL.
+    pub ttl_writes_acknowledged: u64,
+    /// Register reads that returned a value written with an expiry ...
+    pub reads_of_expiring_values: u64,
+    /// ... of which answered at or after the expiry in virtual time, by a node whose clock
+    /// (behind by its skew) had not reached it yet ...
+    pub reads_past_expiry_within_skew: u64,
+    /// ... and how long after the expiry the latest of them was answered, in ms.
+    pub past_expiry_max_ms: u64,
+    /// How far behind a node's clock may be at the end of traffic (the scenario's bound).
+    pub clock_lag_bound_ms: f64,
+    /// Map fields whose exact value the history fixes (and which were checked) ...
+    pub map_fields_valued: u64,
+    /// ... and whose value it bounds (running totals of increments concurrent with removes).
+    pub map_fields_bounded: u64,
+    /// Map fields reading other than a remove that took away for good every count it saw
+    /// would leave (reset-remove, as counters have): a node that had not seen a remove made
+    /// an increment whose running total still held what the remove took.
+    pub map_fields_counting_removed_increments: u64,
+    /// Deletes that saw every write of their key with none after or concurrent: their keys
+    /// were checked missing, zero or empty on every primary.
+    pub complete_deletes: u64,
+    /// Counter keys with deletes whose value was checked against the increments no delete
+    /// saw.
+    pub counters_with_deletes_judged: u64,
+    /// NX races (two clients setting a fresh key if it does not exist) ...
+    pub nx_races: u64,
+    /// ... in which both clients got an answer (their write acknowledged, or a value found)
+    /// ...
+    pub nx_races_answered: u64,
+    /// ... in which both were told they set the key ...
+    pub nx_double_success: u64,
+    /// ... as a share of the answered ones.
+    pub nx_double_success_rate: f64,
 }
 
 /// Where the checks report their failures, per check, in the order they were found.
@@ -81,6 +165,8 @@ struct Collector {
     seed: u64,
     /// Virtual time at which traffic started: failure texts give times relative to it.
     t0_us: u64,
+    /// The checks this run makes.
+    names: Vec<&'static str>,
     failures: BTreeMap<&'static str, Vec<String>>,
 }
 
@@ -99,7 +185,7 @@ impl Collector {
 
     /// Every check's verdict: `"pass"`, or the first failures and how many more there were.
     fn into_checks(self) -> BTreeMap<String, String> {
-        CHECK_NAMES
+        self.names
             .iter()
             .map(|&name| {
                 let text = match self.failures.get(name) {
@@ -144,6 +230,7 @@ pub fn run_checks(sc: &Scenario, o: &Outcomes) -> Findings {
     let mut c = Collector {
         seed: sc.seed,
         t0_us: sc.warmup_ms * US_PER_MS,
+        names: check_names(sc),
         failures: BTreeMap::new(),
     };
     let mut findings = Findings::default();
@@ -156,6 +243,21 @@ pub fn run_checks(sc: &Scenario, o: &Outcomes) -> Findings {
     registers::check_registers(h, o, &mut c, &mut findings);
     counters::check_counters(h, o, &mut c);
     sets::check_sets(h, o, &mut c);
+    if sc.workload.mix.has_data_types() {
+        let mut d = DataTypeFindings::default();
+        let mix = &sc.workload.mix;
+        if mix.has_maps() {
+            maps::check_maps(h, o, &mut c, &mut d);
+        }
+        if mix.has_expiry() {
+            expiry::check_expiry(sc, h, o, &mut c, &mut d);
+        }
+        if mix.has_deletes() {
+            deletes::check_deletes(h, o, &mut c, &mut d);
+        }
+        measure_nx_races(o, &mut d);
+        findings.data_types = Some(d);
+    }
     check_nodes_healthy(sc, o, &mut c);
 
     findings.checks = c.into_checks();
@@ -165,7 +267,8 @@ pub fn run_checks(sc: &Scenario, o: &Outcomes) -> Findings {
 /// What the simulator flagged while the run went on, each under the check it names.
 fn report_anomalies(o: &Outcomes, c: &mut Collector) {
     for a in &o.hist.anomalies {
-        let check = CHECK_NAMES
+        let check = c
+            .names
             .iter()
             .copied()
             .find(|n| *n == a.check)
@@ -231,4 +334,27 @@ fn check_nodes_healthy(sc: &Scenario, o: &Outcomes, c: &mut Collector) {
             ),
         );
     }
+}
+
+/// NX races: how often both clients were told they set a key that did not exist.
+fn measure_nx_races(o: &Outcomes, d: &mut DataTypeFindings) {
+    d.nx_races = o.nx_races.len() as u64;
+    let answered = o.nx_races.iter().filter(|r| r.failed == 0);
+    d.nx_races_answered = answered.clone().count() as u64;
+    d.nx_double_success = answered.filter(|r| r.won >= 2).count() as u64;
+    d.nx_double_success_rate = if d.nx_races_answered == 0 {
+        0.0
+    } else {
+        round_ratio(d.nx_double_success as f64 / d.nx_races_answered as f64)
+    };
+}
+
+/// Whether a record's outcome is an acknowledgement.
+fn acked(outcome: &Outcome) -> bool {
+    *outcome == Outcome::Acked
+}
+
+/// A copy as a failure text shows it, with the node holding it.
+fn held_by(node: usize, copy: Option<&driftkv_wire::Object>) -> String {
+    format!("n{} holds {}", node + 1, crate::world::describe(copy))
 }

@@ -29,6 +29,7 @@ pub enum KeyKind {
     Register(ConflictMode),
     Counter,
     Set,
+    Map,
     /// A t-visibility trial's register (siblings mode, written once).
     Probe,
 }
@@ -124,17 +125,37 @@ pub struct KeyRec {
     pub open: Vec<usize>,
 }
 
-/// A register write (`Put`), by its unique value.
+/// A register write (`Put`), by its unique value; or a register's delete (`delete`), whose
+/// `value` is only a label naming it (the write it makes is a tombstone).
 #[derive(Clone, Debug)]
 pub struct WriteRec {
     pub key: usize,
     pub value: Bytes,
-    /// The causal context the client sent (what it had read).
+    /// The causal context the client sent (what it had read). A delete sends none: it covers
+    /// what its coordinator holds (its coordinations' `context_after`).
     pub context_in: VersionVector,
     pub issued_us: u64,
     pub outcome: Outcome,
     pub acked_us: Option<u64>,
     pub coordinations: Coordinations,
+    /// The wall-clock millisecond from which the value reads as deleted (a TTL write).
+    pub expires_ms: Option<u64>,
+    /// A `Request::Delete` of the register, not a write of a value.
+    pub delete: bool,
+}
+
+impl WriteRec {
+    /// Whether this write saw dot `d`: in siblings mode a value's write saw what its client
+    /// had read; a delete, and any write in lww mode, what one of its coordinators held.
+    pub fn saw(&self, mode: ConflictMode, d: &Dot) -> bool {
+        if mode == ConflictMode::Siblings && !self.delete {
+            self.context_in.contains(d)
+        } else {
+            self.coordinations
+                .iter()
+                .any(|cd| !cd.void && cd.context_after.contains(d))
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -142,8 +163,96 @@ pub struct SetOpRec {
     pub key: usize,
     pub member: Bytes,
     pub add: bool,
+    /// A delete of the whole set (`member` empty, `add` false): it removes every member its
+    /// coordinator held.
+    pub clear: bool,
     pub outcome: Outcome,
     pub coordinations: Coordinations,
+}
+
+impl SetOpRec {
+    /// Whether this operation removes `member` (a remove of it, or a delete of the set).
+    pub fn removes(&self, member: &[u8]) -> bool {
+        self.clear || (!self.add && self.member == member)
+    }
+}
+
+/// A delete of a counter: each coordinator reset the totals it held (reset-remove).
+#[derive(Clone, Debug)]
+pub struct CounterDeleteRec {
+    pub key: usize,
+    pub outcome: Outcome,
+    pub coordinations: Vec<CounterReset>,
+}
+
+/// A coordinator resetting a counter: what it saw, per actor (by name, as
+/// `Actor::to_string` gives it), as the net of the increments and decrements it held.
+#[derive(Clone, Debug)]
+pub struct CounterReset {
+    pub node: usize,
+    pub at_us: u64,
+    pub seen: Vec<(String, i128)>,
+    pub void: bool,
+}
+
+/// What one map update does: each names one field (a delete names none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapOp {
+    /// The field written with an integer (as its decimal text).
+    Set(Bytes, i64),
+    Increment(Bytes, i64),
+    Remove(Bytes),
+    /// A `Request::Delete` of the map: every field its coordinator held is removed.
+    Delete,
+}
+
+impl MapOp {
+    /// The field it names (`None` for a delete).
+    pub fn field(&self) -> Option<&Bytes> {
+        match self {
+            MapOp::Set(f, _) | MapOp::Increment(f, _) | MapOp::Remove(f) => Some(f),
+            MapOp::Delete => None,
+        }
+    }
+
+    /// Whether it drops what it saw of `field` (a remove of it, or a delete of the map).
+    pub fn removes(&self, field: &[u8]) -> bool {
+        match self {
+            MapOp::Remove(f) => f == field,
+            MapOp::Delete => true,
+            _ => false,
+        }
+    }
+
+    /// Whether it makes an entry of `field` under a dot (a write or an increment of it).
+    pub fn adds(&self, field: &[u8]) -> bool {
+        matches!(self, MapOp::Set(f, _) | MapOp::Increment(f, _) if f == field)
+    }
+}
+
+/// A map update or delete. Coordinations of writes and increments carry the dot they made;
+/// removes and deletes make none (their `context_after` says what they saw).
+#[derive(Clone, Debug)]
+pub struct MapOpRec {
+    pub key: usize,
+    pub op: MapOp,
+    pub outcome: Outcome,
+    pub coordinations: Coordinations,
+}
+
+/// A register read that returned a value written with an expiry: when and by whose clock it
+/// was answered (only recorded when the workload writes with TTLs).
+#[derive(Clone, Debug)]
+pub struct ExpiringRead {
+    pub key: usize,
+    /// The write whose value it returned.
+    pub write: usize,
+    pub expires_ms: u64,
+    /// The coordinator that answered, and its clock then.
+    pub node: usize,
+    pub node_ms: u64,
+    /// When it answered: virtual time, as wall-clock milliseconds of an unskewed clock.
+    pub answered_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -168,6 +277,8 @@ pub struct CounterApply {
     pub node: usize,
     pub incarnation: u32,
     pub at_us: u64,
+    /// Its place among every counter delta applied in the run (the order they happened in).
+    pub seq: u64,
     pub void: bool,
 }
 
@@ -193,6 +304,8 @@ pub enum HistRef {
     Write(usize),
     SetOp(usize),
     CounterOp(usize),
+    CounterDelete(usize),
+    MapOp(usize),
 }
 
 /// A problem noticed while the run was going (a read that returned something impossible).
@@ -213,6 +326,12 @@ pub struct History {
     pub write_by_value: driftkv_core::fasthash::FastMap<Bytes, usize>,
     pub set_ops: Vec<SetOpRec>,
     pub counter_ops: Vec<CounterOpRec>,
+    pub counter_deletes: Vec<CounterDeleteRec>,
+    pub map_ops: Vec<MapOpRec>,
+    /// Register reads that returned a value written with an expiry.
+    pub expiring_reads: Vec<ExpiringRead>,
+    /// Counter deltas applied so far (the next application's `seq`).
+    pub counter_applies: u64,
     pub versions: Vec<Version>,
     pub anomalies: Vec<Anomaly>,
 }
@@ -287,6 +406,14 @@ impl History {
             }
             HistRef::CounterOp(c) => {
                 self.counter_ops[c].applied_by[index].void = true;
+                None
+            }
+            HistRef::CounterDelete(d) => {
+                self.counter_deletes[d].coordinations[index].void = true;
+                None
+            }
+            HistRef::MapOp(m) => {
+                self.map_ops[m].coordinations[index].void = true;
                 None
             }
         };

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::check::PASS;
+use crate::check::{DataTypeFindings, PASS};
 use crate::measure::Percentiles;
 use crate::world::{MessageCounts, NodeTotals, OpCounts};
 
@@ -156,6 +156,10 @@ pub struct Report {
     pub messages_total: MessageCounts,
     pub node_totals: NodeTotals,
     pub convergence: Convergence,
+    /// With data-type operations in the workload (TTLs, maps, deletes, NX races): what their
+    /// checks judged and what was measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_types: Option<DataTypeFindings>,
     pub events: u64,
     pub timeline: Vec<TimelineEntry>,
     pub checks: BTreeMap<String, String>,

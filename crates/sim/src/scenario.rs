@@ -29,6 +29,9 @@ pub const OPS_RATE_MAX_PER_S: f64 = 1_000_000.0;
 pub const DURATION_MAX_MS: u64 = 24 * 3600 * 1000;
 pub const T_GRID_MAX: usize = 256;
 pub const FAULTS_MAX: usize = 1024;
+/// Map fields a workload names at most (a node refuses updates naming many at once; each
+/// names one, but a read returns them all).
+pub const MAP_FIELDS_MAX: u32 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -242,6 +245,24 @@ pub struct Mix {
     pub set_add: f64,
     pub set_remove: f64,
     pub set_get: f64,
+    /// Register write with a TTL (`workload.ttl_ms`), read-modify-write or blind as `put`: the
+    /// value reads as deleted from its expiry on.
+    pub put_ttl: f64,
+    /// Map updates, one field each (of `workload.map_fields`): a write of a fresh integer, an
+    /// increment by one of `counter_deltas`, a remove.
+    pub map_set: f64,
+    pub map_increment: f64,
+    pub map_remove: f64,
+    pub map_get: f64,
+    /// Deletes (`Request::Delete`) of a register, counter, set or map key of the workload.
+    pub delete_register: f64,
+    pub delete_counter: f64,
+    pub delete_set: f64,
+    pub delete_map: f64,
+    /// A race of two "set if not exists" clients on a fresh key: each reads it at R and, if
+    /// nothing was found, writes with the read's context. Measured, not checked: how often
+    /// both succeed.
+    pub set_nx: f64,
 }
 
 impl Default for Mix {
@@ -254,8 +275,65 @@ impl Default for Mix {
             set_add: 0.0,
             set_remove: 0.0,
             set_get: 0.0,
+            put_ttl: 0.0,
+            map_set: 0.0,
+            map_increment: 0.0,
+            map_remove: 0.0,
+            map_get: 0.0,
+            delete_register: 0.0,
+            delete_counter: 0.0,
+            delete_set: 0.0,
+            delete_map: 0.0,
+            set_nx: 0.0,
         }
     }
+}
+
+impl Mix {
+    /// The weights of the data-type operations (expiry, maps, deletes, NX races), in order.
+    pub fn data_type_weights(&self) -> [(&'static str, f64); 10] {
+        [
+            ("put_ttl", self.put_ttl),
+            ("map_set", self.map_set),
+            ("map_increment", self.map_increment),
+            ("map_remove", self.map_remove),
+            ("map_get", self.map_get),
+            ("delete_register", self.delete_register),
+            ("delete_counter", self.delete_counter),
+            ("delete_set", self.delete_set),
+            ("delete_map", self.delete_map),
+            ("set_nx", self.set_nx),
+        ]
+    }
+
+    /// Whether any data-type operation has a weight: only then does an arrival draw what
+    /// they use (a TTL, a map field), so other scenarios keep their random streams.
+    pub fn has_data_types(&self) -> bool {
+        self.data_type_weights().iter().any(|(_, w)| *w > 0.0)
+    }
+
+    /// Whether the workload writes values with a TTL.
+    pub fn has_expiry(&self) -> bool {
+        self.put_ttl > 0.0
+    }
+
+    /// Whether the workload touches maps.
+    pub fn has_maps(&self) -> bool {
+        self.map_set + self.map_increment + self.map_remove + self.map_get + self.delete_map > 0.0
+    }
+
+    /// Whether the workload deletes keys.
+    pub fn has_deletes(&self) -> bool {
+        self.delete_register + self.delete_counter + self.delete_set + self.delete_map > 0.0
+    }
+}
+
+/// A range of milliseconds, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MsRange {
+    pub min_ms: u64,
+    pub max_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -285,6 +363,12 @@ pub struct Workload {
     /// Sessions send that context as a session token (their register reads are session reads,
     /// which never go back); off, sessions are only watched, to count how often they would.
     pub session_tokens: bool,
+    /// `put_ttl` writes expire this long after the client sends them (uniform, whole ms).
+    pub ttl_ms: MsRange,
+    /// Map updates name one of this many fields (`f0`, `f1`, ...).
+    pub map_fields: u32,
+    /// The second client of an NX race starts this long after the first (uniform, whole ms).
+    pub nx_gap_ms: MsRange,
 }
 
 impl Default for Workload {
@@ -300,6 +384,15 @@ impl Default for Workload {
             counter_deltas: vec![1],
             sessions: 0,
             session_tokens: true,
+            ttl_ms: MsRange {
+                min_ms: 50,
+                max_ms: 1_000,
+            },
+            map_fields: 3,
+            nx_gap_ms: MsRange {
+                min_ms: 0,
+                max_ms: 0,
+            },
         }
     }
 }
@@ -506,6 +599,24 @@ impl Scenario {
 
     pub fn durability_policy(&self) -> Durability {
         self.durability.parse().expect("validated")
+    }
+
+    /// How far behind virtual time a node's clock may be at virtual millisecond `t_ms` (from
+    /// the start of the run, warm-up included): its offset and drift at their worst, from
+    /// `[clocks]` and `[clock_skew]`, plus the millisecond a clock's reading rounds down.
+    pub fn clock_lag_bound_ms(&self, t_ms: f64) -> f64 {
+        let skew = &self.clock_skew;
+        let lag = |c: &Clock| {
+            let offset = skew.offset_ms_max - c.offset_ms;
+            let drift_ppm = skew.drift_ppm_max - c.drift_ppm;
+            offset + drift_ppm.max(0.0) / 1e6 * t_ms
+        };
+        let worst = self
+            .node_names()
+            .iter()
+            .map(|n| lag(&self.clocks.get(n).cloned().unwrap_or_default()))
+            .fold(0.0, f64::max);
+        worst + 1.0
     }
 }
 

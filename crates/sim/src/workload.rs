@@ -13,10 +13,22 @@ pub enum OpKind {
     SetAdd,
     SetRemove,
     SetGet,
+    PutTtl,
+    MapSet,
+    MapIncrement,
+    MapRemove,
+    MapGet,
+    DeleteRegister,
+    DeleteCounter,
+    DeleteSet,
+    DeleteMap,
+    SetNx,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 7] = [
+    /// Every kind, in the order the chooser lays out their weights (the data-type kinds last,
+    /// so a mix without them draws exactly as before they existed).
+    pub const ALL: [OpKind; 17] = [
         OpKind::Get,
         OpKind::Put,
         OpKind::CounterAdd,
@@ -24,6 +36,16 @@ impl OpKind {
         OpKind::SetAdd,
         OpKind::SetRemove,
         OpKind::SetGet,
+        OpKind::PutTtl,
+        OpKind::MapSet,
+        OpKind::MapIncrement,
+        OpKind::MapRemove,
+        OpKind::MapGet,
+        OpKind::DeleteRegister,
+        OpKind::DeleteCounter,
+        OpKind::DeleteSet,
+        OpKind::DeleteMap,
+        OpKind::SetNx,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,13 +57,35 @@ impl OpKind {
             OpKind::SetAdd => "set_add",
             OpKind::SetRemove => "set_remove",
             OpKind::SetGet => "set_get",
+            OpKind::PutTtl => "put_ttl",
+            OpKind::MapSet => "map_set",
+            OpKind::MapIncrement => "map_increment",
+            OpKind::MapRemove => "map_remove",
+            OpKind::MapGet => "map_get",
+            OpKind::DeleteRegister => "delete_register",
+            OpKind::DeleteCounter => "delete_counter",
+            OpKind::DeleteSet => "delete_set",
+            OpKind::DeleteMap => "delete_map",
+            OpKind::SetNx => "set_nx",
         }
     }
 
+    /// Operations that change a key (an NX race reads first and may not write: it is not one).
     pub fn is_write(self) -> bool {
         matches!(
             self,
-            OpKind::Put | OpKind::CounterAdd | OpKind::SetAdd | OpKind::SetRemove
+            OpKind::Put
+                | OpKind::CounterAdd
+                | OpKind::SetAdd
+                | OpKind::SetRemove
+                | OpKind::PutTtl
+                | OpKind::MapSet
+                | OpKind::MapIncrement
+                | OpKind::MapRemove
+                | OpKind::DeleteRegister
+                | OpKind::DeleteCounter
+                | OpKind::DeleteSet
+                | OpKind::DeleteMap
         )
     }
 
@@ -54,6 +98,16 @@ impl OpKind {
             OpKind::SetAdd => mix.set_add,
             OpKind::SetRemove => mix.set_remove,
             OpKind::SetGet => mix.set_get,
+            OpKind::PutTtl => mix.put_ttl,
+            OpKind::MapSet => mix.map_set,
+            OpKind::MapIncrement => mix.map_increment,
+            OpKind::MapRemove => mix.map_remove,
+            OpKind::MapGet => mix.map_get,
+            OpKind::DeleteRegister => mix.delete_register,
+            OpKind::DeleteCounter => mix.delete_counter,
+            OpKind::DeleteSet => mix.delete_set,
+            OpKind::DeleteMap => mix.delete_map,
+            OpKind::SetNx => mix.set_nx,
         }
     }
 }
@@ -151,11 +205,7 @@ mod tests {
         let mix = Mix {
             get: 3.0,
             put: 1.0,
-            counter_add: 0.0,
-            counter_get: 0.0,
-            set_add: 0.0,
-            set_remove: 0.0,
-            set_get: 0.0,
+            ..Mix::default()
         };
         let chooser = KindChooser::new(&mix);
         let mut rng = Rng::new(4);

@@ -19,6 +19,8 @@
 //! - `faults`: scheduled and chaos faults, crashes, restarts and disk faults;
 //! - `membership`: the ring of current members, joins, leaves and drained exits;
 //! - `clients` and `arrivals`: the workload, client operations, replies and sessions;
+//! - `data_ops`: the data-type operations (map updates, deletes, NX races) and what the
+//!   oracle records of them;
 //! - `visibility`: the t-visibility probes;
 //! - `oracle`: the history of writes and their coordinations, and the copies observed;
 //! - `convergence`: the settle phase, its polling and the divergent keys;
@@ -32,6 +34,7 @@ use crate::scenario::Scenario;
 mod arrivals;
 mod clients;
 mod convergence;
+mod data_ops;
 mod events;
 mod expected;
 mod faults;
@@ -44,7 +47,7 @@ mod step;
 mod time;
 mod visibility;
 
-pub use clients::{OpCounts, SessionCounts};
+pub use clients::{NxRace, OpCounts, SessionCounts};
 pub use faults::{FaultKind, PlannedFault};
 pub use network::{MESSAGE_NAMES, MessageCounts, message_kind, message_name};
 pub use outcomes::{NodeEnd, NodeTotals, Outcomes, describe};

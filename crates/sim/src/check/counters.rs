@@ -1,8 +1,9 @@
 //! `counters_match_increments`: a counter's final value is its acknowledged deltas plus some of
 //! the unacknowledged ones (those may or may not have landed): `acked + unknown_negative <=
 //! value <= acked + unknown_positive`. A value outside says, per actor, where it went wrong.
+//! Counters a delete reset are judged by `deletes_remove_what_they_saw` instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use driftkv_causal::Actor;
 use driftkv_wire::Object;
@@ -90,8 +91,17 @@ impl Tally {
 
 pub(super) fn check_counters(h: &History, o: &Outcomes, c: &mut Collector) {
     let tally = Tally::of(&h.counter_ops);
+    let reset: BTreeSet<usize> = h
+        .counter_deletes
+        .iter()
+        .filter(|d| d.coordinations.iter().any(|r| !r.void))
+        .map(|d| d.key)
+        .collect();
     for (slot, b) in &tally.by_key {
         let slot = *slot;
+        if reset.contains(&slot) {
+            continue;
+        }
         let key = &h.keys[slot].key;
         let counter = match &o.final_objects[slot] {
             Some(Object::Counter(counter)) => Some(counter),

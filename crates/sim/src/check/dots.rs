@@ -13,6 +13,7 @@ use crate::history::{Coordination, History};
 enum Source {
     Write(usize),
     Add(usize),
+    MapOp(usize),
 }
 
 impl Source {
@@ -21,14 +22,17 @@ impl Source {
         match self {
             Source::Write(w) => text(&h.writes[w].value),
             Source::Add(s) => format!("add {}", text(&h.set_ops[s].member)),
+            Source::MapOp(m) => format!("map update {:?}", h.map_ops[m].op),
         }
     }
 }
 
 pub(super) fn check_dots_issued_once(h: &History, c: &mut Collector) {
     // About a dot per write and add: sized once rather than grown through every doubling.
-    let mut issued: FastMap<(usize, &Dot), (Source, u64)> =
-        FastMap::with_capacity_and_hasher(h.writes.len() + h.set_ops.len(), Default::default());
+    let mut issued: FastMap<(usize, &Dot), (Source, u64)> = FastMap::with_capacity_and_hasher(
+        h.writes.len() + h.set_ops.len() + h.map_ops.len(),
+        Default::default(),
+    );
     for (key, source, coordinations) in dot_issuers(h) {
         for cd in coordinations.iter().filter(|cd| !cd.void) {
             let Some(dot) = cd.dot.as_ref() else { continue };
@@ -57,7 +61,12 @@ fn dot_issuers(h: &History) -> impl Iterator<Item = (usize, Source, &[Coordinati
         .enumerate()
         .filter(|(_, op)| op.add)
         .map(|(i, op)| (op.key, Source::Add(i), &*op.coordinations));
-    writes.chain(adds)
+    let map_ops = h
+        .map_ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| (op.key, Source::MapOp(i), &*op.coordinations));
+    writes.chain(adds).chain(map_ops)
 }
 
 /// A dot issued a second time: by whom, when, and for what, both times.

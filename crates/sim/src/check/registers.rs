@@ -8,7 +8,8 @@
 //! - `reads_return_written_values`: every final value is one some client wrote.
 //!
 //! A write "saw" a dot when, in siblings mode, its client's context held it; in lww mode, when
-//! one of its coordinators' states did.
+//! one of its coordinators' states did. A delete is a write of a tombstone that saw what its
+//! coordinator held, in either mode (`WriteRec::saw`).
 
 use bytes::Bytes;
 use driftkv_causal::{Actor, ConflictMode, Dot, Timestamp, VersionVector};
@@ -199,17 +200,15 @@ impl<'a> Reach<'a> {
                 continue;
             }
             last = Some(x);
-            match mode {
-                ConflictMode::Siblings => {
-                    for (actor, &counter) in h.writes[x].context_in.iter() {
-                        self.bump(actor, counter, x);
-                    }
+            let rec = &h.writes[x];
+            if mode == ConflictMode::Siblings && !rec.delete {
+                for (actor, &counter) in rec.context_in.iter() {
+                    self.bump(actor, counter, x);
                 }
-                ConflictMode::Lww => {
-                    for cd in h.writes[x].coordinations.iter().filter(|cd| !cd.void) {
-                        for (actor, &counter) in cd.context_after.iter() {
-                            self.bump(actor, counter, x);
-                        }
+            } else {
+                for cd in rec.coordinations.iter().filter(|cd| !cd.void) {
+                    for (actor, &counter) in cd.context_after.iter() {
+                        self.bump(actor, counter, x);
                     }
                 }
             }
@@ -267,13 +266,7 @@ struct RegisterKey<'a> {
 impl RegisterKey<'_> {
     /// Whether write `x` saw dot `d` (see the module's note on "saw").
     fn saw(&self, x: usize, d: &Dot) -> bool {
-        match self.mode {
-            ConflictMode::Siblings => self.h.writes[x].context_in.contains(d),
-            ConflictMode::Lww => self.h.writes[x]
-                .coordinations
-                .iter()
-                .any(|cd| !cd.void && cd.context_after.contains(d)),
-        }
+        self.h.writes[x].saw(self.mode, d)
     }
 
     fn is_sibling(&self, d: &Dot) -> bool {
@@ -292,6 +285,10 @@ impl RegisterKey<'_> {
         }
         let key = self.key;
         let dots = dots_of(&rec.coordinations);
+        if dots.is_empty() && rec.delete {
+            // Its coordinator held nothing of the key, so it wrote nothing (as it answered).
+            return;
+        }
         if dots.is_empty() {
             c.fail(
                 "acknowledged_writes_survive",

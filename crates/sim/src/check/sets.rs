@@ -1,7 +1,8 @@
 //! `sets_follow_add_wins` for set keys: a member is present if some landed add of it was seen
 //! by no remove of it, and absent if every landed add of it was seen by an acknowledged remove
-//! of it; and no member is present that no client added. Also `acknowledged_writes_survive`
-//! for set adds: each acknowledged add is in the final context.
+//! of it; and no member is present that no client added. A delete of the set removes each
+//! member it saw, as a remove of it would. Also `acknowledged_writes_survive` for set adds:
+//! each acknowledged add is in the final context.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -73,6 +74,9 @@ impl SetKey<'_> {
         let mut universe: BTreeSet<Bytes> = BTreeSet::new();
         for &s in self.ops {
             let op = self.op(s);
+            if op.clear {
+                continue;
+            }
             universe.insert(op.member.clone());
             if op.add && op.outcome == Outcome::Acked {
                 let dots = dots_of(&op.coordinations);
@@ -106,7 +110,7 @@ impl SetKey<'_> {
             .ops
             .iter()
             .map(|&s| self.op(s))
-            .filter(|op| !op.add && op.member == *member && !op.coordinations.is_empty())
+            .filter(|op| op.removes(member) && !op.coordinations.is_empty())
             .collect();
         let seen_by = |d: &Dot, acked_only: bool| {
             removes.iter().any(|r| {

@@ -11,7 +11,20 @@ use crate::scenario::Scenario;
 use crate::world::{MessageCounts, NodeEnd, Outcomes};
 
 /// The operations that write: their acknowledged share is the write availability.
-const WRITE_OPS: [&str; 4] = ["put", "counter_add", "set_add", "set_remove"];
+const WRITE_OPS: [&str; 12] = [
+    "put",
+    "counter_add",
+    "set_add",
+    "set_remove",
+    "put_ttl",
+    "map_set",
+    "map_increment",
+    "map_remove",
+    "delete_register",
+    "delete_counter",
+    "delete_set",
+    "delete_map",
+];
 
 /// Microseconds of virtual time in a millisecond.
 const US_PER_MS: f64 = 1000.0;
@@ -51,6 +64,7 @@ impl Report {
             messages_total: messages_total(&o),
             node_totals: t.clone(),
             convergence: convergence(sc, &o),
+            data_types: f.data_types.clone(),
             events: o.events,
             timeline: timeline(&o),
             checks: f.checks,

@@ -28,6 +28,7 @@ impl Report {
         self.write_reads(&mut s);
         self.write_operations(&mut s);
         self.write_conflicts_and_repair(&mut s);
+        self.write_data_types(&mut s);
         self.write_messages(&mut s);
         self.write_convergence(&mut s);
         self.write_timeline(&mut s);
@@ -194,6 +195,34 @@ impl Report {
             r.hints_delivered,
             r.hints_expired,
             r.hints_pending_at_end
+        );
+    }
+
+    /// What the data-type checks judged and measured, when the workload has them.
+    fn write_data_types(&self, s: &mut String) {
+        let Some(d) = &self.data_types else { return };
+        let _ = writeln!(
+            s,
+            "expiry: {} acknowledged writes with a TTL; {} reads returned a value with an expiry, {} of them at or after it by virtual time (within the clock skew; latest {} ms after; bound {} ms at the end of traffic)",
+            d.ttl_writes_acknowledged,
+            d.reads_of_expiring_values,
+            d.reads_past_expiry_within_skew,
+            d.past_expiry_max_ms,
+            d.clock_lag_bound_ms
+        );
+        let _ = writeln!(
+            s,
+            "maps and deletes: {} map fields with a value the history fixes, {} it bounds, {} counting increments a remove took away; {} deletes that saw everything of their key; {} counters with deletes judged",
+            d.map_fields_valued,
+            d.map_fields_bounded,
+            d.map_fields_counting_removed_increments,
+            d.complete_deletes,
+            d.counters_with_deletes_judged
+        );
+        let _ = writeln!(
+            s,
+            "set if not exists (read at R, then write with its context): {} races of two clients, {} answered, both told they set the key in {} ({:.4})",
+            d.nx_races, d.nx_races_answered, d.nx_double_success, d.nx_double_success_rate
         );
     }
 

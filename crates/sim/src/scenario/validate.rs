@@ -6,8 +6,8 @@ use driftkv_core::Durability;
 use driftkv_wire::Quorum;
 
 use super::{
-    DURATION_MAX_MS, FAULTS_MAX, Fault, KEYS_MAX, MembershipMode, NODES_MAX, OPS_RATE_MAX_PER_S,
-    Popularity, Scenario, T_GRID_MAX,
+    DURATION_MAX_MS, FAULTS_MAX, Fault, KEYS_MAX, MAP_FIELDS_MAX, MembershipMode, NODES_MAX,
+    OPS_RATE_MAX_PER_S, Popularity, Scenario, T_GRID_MAX,
 };
 
 /// A clock drifts by less than this many parts per million either way (a drift of -1e6 ppm
@@ -247,7 +247,7 @@ impl Scenario {
             )?;
         }
         let m = &wl.mix;
-        let weights = [
+        let mut weights = vec![
             m.get,
             m.put,
             m.counter_add,
@@ -256,6 +256,7 @@ impl Scenario {
             m.set_remove,
             m.set_get,
         ];
+        weights.extend(m.data_type_weights().iter().map(|(_, w)| *w));
         check(
             weights.iter().all(|w| w.is_finite() && *w >= 0.0),
             "workload.mix weights must be >= 0",
@@ -269,6 +270,20 @@ impl Scenario {
             "workload.register_modes needs at least one mode",
         )?;
         check(wl.set_members >= 1, "workload.set_members must be >= 1")?;
+        check(
+            (1..=MAP_FIELDS_MAX).contains(&wl.map_fields),
+            &format!("workload.map_fields must be 1..={MAP_FIELDS_MAX}"),
+        )?;
+        check(
+            wl.ttl_ms.min_ms >= 1
+                && wl.ttl_ms.min_ms <= wl.ttl_ms.max_ms
+                && wl.ttl_ms.max_ms <= DURATION_MAX_MS,
+            &format!("workload.ttl_ms needs 1 <= min_ms <= max_ms <= {DURATION_MAX_MS}"),
+        )?;
+        check(
+            wl.nx_gap_ms.min_ms <= wl.nx_gap_ms.max_ms && wl.nx_gap_ms.max_ms <= DURATION_MAX_MS,
+            &format!("workload.nx_gap_ms needs min_ms <= max_ms <= {DURATION_MAX_MS}"),
+        )?;
         check(
             !wl.counter_deltas.is_empty(),
             "workload.counter_deltas needs at least one delta",
@@ -427,6 +442,20 @@ mod tests {
         assert!(err(&early).contains("not a member"));
         let all = "duration_ms = 10\nnodes = 1\n[[faults]]\nat_ms = 1\nleave = \"n1\"\n";
         assert!(err(all).contains("no member"));
+        let workload = |line: &str| format!("duration_ms = 10\n[workload]\n{line}\n");
+        assert!(err(&workload("ttl_ms = { min_ms = 0, max_ms = 5 }")).contains("ttl_ms"));
+        assert!(err(&workload("ttl_ms = { min_ms = 9, max_ms = 5 }")).contains("ttl_ms"));
+        assert!(err(&workload("nx_gap_ms = { min_ms = 9, max_ms = 5 }")).contains("nx_gap_ms"));
+        assert!(err(&workload("map_fields = 0")).contains("map_fields"));
+        assert!(err(&workload("mix = { get = 0, put = 0, map_get = -1 }")).contains("mix"));
+        let only_maps = workload("mix = { get = 0, put = 0, map_increment = 1 }");
+        assert!(
+            Scenario::from_toml(&only_maps)
+                .unwrap()
+                .workload
+                .mix
+                .has_maps()
+        );
         let ok = format!(
             "{}[[faults]]\nat_ms = 5\nleave = \"n1\"\n",
             change("join", "n3")

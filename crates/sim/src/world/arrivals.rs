@@ -22,6 +22,19 @@ struct Draw {
     member_index: u64,
     /// The operation's client session, if the workload has sessions.
     session: Option<usize>,
+    /// What the data-type operations use, drawn only when the mix has one.
+    extra: Option<ExtraDraw>,
+}
+
+/// The draws of the data-type operations (see `Mix::has_data_types`).
+#[derive(Clone, Copy)]
+pub(super) struct ExtraDraw {
+    /// A `put_ttl`'s time to live.
+    pub(super) ttl_ms: u64,
+    /// A map update's field.
+    pub(super) field: u32,
+    /// How long after the first the second client of an NX race starts.
+    pub(super) nx_gap_ms: u64,
 }
 
 impl Sim<'_> {
@@ -36,9 +49,23 @@ impl Sim<'_> {
         self.schedule(next, Event::Arrival);
 
         let kind = draw.kind;
+        if kind == OpKind::SetNx {
+            self.clients.count_op(kind).issued += 2;
+            let extra = draw
+                .extra
+                .expect("drawn when the mix has data-type operations");
+            return self.start_nx_race(draw.mode, extra.nx_gap_ms);
+        }
         let key_kind = match kind {
-            OpKind::Get | OpKind::Put => KeyKind::Register(draw.mode),
-            OpKind::CounterAdd | OpKind::CounterGet => KeyKind::Counter,
+            OpKind::Get | OpKind::Put | OpKind::PutTtl | OpKind::DeleteRegister => {
+                KeyKind::Register(draw.mode)
+            }
+            OpKind::CounterAdd | OpKind::CounterGet | OpKind::DeleteCounter => KeyKind::Counter,
+            OpKind::MapSet
+            | OpKind::MapIncrement
+            | OpKind::MapRemove
+            | OpKind::MapGet
+            | OpKind::DeleteMap => KeyKind::Map,
             _ => KeyKind::Set,
         };
         let slot = self.workload_slot(key_kind, draw.key_index);
@@ -52,14 +79,18 @@ impl Sim<'_> {
         let op = |stage| ClientOp::new(stage, slot, node, 0);
         match kind {
             OpKind::Get => self.send_register_read(op(Stage::Read(kind)), key, draw.session),
-            OpKind::Put => {
+            OpKind::Put | OpKind::PutTtl => {
                 let value = self.fresh_value();
+                let ttl_ms = draw
+                    .extra
+                    .filter(|_| kind == OpKind::PutTtl)
+                    .map(|x| x.ttl_ms);
                 if draw.blind {
-                    let stage = Stage::Write(OpKind::Put);
+                    let stage = Stage::Write(kind);
                     let context = VersionVector::new();
-                    self.send_put(node, slot, value, context, stage, draw.session);
+                    self.send_put(node, slot, value, context, stage, draw.session, ttl_ms);
                 } else {
-                    let stage = Stage::ReadForPut { value };
+                    let stage = Stage::ReadForPut { value, ttl_ms };
                     self.send_register_read(op(stage), key, draw.session);
                 }
             }
@@ -86,6 +117,13 @@ impl Sim<'_> {
                 let member = Bytes::from(numbered("m", draw.member_index, ""));
                 self.send_set_update(kind, op(Stage::Write(kind)), key, member);
             }
+            OpKind::MapGet => self.send_op(Request::MapGet { key, r }, op(Stage::Read(kind))),
+            _ => {
+                let extra = draw
+                    .extra
+                    .expect("drawn when the mix has data-type operations");
+                self.send_data_op(kind, op(Stage::Write(kind)), key, draw.delta, extra);
+            }
         }
     }
 
@@ -104,6 +142,15 @@ impl Sim<'_> {
         let gap_us = rng.exponential(US_PER_S / wl.rate_per_s);
         // Drawn only when there are sessions: other scenarios keep their streams.
         let session = (wl.sessions > 0).then(|| rng.below(wl.sessions as u64) as usize);
+        // Drawn only with data-type operations in the mix: other scenarios keep their streams.
+        let extra = wl.mix.has_data_types().then(|| {
+            let (ttl, gap) = (&wl.ttl_ms, &wl.nx_gap_ms);
+            ExtraDraw {
+                ttl_ms: ttl.min_ms + rng.below(ttl.max_ms - ttl.min_ms + 1),
+                field: rng.below(wl.map_fields as u64) as u32,
+                nx_gap_ms: gap.min_ms + rng.below(gap.max_ms - gap.min_ms + 1),
+            }
+        });
         let draw = Draw {
             kind,
             key_index,
@@ -112,6 +159,7 @@ impl Sim<'_> {
             delta,
             member_index,
             session,
+            extra,
         };
         (draw, gap_us)
     }
@@ -157,6 +205,7 @@ impl Sim<'_> {
             key: op.key,
             member: member.clone(),
             add,
+            clear: false,
             outcome: Outcome::Pending,
             coordinations: Coordinations::None,
         });
@@ -176,12 +225,12 @@ impl Sim<'_> {
         self.send_op(request, op);
     }
 
-    fn send_op(&mut self, request: Request, mut op: ClientOp) {
+    pub(super) fn send_op(&mut self, request: Request, mut op: ClientOp) {
         op.sent_us = self.time.now_us;
         self.issue(op.node, request, op);
     }
 
-    fn fresh_value(&mut self) -> Bytes {
+    pub(super) fn fresh_value(&mut self) -> Bytes {
         self.clients.next_value += 1;
         Bytes::from(numbered("v", self.clients.next_value, ""))
     }

@@ -12,8 +12,8 @@ use driftkv_wire::{Key, Quorum, Reply, Request};
 use super::Sim;
 use super::events::Event;
 use super::expected::Expected;
-use super::time::{ms, us};
-use crate::history::{Coordinations, HistRef, KeyKind, Outcome, WriteRec};
+use super::time::{US_PER_MS, ms, us};
+use crate::history::{Coordinations, ExpiringRead, HistRef, KeyKind, Outcome, WriteRec};
 use crate::rng::Rng;
 use crate::scenario::{CoordinatorChoice, Scenario};
 use crate::workload::{KeyChooser, KindChooser, OpKind};
@@ -45,9 +45,11 @@ pub struct SessionCounts {
 pub(super) enum Stage {
     /// A workload read (`get`, `counter_get`, `set_get`).
     Read(OpKind),
-    /// The read of a read-modify-write: its context goes into the write that follows.
+    /// The read of a read-modify-write: its context goes into the write that follows (a
+    /// `put_ttl`'s, expiring `ttl_ms` after it is sent, when given).
     ReadForPut {
         value: Bytes,
+        ttl_ms: Option<u64>,
     },
     /// A workload write.
     Write(OpKind),
@@ -55,6 +57,13 @@ pub(super) enum Stage {
     ProbeSetup(usize),
     ProbeWrite(usize),
     ProbeRead(usize),
+    /// The read of one client of an NX race (by index): it writes `value` if nothing was found.
+    NxRead {
+        race: usize,
+        value: Bytes,
+    },
+    /// That client's write.
+    NxWrite(usize),
     /// The settle phase's read at R = all.
     Sweep,
 }
@@ -71,6 +80,9 @@ pub(super) struct ClientOp {
     /// The client session this register operation belongs to, and (for reads) what the
     /// session had seen of the key when the read was sent.
     pub(super) session: Option<(usize, VersionVector)>,
+    /// The node that answered, its clock then and the virtual time (recorded only when the
+    /// workload writes with TTLs: reads of expiring values are judged by it).
+    pub(super) answered: Option<(usize, u64, u64)>,
 }
 
 impl ClientOp {
@@ -84,6 +96,7 @@ impl ClientOp {
             hist: None,
             frontier: None,
             session: None,
+            answered: None,
         }
     }
 }
@@ -101,6 +114,19 @@ pub(super) struct ClientStats {
     pub(super) sibling_reads: u64,
     pub(super) siblings_max: usize,
     pub(super) sessions: SessionCounts,
+    /// NX races, by index.
+    pub(super) nx_races: Vec<NxRace>,
+}
+
+/// One race of two "set if not exists" clients on a fresh key: how each ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NxRace {
+    /// Clients whose write was acknowledged (they were told they set the key).
+    pub won: u8,
+    /// Clients whose read found a value, so they did not write.
+    pub declined: u8,
+    /// Clients that failed or timed out (at the read or the write).
+    pub failed: u8,
 }
 
 /// The clients' state.
@@ -126,6 +152,8 @@ pub(super) struct Clients {
     pub(super) scheduled_work: u64,
     pub(super) trials: Vec<Trial>,
     pub(super) stats: ClientStats,
+    /// Note which node answered each read, and its clock then (a workload with TTLs).
+    pub(super) track_answers: bool,
 }
 
 impl Clients {
@@ -145,6 +173,7 @@ impl Clients {
             scheduled_work: 0,
             trials: Vec::with_capacity(expect.trials),
             stats: ClientStats::default(),
+            track_answers: sc.workload.mix.has_expiry(),
         }
     }
 
@@ -160,6 +189,7 @@ fn bucket_of(kind: KeyKind) -> &'static str {
         KeyKind::Register(ConflictMode::Lww) => "lww",
         KeyKind::Counter => "counters",
         KeyKind::Set => "sets",
+        KeyKind::Map => "maps",
         KeyKind::Probe => "probes",
     }
 }
@@ -203,20 +233,33 @@ impl Sim<'_> {
 
     /// Sends `request` to `node` (after the client's delay) and starts its timeout.
     pub(super) fn issue(&mut self, node: usize, request: Request, op: ClientOp) {
+        self.issue_after(node, request, op, 0);
+    }
+
+    /// Sends `request` to `node` once `wait_us` have passed (then after the client's delay),
+    /// and starts its timeout then.
+    pub(super) fn issue_after(
+        &mut self,
+        node: usize,
+        request: Request,
+        op: ClientOp,
+        wait_us: u64,
+    ) {
         let client = self.clients.next_client;
         self.clients.next_client += 1;
         let delay = us(self.sc.delays.client.sample(&mut self.clients.rng));
         self.schedule(
-            self.time.now_us + delay,
+            self.time.now_us + wait_us + delay,
             Event::AtNode(Box::new((node, client, request))),
         );
-        let timeout = self.time.after_ms(self.sc.client_timeout_ms);
+        let timeout = self.time.after_ms(self.sc.client_timeout_ms) + wait_us;
         self.schedule(timeout, Event::ClientTimeout(client));
         self.clients.in_flight.insert(client, op);
     }
 
     /// Sends a register write of a fresh value with the given context (within a client
-    /// session, if one is given).
+    /// session, if one is given), expiring `ttl_ms` from now if given.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn send_put(
         &mut self,
         node: usize,
@@ -225,7 +268,9 @@ impl Sim<'_> {
         context: VersionVector,
         stage: Stage,
         session: Option<usize>,
+        ttl_ms: Option<u64>,
     ) {
+        let expires_ms = ttl_ms.map(|ttl| self.time.wall_ms() + ttl);
         let hist = &mut self.oracle.hist;
         let w = hist.writes.len();
         hist.writes.push(WriteRec {
@@ -236,6 +281,8 @@ impl Sim<'_> {
             outcome: Outcome::Pending,
             acked_us: None,
             coordinations: Coordinations::None,
+            expires_ms,
+            delete: false,
         });
         hist.write_by_value.insert(value.clone(), w);
         let key = hist.keys[slot].key.clone();
@@ -246,7 +293,7 @@ impl Sim<'_> {
             key,
             value: Some(value),
             context,
-            expires_ms: None,
+            expires_ms,
             w: self.clients.w,
         };
         self.issue(node, request, op);
@@ -278,7 +325,13 @@ impl Sim<'_> {
         }
         match op.stage {
             Stage::Read(kind) | Stage::Write(kind) => self.clients.count_op(kind).timed_out += 1,
-            Stage::ReadForPut { .. } => self.clients.count_op(OpKind::Put).timed_out += 1,
+            Stage::ReadForPut { ttl_ms, .. } => {
+                self.clients.count_op(put_kind(ttl_ms)).timed_out += 1;
+            }
+            Stage::NxRead { race, .. } | Stage::NxWrite(race) => {
+                self.clients.count_op(OpKind::SetNx).timed_out += 1;
+                self.clients.stats.nx_races[race].failed += 1;
+            }
             _ => {}
         }
     }
@@ -294,9 +347,11 @@ impl Sim<'_> {
         }
         match std::mem::replace(&mut op.stage, Stage::Sweep) {
             Stage::Read(kind) => self.read_replied(kind, &op, &reply, latency_ms),
-            Stage::ReadForPut { value } => {
-                self.read_for_put_replied(&op, value, &reply, latency_ms);
+            Stage::ReadForPut { value, ttl_ms } => {
+                self.read_for_put_replied(&op, value, ttl_ms, &reply, latency_ms);
             }
+            Stage::NxRead { race, value } => self.nx_read_replied(race, value, &op, &reply),
+            Stage::NxWrite(race) => self.nx_write_replied(race, &op, &reply),
             Stage::Write(kind) => self.write_replied(kind, &op, &reply, latency_ms),
             Stage::ProbeSetup(trial) => self.probe_setup_replied(trial, &op, &reply),
             Stage::ProbeWrite(trial) => self.probe_write_replied(trial, &op, &reply),
@@ -312,8 +367,10 @@ impl Sim<'_> {
         }
         self.clients.count_op(kind).ok += 1;
         self.clients.stats.read_latency_ms.push(latency_ms);
-        if kind == OpKind::Get {
-            self.check_register_read(op.key, reply, op.frontier.as_ref());
+        match kind {
+            OpKind::Get => self.check_register_read(op, reply),
+            OpKind::MapGet => self.check_map_read(op.key, reply),
+            _ => {}
         }
     }
 
@@ -322,26 +379,34 @@ impl Sim<'_> {
         &mut self,
         op: &ClientOp,
         value: Bytes,
+        ttl_ms: Option<u64>,
         reply: &Reply,
         latency_ms: f64,
     ) {
+        let kind = put_kind(ttl_ms);
         let context = match reply {
             Reply::Values { context, .. } | Reply::NotFound { context } => context.clone(),
             _ => {
                 // No context, no write: the operation failed at its read.
-                self.clients.count_op(OpKind::Put).failed += 1;
+                self.clients.count_op(kind).failed += 1;
                 return;
             }
         };
         self.clients.stats.read_latency_ms.push(latency_ms);
-        self.check_register_read(op.key, reply, op.frontier.as_ref());
+        self.check_register_read(op, reply);
         let session = op.session.as_ref().map(|(s, _)| *s);
-        let stage = Stage::Write(OpKind::Put);
-        self.send_put(op.node, op.key, value, context, stage, session);
+        let stage = Stage::Write(kind);
+        self.send_put(op.node, op.key, value, context, stage, session, ttl_ms);
     }
 
     fn write_replied(&mut self, kind: OpKind, op: &ClientOp, reply: &Reply, latency_ms: f64) {
-        let acked = matches!(reply, Reply::Written { .. } | Reply::Counter { .. });
+        let acked = matches!(
+            reply,
+            Reply::Written { .. }
+                | Reply::Counter { .. }
+                | Reply::Deleted { .. }
+                | Reply::Map { .. }
+        );
         let outcome = if acked {
             self.clients.count_op(kind).ok += 1;
             self.clients.stats.write_latency_ms.push(latency_ms);
@@ -393,13 +458,10 @@ impl Sim<'_> {
     }
 
     /// Judges one register read: stale (it missed a write acknowledged before it was sent),
-    /// siblings that should not coexist, values nobody wrote.
-    fn check_register_read(
-        &mut self,
-        slot: usize,
-        reply: &Reply,
-        frontier: Option<&VersionVector>,
-    ) {
+    /// siblings that should not coexist, values nobody wrote; and notes the values it returned
+    /// that were written with an expiry.
+    pub(super) fn check_register_read(&mut self, op: &ClientOp, reply: &Reply) {
+        let (slot, frontier) = (op.key, op.frontier.as_ref());
         let (values, context) = match reply {
             Reply::Values { values, context } => (values.as_slice(), context),
             Reply::NotFound { context } => (&[][..], context),
@@ -429,7 +491,21 @@ impl Sim<'_> {
         let mut writes = Vec::with_capacity(values.len());
         for v in values {
             match hist.write_by_value.get(v) {
-                Some(&w) => writes.push(w),
+                Some(&w) => {
+                    writes.push(w);
+                    if let (Some(expires_ms), Some((node, node_ms, at_us))) =
+                        (hist.writes[w].expires_ms, op.answered)
+                    {
+                        hist.expiring_reads.push(ExpiringRead {
+                            key: slot,
+                            write: w,
+                            expires_ms,
+                            node,
+                            node_ms,
+                            answered_ms: super::EPOCH_MS + at_us / US_PER_MS,
+                        });
+                    }
+                }
                 None => hist.anomaly(
                     "reads_return_written_values",
                     now,
@@ -451,5 +527,14 @@ impl Sim<'_> {
                 }
             }
         }
+    }
+}
+
+/// The operation a register write counts as: a `put`, or a `put_ttl` when it has a TTL.
+pub(super) fn put_kind(ttl_ms: Option<u64>) -> OpKind {
+    if ttl_ms.is_some() {
+        OpKind::PutTtl
+    } else {
+        OpKind::Put
     }
 }

@@ -61,6 +61,7 @@ impl Sim<'_> {
                 KeyKind::Register(_) | KeyKind::Probe => Request::Get { key, r },
                 KeyKind::Counter => Request::CounterGet { key, r },
                 KeyKind::Set => Request::SetGet { key, r },
+                KeyKind::Map => Request::MapGet { key, r },
             };
             let op = ClientOp::new(Stage::Sweep, slot, node, self.time.now_us);
             self.issue(node, request, op);

@@ -234,17 +234,26 @@ impl Sim<'_> {
         }
         match h {
             HistRef::CounterOp(c) => self.coordinated_counter_op(i, c),
+            HistRef::Write(w) if self.oracle.hist.writes[w].delete => {
+                self.coordinated_register_delete(i, w)
+            }
             HistRef::Write(w) => self.coordinated_write(i, w),
             HistRef::SetOp(s) => self.coordinated_set_op(i, s),
+            HistRef::CounterDelete(d) => self.coordinated_counter_delete(i, d),
+            HistRef::MapOp(m) => self.coordinated_map_op(i, m),
         }
     }
 
     fn coordinated_counter_op(&mut self, i: usize, c: usize) {
-        let applied = &mut self.oracle.hist.counter_ops[c].applied_by;
+        let hist = &mut self.oracle.hist;
+        let seq = hist.counter_applies;
+        hist.counter_applies += 1;
+        let applied = &mut hist.counter_ops[c].applied_by;
         applied.push(CounterApply {
             node: i,
             incarnation: self.nodes[i].live_incarnation(),
             at_us: self.time.now_us,
+            seq,
             void: false,
         });
         let index = applied.len() - 1;
@@ -311,7 +320,12 @@ impl Sim<'_> {
         let now = self.time.now_us;
         let slot = self.oracle.hist.set_ops[s].key;
         let key = self.oracle.hist.keys[slot].key.clone();
-        let Some(Object::Set(set)) = self.copy(i, &key) else {
+        let copy = self.copy(i, &key);
+        // A delete of a set the coordinator held nothing of writes nothing.
+        if copy.is_none() && self.oracle.hist.set_ops[s].clear {
+            return;
+        }
+        let Some(Object::Set(set)) = copy else {
             self.oracle.hist.anomaly(
                 "oracle",
                 now,
@@ -363,7 +377,7 @@ impl Sim<'_> {
 
     /// Keeps a coordination node `i` recorded, until its next good sync, when a crash before
     /// that would lose it.
-    fn note_unsynced(&mut self, i: usize, h: HistRef, index: usize) {
+    pub(super) fn note_unsynced(&mut self, i: usize, h: HistRef, index: usize) {
         if self.disk.crash_loses_unsynced {
             self.nodes[i].unsynced.push((h, index));
         }
@@ -400,6 +414,8 @@ impl Sim<'_> {
                 }
             }
             HistRef::CounterOp(c) => hist.counter_ops[c].outcome = outcome,
+            HistRef::CounterDelete(d) => hist.counter_deletes[d].outcome = outcome,
+            HistRef::MapOp(m) => hist.map_ops[m].outcome = outcome,
         }
     }
 }

@@ -9,7 +9,7 @@ use driftkv_core::stats::COUNTERS;
 use driftkv_wire::Object;
 
 use super::Sim;
-use super::clients::{OpCounts, SessionCounts};
+use super::clients::{NxRace, OpCounts, SessionCounts};
 use super::faults::PlannedFault;
 use super::network::MessageCounts;
 use super::nodes::Life;
@@ -49,6 +49,13 @@ pub struct Outcomes {
     /// Per key slot: the nodes whose store holds a record of the key at the end (the final
     /// primaries are `hist.keys[slot].primaries`).
     pub holders: Vec<Vec<usize>>,
+    /// With data-type operations in the workload, per key slot: each final primary and its
+    /// copy at the end (empty otherwise). The data-type checks judge every primary's copy.
+    pub end_copies: Vec<Vec<(usize, Option<Object>)>>,
+    /// Every node's clock at the end, in its milliseconds (what "now" is to it).
+    pub end_node_ms: Vec<u64>,
+    /// The NX races, in the order they started.
+    pub nx_races: Vec<NxRace>,
 }
 
 /// Node counters summed over every node and every life of it (a restart resets a node's own):
@@ -144,6 +151,8 @@ impl Sim<'_> {
             self.convergence.converged_since_us = None;
         }
         let final_objects = self.final_objects();
+        let end_copies = self.end_copies();
+        let end_node_ms = (0..self.nodes.len()).map(|i| self.local_ms(i)).collect();
         let (node_totals, hints_pending_at_end) = self.node_totals();
         let (holders, records) = self.holders();
         let nodes_at_end = self.nodes_at_end(records);
@@ -178,7 +187,28 @@ impl Sim<'_> {
             faults: self.faults.planned,
             nodes_at_end,
             holders,
+            end_copies,
+            end_node_ms,
+            nx_races: stats.nx_races,
         }
+    }
+
+    /// Each primary's copy of each key at the end, when the workload has data-type
+    /// operations (their checks judge every primary, not the join of them).
+    fn end_copies(&mut self) -> Vec<Vec<(usize, Option<Object>)>> {
+        if !self.sc.workload.mix.has_data_types() {
+            return Vec::new();
+        }
+        (0..self.oracle.hist.keys.len())
+            .map(|slot| {
+                let rec = &self.oracle.hist.keys[slot];
+                let (key, primaries) = (rec.key.clone(), rec.primaries.clone());
+                primaries
+                    .into_iter()
+                    .map(|p| (p, self.copy(p, &key)))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Per key slot: the join of its primaries' copies at the end.

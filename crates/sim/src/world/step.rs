@@ -76,6 +76,9 @@ impl Sim<'_> {
         let mut driver = std::mem::take(&mut self.nodes[i].driver);
         let (writes_started, start) = self.step_node(i, &mut driver, now_ms, input);
         let out = driver.held_since(start);
+        if self.clients.track_answers {
+            self.note_answers(i, now_ms, out);
+        }
         if let Some(h) = about.write {
             self.watch_write(i, h, writes_started, out);
         }

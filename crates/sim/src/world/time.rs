@@ -44,6 +44,11 @@ impl Timeline {
     pub(super) fn after_ms(&self, ms: u64) -> u64 {
         self.now_us + ms * US_PER_MS
     }
+
+    /// Now on a wall clock without skew (the clients'): the nodes' epoch plus virtual time.
+    pub(super) fn wall_ms(&self) -> u64 {
+        super::EPOCH_MS + self.now_us / US_PER_MS
+    }
 }
 
 /// Microseconds as (fractional) milliseconds.

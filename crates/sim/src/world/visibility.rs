@@ -63,7 +63,7 @@ impl Sim<'_> {
         };
         let first = Bytes::from(numbered("p", trial as u64, "a"));
         let stage = Stage::ProbeSetup(trial);
-        self.send_put(node, slot, first, VersionVector::new(), stage, None);
+        self.send_put(node, slot, first, VersionVector::new(), stage, None, None);
     }
 
     /// The measured write of trial `trial`, over its first version.
@@ -78,7 +78,15 @@ impl Sim<'_> {
             .context
             .clone()
             .unwrap_or_default();
-        self.send_put(node, slot, value, context, Stage::ProbeWrite(trial), None);
+        self.send_put(
+            node,
+            slot,
+            value,
+            context,
+            Stage::ProbeWrite(trial),
+            None,
+            None,
+        );
     }
 
     /// The one read of trial `trial`.
