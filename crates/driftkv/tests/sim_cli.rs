@@ -209,3 +209,39 @@ fn a_directory_of_scenarios_extending_one_base_is_swept_whole_and_fails_if_one_s
     assert!(!run.status.success());
     assert!(text(&run.stderr).contains("only --seeds"));
 }
+
+#[test]
+fn the_shipped_data_types_scenario_passes_a_few_seeds_and_reports_its_checks() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/data_types.toml");
+    let scenario = scenario.to_str().unwrap();
+    let run = driftkv(&["sim", scenario, "--seeds", "1..3", "--quiet"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains("3 seeds (1..=3) of data_types: 3 passed, 0 failed"),
+        "{}",
+        text(&run.stdout)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dt");
+    let run = driftkv(&[
+        "sim",
+        scenario,
+        "--seed",
+        "4",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    for check in [
+        "map_fields_match_history",
+        "expired_values_stay_gone",
+        "deletes_remove_what_they_saw",
+    ] {
+        assert_eq!(report["checks"][check], "pass", "{check}");
+    }
+    assert!(report["data_types"]["nx_double_success_rate"].is_number());
+    assert!(text(&run.stdout).contains("set if not exists"));
+}
