@@ -17,16 +17,23 @@ pub use driftkv_causal::dvv::Exhausted;
 ///   has seen: `dot → (timestamp, bytes)`. Concurrent writes leave several; a reader takes the
 ///   one with the highest (timestamp, dot), as under lww.
 /// - `counts`: increments (`HINCRBY`), one entry per node: the dot of its latest increment and
-///   its running total since it last saw the field written or removed. A node folds only its
+///   its running total of every increment of the field it ever made. A node folds only its
 ///   own entry into a new one (it issues its dots on top of its own state), so totals are never
 ///   counted twice.
+/// - `removed`: per node, the last of its count entries that a write, remove or delete of the
+///   field took away: that entry's dot counter and running total. A count entry counts only
+///   what its node added beyond it (reset-remove, as `PnCounter::reset`): increments a remove
+///   saw never come back with a later increment of a node that had not seen the remove, whose
+///   running total still holds them. Merged by the later dot, kept while the map lives.
 ///
 /// The field reads as its newest value plus the counts beside it when that value is a number,
-/// its newest value when it is not, and the counts' sum when it holds no value.
+/// its newest value when it is not, and the counts' sum when it holds no value. A field with
+/// neither values nor counts reads as absent (it may still remember what was removed).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     values: BTreeMap<Dot, (Timestamp, Bytes)>,
     counts: BTreeMap<Dot, i64>,
+    removed: BTreeMap<Actor, (u64, i64)>,
 }
 
 /// What a field reads as.
@@ -47,8 +54,39 @@ impl FieldValue {
 }
 
 impl Field {
-    fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.counts.is_empty()
+    /// Whether the field reads as present: it holds a value or a count.
+    fn is_present(&self) -> bool {
+        !self.values.is_empty() || !self.counts.is_empty()
+    }
+
+    /// Whether it holds nothing at all, not even what was removed: then it is dropped.
+    fn is_vacant(&self) -> bool {
+        !self.is_present() && self.removed.is_empty()
+    }
+
+    /// What removes took away of `actor`'s counts: its last removed running total.
+    fn removed_total(&self, actor: &Actor) -> i64 {
+        self.removed.get(actor).map_or(0, |(_, total)| *total)
+    }
+
+    /// `actor`'s running total here: its count entry's, else what was removed of it.
+    fn own_total(&self, actor: &Actor) -> i64 {
+        self.counts
+            .iter()
+            .filter(|(d, _)| d.actor == *actor)
+            .max_by_key(|(d, _)| d.counter)
+            .map_or_else(|| self.removed_total(actor), |(_, total)| *total)
+    }
+
+    /// Takes every count entry away (a write, remove or delete of the field saw them), each
+    /// node's remembered in `removed`.
+    fn take_counts(&mut self) {
+        for (dot, total) in std::mem::take(&mut self.counts) {
+            let slot = self.removed.entry(dot.actor).or_insert((0, 0));
+            if dot.counter > slot.0 {
+                *slot = (dot.counter, total);
+            }
+        }
     }
 
     fn newest(&self) -> Option<&Bytes> {
@@ -58,8 +96,12 @@ impl Field {
             .map(|(_, (_, v))| v)
     }
 
+    /// The counts, each beyond what removes took away of its node's.
     fn counted(&self) -> i128 {
-        self.counts.values().map(|n| i128::from(*n)).sum()
+        self.counts
+            .iter()
+            .map(|(d, n)| i128::from(*n) - i128::from(self.removed_total(&d.actor)))
+            .sum()
     }
 
     pub fn value(&self) -> FieldValue {
@@ -82,7 +124,7 @@ impl Field {
     }
 
     fn entries(&self) -> usize {
-        self.values.len() + self.counts.len()
+        self.values.len() + self.counts.len() + self.removed.len()
     }
 
     fn dots(&self) -> impl Iterator<Item = &Dot> {
@@ -125,6 +167,25 @@ impl Field {
             }
             out
         }
+        // What was removed, per node: the later entry (the greater total on a tie, which
+        // only a forged state has, so the join stays commutative).
+        let mut removed: BTreeMap<Actor, (u64, i64)> = BTreeMap::new();
+        for (actor, entry) in ours
+            .iter()
+            .chain(theirs.iter())
+            .flat_map(|f| f.removed.iter())
+        {
+            let slot = removed.entry(actor.clone()).or_insert(*entry);
+            *slot = (*slot).max(*entry);
+        }
+        let mut counts = join_entries(
+            ours.map(|f| &f.counts),
+            theirs.map(|f| &f.counts),
+            our_ctx,
+            their_ctx,
+        );
+        // A count entry a remove took away is gone, whichever side still held it.
+        counts.retain(|d, _| removed.get(&d.actor).is_none_or(|(c, _)| d.counter > *c));
         Field {
             values: join_entries(
                 ours.map(|f| &f.values),
@@ -132,12 +193,8 @@ impl Field {
                 our_ctx,
                 their_ctx,
             ),
-            counts: join_entries(
-                ours.map(|f| &f.counts),
-                theirs.map(|f| &f.counts),
-                our_ctx,
-                their_ctx,
-            ),
+            counts,
+            removed,
         }
     }
 }
@@ -163,9 +220,11 @@ pub enum IncrementError {
 /// A remove (`HDEL`, or a delete of the whole map) drops the entries it has seen; an operation
 /// concurrent with it has a dot it never saw, so after merge that field is present with what
 /// the remove did not see: add wins, and a removed field starts over (reset-remove). A node's
-/// increments the remove did not see survive with that node's running total.
+/// increments the remove did not see survive, and count only what they added beyond the
+/// running total the remove took away (`Field::removed`).
 ///
-/// Invariant: every dot under a field is in `context`; no field is empty.
+/// Invariant: every dot under a field (entries, and what was removed) is in `context`; a
+/// node's count entry is later than what was removed of its counts; no field is vacant.
 #[derive(Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OrMap {
     fields: BTreeMap<Bytes, Field>,
@@ -208,9 +267,10 @@ impl OrMap {
         timestamp: Timestamp,
     ) -> Result<Dot, Exhausted> {
         let dot = self.context.next_dot(actor).ok_or(Exhausted)?;
-        let mut field = Field::default();
+        let field = self.fields.entry(name).or_default();
+        field.take_counts();
+        field.values.clear();
         field.values.insert(dot.clone(), (timestamp, value));
-        self.fields.insert(name, field);
         Ok(dot)
     }
 
@@ -223,7 +283,10 @@ impl OrMap {
         delta: i64,
     ) -> Result<i128, IncrementError> {
         let field = self.fields.get(&name);
-        let before = field.map(Field::value).unwrap_or(FieldValue::Int(0));
+        let before = field
+            .filter(|f| f.is_present())
+            .map(Field::value)
+            .unwrap_or(FieldValue::Int(0));
         let before = match before {
             FieldValue::Int(n) => n,
             FieldValue::Bytes(b) => i128::from(parse_int(&b).ok_or(IncrementError::NotInteger)?),
@@ -232,15 +295,7 @@ impl OrMap {
         if i64::try_from(after).is_err() {
             return Err(IncrementError::Overflow);
         }
-        let own: i64 = field
-            .map(|f| {
-                f.counts
-                    .iter()
-                    .filter(|(d, _)| d.actor == *actor)
-                    .map(|(_, n)| *n)
-                    .fold(0i64, i64::saturating_add)
-            })
-            .unwrap_or(0);
+        let own = field.map_or(0, |f| f.own_total(actor));
         let total = own.checked_add(delta).ok_or(IncrementError::Overflow)?;
         let dot = self
             .context
@@ -254,32 +309,53 @@ impl OrMap {
 
     /// Removes field `name` as this replica sees it. Returns whether it was present.
     pub fn remove(&mut self, name: &[u8]) -> bool {
-        self.fields.remove(name).is_some()
+        let Some(field) = self.fields.get_mut(name) else {
+            return false;
+        };
+        let had = field.is_present();
+        field.values.clear();
+        field.take_counts();
+        if field.is_vacant() {
+            self.fields.remove(name);
+        }
+        had
     }
 
     /// Removes every field as this replica sees it (a delete of the map). Returns whether any
     /// was present.
     pub fn clear(&mut self) -> bool {
-        let had = !self.fields.is_empty();
-        self.fields.clear();
+        let had = !self.is_empty();
+        for field in self.fields.values_mut() {
+            field.values.clear();
+            field.take_counts();
+        }
+        self.fields.retain(|_, f| !f.is_vacant());
         had
     }
 
     pub fn get(&self, name: &[u8]) -> Option<FieldValue> {
-        self.fields.get(name).map(Field::value)
+        self.fields
+            .get(name)
+            .filter(|f| f.is_present())
+            .map(Field::value)
     }
 
-    /// Fields in byte order of their names: the same order on every replica.
+    /// Present fields in byte order of their names: the same order on every replica.
     pub fn fields(&self) -> impl Iterator<Item = (&Bytes, FieldValue)> {
-        self.fields.iter().map(|(name, f)| (name, f.value()))
+        self.fields
+            .iter()
+            .filter(|(_, f)| f.is_present())
+            .map(|(name, f)| (name, f.value()))
     }
 
+    /// Present fields.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.fields.values().filter(|f| f.is_present()).count()
     }
 
+    /// Whether no field is present (what removes took away may still be remembered).
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        !self.fields.values().any(Field::is_present)
     }
 
     pub fn context(&self) -> &VersionVector {
@@ -300,14 +376,30 @@ impl OrMap {
     pub fn check_invariants(&self) -> Result<(), String> {
         self.context.check()?;
         for (name, field) in &self.fields {
-            if field.is_empty() {
+            if field.is_vacant() {
                 return Err(format!("field {name:?} has no entries"));
             }
-            if let Some(d) = field.dots().find(|d| d.counter == 0) {
+            let removed = field
+                .removed
+                .iter()
+                .map(|(a, (counter, _))| Dot::new(a.clone(), *counter));
+            let dots: Vec<Dot> = field.dots().cloned().chain(removed).collect();
+            if let Some(d) = dots.iter().find(|d| d.counter == 0) {
                 return Err(format!("dot {d:?} of field {name:?} has counter 0"));
             }
-            if let Some(d) = field.dots().find(|d| !self.context.contains(d)) {
+            if let Some(d) = dots.iter().find(|d| !self.context.contains(d)) {
                 return Err(format!("dot {d:?} of field {name:?} is not in the context"));
+            }
+            let stale = field.counts.keys().find(|d| {
+                field
+                    .removed
+                    .get(&d.actor)
+                    .is_some_and(|(c, _)| d.counter <= *c)
+            });
+            if let Some(d) = stale {
+                return Err(format!(
+                    "count {d:?} of field {name:?} was removed but is still held"
+                ));
             }
         }
         Ok(())
@@ -326,7 +418,7 @@ impl Crdt for OrMap {
                 &self.context,
                 &other.context,
             );
-            if !joined.is_empty() {
+            if !joined.is_vacant() {
                 fields.insert(name.clone(), joined);
             }
         }
@@ -345,9 +437,8 @@ impl std::fmt::Debug for OrMap {
             .field(
                 "fields",
                 &self
-                    .fields
-                    .iter()
-                    .map(|(n, v)| (String::from_utf8_lossy(n), v.value()))
+                    .fields()
+                    .map(|(n, v)| (String::from_utf8_lossy(n), v))
                     .collect::<Vec<_>>(),
             )
             .field("context", &self.context)
@@ -470,6 +561,42 @@ mod tests {
         assert_eq!(x.get(&name(1)), None);
     }
 
+    /// Found by the simulator (`scenarios/data_types.toml`, seed 2): a node that had not seen a
+    /// delete of the map incremented a field again, and its running total brought back the
+    /// count the delete had taken away (the field read 0 instead of 1).
+    #[test]
+    fn counts_a_remove_took_away_never_come_back_with_a_concurrent_increment() {
+        let (a1, a2) = (actor(1), actor(2));
+        let (mut x, mut y) = (OrMap::new(), OrMap::new());
+        x.increment(&a1, name(0), -1).unwrap();
+        y.merge(&x);
+        // y deletes the map (it saw the -1) while x, not knowing, adds 1.
+        assert!(y.clear());
+        assert!(y.is_empty());
+        assert_eq!(y.get(&name(0)), None);
+        x.increment(&a1, name(0), 1).unwrap();
+        for (mut a, b) in [(x.clone(), y.clone()), (y.clone(), x.clone())] {
+            a.merge(&b);
+            assert_eq!(a.get(&name(0)), Some(FieldValue::Int(1)), "{a:?}");
+            a.check_invariants().unwrap();
+        }
+        // Once x has seen the delete, counting on starts from nothing.
+        let mut z = y.clone();
+        z.increment(&a1, name(0), 5).unwrap();
+        assert_eq!(z.get(&name(0)), Some(FieldValue::Int(5)));
+        // A write that saw the counts takes them away too: a concurrent increment adds to it.
+        let (mut p, mut q) = (OrMap::new(), OrMap::new());
+        p.increment(&a1, name(1), 3).unwrap();
+        q.merge(&p);
+        q.set(&a2, name(1), Bytes::from_static(b"10"), Timestamp(1))
+            .unwrap();
+        p.increment(&a1, name(1), 1).unwrap();
+        q.merge(&p);
+        assert_eq!(q.get(&name(1)), Some(FieldValue::Int(11)));
+        // A remove of a field nobody holds any more is no remove.
+        assert!(!y.remove(&name(0)));
+    }
+
     #[test]
     fn an_increment_adds_to_a_written_number_and_refuses_a_word() {
         let a = actor(0);
@@ -530,6 +657,52 @@ mod tests {
                 let got = replicas[0].get(&name(f));
                 let had_any = incs.iter().any(|op| matches!(*op, Op::Incr { field, .. } if field == f));
                 prop_assert_eq!(got, had_any.then_some(FieldValue::Int(sum)));
+            }
+        }
+
+        /// Reset-remove: with increments, removes and deletes (no writes), once every replica
+        /// has every state a field is worth exactly the increments no remove of it saw, and is
+        /// present exactly when one of those exists.
+        #[test]
+        fn a_field_counts_exactly_the_increments_no_remove_saw(
+            ops in proptest::collection::vec(arb_op(), 0..60),
+        ) {
+            let ops: Vec<Op> = ops.into_iter().filter(|op| !matches!(op, Op::Set { .. })).collect();
+            let (_, mut replicas) = play(&ops);
+            // The model: which increments (by index) each replica has seen, and which a remove saw.
+            let mut known: Vec<std::collections::BTreeSet<usize>> = vec![Default::default(); 3];
+            let mut removed = std::collections::BTreeSet::new();
+            for (i, op) in ops.iter().enumerate() {
+                match *op {
+                    Op::Incr { at, .. } => { known[at].insert(i); }
+                    Op::Merge { from, to } => {
+                        let theirs = known[from].clone();
+                        known[to].extend(theirs);
+                    }
+                    Op::Remove { at, field } => removed.extend(known[at].iter().copied().filter(|&j| {
+                        matches!(ops[j], Op::Incr { field: g, .. } if g == field)
+                    })),
+                    Op::Clear { at } => removed.extend(known[at].iter().copied()),
+                    Op::Set { .. } => unreachable!(),
+                }
+            }
+            for _ in 0..2 {
+                for to in 0..3 {
+                    for from in 0..3 {
+                        let other = replicas[from].clone();
+                        replicas[to].merge(&other);
+                    }
+                }
+            }
+            for f in 0..3u8 {
+                let left: Vec<i128> = ops.iter().enumerate().filter_map(|(i, op)| match *op {
+                    Op::Incr { field, delta, .. } if field == f && !removed.contains(&i) => Some(i128::from(delta)),
+                    _ => None,
+                }).collect();
+                let expected = (!left.is_empty()).then(|| FieldValue::Int(left.iter().sum()));
+                for r in &replicas {
+                    prop_assert_eq!(r.get(&name(f)), expected.clone(), "{:?}", r);
+                }
             }
         }
     }
