@@ -439,13 +439,13 @@ mod tests {
                 from: me.clone(),
                 message: Message::Forward {
                     req: 7,
-                    request: Request::Put {
+                    request: Box::new(Request::Put {
                         key,
                         value: Some("v".into()),
                         context: VersionVector::new(),
                         expires_ms: None,
                         w: Quorum::One,
-                    },
+                    }),
                 },
             },
         );

@@ -423,7 +423,8 @@ pub enum Message {
     /// A node that cannot coordinate a write hands it to one that can.
     Forward {
         req: ReqId,
-        request: Request,
+        /// Boxed: a request is far larger than most messages, which are moved in line.
+        request: Box<Request>,
     },
     ForwardReply {
         req: ReqId,
@@ -531,14 +532,13 @@ pub enum Message {
         xid: u64,
         ok: bool,
     },
-    /// Key listing: the live and dead keys of one partition this replica holds in `bucket`
-    /// starting with `prefix`, in stored order after the record `after`, at most `limit`
-    /// records looked at.
+    /// Key listing: the live and dead keys of one partition this replica holds in `prefix`'s
+    /// bucket starting with `prefix`'s key, in stored order after the record `after`, at most
+    /// `limit` keys (and a bounded number of records looked at).
     ListRead {
         req: ReqId,
         partition: u32,
-        bucket: Bytes,
-        prefix: Bytes,
+        prefix: Key,
         after: Option<Bytes>,
         limit: u32,
     },
@@ -655,7 +655,7 @@ mod tests {
     proptest! {
         #[test]
         fn envelopes_round_trip(req in arb_request(), id in any::<u64>()) {
-            let env = Envelope::Message { from: NodeId::from("n1"), message: Message::Forward { req: id, request: req } };
+            let env = Envelope::Message { from: NodeId::from("n1"), message: Message::Forward { req: id, request: Box::new(req) } };
             prop_assert_eq!(decode_envelope(&encode_envelope(&env)), Ok(env));
         }
 

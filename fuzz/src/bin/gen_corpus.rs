@@ -284,47 +284,47 @@ fn envelope_seeds() -> Seeds {
             "forward_put",
             message(Message::Forward {
                 req: 1,
-                request: Request::Put {
+                request: Box::new(Request::Put {
                     key: k.clone(),
                     value: Some(Bytes::from_static(b"v")),
                     context: context.clone(),
                     expires_ms: None,
                     w: Quorum::Quorum,
-                },
+                }),
             }),
         ),
         (
             "forward_session_get",
             message(Message::Forward {
                 req: 2,
-                request: Request::SessionGet {
+                request: Box::new(Request::SessionGet {
                     key: k.clone(),
                     r: Quorum::Count(2),
                     seen: context.clone(),
-                },
+                }),
             }),
         ),
         (
             "forward_set_update",
             message(Message::Forward {
                 req: 3,
-                request: Request::SetUpdate {
+                request: Box::new(Request::SetUpdate {
                     key: other.clone(),
                     add: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
                     remove: vec![Bytes::from_static(b"c")],
                     w: Quorum::All,
-                },
+                }),
             }),
         ),
         (
             "forward_counter_add",
             message(Message::Forward {
                 req: 4,
-                request: Request::CounterAdd {
+                request: Box::new(Request::CounterAdd {
                     key: k.clone(),
                     delta: -3,
                     w: Quorum::One,
-                },
+                }),
             }),
         ),
         (
@@ -482,8 +482,7 @@ fn envelope_seeds() -> Seeds {
             message(Message::ListRead {
                 req: 12,
                 partition: 17,
-                bucket: Bytes::from_static(b"people"),
-                prefix: Bytes::from_static(b"user-"),
+                prefix: Key::new(Bytes::from_static(b"people"), Bytes::from_static(b"user-")),
                 after: Some(Bytes::from(keys::data_key(PartitionId(17), &other))),
                 limit: 70,
             }),
@@ -506,31 +505,31 @@ fn envelope_seeds() -> Seeds {
             "forward_map_update",
             message(Message::Forward {
                 req: 13,
-                request: Request::MapUpdate {
+                request: Box::new(Request::MapUpdate {
                     key: k.clone(),
                     set: vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))],
                     increment: vec![(Bytes::from_static(b"n"), -4)],
                     remove: vec![Bytes::from_static(b"old")],
                     w: Quorum::Quorum,
-                },
+                }),
             }),
         ),
         (
             "forward_delete",
             message(Message::Forward {
                 req: 14,
-                request: Request::Delete {
+                request: Box::new(Request::Delete {
                     key: k.clone(),
                     kind: Some(ObjectKind::Counter),
                     w: Quorum::All,
-                },
+                }),
             }),
         ),
         (
             "forward_list_keys",
             message(Message::Forward {
                 req: 15,
-                request: Request::ListKeys {
+                request: Box::new(Request::ListKeys {
                     key: Key::new(Bytes::from_static(b"people"), Bytes::from_static(b"u")),
                     after: Some(driftkv_wire::ListCursor {
                         partition: 3,
@@ -538,7 +537,7 @@ fn envelope_seeds() -> Seeds {
                     }),
                     limit: 100,
                     whole_segments: true,
-                },
+                }),
             }),
         ),
         (

@@ -14,7 +14,7 @@ impl Node {
     ) {
         let cx = &mut Step { store, now_ms, out };
         match message {
-            Message::Forward { req, request } => self.on_forward(cx, from, req, request),
+            Message::Forward { req, request } => self.on_forward(cx, from, req, *request),
             Message::ForwardReply { req, reply } => self.on_forward_reply(req, reply, cx.out),
             Message::Gossip { members } => self.on_gossip(cx, from, &members),
             Message::ReplicaWrite {
@@ -41,11 +41,10 @@ impl Node {
             Message::ListRead {
                 req,
                 partition,
-                bucket,
                 prefix,
                 after,
                 limit,
-            } => self.on_list_read(cx, from, req, (partition, bucket, prefix, after, limit)),
+            } => self.on_list_read(cx, from, req, (partition, prefix, after, limit)),
             Message::ListReadReply {
                 req,
                 keys,

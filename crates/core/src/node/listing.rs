@@ -145,8 +145,7 @@ impl Node {
                     message: Message::ListRead {
                         req,
                         partition: coord.partition,
-                        bucket: coord.prefix.bucket().clone(),
-                        prefix: coord.prefix.key().clone(),
+                        prefix: coord.prefix.clone(),
                         after: coord.after.clone(),
                         limit: wanted,
                     },
@@ -221,13 +220,12 @@ impl Node {
         cx: &mut Step<'_>,
         from: NodeId,
         req: ReqId,
-        read: (u32, Bytes, Bytes, Option<Bytes>, u32),
+        read: (u32, Key, Option<Bytes>, u32),
     ) {
-        let (partition, bucket, prefix, after, limit) = read;
+        let (partition, prefix, after, limit) = read;
         if partition >= self.ring().partitions_count() {
             return;
         }
-        let prefix = Key::new(bucket, prefix);
         let wanted = limit.min(LIST_LIMIT_MAX);
         let answer = self.list_here(
             &*cx.store,

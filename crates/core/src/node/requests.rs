@@ -330,7 +330,10 @@ impl Node {
                         );
                         out.push(Output::Send {
                             to,
-                            message: Message::Forward { req, request },
+                            message: Message::Forward {
+                                req,
+                                request: Box::new(request),
+                            },
                         });
                     }
                     // A forwarded write is coordinated here even if this node's view disagrees
