@@ -86,6 +86,11 @@ fn random_u32() -> u32 {
     h.finish() as u32
 }
 
+/// The longest time to live a write may ask for, over HTTP (`ttl_ms`) or RESP (`EX`, `PX`,
+/// `EXPIRE`, ...): about 100 years. Past it, or at an absolute time further away, the
+/// request is refused rather than saturated.
+pub const TTL_MS_MAX: u64 = 100 * 365 * 24 * 3600 * 1000;
+
 /// Wall-clock milliseconds since the Unix epoch: what the shell judges expiry by, as the node
 /// thread's clock does.
 pub fn wall_ms() -> u64 {

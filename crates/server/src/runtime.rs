@@ -131,7 +131,9 @@ fn value_bytes(reply: &Reply) -> usize {
             })
         })),
         Reply::Keys { keys, .. } => sum(&mut keys.iter().map(|(k, _)| k.len())),
-        Reply::Object { object: Some(o) } => match o {
+        Reply::Object {
+            object: Some(o), ..
+        } => match o {
             driftkv_wire::Object::Register(r) => sum(&mut r.values().map(|v| v.len())),
             driftkv_wire::Object::Set(s) => sum(&mut s.members().map(|m| m.len())),
             driftkv_wire::Object::Map(m) => m.size().0,

@@ -215,7 +215,10 @@ impl ListCursor {
 
     /// Reads what [`ListCursor::render`] wrote; anything else is refused with a reason.
     pub fn parse(s: &str) -> Result<ListCursor, String> {
-        let bad = || format!("not a key listing cursor: {:?}", &s[..s.len().min(40)]);
+        let bad = || {
+            let shown: String = s.chars().take(40).collect();
+            format!("not a key listing cursor: {shown:?}")
+        };
         if s.len() > 12 + 2 * CURSOR_POSITION_BYTES_MAX {
             return Err(bad());
         }
@@ -328,9 +331,11 @@ pub enum Reply {
         added: u32,
         removed: u32,
     },
-    /// Whatever the key holds, merged (`None`: nothing anywhere that answered).
+    /// Whatever the key holds, merged (`None`: nothing anywhere that answered), and the time
+    /// the coordinator judged expiry by: what reads as live at it is what its reads answer.
     Object {
         object: Option<Object>,
+        now_ms: u64,
     },
     /// A page of a key listing: the keys (with what they hold) and where the next page
     /// starts (`None`: the listing is complete).

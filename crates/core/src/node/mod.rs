@@ -63,6 +63,7 @@ pub use self::listing::{LIST_LIMIT_MAX, LIST_ROUNDS_PER_PAGE_MAX, LIST_SCAN_RECO
 use self::pending::*;
 use self::placement::*;
 pub use self::put::{CONTEXT_ACTORS_MAX, CONTEXT_AHEAD_MAX, is_node_name};
+pub use self::requests::EXPIRY_CLOCK_LEAD_MAX_MS;
 pub use self::requests::register_values;
 use self::requests::*;
 use self::trees::*;

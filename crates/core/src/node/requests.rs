@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// How far ahead of this node's own clock the hybrid clock may move the time expiry is
+/// judged against (see `Node::expiry_now`).
+pub const EXPIRY_CLOCK_LEAD_MAX_MS: u64 = 1_000;
+
 /// The client's answer to a read, from the merged replica state, as it reads at `now_ms`
 /// (expired values are gone).
 pub(super) fn render_read(request: &Request, merged: Option<&Object>, now_ms: u64) -> Reply {
@@ -67,6 +71,7 @@ pub(super) fn render_read(request: &Request, merged: Option<&Object>, now_ms: u6
         (Request::MapGet { .. }, Some(other)) => wrong(other, ObjectKind::Map),
         (Request::Read { .. }, merged) => Reply::Object {
             object: merged.cloned(),
+            now_ms,
         },
         _ => Reply::error(ErrorKind::Internal, "not a read"),
     }
@@ -109,10 +114,13 @@ pub(super) fn too_few_reachable(reachable: usize, needed: usize) -> Reply {
 
 impl Node {
     /// The time expiry is judged against: the hybrid clock's, which is this node's wall clock
-    /// or the latest time it has seen from another node, whichever is later. So a node whose
-    /// clock lags the cluster's expires values no later than the nodes it hears from.
+    /// or the latest time it has seen from another node, whichever is later, but never more
+    /// than [`EXPIRY_CLOCK_LEAD_MAX_MS`] past this node's own clock. So a node whose clock lags
+    /// the cluster's a little expires values no later than the nodes it hears from, and one
+    /// peer whose clock runs far ahead (or a forged timestamp) cannot expire every key early.
     pub(super) fn expiry_now(&self, now_ms: u64) -> u64 {
-        now_ms.max(self.hlc.last().physical_ms())
+        let lead_max = now_ms.saturating_add(EXPIRY_CLOCK_LEAD_MAX_MS);
+        now_ms.max(self.hlc.last().physical_ms().min(lead_max))
     }
 
     pub(super) fn validate(&self, request: &Request) -> Result<(), String> {

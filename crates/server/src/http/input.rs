@@ -29,8 +29,7 @@ pub struct Params {
     pub limit: Option<u32>,
 }
 
-/// The longest time to live a write may ask for (`ttl_ms`): about 100 years.
-pub const TTL_MS_MAX: u64 = 100 * 365 * 24 * 3600 * 1000;
+use crate::TTL_MS_MAX;
 
 /// Parses the raw query string: `r` and `w` only.
 pub fn params(raw: Option<String>) -> Result<Params, ApiError> {
@@ -98,8 +97,11 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 3;
             }
             b'+' => {
@@ -156,6 +158,7 @@ mod tests {
         assert_eq!(p.limit, Some(70));
         assert!(params_with(Some("prefix=%zz".into()), &["prefix"]).is_err());
         assert!(params_with(Some("prefix=%4".into()), &["prefix"]).is_err());
+        assert!(params_with(Some("prefix=%+1".into()), &["prefix"]).is_err());
         assert!(params_with(Some("limit=100000".into()), &["limit"]).is_err());
     }
 }

@@ -34,9 +34,17 @@ async fn add(ctx: &Context, s: &Session, name: &str, k: &Bytes, by: i64) -> Resu
         w: s.w,
     };
     match ctx.call(request).await? {
-        Reply::Counter { value } => i64::try_from(value)
-            .map(Frame::Int)
-            .map_err(|_| Frame::err("increment or decrement would overflow")),
+        Reply::Counter { value } => Ok(integer_reply(value)),
         other => Err(failure(other)),
+    }
+}
+
+/// A count as RESP answers it: an integer; past 64 bits (increments through several nodes at
+/// once can sum past it, and the change is applied by then), its decimal digits as a bulk
+/// string, as `GET` answers it, rather than an error for a change that took place.
+pub fn integer_reply(value: i128) -> Frame {
+    match i64::try_from(value) {
+        Ok(n) => Frame::Int(n),
+        Err(_) => Frame::bulk(value.to_string()),
     }
 }

@@ -35,8 +35,9 @@ pub async fn expire(
         "expireat" => i128::from(amount) * 1000,
         _ => i128::from(amount),
     };
-    let at = u64::try_from(at.clamp(0, i128::from(u64::MAX)))
-        .map_err(|_| Frame::err(format!("invalid expire time in '{name}' command")))?;
+    // In the past (or at 0) deletes; further than the longest time to live is refused.
+    let at = u64::try_from(at.max(0)).ok();
+    let at = crate::resp::cmd::strings::within_ttl_max(now_ms, at, name)?;
     let condition = match a.get(2).map(|c| c.to_ascii_lowercase()) {
         None => None,
         Some(c) if [&b"nx"[..], b"xx", b"gt", b"lt"].contains(&c.as_slice()) => Some(c),
@@ -70,7 +71,7 @@ pub async fn expire(
 pub async fn ttl(ctx: &Context, s: &mut Session, name: &str, a: &[Bytes]) -> Result<Frame, Frame> {
     expect(a.len() == 1, name)?;
     let now = current(ctx, s, &a[0]).await?;
-    let now_ms = crate::wall_ms();
+    let now_ms = now.now_ms;
     Ok(Frame::Int(match (&now.value, now.expires_ms) {
         (None, _) => -2,
         (Some(_), None) => -1,

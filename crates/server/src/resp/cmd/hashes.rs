@@ -50,9 +50,7 @@ pub async fn hincrby(ctx: &Context, s: &Session, a: &[Bytes]) -> Result<Frame, F
     let field = a[1].clone();
     let (fields, _, _) = update(ctx, s, &a[0], Vec::new(), vec![(field, by)], Vec::new()).await?;
     match fields.into_iter().find(|(n, _)| *n == a[1]) {
-        Some((_, FieldValue::Int(n))) => i64::try_from(n)
-            .map(Frame::Int)
-            .map_err(|_| Frame::err("increment or decrement would overflow")),
+        Some((_, FieldValue::Int(n))) => Ok(super::counters::integer_reply(n)),
         Some((_, FieldValue::Bytes(b))) => crate::resp::parse::number(&b)
             .map(Frame::Int)
             .ok_or_else(|| Frame::err("hash value is not an integer")),

@@ -82,8 +82,8 @@ async fn type_of(ctx: &Context, s: &Session, k: &Bytes) -> Result<&'static str, 
         r: s.r,
     };
     match ctx.call(request).await? {
-        Reply::Object { object } => Ok(object
-            .filter(|o| o.is_live_at(crate::wall_ms()))
+        Reply::Object { object, now_ms } => Ok(object
+            .filter(|o| o.is_live_at(now_ms))
             .map_or("none", |o| type_name(o.kind()))),
         other => Err(failure(other)),
     }
@@ -140,13 +140,13 @@ pub async fn scan(ctx: &Context, a: &[Bytes]) -> Result<Frame, Frame> {
         None => 0,
         Some(c) => scan_number(&c).ok_or_else(|| Frame::err("the listing ended mid-segment"))?,
     };
-    let keys = keys
+    let keys = matching(pattern, keys)
+        .await?
         .into_iter()
-        .filter(|(k, kind)| {
-            pattern.as_deref().is_none_or(|p| glob_match(p, k))
-                && type_filter
-                    .as_deref()
-                    .is_none_or(|t| t == type_name(*kind).as_bytes())
+        .filter(|(_, kind)| {
+            type_filter
+                .as_deref()
+                .is_none_or(|t| t == type_name(*kind).as_bytes())
         })
         .map(|(k, _)| Frame::Bulk(k))
         .collect();
@@ -165,11 +165,8 @@ pub async fn keys(ctx: &Context, a: &[Bytes]) -> Result<Frame, Frame> {
     let mut after = None;
     loop {
         let (keys, next) = page(ctx, Some(pattern), after, PAGE, false).await?;
-        found.extend(
-            keys.into_iter()
-                .filter(|(k, _)| glob_match(pattern, k))
-                .map(|(k, _)| Frame::Bulk(k)),
-        );
+        let keys = matching(Some(pattern.clone()), keys).await?;
+        found.extend(keys.into_iter().map(|(k, _)| Frame::Bulk(k)));
         if found.len() > KEYS_MAX {
             return Err(Frame::err(format!(
                 "KEYS would answer more than {KEYS_MAX} keys: use SCAN"
@@ -204,6 +201,25 @@ pub async fn dbsize(ctx: &Context, a: &[Bytes]) -> Result<Frame, Frame> {
         }
         after = Some(c);
     }
+}
+
+/// The keys of a page that match `pattern` (all of them without one). Matching runs on the
+/// blocking pool: a long pattern against long keys costs up to pattern × key steps per key,
+/// which must not hold the workers that serve every other client.
+async fn matching(
+    pattern: Option<Bytes>,
+    keys: Vec<(Bytes, ObjectKind)>,
+) -> Result<Vec<(Bytes, ObjectKind)>, Frame> {
+    let Some(pattern) = pattern else {
+        return Ok(keys);
+    };
+    tokio::task::spawn_blocking(move || {
+        keys.into_iter()
+            .filter(|(k, _)| glob_match(&pattern, k))
+            .collect()
+    })
+    .await
+    .map_err(|_| Frame::err("matching the pattern failed"))
 }
 
 /// One page of the keyspace's live keys from `after`, narrowed to the literal start of

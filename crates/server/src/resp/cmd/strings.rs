@@ -61,25 +61,28 @@ impl SetOptions {
 }
 
 /// Milliseconds from `now_ms` after `amount` units of `unit_ms`, as an expiry; refused when
-/// not positive or past the range (Redis's error).
+/// not positive or further than [`crate::TTL_MS_MAX`] away (Redis's error).
 pub fn expiry_after(now_ms: u64, amount: i64, unit_ms: u64, name: &str) -> Result<u64, Frame> {
-    let invalid = || Frame::err(format!("invalid expire time in '{name}' command"));
-    let amount = u64::try_from(amount)
+    let ms = u64::try_from(amount)
         .ok()
         .filter(|a| *a > 0)
-        .ok_or_else(invalid)?;
-    amount
-        .checked_mul(unit_ms)
-        .and_then(|ms| now_ms.checked_add(ms))
-        .ok_or_else(invalid)
+        .and_then(|a| a.checked_mul(unit_ms));
+    within_ttl_max(now_ms, ms.and_then(|ms| now_ms.checked_add(ms)), name)
 }
 
-/// An absolute expiry (`EXAT` seconds, `PXAT` milliseconds), refused when not positive.
-fn expiry_at(amount: i64, unit_ms: u64, name: &str) -> Result<u64, Frame> {
-    u64::try_from(amount)
+/// An absolute expiry (`EXAT` seconds, `PXAT` milliseconds), refused when not positive or
+/// further than [`crate::TTL_MS_MAX`] from `now_ms`.
+fn expiry_at(now_ms: u64, amount: i64, unit_ms: u64, name: &str) -> Result<u64, Frame> {
+    let at = u64::try_from(amount)
         .ok()
         .filter(|a| *a > 0)
-        .and_then(|a| a.checked_mul(unit_ms))
+        .and_then(|a| a.checked_mul(unit_ms));
+    within_ttl_max(now_ms, at, name)
+}
+
+/// `at`, if it is no further than [`crate::TTL_MS_MAX`] from `now_ms`; else Redis's error.
+pub fn within_ttl_max(now_ms: u64, at: Option<u64>, name: &str) -> Result<u64, Frame> {
+    at.filter(|at| at.saturating_sub(now_ms) <= crate::TTL_MS_MAX)
         .ok_or_else(|| Frame::err(format!("invalid expire time in '{name}' command")))
 }
 
@@ -110,8 +113,8 @@ pub fn set_options(opts: &[Bytes], now_ms: u64) -> Result<SetOptions, Frame> {
                 o.expiry = Expiry::At(match word.as_slice() {
                     b"ex" => expiry_after(now_ms, amount, 1000, "set")?,
                     b"px" => expiry_after(now_ms, amount, 1, "set")?,
-                    b"exat" => expiry_at(amount, 1000, "set")?,
-                    _ => expiry_at(amount, 1, "set")?,
+                    b"exat" => expiry_at(now_ms, amount, 1000, "set")?,
+                    _ => expiry_at(now_ms, amount, 1, "set")?,
                 });
             }
             _ => return Err(syntax()),
@@ -233,6 +236,8 @@ pub struct Current {
     pub expires_ms: Option<u64>,
     /// Everything the read saw: a write with it replaces every value read.
     pub context: VersionVector,
+    /// The time the node judged expiry by (0 when nothing was there).
+    pub now_ms: u64,
 }
 
 /// String key `k` as it reads at the connection's R (a key of another kind live is the
@@ -242,11 +247,11 @@ pub async fn current(ctx: &Context, s: &mut Session, k: &Bytes) -> Result<Curren
         key: key(k),
         r: s.r,
     };
-    let now_ms = crate::wall_ms();
     match ctx.call(request).await? {
-        Reply::Object { object: None } => Ok(Current::default()),
+        Reply::Object { object: None, .. } => Ok(Current::default()),
         Reply::Object {
             object: Some(Object::Register(reg)),
+            now_ms,
         } => {
             s.remember(k, reg.context());
             let newest = reg.newest_live(now_ms);
@@ -254,10 +259,12 @@ pub async fn current(ctx: &Context, s: &mut Session, k: &Bytes) -> Result<Curren
                 value: newest.and_then(|n| n.value.clone()),
                 expires_ms: newest.and_then(|n| n.expires_ms),
                 context: reg.context().clone(),
+                now_ms,
             })
         }
         Reply::Object {
             object: Some(other),
+            now_ms,
         } if !other.is_live_at(now_ms) => Ok(Current::default()),
         Reply::Object { .. } => Err(wrong_type()),
         other => Err(failure(other)),
@@ -408,5 +415,48 @@ pub fn write_reply(s: &mut Session, k: &Bytes, reply: Reply) -> Result<(), Frame
             Ok(())
         }
         other => Err(failure(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(words: &[&str]) -> Result<SetOptions, Frame> {
+        let words: Vec<Bytes> = words.iter().map(|w| Bytes::from(w.to_string())).collect();
+        set_options(&words, 1_000_000)
+    }
+
+    #[test]
+    fn set_options_parse_as_redis_reads_them_and_refuse_what_it_refuses() {
+        let o = opts(&["px", "1500", "NX", "get"]).unwrap();
+        assert_eq!(o.expiry, Expiry::At(1_001_500));
+        assert_eq!((o.exists, o.get), (Some(false), true));
+        assert!(o.reads_first());
+        assert_eq!(opts(&["EX", "2"]).unwrap().expiry, Expiry::At(1_002_000));
+        assert_eq!(
+            opts(&["PXAT", "1000500"]).unwrap().expiry,
+            Expiry::At(1_000_500)
+        );
+        assert_eq!(opts(&["KEEPTTL", "XX"]).unwrap().expiry, Expiry::Keep);
+        assert!(!opts(&[]).unwrap().reads_first());
+        for bad in [
+            &["NX", "XX"][..],
+            &["EX"],
+            &["EX", "0"],
+            &["PX", "-1"],
+            &["EX", "ten"],
+            &["EX", "1", "PX", "1"],
+            &["EX", "1", "KEEPTTL"],
+            &["GET", "GET"],
+            &["LATER"],
+            // Past the longest time to live, or past 64 bits: refused, not saturated.
+            &["PX", "9223372036854775807"],
+            &["EX", "9223372036854775807"],
+            &["EXAT", "18000000000000000"],
+            &["PXAT", "9223372036854775807"],
+        ] {
+            assert!(opts(bad).is_err(), "{bad:?}");
+        }
     }
 }
