@@ -433,3 +433,61 @@ fn a_listing_cursor_from_outside_is_checked() {
         );
     }
 }
+
+#[test]
+fn a_future_stamped_message_does_not_expire_keys_early() {
+    use driftkv_causal::{Actor, ConflictMode, Register, Timestamp, VersionVector};
+    use driftkv_core::Input;
+    use driftkv_core::local::name;
+    use driftkv_wire::{Message, Object};
+    let mut h = Harness::new(3, |_| {});
+    let hour = 3_600_000;
+    let at = h.now_ms + hour;
+    write(&mut h, 0, key("ttl"), "kept", Some(at));
+    // A peer's repair of another key, stamped two hours ahead (a forged message, or a peer
+    // whose clock ran ahead): n1's hybrid clock follows it.
+    let mut far = Register::new();
+    far.write(
+        ConflictMode::Siblings,
+        &Actor::new("n2", 0),
+        &VersionVector::new(),
+        Some(Bytes::from_static(b"x")),
+        Timestamp::new(h.now_ms + 2 * hour, 0),
+    )
+    .unwrap();
+    h.step(
+        0,
+        Input::Message {
+            from: name(1),
+            message: Message::Repair {
+                key: key("other"),
+                object: Object::Register(far),
+            },
+        },
+    );
+    h.deliver_all();
+    // A write n1 coordinates carries its clock to the others.
+    write(&mut h, 0, key("another"), "v", None);
+    for i in 0..3 {
+        let reply = read(&mut h, i, "ttl", Quorum::One);
+        assert!(
+            matches!(reply, Reply::Values { .. }),
+            "n{} {reply:?}",
+            i + 1
+        );
+        let Reply::Object { now_ms, .. } = h.request(
+            i,
+            Request::Read {
+                key: key("ttl"),
+                r: Quorum::One,
+            },
+        ) else {
+            panic!("a read of any kind answers the object")
+        };
+        assert!(
+            now_ms <= h.now_ms + driftkv_core::node::EXPIRY_CLOCK_LEAD_MAX_MS,
+            "expiry judged {} ms ahead of the clock",
+            now_ms - h.now_ms
+        );
+    }
+}

@@ -586,6 +586,37 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn listing_cursors_round_trip_and_anything_else_is_refused_without_a_panic() {
+        for c in [
+            ListCursor {
+                partition: 0,
+                after: None,
+            },
+            ListCursor {
+                partition: 63,
+                after: Some(Bytes::from_static(b"d\x00\x00\x00\x3f\x01\x02")),
+            },
+        ] {
+            assert_eq!(ListCursor::parse(&c.render()), Ok(c));
+        }
+        let multibyte_at_40 = format!("{}é", "x".repeat(39));
+        for bad in [
+            "",
+            "-",
+            "x",
+            "1-",
+            "1-0",
+            "1-zz",
+            "99999999999",
+            "1-é0",
+            multibyte_at_40.as_str(),
+        ] {
+            assert!(ListCursor::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(ListCursor::parse(&"1-00".repeat(3000)).is_err(), "too long");
+    }
+
+    #[test]
     fn quorum_levels_resolve_against_n() {
         assert_eq!(Quorum::Quorum.resolve(3, Quorum::Quorum), Ok(2));
         assert_eq!(Quorum::One.resolve(3, Quorum::Quorum), Ok(1));
