@@ -57,12 +57,14 @@ impl Sibling {
         self.value.is_some() && self.expires_ms.is_none_or(|e| now_ms < e)
     }
 
-    /// When this sibling stopped being a value: its expiry, or its timestamp for a tombstone;
-    /// `None` while it is live.
+    /// When this sibling stopped being a value: its timestamp for a tombstone; for an expired
+    /// value the later of its expiry and its timestamp (a value written already expired, as
+    /// `SET ... PXAT` a past time writes it, died when it was written: its grace counts from
+    /// then, as a tombstone's does); `None` while it is live.
     fn dead_since_ms(&self, now_ms: u64) -> Option<u64> {
         match (&self.value, self.expires_ms) {
             (None, _) => Some(self.timestamp.physical_ms()),
-            (Some(_), Some(e)) if e <= now_ms => Some(e),
+            (Some(_), Some(e)) if e <= now_ms => Some(e.max(self.timestamp.physical_ms())),
             _ => None,
         }
     }

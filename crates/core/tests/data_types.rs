@@ -491,3 +491,86 @@ fn a_future_stamped_message_does_not_expire_keys_early() {
         );
     }
 }
+
+#[test]
+fn a_dead_key_reads_empty_as_any_kind_and_a_key_over_its_limits_can_be_deleted() {
+    let mut h = Harness::new(3, |cfg| cfg.object_bytes_max = 100);
+    // An expired string read as a hash, a counter or a set: empty, not the wrong type.
+    let soon = h.now_ms + 500;
+    write(&mut h, 0, key("shape"), "v", Some(soon));
+    h.tick(1_000);
+    let r = Quorum::All;
+    match h.request(
+        1,
+        Request::MapGet {
+            key: key("shape"),
+            r,
+        },
+    ) {
+        Reply::Map { fields, .. } => assert!(fields.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.request(
+            2,
+            Request::CounterGet {
+                key: key("shape"),
+                r
+            }
+        ),
+        Reply::Counter { value: 0 }
+    );
+    // Two sides of a split each grow a map within the limit; merged, it is over it.
+    let incr = |h: &mut Harness, i: usize, field: &str| {
+        h.request(
+            i,
+            Request::MapUpdate {
+                key: key("big"),
+                set: vec![],
+                increment: vec![(Bytes::from(field.to_string()), 1)],
+                remove: vec![],
+                w: Quorum::One,
+            },
+        )
+    };
+    h.set_up(2, false);
+    for f in ["a0", "a1"] {
+        assert!(matches!(incr(&mut h, 0, f), Reply::Map { .. }));
+    }
+    h.set_up(2, true);
+    h.set_up(0, false);
+    h.set_up(1, false);
+    for f in ["b0", "b1"] {
+        assert!(matches!(incr(&mut h, 2, f), Reply::Map { .. }));
+    }
+    h.set_up(0, true);
+    h.set_up(1, true);
+    match h.request(
+        0,
+        Request::MapGet {
+            key: key("big"),
+            r: Quorum::All,
+        },
+    ) {
+        Reply::Map { fields, .. } => assert_eq!(fields.len(), 4, "merged past the limit"),
+        other => panic!("{other:?}"),
+    }
+    let grow = incr(&mut h, 0, "c0");
+    assert!(
+        matches!(&grow, Reply::Error { message, .. } if message.contains("object_bytes_max")),
+        "{grow:?}"
+    );
+    let reply = h.request(
+        0,
+        Request::Delete {
+            key: key("big"),
+            kind: None,
+            w: Quorum::All,
+        },
+    );
+    assert_eq!(
+        reply,
+        Reply::Deleted { existed: true },
+        "a delete only takes away"
+    );
+}

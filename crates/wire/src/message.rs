@@ -176,7 +176,7 @@ pub enum Request {
     /// which may be empty), from `after` (a cursor of an earlier page), at most `limit`.
     /// `whole_segments`: a page ends only where an anti-entropy segment of a partition ends
     /// (it may then hold more than `limit` keys), so its cursor is a small number (RESP
-    /// `SCAN`'s, see [`ListCursor::to_scan`]).
+    /// `SCAN`'s).
     ListKeys {
         key: Key,
         after: Option<ListCursor>,

@@ -11,8 +11,8 @@
 //! The shape (postcard): the variant index of `Object::Register` (0); the sibling map (its
 //! length, then each dot and sibling); the context (its length, then each actor and counter).
 //! A dot is its actor then its counter; an actor its name (length, bytes) then incarnation; a
-//! sibling its value (`0`, or `1`, length, bytes) then timestamp. Integers and lengths are
-//! LEB128 varints.
+//! sibling its value (`0`, or `1`, length, bytes), its timestamp, then its expiry (`0`, or `1`
+//! and the millisecond). Integers and lengths are LEB128 varints.
 
 use driftkv_causal::Register;
 use driftkv_causal::actor::Actor;

@@ -45,6 +45,8 @@ pub(super) struct ListCoord {
     /// Where this round reads: a partition and the record passed there.
     partition: u32,
     after: Option<Bytes>,
+    /// Where the page started: a whole-segment page answers only once it got past it.
+    page_start: (u32, Option<Bytes>),
     rounds: u32,
     /// The keys of the page so far, each with what it holds and its record position.
     found: Vec<(Bytes, ObjectKind, Vec<u8>)>,
@@ -90,6 +92,7 @@ impl Node {
             limit: limit as usize,
             whole_segments,
             finishing: None,
+            page_start: (partition, after.clone()),
             partition,
             after,
             rounds: 0,
@@ -312,6 +315,14 @@ impl Node {
                 {
                     continue;
                 }
+                // A peer's key at or before where this round started is not of this round.
+                if coord
+                    .after
+                    .as_ref()
+                    .is_some_and(|a| position.as_slice() <= a.as_ref())
+                {
+                    continue;
+                }
                 merged
                     .entry(position)
                     .or_insert_with(|| (listed.key.clone(), Vec::new()))
@@ -377,25 +388,38 @@ impl Node {
         if coord.rounds >= LIST_ROUNDS_PER_PAGE_MAX {
             // A long page ends with what it has. With whole segments it ends where the last
             // segment it knows completely ends: keys of the segment it is inside go to the
-            // next page.
+            // next page; unless no segment completed since the page started (one segment of
+            // over a million records), when it goes on until one does, or it would answer
+            // its own cursor again and never end.
+            let mut next = (coord.partition, coord.after.clone());
+            let mut keep = coord.found.len();
             if coord.whole_segments
                 && let Some(at) = coord.after.as_deref()
             {
                 let s = keys::segment_of_position(at).unwrap_or(0);
                 let here = keys::partition_prefix(partition);
-                coord.found.retain(|(_, _, pos)| {
-                    !pos.starts_with(&here)
-                        || keys::segment_of_position(pos).is_none_or(|seg| seg < s)
-                });
-                coord.after = s
+                keep = coord
+                    .found
+                    .iter()
+                    .filter(|(_, _, pos)| {
+                        !pos.starts_with(&here)
+                            || keys::segment_of_position(pos).is_none_or(|seg| seg < s)
+                    })
+                    .count();
+                next.1 = s
                     .checked_sub(1)
                     .map(|prev| Bytes::from(keys::segment_end(partition, prev)));
             }
-            let next = ListCursor {
-                partition: coord.partition,
-                after: coord.after.clone(),
-            };
-            return self.answer_page(cx, coord, Some(next));
+            if next != coord.page_start {
+                // Found keys are in listing order: those kept are a prefix.
+                coord.found.truncate(keep);
+                coord.after = next.1.clone();
+                let next = ListCursor {
+                    partition: next.0,
+                    after: next.1,
+                };
+                return self.answer_page(cx, coord, Some(next));
+            }
         }
         self.listing_round(cx, coord);
     }

@@ -63,12 +63,16 @@ impl Node {
         if local.is_none() && matches!(request, Request::Delete { .. }) {
             return self.answer(waiter, Reply::Deleted { existed: false }, out);
         }
+        let takes_away = takes_away_only(&request);
         let mut object = local.unwrap_or_else(|| Object::empty(written_kind(&request)));
         let reply = match self.apply_request(&mut object, request, mode, now_ms) {
             Ok(reply) => reply,
             Err(refusal) => return self.answer(waiter, refusal, out),
         };
-        if let Err(e) = self.within_limits(&object) {
+        // A write that only takes away (a delete, a map update that only removes) never
+        // grows the key: it is not held to the limits, so a key over them (a map whose
+        // removed fields' records add up) can always be deleted.
+        if !takes_away && let Err(e) = self.within_limits(&object) {
             self.stats.writes_refused_limits += 1;
             return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), out);
         }
@@ -487,6 +491,16 @@ impl Node {
             }
             _ => self.pending.insert_boxed(req, entry),
         }
+    }
+}
+
+/// Whether a write only takes away from its key (a delete, removes alone).
+fn takes_away_only(request: &Request) -> bool {
+    match request {
+        Request::Delete { .. } => true,
+        Request::MapUpdate { set, increment, .. } => set.is_empty() && increment.is_empty(),
+        Request::SetUpdate { add, .. } => add.is_empty(),
+        _ => false,
     }
 }
 

@@ -19,6 +19,15 @@ pub(super) fn render_read(request: &Request, merged: Option<&Object>, now_ms: u6
             ),
         )
     };
+    // A key that holds nothing live (deleted, emptied, expired) reads as missing or empty
+    // whatever kind it held, not as the wrong type. (A register read of a dead register keeps
+    // it: its not-found answer carries the context a later write must cover.)
+    let register_read = matches!(request, Request::Get { .. } | Request::SessionGet { .. });
+    let merged = merged.filter(|o| {
+        o.is_live_at(now_ms)
+            || matches!(request, Request::Read { .. })
+            || (register_read && matches!(o, Object::Register(_)))
+    });
     match (request, merged) {
         (Request::Get { .. } | Request::SessionGet { .. }, None) => Reply::NotFound {
             context: VersionVector::new(),

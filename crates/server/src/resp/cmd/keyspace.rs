@@ -268,11 +268,10 @@ pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
                     continue;
                 }
                 b'?' => Some(p + 1),
-                b'[' => match class(pattern, p, c) {
-                    Some((true, next)) => Some(next),
-                    Some((false, _)) => None,
-                    None => (c == b'[').then_some(p + 1),
-                },
+                b'[' => {
+                    let (matched, next) = class(pattern, p, c);
+                    matched.then_some(next)
+                }
                 b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
                 literal => (literal == c).then_some(p + 1),
             };
@@ -298,25 +297,22 @@ pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
 }
 
 /// The class `[...]` at `pattern[start]` against byte `c`: whether it matches and where the
-/// pattern goes on; `None` when the class is not closed (the `[` is then a plain byte).
-fn class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
+/// pattern goes on. As in Redis, a `]` right after the `[` (or `[^`) closes an empty class,
+/// and a class never closed runs to the pattern's end.
+fn class(pattern: &[u8], start: usize, c: u8) -> (bool, usize) {
     let mut j = start + 1;
     let negate = pattern.get(j) == Some(&b'^');
     if negate {
         j += 1;
     }
     let mut matched = false;
-    let mut first = true;
-    loop {
-        let b = *pattern.get(j)?;
-        if b == b']' && !first {
-            return Some((matched != negate, j + 1));
+    while let Some(&b) = pattern.get(j) {
+        if b == b']' {
+            return (matched != negate, j + 1);
         }
-        first = false;
-        let (lo, mut next) = if b == b'\\' {
-            (*pattern.get(j + 1)?, j + 2)
-        } else {
-            (b, j + 1)
+        let (lo, mut next) = match (b, pattern.get(j + 1)) {
+            (b'\\', Some(&escaped)) => (escaped, j + 2),
+            _ => (b, j + 1),
         };
         if pattern.get(next) == Some(&b'-') && pattern.get(next + 1).is_some_and(|e| *e != b']') {
             let hi = pattern[next + 1];
@@ -328,6 +324,7 @@ fn class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
         }
         j = next;
     }
+    (matched != negate, pattern.len())
 }
 
 #[cfg(test)]
@@ -351,7 +348,9 @@ mod tests {
         no("a\\*b", "axb");
         yes("*a*b*c*", "xxaxxbxxcxx");
         no("*a*b*c*d", "abcabcabcabc");
-        yes("[", "[");
+        no("[]x", "x");
+        yes("[^]x", "ax");
+        yes("a[bc", "ab");
         // A pattern built to make naive backtracking explode ends at once.
         let subject = "a".repeat(5000);
         no(&format!("{}b", "a*".repeat(50)), &subject);

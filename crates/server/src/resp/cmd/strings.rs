@@ -100,8 +100,10 @@ pub fn set_options(opts: &[Bytes], now_ms: u64) -> Result<SetOptions, Frame> {
     while i < opts.len() {
         let word = opts[i].to_ascii_lowercase();
         match word.as_slice() {
-            b"nx" | b"xx" if o.exists.is_none() => o.exists = Some(word == b"xx"),
-            b"get" if !o.get => o.get = true,
+            b"nx" | b"xx" if o.exists.is_none_or(|xx| xx == (word == b"xx")) => {
+                o.exists = Some(word == b"xx")
+            }
+            b"get" => o.get = true,
             b"keepttl" if !expiry_given => {
                 expiry_given = true;
                 o.expiry = Expiry::Keep;
@@ -440,6 +442,10 @@ mod tests {
         );
         assert_eq!(opts(&["KEEPTTL", "XX"]).unwrap().expiry, Expiry::Keep);
         assert!(!opts(&[]).unwrap().reads_first());
+        assert_eq!(
+            opts(&["NX", "NX", "GET", "GET"]).unwrap().exists,
+            Some(false)
+        );
         for bad in [
             &["NX", "XX"][..],
             &["EX"],
@@ -448,7 +454,6 @@ mod tests {
             &["EX", "ten"],
             &["EX", "1", "PX", "1"],
             &["EX", "1", "KEEPTTL"],
-            &["GET", "GET"],
             &["LATER"],
             // Past the longest time to live, or past 64 bits: refused, not saturated.
             &["PX", "9223372036854775807"],
