@@ -379,14 +379,21 @@ impl OrMap {
             if field.is_vacant() {
                 return Err(format!("field {name:?} has no entries"));
             }
+            // A decoded state's counters are checked before they become dots (a dot's counter
+            // starts at 1: found by fuzzing decoded maps).
+            if let Some(d) = field.dots().find(|d| d.counter == 0) {
+                return Err(format!("dot {d:?} of field {name:?} has counter 0"));
+            }
+            if let Some((a, _)) = field.removed.iter().find(|(_, (counter, _))| *counter == 0) {
+                return Err(format!(
+                    "removed counts of {a} in field {name:?} have counter 0"
+                ));
+            }
             let removed = field
                 .removed
                 .iter()
                 .map(|(a, (counter, _))| Dot::new(a.clone(), *counter));
             let dots: Vec<Dot> = field.dots().cloned().chain(removed).collect();
-            if let Some(d) = dots.iter().find(|d| d.counter == 0) {
-                return Err(format!("dot {d:?} of field {name:?} has counter 0"));
-            }
             if let Some(d) = dots.iter().find(|d| !self.context.contains(d)) {
                 return Err(format!("dot {d:?} of field {name:?} is not in the context"));
             }
@@ -595,6 +602,18 @@ mod tests {
         assert_eq!(q.get(&name(1)), Some(FieldValue::Int(11)));
         // A remove of a field nobody holds any more is no remove.
         assert!(!y.remove(&name(0)));
+    }
+
+    #[test]
+    fn a_state_with_a_removed_count_at_counter_0_is_refused_not_a_panic() {
+        let mut map = OrMap::new();
+        let field = Field {
+            values: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            removed: BTreeMap::from([(actor(0), (0, 5))]),
+        };
+        map.fields.insert(name(0), field);
+        assert!(map.check_invariants().is_err());
     }
 
     #[test]
