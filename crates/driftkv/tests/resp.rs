@@ -262,22 +262,7 @@ fn a_redis_client_library_uses_every_data_type() {
 
 #[test]
 fn redis_cli_and_redis_benchmark_run_against_a_cluster() {
-    let n1 = start("n1", None);
-    let n2 = start("n2", Some(n1.listen));
-    let n3 = start("n3", Some(n1.listen));
-    poll(
-        Duration::from_secs(20),
-        || {
-            [&n1, &n2, &n3]
-                .iter()
-                .all(|n| {
-                    let (st, body) = http(n.http, "GET", "/cluster", b"");
-                    st == 200 && String::from_utf8_lossy(&body).matches("\"up\"").count() == 3
-                })
-                .then_some(())
-        },
-        "every node sees three members up",
-    );
+    let [n1, n2, n3] = cluster();
     assert_eq!(cli(n1.resp, &["PING"]), "PONG");
     assert_eq!(cli(n1.resp, &["SET", "city", "Lisbon"]), "OK");
     // A write through n1 is readable through n3 (W and R default to quorum: R + W > N).

@@ -423,9 +423,8 @@ impl Node {
         }
         self.listing_round(cx, coord);
     }
-}
 
-impl Node {
+    /// Answers the page: its keys, and where the next one starts (`None`: the end).
     fn answer_page(&mut self, cx: &mut Step<'_>, coord: ListCoord, next: Option<ListCursor>) {
         let reply = Reply::Keys {
             keys: coord

@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 
 use crate::http::error::ApiError;
 use crate::http::input::{Params, params, read_json};
-use crate::http::json::{counter_json, json_value, value_from_json};
-use crate::http::kv::field_json;
+use crate::http::json::{counter_json, fields_json, json_value, value_from_json};
 use crate::http::state::AppState;
 
 /// A counter update's body at most: `{"delta": n}` is a few bytes.
@@ -139,7 +138,7 @@ async fn set_delete_in(s: &AppState, key: Key, p: Params, _: Body) -> Answer {
 
 async fn map_get_in(s: &AppState, key: Key, p: Params, _: Body) -> Answer {
     match s.node.call(Request::MapGet { key, r: p.r }).await? {
-        Reply::Map { fields, .. } => Ok(fields_json(&fields)),
+        Reply::Map { fields, .. } => Ok(fields_response(&fields)),
         other => Err(ApiError::from_reply(other)),
     }
 }
@@ -199,7 +198,7 @@ async fn map_post_in(s: &AppState, key: Key, p: Params, body: Body) -> Answer {
         w: p.w,
     };
     match s.node.call(request).await? {
-        Reply::Map { fields, .. } => Ok(fields_json(&fields)),
+        Reply::Map { fields, .. } => Ok(fields_response(&fields)),
         other => Err(ApiError::from_reply(other)),
     }
 }
@@ -221,11 +220,8 @@ async fn delete(s: &AppState, key: Key, kind: ObjectKind, p: Params) -> Answer {
     }
 }
 
-fn fields_json(fields: &[(Bytes, FieldValue)]) -> Response {
-    let map: serde_json::Map<String, Value> = fields
-        .iter()
-        .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), field_json(v)))
-        .collect();
+fn fields_response(fields: &[(Bytes, FieldValue)]) -> Response {
+    let map = fields_json(fields.iter().map(|(n, v)| (n, v.clone())));
     axum::Json(json!({ "fields": map })).into_response()
 }
 

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use driftkv_causal::VersionVector;
+use driftkv_wire::FieldValue;
 use serde_json::{Value, json};
 
 /// A value as JSON: a string when it is UTF-8, else `{"base64": ...}`.
@@ -32,6 +33,27 @@ pub fn value_from_json(v: &Value, what: &str) -> Result<Bytes, String> {
             "{what} must be a string (or {{\"base64\": \"...\"}})"
         )),
     }
+}
+
+/// A map field's value as JSON: a number for a counted field (a string past 64 bits), else
+/// the value's bytes as [`json_value`] writes them.
+pub fn field_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Int(n) => match i64::try_from(*n) {
+            Ok(n) => json!(n),
+            Err(_) => json!(n.to_string()),
+        },
+        FieldValue::Bytes(b) => json_value(b),
+    }
+}
+
+/// A map's fields as a JSON object of name to [`field_json`].
+pub fn fields_json<'a>(
+    fields: impl Iterator<Item = (&'a Bytes, FieldValue)>,
+) -> serde_json::Map<String, Value> {
+    fields
+        .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), field_json(&v)))
+        .collect()
 }
 
 /// A version vector as `{actor: counter, ...}`.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::http::context::{SESSION_HEADER, read_context, read_token, token, with_context};
 use crate::http::error::ApiError;
 use crate::http::input::{params, params_with, read_body};
-use crate::http::json::{json_value, vv_json};
+use crate::http::json::{fields_json, json_value, vv_json};
 use crate::http::state::AppState;
 
 type Answer = Result<Response, ApiError>;
@@ -249,17 +249,6 @@ async fn replicas(state: &AppState, key: Key) -> Answer {
     .into_response())
 }
 
-/// A map field's value as JSON: a number for a counted field, else the value's bytes.
-pub fn field_json(v: &driftkv_wire::FieldValue) -> Value {
-    match v {
-        driftkv_wire::FieldValue::Int(n) => match i64::try_from(*n) {
-            Ok(n) => json!(n),
-            Err(_) => json!(n.to_string()),
-        },
-        driftkv_wire::FieldValue::Bytes(b) => json_value(b),
-    }
-}
-
 /// One replica's copy as JSON; stale when it is reachable and differs from `merged`.
 fn replica_view(r: &ReplicaView, merged: Option<&Object>) -> Value {
     let mut view = json!({
@@ -293,10 +282,7 @@ fn replica_view(r: &ReplicaView, merged: Option<&Object>) -> Value {
             }
         }
         Some(Object::Map(m)) => {
-            let fields: serde_json::Map<String, Value> = m
-                .fields()
-                .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), field_json(&v)))
-                .collect();
+            let fields = fields_json(m.fields());
             view["values"] = fields
                 .iter()
                 .map(|(n, v)| match v {
