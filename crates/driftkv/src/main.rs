@@ -9,6 +9,7 @@ static ALLOCATOR: driftkv_alloc::Allocator = driftkv_alloc::Allocator;
 
 mod client;
 mod demo;
+mod logs;
 mod sim;
 mod tour;
 
@@ -193,13 +194,40 @@ impl NodeArgs {
     }
 }
 
-fn logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTKV_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+/// Runs a node until it leaves, fails or is told to stop. SIGTERM (what supervisors send) and
+/// SIGINT stop it gracefully and exit 0; a second signal during the stop exits at once with
+/// 130. A panicked node thread exits 70.
+async fn run_node(cfg: ServerConfig) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+    let mut running = driftkv_server::start(cfg).await?;
+    let why = tokio::select! {
+        _ = &mut running.done => return Ok(()),
+        _ = &mut running.left => return Ok(()),
+        Ok(why) = &mut running.failed => panicked(&why),
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!("{why}: stopping gracefully (a second signal stops at once)");
+    tokio::select! {
+        stopped = running.stop() => match stopped {
+            Ok(()) => Ok(()),
+            Err(why) => panicked(&why),
+        },
+        _ = terminate.recv() => stop_now(),
+        _ = interrupt.recv() => stop_now(),
+    }
+}
+
+fn panicked(why: &str) -> ! {
+    tracing::error!("the node thread panicked ({why}): a bug; exiting");
+    std::process::exit(70);
+}
+
+fn stop_now() -> ! {
+    tracing::warn!("a second signal: exiting without finishing the stop");
+    std::process::exit(130);
 }
 
 fn main() -> anyhow::Result<()> {
@@ -214,20 +242,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => {
             let cfg = args.config()?;
-            logging();
-            runtime()?.block_on(async move {
-                let running = driftkv_server::start(cfg).await?;
-                tokio::select! {
-                    _ = running.done => {}
-                    _ = running.left => {}
-                    Ok(why) = running.failed => {
-                        tracing::error!("the node thread panicked ({why}): a bug; exiting");
-                        std::process::exit(70);
-                    }
-                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-                }
-                anyhow::Ok(())
-            })
+            logs::install(cfg.core.id.as_str(), logs::Format::from_env()?);
+            runtime()?.block_on(run_node(cfg))
         }
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Tour => tour::run(&mut std::io::stdout()),

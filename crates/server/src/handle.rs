@@ -5,6 +5,7 @@
 //! (HTTP a 503 with `{"error": ...}`, RESP an `-UNAVAILABLE` line), naming what went wrong.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use driftkv_core::{Node, NodeConfig, Store};
@@ -56,6 +57,24 @@ pub struct Pending {
     patience: Duration,
     op: &'static str,
     level: String,
+    /// Counts the request as in flight until the reply is taken or given up.
+    _flight: InFlight,
+}
+
+/// One client request the node has taken: counted in [`NodeHandle::in_flight`] while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A cheap, cloneable way to the node thread, shared by every client connection.
@@ -64,6 +83,10 @@ pub struct NodeHandle {
     events: mpsc::Sender<Event>,
     config: Arc<NodeConfig>,
     metrics: Arc<Metrics>,
+    /// Set when the node stops gracefully: new client requests are refused from then on.
+    stopping: Arc<AtomicBool>,
+    /// Client requests taken and not yet answered, for a graceful stop to wait on.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl NodeHandle {
@@ -74,7 +97,25 @@ impl NodeHandle {
             events,
             config: Arc::new(config),
             metrics,
+            stopping: Arc::default(),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// Refuses every client request from now on ([`HandleError::Stopped`]); the ones taken
+    /// before still get their answers. Queries and administrative changes still run.
+    pub fn refuse_clients(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the node refuses client requests because it is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Client requests taken and not yet answered (or given up on).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// The node's configuration (limits, levels, buckets).
@@ -104,6 +145,12 @@ impl NodeHandle {
         let (op, level) = labels(&request);
         let started = Instant::now();
         let patience = self.request_patience();
+        let flight = InFlight::new(&self.in_flight);
+        if self.is_stopping() {
+            self.metrics
+                .observe(op, level, HandleError::Stopped.label(), started.elapsed());
+            return Err(HandleError::Stopped);
+        }
         let (tx, rx) = oneshot::channel();
         let event = Event::Client { request, reply: tx };
         let queued = match self.events.try_send(event) {
@@ -125,6 +172,7 @@ impl NodeHandle {
                 patience,
                 op,
                 level,
+                _flight: flight,
             }),
             Err(e) => {
                 self.metrics
@@ -143,6 +191,7 @@ impl NodeHandle {
             patience,
             op,
             level,
+            _flight,
         } = pending;
         let left = patience.saturating_sub(started.elapsed());
         let answer = match tokio::time::timeout(left, rx).await {
@@ -189,8 +238,16 @@ impl NodeHandle {
         rx.await.map_err(|_| HandleError::Stopped)
     }
 
+    /// Tells the node thread to stop: it handles what it has taken, syncs, sends, and ends.
+    pub async fn stop(&self) -> Result<(), HandleError> {
+        self.events
+            .send(Event::Stop)
+            .await
+            .map_err(|_| HandleError::Stopped)
+    }
+
     /// How long a client request may wait, queueing and answer together.
-    fn request_patience(&self) -> Duration {
+    pub fn request_patience(&self) -> Duration {
         Duration::from_millis(self.config.request_timeout_ms.saturating_mul(2))
             .saturating_add(REQUEST_GRACE)
     }

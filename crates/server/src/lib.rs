@@ -22,7 +22,7 @@ pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use driftkv_core::{Node, Store};
@@ -133,6 +133,58 @@ pub struct Running {
     /// non-zero.
     pub failed: tokio::sync::oneshot::Receiver<String>,
     pub done: tokio::task::JoinHandle<()>,
+    node: handle::NodeHandle,
+}
+
+/// How long a graceful stop waits for the hints it holds for live primaries to be handed over.
+pub const STOP_HINTS_WAIT: Duration = Duration::from_secs(5);
+/// How often a graceful stop looks again at what it waits for.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+impl Running {
+    /// Stops the node gracefully (SIGTERM, SIGINT): new client requests are refused (503,
+    /// `-UNAVAILABLE`), the ones taken finish or time out, hints for primaries that are up are
+    /// handed over (for at most [`STOP_HINTS_WAIT`]), then the node thread syncs what it holds
+    /// and ends. Peers' messages are served until then, so a write this node is a replica of
+    /// is still acknowledged. `Err` carries the panic's message if the node thread panicked.
+    pub async fn stop(mut self) -> Result<(), String> {
+        let node = self.node.clone();
+        node.refuse_clients();
+        tracing::info!(
+            "stopping: refusing new requests, finishing the {} in flight",
+            node.in_flight()
+        );
+        let deadline = Instant::now() + node.request_patience();
+        while node.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(STOP_POLL).await;
+        }
+        let deadline = Instant::now() + STOP_HINTS_WAIT;
+        loop {
+            match node
+                .query(|node: &Node, _: &FjallStore| node.hints_deliverable())
+                .await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(left) if Instant::now() >= deadline => {
+                    tracing::warn!(
+                        "stopping with {left} hints not yet handed to their live primaries \
+                         (kept on disk: handed over after the restart)"
+                    );
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(STOP_POLL).await,
+            }
+        }
+        let _ = node.stop().await;
+        let outcome = match (&mut self.failed).await {
+            Ok(why) => Err(why),
+            Err(_) => Ok(()),
+        };
+        if outcome.is_ok() {
+            tracing::info!("stopped: every write synced");
+        }
+        outcome
+    }
 }
 
 /// The sockets a node serves, bound before anything starts.
@@ -200,6 +252,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         None => None,
     };
     let left = watch_leaving(node.clone());
+    let node_handle = node.clone();
     let state = http::AppState {
         node,
         users: cfg.users.clone(),
@@ -224,6 +277,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         left,
         failed,
         done,
+        node: node_handle,
     })
 }
 

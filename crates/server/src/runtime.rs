@@ -43,6 +43,9 @@ pub enum Event<S = FjallStore> {
     Query(Query<S>),
     /// An administrative change of the node (leave).
     Control(Control),
+    /// The node stops: the loop ends once this batch is handled, its writes synced and its
+    /// outputs sent.
+    Stop,
 }
 
 impl<S> From<(NodeId, Message)> for Event<S> {
@@ -239,6 +242,7 @@ pub fn run_node_loop<S: NodeStore>(
         open_reply_bytes: 0,
         syncing: None,
         stats,
+        stop: false,
     };
     reactor.block_on(looped.run(events));
 }
@@ -258,6 +262,8 @@ struct NodeLoop<S> {
     /// The sync of the sealed batch, running on the sync thread, and when it began.
     syncing: Option<(JoinHandle<Result<(), StoreError>>, Instant)>,
     stats: Arc<LoopStats>,
+    /// An [`Event::Stop`] came: the loop ends once what it has taken is handled.
+    stop: bool,
 }
 
 impl<S: NodeStore> NodeLoop<S> {
@@ -300,8 +306,11 @@ impl<S: NodeStore> NodeLoop<S> {
             if self.syncing.is_none() {
                 self.seal();
             }
+            if self.stop && batch.is_empty() {
+                break;
+            }
         }
-        // The channel closed: the node stops. What it holds is synced and sent first.
+        // The channel closed, or the node was told to stop. What it holds is synced and sent first.
         if let Some((syncing, _)) = self.syncing.take() {
             let synced = syncing
                 .await
@@ -346,6 +355,10 @@ impl<S: NodeStore> NodeLoop<S> {
                 }
                 Event::Control(change) => {
                     change(&mut self.node, &mut self.store);
+                    continue;
+                }
+                Event::Stop => {
+                    self.stop = true;
                     continue;
                 }
             };

@@ -344,6 +344,15 @@ impl Node {
         self.hints.values().map(|w| w.count).sum()
     }
 
+    /// Hints whose primary is up: what a node stopping gracefully hands over before it goes.
+    pub fn hints_deliverable(&self) -> usize {
+        self.hints
+            .iter()
+            .filter(|(primary, _)| self.membership.state(primary) == Some(MemberState::Up))
+            .map(|(_, w)| w.count)
+            .sum()
+    }
+
     pub fn requests_pending(&self) -> usize {
         self.pending.len()
     }
