@@ -150,7 +150,7 @@ pub fn client(node: &str, credentials: &Credentials) -> anyhow::Result<reqwest::
 }
 
 /// [`client`] whose requests may take up to `timeout` (a watch waits on the node's side).
-fn client_waiting(
+pub(crate) fn client_waiting(
     node: &str,
     credentials: &Credentials,
     timeout: std::time::Duration,
@@ -178,7 +178,7 @@ fn client_waiting(
     builder.build().context("cannot build an HTTP client")
 }
 
-async fn fail(resp: reqwest::Response) -> anyhow::Error {
+pub(crate) async fn fail(resp: reqwest::Response) -> anyhow::Error {
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     let message = serde_json::from_str::<Value>(&body)

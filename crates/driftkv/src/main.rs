@@ -7,6 +7,7 @@
 #[global_allocator]
 static ALLOCATOR: driftkv_alloc::Allocator = driftkv_alloc::Allocator;
 
+mod backup;
 mod client;
 mod demo;
 mod logs;
@@ -56,6 +57,15 @@ enum Command {
     Sim(sim::SimArgs),
     /// Makes a node leave the cluster: it hands its partitions to their new owners, then exits.
     Leave(client::LeaveArgs),
+    /// Takes a member that is down out of the cluster for good: `driftkv remove ID`. Its
+    /// partitions go to the others, which anti-entropy refills. Refused while it is up.
+    Remove(backup::RemoveArgs),
+    /// Writes every key of the cluster, with its siblings, context, counter, set or map, to one
+    /// file: `driftkv backup --out FILE`.
+    Backup(backup::BackupArgs),
+    /// Merges a backup into the cluster (newer state survives; running it twice changes
+    /// nothing): `driftkv restore FILE`.
+    Restore(backup::RestoreArgs),
     /// Makes the cluster's certificates: `cert ca --dir DIR`, then `cert node --dir DIR --id ID`
     /// for each node.
     #[command(subcommand)]
@@ -255,6 +265,9 @@ fn main() -> anyhow::Result<()> {
         Command::Status(a) => runtime()?.block_on(client::status(a)),
         Command::Sim(a) => sim::run(a),
         Command::Leave(a) => runtime()?.block_on(client::leave(a)),
+        Command::Remove(a) => runtime()?.block_on(backup::remove(a)),
+        Command::Backup(a) => runtime()?.block_on(backup::backup(a)),
+        Command::Restore(a) => runtime()?.block_on(backup::restore(a)),
         Command::Cert(c) => cert(c),
         Command::Bench(a) => Ok(driftkv_bench::run(&a)?),
     }

@@ -118,6 +118,7 @@ pub fn labels(request: &Request) -> (&'static str, String) {
         Request::MapGet { r, .. } => ("map_get", level_name(r)),
         Request::Read { r, .. } => ("read", level_name(r)),
         Request::ListKeys { .. } => ("list_keys", "all".into()),
+        Request::Restore { w, .. } => ("restore", level_name(w)),
     }
 }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 mod legacy;
 pub mod message;
 pub mod object;

@@ -183,6 +183,13 @@ pub enum Request {
         limit: u32,
         whole_segments: bool,
     },
+    /// A key's state from a backup, merged into every replica's copy (a join: state newer
+    /// than the backup's survives it, and restoring twice changes nothing). No dot is issued.
+    Restore {
+        key: Key,
+        object: Object,
+        w: Quorum,
+    },
 }
 
 /// Where a key listing goes on: the partition it is in, and the last record it passed there
@@ -260,7 +267,8 @@ impl Request {
             | Request::MapUpdate { key, .. }
             | Request::MapGet { key, .. }
             | Request::Read { key, .. }
-            | Request::ListKeys { key, .. } => key,
+            | Request::ListKeys { key, .. }
+            | Request::Restore { key, .. } => key,
         }
     }
 
@@ -273,6 +281,7 @@ impl Request {
                 | Request::SetUpdate { .. }
                 | Request::Delete { .. }
                 | Request::MapUpdate { .. }
+                | Request::Restore { .. }
         )
     }
 }

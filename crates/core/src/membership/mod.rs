@@ -322,6 +322,56 @@ impl Membership {
         }
     }
 
+    /// Takes a down member out of the ring for good, on its behalf: it is marked as leaving
+    /// under the next generation of its life, which gossip carries to every member (a member
+    /// still in contact with it would refuse that, but it is down). Refused for this node, a
+    /// stranger, and a member that is up or suspect (a live member leaves by itself). A member
+    /// already out is left as it is.
+    ///
+    /// If the removed node is started again with its data, its own gossip (a later heartbeat
+    /// of that generation, not leaving) makes it a member again, and anti-entropy reconciles
+    /// its data: removing is for members that will not come back.
+    pub fn remove(&mut self, id: &NodeId) -> Result<Change, String> {
+        if *id == self.me {
+            return Err(format!(
+                "{id} is this node: a member that is up leaves by itself (`driftkv leave`)"
+            ));
+        }
+        let Some(p) = self.peers.get_mut(id) else {
+            return Err(format!("{id} is not a member of this cluster"));
+        };
+        if p.leaving {
+            return Ok(Change::default());
+        }
+        if p.state != MemberState::Down {
+            return Err(format!(
+                "{id} is {}: only a member that is down can be removed (a live one leaves by itself: `driftkv leave`)",
+                p.state.name()
+            ));
+        }
+        if p.generation >= GENERATION_MAX {
+            return Err(format!("{id}'s generation is at its limit"));
+        }
+        p.generation += 1;
+        p.heartbeat = 0;
+        p.leaving = true;
+        Ok(Change {
+            members: true,
+            states: true,
+            persist: true,
+        })
+    }
+
+    /// Whether `id` has left the cluster: it announced it was leaving (or was removed) and is
+    /// down. Views for people leave such members out.
+    pub fn departed(&self, id: &NodeId) -> bool {
+        *id != self.me
+            && self
+                .peers
+                .get(id)
+                .is_some_and(|p| p.leaving && p.state == MemberState::Down)
+    }
+
     fn digests(&self) -> Vec<MemberDigest> {
         self.peers
             .iter()

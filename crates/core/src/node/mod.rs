@@ -40,6 +40,7 @@ use crate::store::{Store, StoreError};
 
 mod collect;
 mod dispatch;
+mod dump;
 mod exchange;
 mod get;
 mod handoff;
@@ -56,13 +57,16 @@ mod trees;
 mod window;
 
 use self::collect::*;
+pub use self::dump::{DUMP_BYTES_MAX, DUMP_RECORDS_MAX, Dumped};
 use self::exchange::*;
 use self::handoff::*;
 use self::listing::*;
 pub use self::listing::{LIST_LIMIT_MAX, LIST_ROUNDS_PER_PAGE_MAX, LIST_SCAN_RECORDS_MAX};
 use self::pending::*;
 use self::placement::*;
-pub use self::put::{CONTEXT_ACTORS_MAX, CONTEXT_AHEAD_MAX, is_node_name};
+pub use self::put::{
+    CONTEXT_ACTORS_MAX, CONTEXT_AHEAD_MAX, RESTORE_CONTEXT_ACTORS_MAX, is_node_name,
+};
 pub use self::requests::EXPIRY_CLOCK_LEAD_MAX_MS;
 pub use self::requests::register_values;
 use self::requests::*;

@@ -19,6 +19,10 @@ pub const CONTEXT_AHEAD_MAX: u64 = 1 << 20;
 /// not limited): real contexts name the few nodes (and incarnations) that wrote the key.
 pub const CONTEXT_ACTORS_MAX: usize = 64;
 
+/// Actors a restored key's context may name: a real key is written by few nodes and their
+/// incarnations; more is not a backup of this store.
+pub const RESTORE_CONTEXT_ACTORS_MAX: usize = 1024;
+
 /// Whether `name` could be a node's id: 1 to 64 characters of letters, digits, '-', '_', '.'
 /// (what the server's configuration accepts).
 pub fn is_node_name(name: &str) -> bool {
@@ -315,6 +319,20 @@ impl Node {
                     context: set.context().clone(),
                 }
             }
+            (held, Request::Restore { object, .. }) => {
+                if let Object::Register(reg) = &object {
+                    self.hlc.observe(reg.timestamp_max(), now_ms);
+                }
+                held.merge(mode, &object);
+                match held {
+                    Object::Register(reg) => Reply::Written {
+                        context: reg.context().clone(),
+                    },
+                    _ => Reply::Written {
+                        context: VersionVector::new(),
+                    },
+                }
+            }
             (held, _) => {
                 let message = format!("key holds a {}, not a {}", held.kind().name(), kind.name());
                 return Err(Reply::error(ErrorKind::WrongType, message));
@@ -511,6 +529,7 @@ fn written_kind(request: &Request) -> ObjectKind {
         Request::CounterAdd { .. } => ObjectKind::Counter,
         Request::MapUpdate { .. } => ObjectKind::Map,
         Request::Delete { kind, .. } => kind.unwrap_or(ObjectKind::Register),
+        Request::Restore { object, .. } => object.kind(),
         _ => ObjectKind::Set,
     }
 }

@@ -222,6 +222,23 @@ impl Node {
                     None => Ok(()),
                 }
             }
+            Request::Restore { object, .. } => {
+                let context = match object {
+                    Object::Register(reg) => Some(reg.context()),
+                    Object::Set(set) => Some(set.context()),
+                    Object::Counter(_) | Object::Map(_) => None,
+                };
+                match context {
+                    Some(c) if c.exceeds_counter_max() => Err(format!(
+                        "the restored state claims more than {COUNTER_MAX} events of one node: it was not made by a cluster"
+                    )),
+                    Some(c) if c.len() > RESTORE_CONTEXT_ACTORS_MAX => Err(format!(
+                        "the restored state names {} nodes, over {RESTORE_CONTEXT_ACTORS_MAX}",
+                        c.len()
+                    )),
+                    _ => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -310,7 +327,8 @@ impl Node {
             | Request::CounterAdd { w, .. }
             | Request::SetUpdate { w, .. }
             | Request::Delete { w, .. }
-            | Request::MapUpdate { w, .. } => {
+            | Request::MapUpdate { w, .. }
+            | Request::Restore { w, .. } => {
                 let needed = match level(*w, props.w, self.cfg.w) {
                     Ok(needed) => needed,
                     Err(e) => {

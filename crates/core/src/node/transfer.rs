@@ -239,6 +239,28 @@ impl Node {
         })
     }
 
+    /// `driftkv remove ID`: takes a down member out of the ring for good
+    /// ([`crate::membership::Membership::remove`]). Its partitions go to the others, which
+    /// anti-entropy refills; the decision is stored and synced before this returns, and gossip
+    /// carries it to every member.
+    pub fn remove_member(&mut self, store: &mut dyn Store, id: &NodeId) -> Result<(), String> {
+        let change = self.membership.remove(id)?;
+        if change == Change::default() {
+            return Ok(());
+        }
+        self.apply_membership(change);
+        self.save_membership(store, change);
+        store.sync().map_err(|e| {
+            self.stats.storage_errors += 1;
+            e.to_string()
+        })
+    }
+
+    /// Whether `id` left the cluster (or was removed) and is down: not shown to people.
+    pub fn departed(&self, id: &NodeId) -> bool {
+        self.membership.departed(id)
+    }
+
     pub fn is_leaving(&self) -> bool {
         self.membership.state(&self.cfg.id) == Some(MemberState::Leaving)
     }

@@ -26,6 +26,35 @@ pub async fn leave(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(axum::Json(json!({ "node": s.node.id(), "leaving": true })).into_response())
 }
 
+/// `POST /admin/remove/{id}`: takes the down member `id` out of the ring for good (Riak's
+/// `cluster force-remove`, Cassandra's `removenode`). Refused (409) while it is up or
+/// suspect, for this node itself and for a stranger.
+pub async fn remove(
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if !driftkv_core::node::is_node_name(&id) {
+        return Err(ApiError::BadRequest(format!(
+            "{:?} is not a node id",
+            &id[..id.len().min(64)]
+        )));
+    }
+    let member = driftkv_ring::NodeId::from(id.as_str());
+    let removed = s
+        .node
+        .control(move |node, store| node.remove_member(store, &member))
+        .await?;
+    match removed {
+        Ok(()) => {
+            tracing::warn!(
+                "member {id} removed from the cluster for good; its partitions go to the others"
+            );
+            Ok(axum::Json(json!({ "removed": id })).into_response())
+        }
+        Err(why) => Err(ApiError::Conflict(why)),
+    }
+}
+
 /// `POST /admin/isolate` (lab): cuts this node off from every peer.
 pub async fn isolate(State(s): State<AppState>) -> Response {
     cross_origin(set_isolated(&s, true).into_response())

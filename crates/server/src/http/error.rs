@@ -49,6 +49,9 @@ pub enum ApiError {
         answered: u8,
         needed: u8,
     },
+    /// The cluster's state refuses the change (removing a member that is up): 409.
+    #[error("{0}")]
+    Conflict(String),
     /// A failure on this node: 500.
     #[error("{0}")]
     Internal(String),
@@ -104,6 +107,7 @@ impl ApiError {
                 ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Framework(status, _) => *status,
         }

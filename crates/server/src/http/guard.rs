@@ -67,15 +67,21 @@ fn role_needed(method: &Method, path: &str) -> Option<Role> {
 
 /// Whether an `/admin/*` request could have come from a web page the operator visited rather
 /// than from a tool: a browser sends a cross-origin form or `fetch` without asking first only
-/// with a "simple" content type, so admin changes must say `application/json`. (A change
-/// naming another origin is refused for every route by [`cross_site`].)
+/// with a "simple" content type, so admin requests must say `application/json` (or
+/// `application/octet-stream`, as a restore's batch does: not a simple type either). (A
+/// change naming another origin is refused for every route by [`cross_site`].)
 fn forgeable_by_a_page(request: &Request) -> Option<&'static str> {
     let json = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    (!json).then_some("an /admin request must have Content-Type: application/json")
+        .is_some_and(|v| {
+            let v = v.trim_start();
+            v.starts_with("application/json") || v.starts_with("application/octet-stream")
+        });
+    (!json).then_some(
+        "an /admin request must have Content-Type: application/json (or application/octet-stream)",
+    )
 }
 
 /// The host part of a `Host` header (no port, no brackets).

@@ -13,6 +13,7 @@
 //! `admin`), and `listener` (the bounded serving loop).
 
 mod admin;
+mod backup;
 mod cluster;
 mod context;
 mod crdt;

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use crate::http::error::{ApiError, json_errors};
 use crate::http::guard::guard;
 use crate::http::state::AppState;
-use crate::http::{admin, cluster, crdt, keys, kv, tutorial, watch};
+use crate::http::{admin, backup, cluster, crdt, keys, kv, tutorial, watch};
 
 /// The API of DESIGN.md over `state`.
 pub fn router(state: AppState) -> Router {
@@ -22,6 +22,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/isolate", post(admin::isolate))
         .route("/admin/leave", post(admin::leave))
         .route("/admin/heal", post(admin::heal))
+        .route("/admin/remove/{id}", post(admin::remove))
+        .route("/admin/dump", get(backup::dump))
+        .route("/admin/restore", post(backup::restore))
         .route(
             "/kv/{key}",
             get(kv::get_default)
