@@ -562,13 +562,7 @@ fn the_peer_port_bounds_frames_before_the_handshake_and_answers_no_stranger() {
     let _ = s1.read_to_end(&mut sink);
     assert!(sink.is_empty() && started.elapsed() < Duration::from_secs(8));
     // A hello of another cluster gets no answer: nothing about this cluster leaks.
-    let hello = driftkv_wire::Envelope::Hello(driftkv_wire::Hello {
-        cluster: "guess".into(),
-        protocol_version: driftkv_wire::PROTOCOL_VERSION,
-        node: "stranger".into(),
-        listen: String::new(),
-        http: String::new(),
-    });
+    let hello = driftkv_wire::Envelope::Hello(driftkv_wire::Hello::new("guess", "stranger", 3, 64));
     let frame = driftkv_wire::encode_envelope(&hello);
     let mut s2 = TcpStream::connect(("127.0.0.1", n.listen)).unwrap();
     s2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

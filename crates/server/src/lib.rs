@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use driftkv_core::{Node, Store};
 use driftkv_storage::FjallStore;
-use driftkv_wire::{Hello, PROTOCOL_VERSION};
+use driftkv_wire::{Hello, PROTOCOL_VERSION, PROTOCOL_VERSION_OLDEST};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -224,12 +224,16 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
     cfg.core.http = http.to_string();
 
     let node = Node::open(cfg.core.clone(), &mut store).context("cannot start the node")?;
+    let (oldest, newest) = protocol_versions();
     let hello = Hello {
         cluster: cfg.cluster.clone(),
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: oldest,
         node: cfg.core.id.clone(),
         listen: listen.to_string(),
         http: http.to_string(),
+        protocol_newest: newest,
+        n: u32::try_from(cfg.core.ring.n).unwrap_or(u32::MAX),
+        partitions: cfg.core.ring.partitions,
     };
     let transport = Transport::new(hello, cfg.tls.clone(), tokio::runtime::Handle::current());
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
@@ -279,6 +283,22 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         done,
         node: node_handle,
     })
+}
+
+/// The protocol versions this node speaks: its own and the one before. With
+/// `DRIFTKV_PROTOCOL_AHEAD=1` (tests of rolling upgrades only) it pretends to be the next
+/// build: it speaks its own version and one more, whose messages it lays out as its own.
+fn protocol_versions() -> (u16, u16) {
+    if std::env::var("DRIFTKV_PROTOCOL_AHEAD").is_ok_and(|v| v == "1") {
+        tracing::warn!(
+            "DRIFTKV_PROTOCOL_AHEAD: speaking protocol versions {} and {} (a test of rolling upgrades)",
+            PROTOCOL_VERSION,
+            PROTOCOL_VERSION + 1
+        );
+        (PROTOCOL_VERSION, PROTOCOL_VERSION + 1)
+    } else {
+        (PROTOCOL_VERSION_OLDEST, PROTOCOL_VERSION)
+    }
 }
 
 /// Opens the data directory's store (creating the directory) and sets the node's

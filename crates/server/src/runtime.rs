@@ -465,7 +465,7 @@ mod tests {
 
     use driftkv_core::NodeConfig;
     use driftkv_core::store::{Durability, Entries, MemStore};
-    use driftkv_wire::{Hello, Key, PROTOCOL_VERSION, Quorum};
+    use driftkv_wire::{Hello, Key, Quorum};
 
     use super::*;
 
@@ -544,13 +544,7 @@ mod tests {
             };
             let node = Node::open(cfg, &mut store).unwrap();
             store.dirty = false;
-            let hello = Hello {
-                cluster: "test".into(),
-                protocol_version: PROTOCOL_VERSION,
-                node: node.id().clone(),
-                listen: String::new(),
-                http: String::new(),
-            };
+            let hello = Hello::new("test", "n1", 3, 64);
             let (events, rx) = mpsc::channel(64);
             let stats = Arc::new(LoopStats::default());
             let counted = Arc::clone(&stats);

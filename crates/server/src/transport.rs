@@ -29,7 +29,10 @@ use bytes::Bytes;
 use driftkv_ring::NodeId;
 use driftkv_tls::NodeTls;
 use driftkv_tls::rustls::pki_types::{CertificateDer, ServerName};
-use driftkv_wire::{Envelope, FRAME_BYTES_MAX, Hello, Message, PROTOCOL_VERSION};
+use driftkv_wire::{
+    Envelope, FRAME_BYTES_MAX, HANDSHAKE_FRAME_VERSION, Hello, Message, PROTOCOL_VERSION_OLDEST,
+    decode_envelope_from, encode_envelope_for,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -71,6 +74,9 @@ pub struct TransportStats {
     pub frames_too_large: AtomicU64,
     /// TLS handshakes with peers that failed (no certificate, another CA, ...).
     pub tls_failures: AtomicU64,
+    /// Messages not sent because the version agreed with the peer cannot carry them (a
+    /// restore forwarded to a node of the version before).
+    pub dropped_version: AtomicU64,
     pub listener: Arc<ListenerStats>,
 }
 
@@ -109,41 +115,105 @@ fn peer_certificate(
         .ok_or_else(|| "the peer presented no certificate".to_string())
 }
 
-/// Why a handshake failed, in words for the log. With TLS, the id the peer claims must be
-/// named by the certificate it presented.
+/// Why a handshake was refused, in words for the log; `tell`: the peer is of this cluster and
+/// can read a refusal, so it is told why (its ring settings differ: a mistake to fix).
+#[derive(Debug)]
+struct Refusal {
+    why: String,
+    tell: bool,
+}
+
+impl Refusal {
+    fn silent(why: String) -> Refusal {
+        Refusal { why, tell: false }
+    }
+}
+
+/// Checks a peer's handshake against this node's: the certificate (with TLS) must name the id
+/// it claims; the cluster, a shared protocol version and the ring's settings must agree.
+/// Returns the peer's handshake and the version both speak (the newest of those they share).
 fn check_hello(
     mine: &Hello,
     theirs: &Envelope,
     certificate: Option<&CertificateDer<'_>>,
-) -> Result<Hello, String> {
-    if let (Envelope::Hello(h), Some(cert)) = (theirs, certificate)
+) -> Result<(Hello, u16), Refusal> {
+    let h = match theirs {
+        Envelope::Hello(h) => h,
+        Envelope::Refused(why) => {
+            return Err(Refusal::silent(format!(
+                "the peer refused this node: {why}"
+            )));
+        }
+        Envelope::Message { .. } => {
+            return Err(Refusal::silent(
+                "the first frame was not a handshake".into(),
+            ));
+        }
+    };
+    if let Some(cert) = certificate
         && !driftkv_tls::certificate_names(cert, h.node.as_str())
     {
-        return Err(format!(
+        return Err(Refusal::silent(format!(
             "the peer calls itself {:?} but its certificate is not for that node",
             h.node.as_str()
-        ));
+        )));
     }
-    match theirs {
-        Envelope::Hello(h) if h.cluster != mine.cluster => Err(format!(
+    if h.cluster != mine.cluster {
+        return Err(Refusal::silent(format!(
             "node {} belongs to cluster {:?}, this node to {:?}",
             h.node, h.cluster, mine.cluster
-        )),
-        Envelope::Hello(h) if h.protocol_version != PROTOCOL_VERSION => Err(format!(
-            "node {} speaks protocol version {}, this node {}",
-            h.node, h.protocol_version, PROTOCOL_VERSION
-        )),
-        Envelope::Hello(h) if h.node == mine.node => Err(format!(
+        )));
+    }
+    if h.node == mine.node {
+        return Err(Refusal::silent(format!(
             "the peer calls itself {}, which is this node's own id: two nodes share an id",
             h.node
-        )),
-        Envelope::Hello(h) => Ok(h.clone()),
-        Envelope::Message { .. } => Err("the first frame was not a handshake".into()),
+        )));
     }
+    let agreed = h.protocol_newest.min(mine.protocol_newest);
+    if h.protocol_version > h.protocol_newest
+        || agreed < h.protocol_version.max(mine.protocol_version)
+    {
+        return Err(Refusal {
+            why: format!(
+                "node {} speaks protocol versions {} to {}, this node {} to {}: none in common",
+                h.node,
+                h.protocol_version,
+                h.protocol_newest,
+                mine.protocol_version,
+                mine.protocol_newest
+            ),
+            tell: h.protocol_newest > PROTOCOL_VERSION_OLDEST,
+        });
+    }
+    // A node of version 3 names no ring settings (0): it cannot be checked.
+    if h.partitions != 0 && (h.partitions != mine.partitions || h.n != mine.n) {
+        return Err(Refusal {
+            why: format!(
+                "refused node {}: its ring differs, {} partitions and n={} there, {} partitions and n={} here \
+                 (every node of a cluster needs the same --partitions and --n)",
+                h.node, h.partitions, h.n, mine.partitions, mine.n
+            ),
+            tell: true,
+        });
+    }
+    Ok((h.clone(), agreed))
 }
 
-fn decode(frame: &[u8]) -> Result<Envelope, String> {
-    driftkv_wire::decode_envelope(frame).map_err(|e| e.to_string())
+/// Reads a frame written in one of `versions`, with its version.
+fn decode(
+    frame: &[u8],
+    versions: std::ops::RangeInclusive<u16>,
+) -> Result<(u16, Envelope), String> {
+    decode_envelope_from(frame, versions).map_err(|e| e.to_string())
+}
+
+/// How a handshake failed, as the dialer sees it.
+enum Dialled {
+    /// The peer closed without a word: another cluster, certificate or protocol (a node of
+    /// version 3 closes on a handshake of a later version).
+    Silent(String),
+    Failed(String),
 }
 
 pub struct Transport {
@@ -152,6 +222,8 @@ pub struct Transport {
     /// Listen addresses peers gave in their handshakes: a node that just joined can be
     /// answered before gossip has told this node where it listens.
     learned: Mutex<HashMap<NodeId, String>>,
+    /// The protocol version agreed with each peer at its last handshake (for `/cluster`).
+    versions: Mutex<HashMap<NodeId, u16>>,
     /// Lab control: while set, every message in or out is dropped, as if the network were
     /// cut around this node.
     pub isolated: std::sync::atomic::AtomicBool,
@@ -166,6 +238,7 @@ impl Transport {
             hello,
             tls,
             learned: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
             isolated: std::sync::atomic::AtomicBool::new(false),
             peers: Mutex::new(HashMap::new()),
             runtime,
@@ -180,6 +253,28 @@ impl Transport {
             .expect("learned addresses lock")
             .get(node)
             .cloned()
+    }
+
+    /// The protocol version agreed with `node` at its last handshake.
+    pub fn version_with(&self, node: &NodeId) -> Option<u16> {
+        self.versions
+            .lock()
+            .expect("versions lock")
+            .get(node)
+            .copied()
+    }
+
+    fn note_version(&self, node: &NodeId, version: u16) {
+        let mut versions = self.versions.lock().expect("versions lock");
+        // Bounded as the learned addresses are.
+        if versions.len() < LEARNED_MAX || versions.contains_key(node) {
+            versions.insert(node.clone(), version);
+        }
+    }
+
+    /// The versions a frame from a peer may be written in.
+    fn spoken(&self) -> std::ops::RangeInclusive<u16> {
+        self.hello.protocol_version..=self.hello.protocol_newest
     }
 
     /// Queues `message` for the node listening at `addr`. Never blocks.
@@ -229,44 +324,80 @@ impl Transport {
         Ok((Box::new(stream), Some(cert)))
     }
 
-    async fn connect(&self, addr: &str) -> Result<Framed<Stream, LengthDelimitedCodec>, String> {
-        let (stream, cert) = self.dial(addr).await?;
+    /// Dials `addr` and agrees on a version. The handshake of version 4 goes first; a peer
+    /// that closes on it without a word may be a node of version 3, so while this node speaks
+    /// 3 it tries that handshake once too.
+    async fn connect(
+        &self,
+        addr: &str,
+    ) -> Result<(Framed<Stream, LengthDelimitedCodec>, u16), String> {
+        match self
+            .handshake(addr, u16::from(HANDSHAKE_FRAME_VERSION))
+            .await
+        {
+            Ok(connected) => Ok(connected),
+            Err(Dialled::Silent(_)) if self.hello.protocol_version <= PROTOCOL_VERSION_OLDEST => {
+                match self.handshake(addr, PROTOCOL_VERSION_OLDEST).await {
+                    Ok(connected) => Ok(connected),
+                    Err(Dialled::Silent(why) | Dialled::Failed(why)) => Err(why),
+                }
+            }
+            Err(Dialled::Silent(why) | Dialled::Failed(why)) => Err(why),
+        }
+    }
+
+    /// One dial and handshake, this node's `Hello` written in version `written`.
+    async fn handshake(
+        &self,
+        addr: &str,
+        written: u16,
+    ) -> Result<(Framed<Stream, LengthDelimitedCodec>, u16), Dialled> {
+        let (stream, cert) = self.dial(addr).await.map_err(Dialled::Failed)?;
         let mut framed = Framed::new(stream, codec());
-        let hello = Bytes::from(driftkv_wire::encode_envelope(&Envelope::Hello(
-            self.hello.clone(),
-        )));
+        let hello = encode_envelope_for(written, &Envelope::Hello(self.hello.clone()))
+            .ok_or_else(|| Dialled::Failed(format!("no handshake of version {written}")))?;
         let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            framed.send(hello).await.map_err(|e| e.to_string())?;
+            framed
+                .send(Bytes::from(hello))
+                .await
+                .map_err(|e| Dialled::Failed(e.to_string()))?;
             match framed.next().await {
-                Some(Ok(frame)) => decode(&frame),
-                Some(Err(e)) => Err(e.to_string()),
-                None => Err(
+                Some(Ok(frame)) => decode(&frame, self.spoken()).map_err(Dialled::Failed),
+                Some(Err(e)) => Err(Dialled::Failed(e.to_string())),
+                None => Err(Dialled::Silent(
                     "refused: the peer closed the connection without answering the handshake \
                      (a node refuses a peer of another cluster, protocol or certificate without \
                      saying why; its own log names the reason)"
                         .into(),
-                ),
+                )),
             }
         })
         .await
-        .map_err(|_| "handshake timed out".to_string())??;
-        check_hello(&self.hello, &answer, cert.as_ref()).map_err(|why| {
+        .map_err(|_| Dialled::Failed("handshake timed out".to_string()))??;
+        let (_, answer) = answer;
+        let (peer, version) = check_hello(&self.hello, &answer, cert.as_ref()).map_err(|r| {
             self.stats
                 .handshakes_refused
                 .fetch_add(1, Ordering::Relaxed);
-            format!("refused: {why}")
+            Dialled::Failed(format!("refused: {}", r.why))
         })?;
+        self.note_version(&peer.node, version);
         open_up(&mut framed);
-        Ok(framed)
+        Ok((framed, version))
     }
 
     /// The frame of `message`, or `None` (counted, logged) when it would pass the frame limit.
-    fn frame(&self, addr: &str, message: Message) -> Option<Bytes> {
+    fn frame(&self, addr: &str, message: Message, version: u16) -> Option<Bytes> {
         let envelope = Envelope::Message {
             from: self.hello.node.clone(),
             message,
         };
-        let frame = Bytes::from(driftkv_wire::encode_envelope(&envelope));
+        let Some(frame) = encode_envelope_for(version, &envelope) else {
+            self.stats.dropped_version.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %addr, "a message protocol version {version} cannot carry was not sent");
+            return None;
+        };
+        let frame = Bytes::from(frame);
         if frame.len() > FRAME_BYTES_MAX {
             // The core refuses writes whose object would not fit (object_bytes_max), so this
             // is a merge of concurrent writes or a batch that grew too large: say so, since
@@ -289,13 +420,14 @@ impl Transport {
         framed: &mut Framed<Stream, LengthDelimitedCodec>,
         first: Message,
         rx: &mut mpsc::Receiver<Message>,
+        version: u16,
     ) -> Result<(), ()> {
         let burst = async {
             let mut count = 0u64;
             let mut bytes = 0usize;
             let mut next = Some(first);
             while let Some(message) = next.take() {
-                if let Some(frame) = self.frame(addr, message) {
+                if let Some(frame) = self.frame(addr, message, version) {
                     bytes = bytes.saturating_add(frame.len());
                     count += 1;
                     // Into the codec's buffer (which writes out past its own bound); the
@@ -336,7 +468,7 @@ impl Transport {
             // Wait for something to send before dialling.
             let Some(first) = rx.recv().await else { return };
             match self.connect(&addr).await {
-                Ok(mut framed) => {
+                Ok((mut framed, version)) => {
                     if last_error.take().is_some() {
                         tracing::info!(peer = %addr, "connected");
                     }
@@ -344,7 +476,7 @@ impl Transport {
                     let mut next = Some(first);
                     while let Some(message) = next.take() {
                         if self
-                            .send_burst(&addr, &mut framed, message, &mut rx)
+                            .send_burst(&addr, &mut framed, message, &mut rx, version)
                             .await
                             .is_err()
                         {
@@ -445,23 +577,40 @@ impl Transport {
             Ok(None) => return Ok(()),
             Err(_) => return Err("refused a connection: no handshake in time".into()),
         };
-        // A refused peer gets no answer: it learns nothing of this cluster.
-        let peer = decode(&first)
-            .and_then(|env| check_hello(&self.hello, &env, cert.as_ref()))
-            .map_err(|why| {
+        // A refused peer gets no answer (it learns nothing of this cluster), unless it is of
+        // this cluster and must fix its settings.
+        let (written, envelope) = decode(&first, self.spoken()).map_err(|why| {
+            self.stats
+                .handshakes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            format!("refused a connection: {why}")
+        })?;
+        let (peer, version) = match check_hello(&self.hello, &envelope, cert.as_ref()) {
+            Ok(agreed) => agreed,
+            Err(refusal) => {
                 self.stats
                     .handshakes_refused
                     .fetch_add(1, Ordering::Relaxed);
-                format!("refused a connection: {why}")
-            })?;
-        let hello = Bytes::from(driftkv_wire::encode_envelope(&Envelope::Hello(
-            self.hello.clone(),
-        )));
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.send(hello))
+                if refusal.tell
+                    && let Some(frame) =
+                        encode_envelope_for(written, &Envelope::Refused(refusal.why.clone()))
+                {
+                    let _ =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.send(Bytes::from(frame)))
+                            .await;
+                }
+                return Err(format!("refused a connection: {}", refusal.why));
+            }
+        };
+        // Answered in the version the dialer wrote its handshake in: it reads that one.
+        let hello = encode_envelope_for(written, &Envelope::Hello(self.hello.clone()))
+            .ok_or_else(|| format!("no handshake of version {written}"))?;
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.send(Bytes::from(hello)))
             .await
             .map_err(|_| "handshake answer timed out".to_string())?
             .map_err(|e| format!("handshake answer failed: {e}"))?;
         open_up(&mut framed);
+        self.note_version(&peer.node, version);
         if !peer.listen.is_empty() {
             let mut learned = self.learned.lock().expect("learned addresses lock");
             // Bounded: without TLS anyone can say hello under any name.
@@ -477,11 +626,11 @@ impl Transport {
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
                 Err(e) => return Err(format!("connection from {} broke: {e}", peer.node)),
             };
-            match decode(&frame) {
-                Ok(Envelope::Message { .. }) if self.isolated.load(Ordering::Relaxed) => {
+            match decode(&frame, version..=version) {
+                Ok((_, Envelope::Message { .. })) if self.isolated.load(Ordering::Relaxed) => {
                     self.stats.dropped_isolated.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Envelope::Message { message, .. }) => {
+                Ok((_, Envelope::Message { message, .. })) => {
                     self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
                     // The handshake names the sender; a frame cannot claim another.
                     if deliver
@@ -492,7 +641,7 @@ impl Transport {
                         return Ok(());
                     }
                 }
-                Ok(Envelope::Hello(_)) => {}
+                Ok((_, Envelope::Hello(_) | Envelope::Refused(_))) => {}
                 Err(e) => {
                     self.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                     return Err(format!(
@@ -511,17 +660,11 @@ mod tests {
     use super::*;
     use driftkv_causal::{Actor, ConflictMode, Register, Timestamp, VersionVector};
     use driftkv_tls::rustls::pki_types::pem::PemObject;
+    use driftkv_wire::PROTOCOL_VERSION;
     use driftkv_wire::{Key, Object};
 
     fn transport(runtime: &tokio::runtime::Runtime) -> Arc<Transport> {
-        let hello = Hello {
-            cluster: "c".into(),
-            protocol_version: PROTOCOL_VERSION,
-            node: "n1".into(),
-            listen: String::new(),
-            http: String::new(),
-        };
-        Transport::new(hello, None, runtime.handle().clone())
+        Transport::new(Hello::new("c", "n1", 3, 64), None, runtime.handle().clone())
     }
 
     #[test]
@@ -548,19 +691,13 @@ mod tests {
             hint: None,
         };
         // The peer task frames each message as it sends it.
-        assert!(t.frame("127.0.0.1:9", message).is_none());
+        assert!(t.frame("127.0.0.1:9", message, PROTOCOL_VERSION).is_none());
         assert_eq!(t.stats.frames_too_large.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn a_hello_must_be_named_by_the_certificate_and_of_this_cluster() {
-        let mine = Hello {
-            cluster: "c".into(),
-            protocol_version: PROTOCOL_VERSION,
-            node: "n1".into(),
-            listen: String::new(),
-            http: String::new(),
-        };
+        let mine = Hello::new("c", "n1", 3, 64);
         let theirs = |cluster: &str, node: &str| {
             Envelope::Hello(Hello {
                 cluster: cluster.into(),
@@ -581,6 +718,75 @@ mod tests {
             .unwrap();
         assert!(check_hello(&mine, &theirs("c", "n2"), Some(&cert)).is_ok());
         let err = check_hello(&mine, &theirs("c", "n3"), Some(&cert)).unwrap_err();
-        assert!(err.contains("certificate is not for that node"), "{err}");
+        assert!(
+            err.why.contains("certificate is not for that node"),
+            "{err:?}"
+        );
+        assert!(!err.tell, "a peer that is not who it says learns nothing");
+    }
+
+    #[test]
+    fn two_nodes_agree_on_the_newest_version_both_speak_or_are_refused() {
+        let mine = Hello::new("c", "n1", 3, 64);
+        let speaking = |oldest: u16, newest: u16| {
+            Envelope::Hello(Hello {
+                protocol_version: oldest,
+                protocol_newest: newest,
+                ..Hello::new("c", "n2", 3, 64)
+            })
+        };
+        let v = PROTOCOL_VERSION;
+        // The same build; a build one version ahead; one of the version before.
+        assert_eq!(check_hello(&mine, &speaking(v - 1, v), None).unwrap().1, v);
+        assert_eq!(check_hello(&mine, &speaking(v, v + 1), None).unwrap().1, v);
+        assert_eq!(
+            check_hello(&mine, &speaking(v - 1, v - 1), None).unwrap().1,
+            v - 1
+        );
+        // Two versions ahead, or a claim that makes no sense: nothing in common.
+        let err = check_hello(&mine, &speaking(v + 1, v + 2), None).unwrap_err();
+        assert!(err.why.contains("none in common"), "{err:?}");
+        assert!(check_hello(&mine, &speaking(v, v - 1), None).is_err());
+        // A version 3 handshake, as a node of that version writes it, is read and agreed at 3.
+        let frame = encode_envelope_for(3, &speaking(3, 3)).unwrap();
+        let (written, envelope) = decode(&frame, 3..=v).unwrap();
+        assert_eq!(written, 3);
+        let (peer, agreed) = check_hello(&mine, &envelope, None).unwrap();
+        assert_eq!((agreed, peer.partitions), (3, 0), "version 3 names no ring");
+        // Version 3 cannot carry a refusal, nor a forwarded restore.
+        assert!(encode_envelope_for(3, &Envelope::Refused("x".into())).is_none());
+        let restore = Message::Forward {
+            req: 1,
+            request: Box::new(driftkv_wire::Request::Restore {
+                key: Key::default_bucket("k"),
+                object: Object::Register(Register::new()),
+                w: driftkv_wire::Quorum::Default,
+            }),
+        };
+        let envelope = Envelope::Message {
+            from: "n1".into(),
+            message: restore,
+        };
+        assert!(encode_envelope_for(3, &envelope).is_none());
+        assert!(encode_envelope_for(v, &envelope).is_some());
+    }
+
+    #[test]
+    fn a_node_with_another_ring_is_refused_and_told_why() {
+        let mine = Hello::new("c", "n1", 3, 64);
+        for (n, partitions) in [(3, 128), (2, 64)] {
+            let theirs = Envelope::Hello(Hello::new("c", "odd", n, partitions));
+            let err = check_hello(&mine, &theirs, None).unwrap_err();
+            assert!(err.tell, "a node of this cluster is told what to fix");
+            assert!(
+                err.why
+                    .contains(&format!("{partitions} partitions and n={n} there"))
+                    && err.why.contains("64 partitions and n=3 here"),
+                "{}",
+                err.why
+            );
+        }
+        let refused = Envelope::Refused("no".into());
+        assert!(check_hello(&mine, &refused, None).is_err());
     }
 }

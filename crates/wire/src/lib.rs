@@ -17,11 +17,20 @@ pub use message::{
     Envelope, ErrorKind, Hash64, Hello, ListCursor, Listed, MemberDigest, MemberInfo, MemberState,
     Message, Quorum, ReplicaView, Reply, ReqId, Request,
 };
+pub use message::{EnvelopeV3, HelloV3};
 pub use object::{Key, Object, ObjectKind};
 
-/// Version of the node-to-node protocol; peers with another version are refused at handshake.
-/// 3: values carry an expiry, counters their deletes, maps and key listing.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version of the node-to-node protocol. A node speaks its own and the one before
+/// ([`PROTOCOL_VERSION_OLDEST`]); two nodes agree at the handshake on the newest both speak,
+/// and refuse each other when they share none. 3: values carry an expiry, counters their
+/// deletes, maps and key listing. 4: the handshake names the versions spoken and the ring's
+/// settings, a refusal can be answered, and a forwarded request may be a restore.
+pub const PROTOCOL_VERSION: u16 = 4;
+/// The oldest protocol version this node still speaks.
+pub const PROTOCOL_VERSION_OLDEST: u16 = 3;
+/// The frame byte of a handshake of version 4 or later: its layout stays the same in later
+/// versions, so nodes of different versions read each other's handshake.
+pub const HANDSHAKE_FRAME_VERSION: u8 = 4;
 /// Version of the on-disk record format. 2: a register's values carry an expiry, a counter
 /// what deletes took away, and maps exist. Records of format 1 are still read
 /// ([`decode_object`]); they are rewritten in format 2 the next time their key changes.
@@ -82,6 +91,51 @@ pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
 
 pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, WireError> {
     decode(FRAME_VERSION, bytes)
+}
+
+/// Whether a node of protocol version 3 can read `message` (a restore is new in 4).
+pub fn message_in_v3(message: &Message) -> bool {
+    !matches!(message, Message::Forward { request, .. } if matches!(**request, Request::Restore { .. }))
+}
+
+/// The frame of `envelope` on a connection speaking `version`; `None` when that version
+/// cannot carry it. Version 3 has its own handshake and no refusal; its messages are laid out
+/// as today's, under its own frame byte.
+pub fn encode_envelope_for(version: u16, envelope: &Envelope) -> Option<Vec<u8>> {
+    let byte = u8::try_from(version).ok()?;
+    if version > PROTOCOL_VERSION_OLDEST {
+        return Some(encode(byte, envelope));
+    }
+    match envelope {
+        Envelope::Hello(h) => Some(encode(byte, &EnvelopeV3::Hello(h.to_v3()))),
+        Envelope::Message { message, .. } if message_in_v3(message) => Some(encode(byte, envelope)),
+        Envelope::Message { .. } | Envelope::Refused(_) => None,
+    }
+}
+
+/// Reads a frame of any version in `versions` (the ones a connection accepts), with the
+/// version it was written in. A version 3 handshake reads as a [`Hello`] that speaks only 3
+/// and names no ring settings.
+pub fn decode_envelope_from(
+    bytes: &[u8],
+    versions: std::ops::RangeInclusive<u16>,
+) -> Result<(u16, Envelope), WireError> {
+    let found = *bytes.first().ok_or(WireError::Empty)?;
+    let version = u16::from(found);
+    if !versions.contains(&version) {
+        return Err(WireError::Version {
+            found,
+            expected: u8::try_from(*versions.end()).unwrap_or(u8::MAX),
+        });
+    }
+    if version <= PROTOCOL_VERSION_OLDEST {
+        let envelope = match decode::<EnvelopeV3>(found, bytes)? {
+            EnvelopeV3::Hello(h) => Envelope::Hello(Hello::from_v3(h)),
+            EnvelopeV3::Message { from, message } => Envelope::Message { from, message },
+        };
+        return Ok((version, envelope));
+    }
+    Ok((version, decode(found, bytes)?))
 }
 
 /// A stored record: registers (most writes) by the direct encoder in `record`, which writes

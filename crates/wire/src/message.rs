@@ -421,14 +421,75 @@ pub struct MemberInfo {
     pub state: MemberState,
 }
 
-/// The first frame on every node-to-node connection.
+/// The first frame on every node-to-node connection (from protocol version 4 on, this layout
+/// is the handshake of every version: a node of the next version still sends it, so any two
+/// nodes can agree on a version before either needs the other's messages).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    pub cluster: String,
+    /// The oldest protocol version the sender speaks.
+    pub protocol_version: u16,
+    pub node: NodeId,
+    pub listen: String,
+    pub http: String,
+    /// The newest protocol version the sender speaks: the two agree on the newest both speak.
+    pub protocol_newest: u16,
+    /// Replicas per key and partitions of the ring the sender was configured with: a node
+    /// whose differ would compute another ring, and is refused.
+    pub n: u32,
+    pub partitions: u32,
+}
+
+/// The handshake of protocol version 3, which knew one version and no ring settings: what a
+/// node of that version sends and expects back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloV3 {
     pub cluster: String,
     pub protocol_version: u16,
     pub node: NodeId,
     pub listen: String,
     pub http: String,
+}
+
+impl Hello {
+    /// The handshake of a node speaking this version and the one before.
+    pub fn new(cluster: &str, node: &str, n: u32, partitions: u32) -> Hello {
+        Hello {
+            cluster: cluster.into(),
+            protocol_version: crate::PROTOCOL_VERSION_OLDEST,
+            node: NodeId::from(node),
+            listen: String::new(),
+            http: String::new(),
+            protocol_newest: crate::PROTOCOL_VERSION,
+            n,
+            partitions,
+        }
+    }
+
+    /// This handshake as a node of protocol version 3 reads it.
+    pub fn to_v3(&self) -> HelloV3 {
+        HelloV3 {
+            cluster: self.cluster.clone(),
+            protocol_version: 3,
+            node: self.node.clone(),
+            listen: self.listen.clone(),
+            http: self.http.clone(),
+        }
+    }
+
+    /// A version 3 handshake, as this version reads it: one version, ring settings unknown (0).
+    pub fn from_v3(h: HelloV3) -> Hello {
+        Hello {
+            cluster: h.cluster,
+            protocol_version: h.protocol_version,
+            node: h.node,
+            listen: h.listen,
+            http: h.http,
+            protocol_newest: h.protocol_version,
+            n: 0,
+            partitions: 0,
+        }
+    }
 }
 
 /// Node-to-node messages.
@@ -585,6 +646,19 @@ pub struct MemberDigest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Envelope {
     Hello(Hello),
+    Message {
+        from: NodeId,
+        message: Message,
+    },
+    /// The answer to a handshake of this cluster that is refused for a reason the peer must
+    /// know to be fixed (its ring settings differ). Peers of another cluster get no answer.
+    Refused(String),
+}
+
+/// The frames of protocol version 3: its handshake, and messages laid out as today's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvelopeV3 {
+    Hello(HelloV3),
     Message { from: NodeId, message: Message },
 }
 
@@ -718,6 +792,9 @@ mod tests {
             node: NodeId::from("n1"),
             listen: String::new(),
             http: String::new(),
+            protocol_newest: 1,
+            n: 3,
+            partitions: 64,
         }));
         bytes[0] = 99;
         assert!(matches!(

@@ -278,7 +278,14 @@ fn envelope_seeds() -> Seeds {
                 node: NodeId::from("n1"),
                 listen: "127.0.0.1:7001".into(),
                 http: "127.0.0.1:8001".into(),
+                protocol_newest: PROTOCOL_VERSION,
+                n: 3,
+                partitions: 64,
             }),
+        ),
+        (
+            "refused",
+            Envelope::Refused("refused node n9: its ring differs".into()),
         ),
         (
             "forward_put",

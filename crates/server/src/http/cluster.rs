@@ -39,7 +39,16 @@ pub async fn health(State(s): State<AppState>) -> Answer {
 
 /// `GET /cluster`: members, their state and ring ownership, and this node's background work.
 pub async fn cluster(State(s): State<AppState>) -> Answer {
-    let view = s.node.query(cluster_view).await?;
+    let mut view = s.node.query(cluster_view).await?;
+    // The protocol version agreed with each peer at its last handshake (rolling upgrades).
+    if let Some(members) = view["members"].as_array_mut() {
+        for m in members {
+            let id = m["id"].as_str().map(driftkv_ring::NodeId::from);
+            if let Some(version) = id.and_then(|id| s.transport.version_with(&id)) {
+                m["protocol"] = json!(version);
+            }
+        }
+    }
     Ok(axum::Json(view).into_response())
 }
 

@@ -104,7 +104,7 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use axum::response::Response;
     use driftkv_core::NodeConfig;
-    use driftkv_wire::{Hello, PROTOCOL_VERSION, Reply};
+    use driftkv_wire::{Hello, Reply};
     use tokio::sync::mpsc;
 
     use super::*;
@@ -129,13 +129,7 @@ mod tests {
                 }
             });
         }
-        let hello = Hello {
-            cluster: "test".into(),
-            protocol_version: PROTOCOL_VERSION,
-            node: "n1".into(),
-            listen: String::new(),
-            http: String::new(),
-        };
+        let hello = Hello::new("test", "n1", 3, 64);
         let transport = Transport::new(hello, None, tokio::runtime::Handle::current());
         router(AppState {
             node: NodeHandle::new(tx, NodeConfig::new("n1"), Arc::default()),
