@@ -92,7 +92,13 @@ impl Drop for Proc {
 }
 
 /// Spawns the driftkv binary with `args`, stdout and stderr appended to `log`.
+#[allow(dead_code)] // not every test file spawns by hand
 pub fn spawn(args: &[String], log: &Path) -> Proc {
+    spawn_with_env(args, log, &[])
+}
+
+/// [`spawn`] with environment variables set besides.
+pub fn spawn_with_env(args: &[String], log: &Path, env: &[(String, String)]) -> Proc {
     let out = File::options()
         .create(true)
         .append(true)
@@ -104,6 +110,9 @@ pub fn spawn(args: &[String], log: &Path) -> Proc {
         .env("NO_COLOR", "1")
         .env("RUST_BACKTRACE", "0")
         .env_remove("DRIFTKV_LOG")
+        .env_remove("DRIFTKV_LOG_FORMAT")
+        .env_remove("DRIFTKV_PROTOCOL_AHEAD")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -153,6 +162,8 @@ pub struct Node {
     dir: tempfile::TempDir,
     proc: Option<Proc>,
     starts: u32,
+    /// Environment variables the process gets besides the harness's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -166,6 +177,7 @@ impl Node {
             dir: tempfile::tempdir().expect("a temporary directory"),
             proc: None,
             starts: 0,
+            env: Vec::new(),
         }
     }
 
@@ -211,7 +223,7 @@ impl Node {
         {
             let _ = writeln!(f, "----- test harness: start #{} -----", self.starts);
         }
-        self.proc = Some(spawn(&self.args(), &self.log_path()));
+        self.proc = Some(spawn_with_env(&self.args(), &self.log_path(), &self.env));
     }
 
     /// Starts the process and waits until it answers `GET /health` with 200.
@@ -239,6 +251,33 @@ impl Node {
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) to the process by PID and waits, at most `deadline`, for
+    /// it to exit; returns its exit status.
+    #[allow(dead_code)] // not every test file stops a node gracefully
+    pub fn signal_and_wait(&mut self, signal: &str, deadline: Duration) -> ExitStatus {
+        let pid = self.proc.as_ref().expect("the node runs").pid();
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+        let what = format!("node {} to exit after SIG{signal}", self.id);
+        let status = poll(&what, deadline, || {
+            self.proc
+                .as_mut()
+                .and_then(Proc::exited)
+                .ok_or_else(|| "still running".to_string())
+        });
+        self.proc = None;
+        status
+    }
+
+    /// The data directory's path (for `--data-dir` of a node started by hand).
+    #[allow(dead_code)]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// SIGKILL by PID, then reap: the node gets no chance to flush or say goodbye.
