@@ -94,7 +94,7 @@ fn dump_params(raw: &str) -> Result<(u32, Option<Vec<u8>>, usize), ApiError> {
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
