@@ -114,6 +114,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(reg, today);
+        // Written again (as the store writes every record: `encode_object`), it is in today's
+        // format, and reads back the same.
+        let again = crate::encode_object(&Object::Register(reg.clone()));
+        assert_eq!(again[0], crate::RECORD_FORMAT_VERSION);
+        assert_eq!(crate::decode_object(&again), Ok(Object::Register(reg)));
 
         let old = ObjectW::Counter {
             entries: BTreeMap::from([(

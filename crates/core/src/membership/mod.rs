@@ -568,15 +568,20 @@ impl Membership {
             let added = fresh
                 .iter()
                 .map(|d| {
+                    let removed = removal(d);
                     let peer = Peer {
                         listen: d.listen.clone(),
                         http: d.http.clone(),
                         generation: d.generation,
                         heartbeat: d.heartbeat,
                         leaving: d.leaving,
-                        heard_ms: Some(now_ms),
+                        heard_ms: (!removed).then_some(now_ms),
                         direct_ms: None,
-                        state: MemberState::Up,
+                        state: if removed {
+                            MemberState::Down
+                        } else {
+                            MemberState::Up
+                        },
                     };
                     (d.id.clone(), peer)
                 })
@@ -683,12 +688,23 @@ fn merge_digest(
         p.http = d.http.clone();
     }
     p.leaving = d.leaving;
+    if removal(d) {
+        // Another node removed this member (`Membership::remove`): no sign of its life.
+        return false;
+    }
     p.heard_ms = Some(ctx.now_ms);
     if p.state != MemberState::Up {
         p.state = MemberState::Up;
         change.states = true;
     }
     true
+}
+
+/// Whether a digest announces that another node removed the member: leaving, at heartbeat 0
+/// of a generation. A member's own gossip never says heartbeat 0 (each round counts one
+/// before it is sent), so this is no sign the member is alive.
+fn removal(d: &MemberDigest) -> bool {
+    d.leaving && d.heartbeat == 0
 }
 
 #[cfg(test)]

@@ -431,3 +431,62 @@ fn large_clusters_gossip_to_a_rotating_fanout() {
     }
     assert_eq!(seen.len(), 20, "every peer is reached within a few rounds");
 }
+
+#[test]
+fn only_a_down_member_can_be_removed_and_gossip_carries_the_removal() {
+    let (mut a, mut b, mut c) = (member("a"), member("b"), member("c"));
+    // All three know each other.
+    for t in [0, GossipConfig::default().interval_ms] {
+        for (from, msg) in [("a", a.tick(t).3), ("b", b.tick(t).3), ("c", c.tick(t).3)] {
+            let d = digests(&msg.unwrap());
+            for m in [&mut a, &mut b, &mut c] {
+                m.on_gossip(&NodeId::from(from), &d, t);
+            }
+        }
+    }
+    let cid = NodeId::from("c");
+    assert!(
+        a.remove(&NodeId::from("a"))
+            .unwrap_err()
+            .contains("this node")
+    );
+    assert!(
+        a.remove(&NodeId::from("z"))
+            .unwrap_err()
+            .contains("not a member")
+    );
+    assert!(
+        a.remove(&cid).unwrap_err().contains("is up"),
+        "a live member"
+    );
+    // c goes silent; a and b carry on and see it down.
+    let cfg = GossipConfig::default();
+    let later = cfg.interval_ms + cfg.down_after_ms + 10;
+    let (_, _, _, from_b) = b.tick(later);
+    a.tick(later);
+    a.on_gossip(&NodeId::from("b"), &digests(&from_b.unwrap()), later);
+    assert_eq!(a.state(&cid), Some(MemberState::Down));
+    let change = a.remove(&cid).unwrap();
+    assert!(change.members && change.persist);
+    assert_eq!(
+        a.remove(&cid).unwrap(),
+        Change::default(),
+        "removing twice is a no-op"
+    );
+    assert!(
+        a.owners().all(|id| *id != cid),
+        "a removed member owns nothing"
+    );
+    assert!(a.departed(&cid));
+    // b learns it from a's gossip (it has not heard from c for as long).
+    let (_, _, _, from_a) = a.tick(later + cfg.interval_ms);
+    b.tick(later + cfg.interval_ms);
+    let (change, _) = b.on_gossip(
+        &NodeId::from("a"),
+        &digests(&from_a.unwrap()),
+        later + cfg.interval_ms,
+    );
+    assert!(change.members);
+    assert!(b.owners().all(|id| *id != cid));
+    assert!(b.departed(&cid));
+}
