@@ -68,6 +68,11 @@ impl Hlc {
         let next = if wall > floor {
             wall
         } else if floor.logical() as u64 == LOGICAL_MAX {
+            if floor.physical_ms() >= u64::MAX >> LOGICAL_BITS {
+                // The end of time (only a forged timestamp gets here): the clock stays.
+                self.last = floor;
+                return floor;
+            }
             // 65536 events in one millisecond: borrow the next millisecond.
             Timestamp::new(floor.physical_ms() + 1, 0)
         } else {
@@ -83,6 +88,17 @@ impl Hlc {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_timestamp_at_the_end_of_time_stops_the_clock_rather_than_wrapping_it() {
+        let mut c = Hlc::new();
+        let end = Timestamp(u64::MAX);
+        assert_eq!(c.observe(end, 100), end);
+        assert_eq!(c.now(100), end, "never back to the start");
+        let below = Timestamp::new(u64::MAX >> LOGICAL_BITS, LOGICAL_MAX as u16 - 1);
+        let mut d = Hlc::new();
+        assert_eq!(d.observe(below, 5), end);
+    }
 
     #[test]
     fn follows_wall_time_when_it_moves_forward() {

@@ -173,16 +173,24 @@ impl<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>> Deserialize<'de> for S
                 let mut map = SortedMap {
                     entries: Vec::with_capacity(access.size_hint().unwrap_or(0).min(64)),
                 };
+                // Encodings written by this type are sorted: appended as they come. Anything
+                // else (JSON written by hand, an old encoding, a hostile peer's reversed list) is
+                // sorted once at the end, not placed entry by entry (quadratic in the input); a
+                // repeated key keeps the last value, as a `BTreeMap` would.
+                let mut sorted = true;
                 while let Some((k, v)) = access.next_entry::<K, V>()? {
-                    // Encodings written by this type are sorted: append. Anything else (JSON
-                    // written by hand, an old encoding) is placed where it belongs; a repeated
-                    // key keeps the last value, as a `BTreeMap` would.
-                    match map.entries.last() {
-                        Some((last, _)) if *last >= k => {
-                            map.insert(k, v);
-                        }
-                        _ => map.entries.push((k, v)),
+                    if let Some((last, _)) = map.entries.last()
+                        && *last >= k
+                    {
+                        sorted = false;
                     }
+                    map.entries.push((k, v));
+                }
+                if !sorted {
+                    // Reversed, then sorted stably: of equal keys, the one that came last is first.
+                    map.entries.reverse();
+                    map.entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    map.entries.dedup_by(|later, first| later.0 == first.0);
                 }
                 Ok(map)
             }

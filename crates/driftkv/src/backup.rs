@@ -426,6 +426,18 @@ impl<R: Read> BackupReader<R> {
     }
 }
 
+impl<R: Read> BackupReader<R> {
+    /// After the end marker: the file must end there.
+    fn check_ended(&mut self) -> anyhow::Result<()> {
+        let mut more = [0u8; 1];
+        match self.input.read(&mut more) {
+            Ok(0) => Ok(()),
+            Ok(_) => bail!("the backup file goes on past its end marker: it is damaged"),
+            Err(e) => Err(anyhow::Error::new(e).context("cannot read the backup file")),
+        }
+    }
+}
+
 fn open_backup(path: &Path) -> anyhow::Result<BackupReader<BufReader<std::fs::File>>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -441,6 +453,7 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
         total += 1;
         total_bytes += size;
     }
+    check.check_ended()?;
     let base = a.node.trim_end_matches('/').to_string();
     let http = client_waiting(&base, &a.credentials, REQUEST_TIMEOUT)?;
     let mut target = format!("{base}/admin/restore");
@@ -564,6 +577,7 @@ mod tests {
         while let Some((record, _)) = r.next_record()? {
             out.push(record);
         }
+        r.check_ended()?;
         Ok(out)
     }
 
@@ -579,6 +593,9 @@ mod tests {
             assert!(all(&whole[..cut]).is_err(), "cut at {cut}");
         }
         assert!(all(b"not a backup at all").is_err());
+        let mut trailing = whole.clone();
+        trailing.push(0);
+        assert!(all(&trailing).is_err(), "bytes past the end marker");
         let mut other_version = whole.clone();
         other_version[BACKUP_MAGIC.len()] = 99;
         assert!(all(&other_version).is_err());

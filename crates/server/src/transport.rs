@@ -140,8 +140,10 @@ fn check_hello(
     let h = match theirs {
         Envelope::Hello(h) => h,
         Envelope::Refused(why) => {
+            // The peer's words, escaped and cut: it may be anyone, and this goes to the log.
+            let why: String = why.chars().take(300).collect();
             return Err(Refusal::silent(format!(
-                "the peer refused this node: {why}"
+                "the peer refused this node: {why:?}"
             )));
         }
         Envelope::Message { .. } => {
@@ -156,6 +158,12 @@ fn check_hello(
         return Err(Refusal::silent(format!(
             "the peer calls itself {:?} but its certificate is not for that node",
             h.node.as_str()
+        )));
+    }
+    if !driftkv_core::node::is_node_name(h.node.as_str()) {
+        let shown: String = h.node.as_str().chars().take(64).collect();
+        return Err(Refusal::silent(format!(
+            "the peer calls itself {shown:?}, which is not a node id"
         )));
     }
     if h.cluster != mine.cluster {
@@ -186,8 +194,10 @@ fn check_hello(
             tell: h.protocol_newest > PROTOCOL_VERSION_OLDEST,
         });
     }
-    // A node of version 3 names no ring settings (0): it cannot be checked.
-    if h.partitions != 0 && (h.partitions != mine.partitions || h.n != mine.n) {
+    // A node of version 3 names no ring settings: it cannot be checked. From version 4 on,
+    // every handshake names them.
+    let names_ring = h.protocol_newest > PROTOCOL_VERSION_OLDEST;
+    if names_ring && (h.partitions != mine.partitions || h.n != mine.n) {
         return Err(Refusal {
             why: format!(
                 "refused node {}: its ring differs, {} partitions and n={} there, {} partitions and n={} here \
@@ -786,7 +796,35 @@ mod tests {
                 err.why
             );
         }
-        let refused = Envelope::Refused("no".into());
-        assert!(check_hello(&mine, &refused, None).is_err());
+        // A handshake of version 4 always names its ring: 0 is not "unknown" there.
+        let zero = Envelope::Hello(Hello::new("c", "odd", 0, 0));
+        assert!(
+            check_hello(&mine, &zero, None)
+                .unwrap_err()
+                .why
+                .contains("ring differs")
+        );
+        // A refusal is the peer's words: logged escaped and cut.
+        let refused = Envelope::Refused(format!("fake\nERROR line{}", "x".repeat(1000)));
+        let why = check_hello(&mine, &refused, None).unwrap_err().why;
+        assert!(!why.contains('\n') && why.len() < 400, "{why}");
+    }
+
+    #[test]
+    fn a_peer_must_give_a_node_id_and_a_version_3_handshake_must_say_3() {
+        let mine = Hello::new("c", "n1", 3, 64);
+        for id in ["", "a\nb", &"x".repeat(65)] {
+            let theirs = Envelope::Hello(Hello {
+                node: id.into(),
+                ..Hello::new("c", "n2", 3, 64)
+            });
+            assert!(check_hello(&mine, &theirs, None).is_err(), "{id:?}");
+        }
+        let v3 = driftkv_wire::EnvelopeV3::Hello(driftkv_wire::HelloV3 {
+            protocol_version: 4,
+            ..Hello::new("c", "n2", 3, 64).to_v3()
+        });
+        let frame = driftkv_wire::encode(3, &v3);
+        assert!(decode(&frame, 3..=PROTOCOL_VERSION).is_err());
     }
 }

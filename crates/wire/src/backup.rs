@@ -42,8 +42,32 @@ pub fn encode_batch(records: &[Record]) -> Vec<u8> {
     crate::encode(BACKUP_FORMAT_VERSION, &records)
 }
 
-pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>, WireError> {
-    crate::decode(BACKUP_FORMAT_VERSION, bytes)
+/// Reads a restore batch of at most `records_max` records: the count the batch claims is
+/// checked before any record is decoded, so tiny records cannot make a small body cost
+/// memory out of proportion.
+pub fn decode_batch(bytes: &[u8], records_max: usize) -> Result<Vec<Record>, WireError> {
+    let claimed = bytes.get(1..).map(varint).unwrap_or(Some(0));
+    match claimed {
+        Some(n) if n <= records_max as u64 => crate::decode(BACKUP_FORMAT_VERSION, bytes),
+        Some(n) => Err(WireError::Malformed(format!(
+            "a restore batch of {n} records is over the limit of {records_max}"
+        ))),
+        None => Err(WireError::Malformed(
+            "a restore batch without a count".into(),
+        )),
+    }
+}
+
+/// The unsigned varint (postcard's length prefix) at the start of `bytes`.
+fn varint(bytes: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// One record of a backup file, as written after the file's length prefix.
@@ -69,12 +93,19 @@ mod tests {
         };
         assert_eq!(decode_page(&encode_page(&page)), Ok(page));
         assert_eq!(
-            decode_batch(&encode_batch(std::slice::from_ref(&record))),
+            decode_batch(&encode_batch(std::slice::from_ref(&record)), 1),
             Ok(vec![record.clone()])
         );
+        let three = encode_batch(&[record.clone(), record.clone(), record.clone()]);
+        assert!(
+            decode_batch(&three, 2).is_err(),
+            "the count is checked first"
+        );
+        assert_eq!(decode_batch(&three, 3).map(|b| b.len()), Ok(3));
         assert_eq!(decode_record(&encode_record(&record)), Ok(record));
-        assert!(decode_batch(b"").is_err());
-        assert!(decode_batch(&[BACKUP_FORMAT_VERSION, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert!(decode_batch(b"", 10).is_err());
+        assert!(decode_batch(&[BACKUP_FORMAT_VERSION, 0xff, 0xff, 0xff, 0xff, 0x0f], 10).is_err());
+        assert!(decode_batch(&[BACKUP_FORMAT_VERSION, 0xff, 0xff], 10).is_err());
         assert!(decode_record(&[9, 1, 2]).is_err());
     }
 }

@@ -43,7 +43,7 @@ pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub enum WireError {
     #[error("empty frame")]
     Empty,
-    #[error("format version {found} is not {expected}, the version this node speaks")]
+    #[error("format version {found} is not one this build reads (it reads up to {expected})")]
     Version { found: u8, expected: u8 },
     #[error("frame of {0} bytes exceeds the limit of {FRAME_BYTES_MAX}")]
     TooLarge(usize),
@@ -130,6 +130,12 @@ pub fn decode_envelope_from(
     }
     if version <= PROTOCOL_VERSION_OLDEST {
         let envelope = match decode::<EnvelopeV3>(found, bytes)? {
+            EnvelopeV3::Hello(h) if h.protocol_version != version => {
+                return Err(WireError::Malformed(format!(
+                    "a handshake of version {version} claims version {}",
+                    h.protocol_version
+                )));
+            }
             EnvelopeV3::Hello(h) => Envelope::Hello(Hello::from_v3(h)),
             EnvelopeV3::Message { from, message } => Envelope::Message { from, message },
         };

@@ -45,6 +45,9 @@ struct Peer {
     generation: u64,
     heartbeat: u64,
     leaving: bool,
+    /// Removed by an operator (`Membership::remove`, here or on another node): leaving, gone,
+    /// and left out of views for people. Cleared if the member speaks again.
+    removed: bool,
     /// When this node last saw the member's `(generation, heartbeat)` grow, or heard from it
     /// directly. `None`: never since this node started (a member remembered from disk).
     heard_ms: Option<u64>,
@@ -166,6 +169,7 @@ impl Membership {
                     generation: r.generation,
                     heartbeat: 0,
                     leaving: r.leaving,
+                    removed: false,
                     heard_ms: None,
                     direct_ms: None,
                     state: MemberState::Down,
@@ -180,6 +184,7 @@ impl Membership {
                 generation,
                 heartbeat: 0,
                 leaving: false,
+                removed: false,
                 heard_ms: Some(0),
                 direct_ms: None,
                 state: MemberState::Up,
@@ -294,6 +299,7 @@ impl Membership {
                     generation: 0,
                     heartbeat: 0,
                     leaving: m.state == MemberState::Leaving,
+                    removed: false,
                     heard_ms: None,
                     direct_ms: None,
                     state: if m.state == MemberState::Leaving {
@@ -355,6 +361,7 @@ impl Membership {
         p.generation += 1;
         p.heartbeat = 0;
         p.leaving = true;
+        p.removed = true;
         Ok(Change {
             members: true,
             states: true,
@@ -362,14 +369,29 @@ impl Membership {
         })
     }
 
-    /// Whether `id` has left the cluster: it announced it was leaving (or was removed) and is
-    /// down. Views for people leave such members out.
-    pub fn departed(&self, id: &NodeId) -> bool {
-        *id != self.me
-            && self
-                .peers
-                .get(id)
-                .is_some_and(|p| p.leaving && p.state == MemberState::Down)
+    /// Whether `id` was removed ([`Membership::remove`], here or by another node): views for
+    /// people leave it out. A member that left by itself still shows as leaving.
+    pub fn removed(&self, id: &NodeId) -> bool {
+        self.peers.get(id).is_some_and(|p| p.removed)
+    }
+
+    /// Every removed member, for the record a restarted node reads back
+    /// ([`Membership::mark_removed`]).
+    pub fn removed_ids(&self) -> Vec<NodeId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.removed)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Marks members this node knew as removed before it restarted.
+    pub fn mark_removed(&mut self, ids: &[NodeId]) {
+        for id in ids {
+            if let Some(p) = self.peers.get_mut(id).filter(|p| p.leaving) {
+                p.removed = true;
+            }
+        }
     }
 
     fn digests(&self) -> Vec<MemberDigest> {
@@ -575,6 +597,7 @@ impl Membership {
                         generation: d.generation,
                         heartbeat: d.heartbeat,
                         leaving: d.leaving,
+                        removed,
                         heard_ms: (!removed).then_some(now_ms),
                         direct_ms: None,
                         state: if removed {
@@ -690,7 +713,15 @@ fn merge_digest(
     p.leaving = d.leaving;
     if removal(d) {
         // Another node removed this member (`Membership::remove`): no sign of its life.
+        if !p.removed {
+            p.removed = true;
+            change.persist = true;
+        }
         return false;
+    }
+    if !d.leaving {
+        // It speaks again (started with its data): a member once more.
+        p.removed = false;
     }
     p.heard_ms = Some(ctx.now_ms);
     if p.state != MemberState::Up {

@@ -477,7 +477,7 @@ fn only_a_down_member_can_be_removed_and_gossip_carries_the_removal() {
         a.owners().all(|id| *id != cid),
         "a removed member owns nothing"
     );
-    assert!(a.departed(&cid));
+    assert!(a.removed(&cid));
     // b learns it from a's gossip (it has not heard from c for as long).
     let (_, _, _, from_a) = a.tick(later + cfg.interval_ms);
     b.tick(later + cfg.interval_ms);
@@ -488,5 +488,5 @@ fn only_a_down_member_can_be_removed_and_gossip_carries_the_removal() {
     );
     assert!(change.members);
     assert!(b.owners().all(|id| *id != cid));
-    assert!(b.departed(&cid));
+    assert!(b.removed(&cid));
 }

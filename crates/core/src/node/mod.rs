@@ -65,7 +65,8 @@ pub use self::listing::{LIST_LIMIT_MAX, LIST_ROUNDS_PER_PAGE_MAX, LIST_SCAN_RECO
 use self::pending::*;
 use self::placement::*;
 pub use self::put::{
-    CONTEXT_ACTORS_MAX, CONTEXT_AHEAD_MAX, RESTORE_CONTEXT_ACTORS_MAX, is_node_name,
+    CONTEXT_ACTORS_MAX, CONTEXT_AHEAD_MAX, RESTORE_CLOCK_LEAD_MAX_MS, RESTORE_CONTEXT_ACTORS_MAX,
+    is_node_name,
 };
 pub use self::requests::EXPIRY_CLOCK_LEAD_MAX_MS;
 pub use self::requests::register_values;
@@ -177,6 +178,9 @@ const REQ_ID_GENERATION_SHIFT: u32 = 40;
 
 /// The metadata record of the members this node knows (with whether each is leaving).
 const MEMBERS_RECORD: &str = "members.v2";
+/// The metadata record of the members removed by an operator (`driftkv remove`), kept beside
+/// the members record (whose format it leaves as it was).
+const REMOVED_RECORD: &str = "members.removed";
 
 /// Records read per scan of a whole prefix (hints at start, a segment's records): a bound on
 /// what one read holds in memory, not on what the walk reads in all.
@@ -254,7 +258,7 @@ impl Node {
             })?,
             None => Vec::new(),
         };
-        let membership = Membership::new(
+        let mut membership = Membership::new(
             cfg.id.clone(),
             cfg.listen.clone(),
             cfg.http.clone(),
@@ -263,6 +267,12 @@ impl Node {
             cfg.seeds.clone(),
             remembered,
         );
+        if let Some(raw) = store.get(&keys::meta_key(REMOVED_RECORD))? {
+            let removed: Vec<NodeId> = driftkv_wire::decode(1, &raw).map_err(|e| {
+                StoreError::Corrupt(format!("the record of removed members is unreadable: {e}"))
+            })?;
+            membership.mark_removed(&removed);
+        }
         // As `apply_membership` builds it: a node restarted while leaving owns nothing from
         // the start (and goes on handing its data off), without waiting for a member change.
         let ring = Ring::new(cfg.ring.clone(), ring_owners(&membership, &cfg.id))
@@ -426,6 +436,19 @@ impl Node {
         let record = driftkv_wire::encode(1, &self.membership.remembered_refs());
         let _ = store.delete(&keys::meta_key("members"));
         if store.put(&keys::meta_key(MEMBERS_RECORD), &record).is_err() {
+            self.stats.storage_errors += 1;
+        }
+        // Written only once some member was removed; a stale list is harmless (a member that
+        // came back is not leaving, and only leaving members are marked from it).
+        let removed = self.membership.removed_ids();
+        if !removed.is_empty()
+            && store
+                .put(
+                    &keys::meta_key(REMOVED_RECORD),
+                    &driftkv_wire::encode(1, &removed),
+                )
+                .is_err()
+        {
             self.stats.storage_errors += 1;
         }
     }

@@ -23,6 +23,10 @@ pub const CONTEXT_ACTORS_MAX: usize = 64;
 /// incarnations; more is not a backup of this store.
 pub const RESTORE_CONTEXT_ACTORS_MAX: usize = 1024;
 
+/// How far ahead of this node's clock a restored value's timestamp may be: a backup's clock
+/// was never further ahead than clocks of a cluster drift apart.
+pub const RESTORE_CLOCK_LEAD_MAX_MS: u64 = 60_000;
+
 /// Whether `name` could be a node's id: 1 to 64 characters of letters, digits, '-', '_', '.'
 /// (what the server's configuration accepts).
 pub fn is_node_name(name: &str) -> bool {
@@ -321,9 +325,26 @@ impl Node {
             }
             (held, Request::Restore { object, .. }) => {
                 if let Object::Register(reg) = &object {
+                    // A backup's clock was never far ahead of this one: a timestamp beyond
+                    // that is refused, not taken into this node's clock (and every later write).
+                    let lead_max = now_ms.saturating_add(RESTORE_CLOCK_LEAD_MAX_MS);
+                    if reg.timestamp_max().physical_ms() > lead_max {
+                        let message = format!(
+                            "the restored value's timestamp is more than {RESTORE_CLOCK_LEAD_MAX_MS} ms ahead of this node's clock"
+                        );
+                        return Err(Reply::error(ErrorKind::BadRequest, message));
+                    }
                     self.hlc.observe(reg.timestamp_max(), now_ms);
                 }
                 held.merge(mode, &object);
+                // Restores add up: the merged state is held to the same bound as one restore.
+                let actors = super::requests::restored_actors(held);
+                if actors > RESTORE_CONTEXT_ACTORS_MAX {
+                    let message = format!(
+                        "restoring this state would leave the key naming {actors} nodes, over {RESTORE_CONTEXT_ACTORS_MAX}"
+                    );
+                    return Err(Reply::error(ErrorKind::BadRequest, message));
+                }
                 match held {
                     Object::Register(reg) => Reply::Written {
                         context: reg.context().clone(),

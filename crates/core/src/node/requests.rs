@@ -222,25 +222,42 @@ impl Node {
                     None => Ok(()),
                 }
             }
-            Request::Restore { object, .. } => {
-                let context = match object {
-                    Object::Register(reg) => Some(reg.context()),
-                    Object::Set(set) => Some(set.context()),
-                    Object::Counter(_) | Object::Map(_) => None,
-                };
-                match context {
-                    Some(c) if c.exceeds_counter_max() => Err(format!(
-                        "the restored state claims more than {COUNTER_MAX} events of one node: it was not made by a cluster"
-                    )),
-                    Some(c) if c.len() > RESTORE_CONTEXT_ACTORS_MAX => Err(format!(
-                        "the restored state names {} nodes, over {RESTORE_CONTEXT_ACTORS_MAX}",
-                        c.len()
-                    )),
-                    _ => Ok(()),
-                }
-            }
+            Request::Restore { object, .. } => self.check_restored(object),
             _ => Ok(()),
         }
+    }
+
+    /// What a restored state may hold, before it is merged: no context near the counter limit,
+    /// at most [`RESTORE_CONTEXT_ACTORS_MAX`] actors (a counter's included: it has no other
+    /// size), register values within `value_bytes_max`.
+    fn check_restored(&self, object: &Object) -> Result<(), String> {
+        let context = match object {
+            Object::Register(reg) => Some(reg.context()),
+            Object::Set(set) => Some(set.context()),
+            Object::Map(map) => Some(map.context()),
+            Object::Counter(_) => None,
+        };
+        if context.is_some_and(|c| c.exceeds_counter_max()) {
+            return Err(format!(
+                "the restored state claims more than {COUNTER_MAX} events of one node: it was not made by a cluster"
+            ));
+        }
+        let actors = restored_actors(object);
+        if actors > RESTORE_CONTEXT_ACTORS_MAX {
+            return Err(format!(
+                "the restored state names {actors} nodes, over {RESTORE_CONTEXT_ACTORS_MAX}"
+            ));
+        }
+        if let Object::Register(reg) = object
+            && let Some(v) = reg.values().find(|v| v.len() > self.cfg.value_bytes_max)
+        {
+            return Err(format!(
+                "a restored value is {} bytes, the limit is {}",
+                v.len(),
+                self.cfg.value_bytes_max
+            ));
+        }
+        Ok(())
     }
 
     /// A write another node forwarded here to coordinate (taken once, however often it
@@ -386,5 +403,16 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// The actors a restored (or restored-into) state names: its context's, or a counter's
+/// contributors.
+pub(super) fn restored_actors(object: &Object) -> usize {
+    match object {
+        Object::Register(reg) => reg.context().len(),
+        Object::Set(set) => set.context().len(),
+        Object::Map(map) => map.context().len(),
+        Object::Counter(c) => c.contributions().count(),
     }
 }

@@ -256,9 +256,9 @@ impl Node {
         })
     }
 
-    /// Whether `id` left the cluster (or was removed) and is down: not shown to people.
-    pub fn departed(&self, id: &NodeId) -> bool {
-        self.membership.departed(id)
+    /// Whether `id` was removed from the cluster (`driftkv remove`): not shown to people.
+    pub fn removed(&self, id: &NodeId) -> bool {
+        self.membership.removed(id)
     }
 
     pub fn is_leaving(&self) -> bool {

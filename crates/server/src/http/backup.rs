@@ -25,6 +25,13 @@ use crate::http::state::AppState;
 
 /// Restore requests one batch runs at once.
 const RESTORE_CONCURRENCY: usize = 32;
+/// Records one restore batch may hold (`driftkv restore` sends at most 500).
+pub const RESTORE_BATCH_RECORDS_MAX: usize = 10_000;
+/// Restore batches a node takes at once; another is answered 503 until one ends.
+const RESTORES_AT_ONCE: usize = 2;
+
+/// The restore batches running on this node.
+static RESTORES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RESTORES_AT_ONCE);
 /// Errors a restore answer names (the rest are counted).
 const RESTORE_ERRORS_SHOWN: usize = 5;
 /// The smallest body limit of a restore batch (it grows with `object_bytes_max`).
@@ -111,29 +118,48 @@ pub async fn restore(
     body: Body,
 ) -> Result<Response, ApiError> {
     let w = params(raw)?.w;
+    let Ok(_running) = RESTORES.try_acquire() else {
+        return Err(ApiError::unavailable(format!(
+            "this node is already merging {RESTORES_AT_ONCE} restore batches: send this one again when one ends"
+        )));
+    };
     let config = s.node.config();
     let limit = config
         .object_bytes_max
         .saturating_mul(2)
         .max(RESTORE_BODY_BYTES_MIN);
     let bytes = read_body(body, limit).await?;
-    let records = decode_batch(&bytes)
+    let records = decode_batch(&bytes, RESTORE_BATCH_RECORDS_MAX)
         .map_err(|e| ApiError::BadRequest(format!("not a restore batch: {e}")))?;
+    drop(bytes);
     let total = records.len();
-    let outcomes: Vec<Result<(), String>> = futures_util::stream::iter(records)
+    let (failed, errors) = futures_util::stream::iter(records)
         .map(|(key, raw)| {
             let node = s.node.clone();
             async move { restore_one(&node, key, &raw, w).await }
         })
         .buffer_unordered(RESTORE_CONCURRENCY)
-        .collect()
+        .fold(
+            (0usize, Vec::new()),
+            |(failed, mut errors), outcome| async move {
+                match outcome {
+                    Ok(()) => (failed, errors),
+                    Err(e) => {
+                        // Only the first few are kept: a batch of bad records costs no memory.
+                        if errors.len() < RESTORE_ERRORS_SHOWN {
+                            errors.push(e);
+                        }
+                        (failed + 1, errors)
+                    }
+                }
+            },
+        )
         .await;
-    let errors: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
     let body = json!({
         "records": total,
-        "restored": total - errors.len(),
-        "failed": errors.len(),
-        "errors": errors.iter().take(RESTORE_ERRORS_SHOWN).collect::<Vec<_>>(),
+        "restored": total - failed,
+        "failed": failed,
+        "errors": errors,
     });
     Ok(axum::Json(body).into_response())
 }

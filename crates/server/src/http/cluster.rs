@@ -57,7 +57,7 @@ fn cluster_view(node: &Node, _: &FjallStore) -> Value {
     let members: Vec<Value> = node
         .members()
         .into_iter()
-        .filter(|m| !node.departed(&m.id))
+        .filter(|m| !node.removed(&m.id))
         .map(|m| {
             json!({
                 "id": m.id.as_str(),
