@@ -115,7 +115,7 @@ fn sigterm_under_load_exits_zero_and_loses_no_acknowledged_write() {
 }
 
 #[test]
-fn sigint_stops_a_lone_node_with_status_zero_and_a_second_signal_is_not_needed() {
+fn sigint_stops_a_lone_node_with_status_zero_and_its_data_stays() {
     let mut node = Node::new("solo", &["--n".into(), "1".into()]);
     node.start();
     assert_eq!(node.put("/kv/k?w=one", b"v").status, 204);
@@ -275,10 +275,31 @@ fn a_dead_member_is_removed_for_good_and_a_live_one_is_refused() {
     });
     let out = driftkv(&["remove", "n4", "--node", &n1]);
     assert!(out.status.success(), "{}", text(&out));
-    let left = &cluster.nodes[..3];
     poll("every node to forget n4", Duration::from_secs(60), || {
-        forgotten(left, "n4")
+        forgotten(&cluster.nodes[..3], "n4")
     });
+    // The removal is on disk: a node restarted after it still leaves n4 out.
+    cluster.nodes[1].kill();
+    cluster.nodes[1].start();
+    poll(
+        "n2 restarted to leave n4 out",
+        Duration::from_secs(30),
+        || forgotten(&cluster.nodes[1..3], "n4"),
+    );
+    let left = &cluster.nodes[..3];
+    // n2 was just restarted: its peers reconnect to it within moments.
+    poll(
+        "a w=all write on the three left",
+        Duration::from_secs(20),
+        || {
+            let r = left[0].put("/kv/after-restart?w=all", b"y");
+            if r.status == 204 {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        },
+    );
     for i in 0..20 {
         let r = left[i % 3].put(&format!("/kv/after-{i}?w=all"), b"y");
         assert_eq!(r.status, 204, "w=all on the three left: {r}");
