@@ -1,7 +1,9 @@
 //! Fuzzes the decoders a node runs on what it reads back from storage (a corrupt disk, or a
 //! data directory written by another build): stored objects (`driftkv_wire::decode_object`,
 //! registers, counters and sets), the membership record (`Vec<Remembered>` behind format
-//! version 1), and the record keys of data and hints (`driftkv_core::keys`).
+//! version 1), and the record keys of data and hints (`driftkv_core::keys`); and what
+//! `POST /admin/restore` and `driftkv backup` read, which are stored records too: restore
+//! batches, dump pages and backup file records (`driftkv_wire::backup`).
 //!
 //! Every decoder is tried on the whole input. Checked: no panic; a decoded object re-encodes
 //! (with `encode_object`, whose direct register encoder must write exactly the bytes of the
@@ -79,8 +81,29 @@ fn hint_key(raw: &[u8]) {
     assert_eq!(rebuilt, raw, "a hint key does not rebuild to its bytes");
 }
 
+/// A restore batch, a dump page and a backup file record: each record's object decodes or
+/// is refused, and a decoded batch never holds more records than its bound.
+fn backup(data: &[u8]) {
+    use driftkv_wire::backup::{decode_batch, decode_page, decode_record};
+    if let Ok(batch) = decode_batch(data, 64) {
+        assert!(batch.len() <= 64, "a batch past its bound decoded");
+        for (_, raw) in &batch {
+            let _ = decode_object(raw);
+        }
+    }
+    if let Ok(page) = decode_page(data) {
+        for (_, raw) in &page.records {
+            let _ = decode_object(raw);
+        }
+    }
+    if let Ok((_, raw)) = decode_record(data) {
+        let _ = decode_object(&raw);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     object(data);
+    backup(data);
     members(data);
     data_key(data);
     hint_key(data);
