@@ -92,7 +92,7 @@ fn backup(data: &[u8]) {
         }
     }
     if let Ok(page) = decode_page(data) {
-        for (_, raw) in &page.records {
+        for (_, _, raw) in &page.records {
             let _ = decode_object(raw);
         }
     }

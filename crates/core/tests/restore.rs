@@ -126,3 +126,35 @@ fn a_restore_is_held_to_the_bounds_of_a_key() {
     let reply = h.put(0, "plain", "v", VersionVector::new(), Quorum::All);
     assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
 }
+
+#[test]
+fn a_backup_from_before_a_delete_does_not_take_the_key_written_again() {
+    let mut h = Harness::new(3, |_| {});
+    let reply = h.put(0, "k", "new", VersionVector::new(), Quorum::All);
+    assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
+    // The key as node 0 holds it: one value under node 0's first dot for the key.
+    let Some(Object::Register(held)) = h.nodes[0].local_object(&h.stores[0], &key("k")).unwrap()
+    else {
+        panic!("no register held")
+    };
+    let (dot, _) = held.dvv().siblings().next().unwrap();
+    // A backup from the key's earlier life, before it was deleted and its tombstone
+    // collected: the same first dot, another value, an older time.
+    let mut old = Register::new();
+    old.write(
+        ConflictMode::Siblings,
+        &dot.actor,
+        &VersionVector::new(),
+        Some(Bytes::from_static(b"old")),
+        Timestamp::new(1, 0),
+    )
+    .unwrap();
+    refused(
+        &restore(&mut h, 0, "k", Object::Register(old)),
+        "written again",
+    );
+    h.deliver_all();
+    for copy in h.copies("k") {
+        assert_eq!(copy, ["new"], "the newer value stays");
+    }
+}

@@ -23,7 +23,6 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use driftkv_causal::ConflictMode;
-use driftkv_ring::PartitionId;
 use driftkv_wire::backup::{
     BACKUP_FORMAT_VERSION, BACKUP_MAGIC, DumpPage, Record, decode_page, decode_record,
     encode_batch, encode_record,
@@ -41,6 +40,8 @@ const PAGE_RECORDS: usize = 1000;
 /// [`BATCH_RECORDS_MAX`] records.
 const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 const BATCH_RECORDS_MAX: usize = 500;
+/// Times a batch is sent to a node that answers it is busy (503) before the restore gives up.
+const BATCH_TRIES: u32 = 8;
 /// The longest record a backup file may hold (a record past it is a damaged file).
 const RECORD_BYTES_MAX: u32 = 256 * 1024 * 1024;
 
@@ -216,9 +217,7 @@ async fn dump_page(
     let mut target = format!("{url}/admin/dump?partition={partition}&limit={PAGE_RECORDS}");
     if let Some(after) = after {
         target.push_str("&after=");
-        for b in after {
-            target.push_str(&format!("{b:02x}"));
-        }
+        target.push_str(&driftkv_wire::hex(after));
     }
     let resp = http
         .get(&target)
@@ -330,32 +329,8 @@ async fn backup_partition(
                 Err(e) => return Err(e.context(format!("partition {partition}: {id}"))),
             }
         }
-        // Past the earliest place a replica stopped, that replica has not spoken yet.
-        let cut: Option<Vec<u8>> = pages
-            .iter()
-            .filter(|p| p.more)
-            .filter_map(|p| p.last.as_ref().map(|l| l.to_vec()))
-            .min();
-        let mut merged: BTreeMap<Vec<u8>, (Key, Object)> = BTreeMap::new();
-        for page in pages {
-            for (key, raw) in page.records {
-                let position = driftkv_core::keys::data_key(PartitionId(partition), &key);
-                if cut.as_ref().is_some_and(|c| position > *c) {
-                    continue;
-                }
-                let object = driftkv_wire::decode_object(&raw).with_context(|| {
-                    format!("partition {partition}: a stored record does not decode")
-                })?;
-                match merged.entry(position) {
-                    std::collections::btree_map::Entry::Occupied(mut held) => {
-                        held.get_mut().1.merge(ConflictMode::Siblings, &object);
-                    }
-                    std::collections::btree_map::Entry::Vacant(slot) => {
-                        slot.insert((key, object));
-                    }
-                }
-            }
-        }
+        let (merged, cut) = merge_round(pages)
+            .with_context(|| format!("partition {partition}: a stored record does not decode"))?;
         for (_, (key, object)) in merged {
             let record: Record = (key, Bytes::from(driftkv_wire::encode_object(&object)));
             let encoded = encode_record(&record);
@@ -370,6 +345,40 @@ async fn backup_partition(
             None => return Ok((keys, bytes)),
         }
     }
+}
+
+/// Keys of one round, every replica's pages read from the same position, merged across the
+/// replicas, in stored order; and where the round is cut: past the earliest place a replica
+/// stopped (its `last` with more to come), that replica has not spoken yet, so records past it
+/// wait for the next round, which starts there. `None`: every replica reached the partition's
+/// end.
+type Merged = BTreeMap<Vec<u8>, (Key, Object)>;
+
+fn merge_round(pages: Vec<DumpPage>) -> anyhow::Result<(Merged, Option<Vec<u8>>)> {
+    let cut: Option<Vec<u8>> = pages
+        .iter()
+        .filter(|p| p.more)
+        .filter_map(|p| p.last.as_ref().map(|l| l.to_vec()))
+        .min();
+    let mut merged = Merged::new();
+    for page in pages {
+        for (position, key, raw) in page.records {
+            let position = position.to_vec();
+            if cut.as_ref().is_some_and(|c| position > *c) {
+                continue;
+            }
+            let object = driftkv_wire::decode_object(&raw)?;
+            match merged.entry(position) {
+                std::collections::btree_map::Entry::Occupied(mut held) => {
+                    held.get_mut().1.merge(ConflictMode::Siblings, &object);
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert((key, object));
+                }
+            }
+        }
+    }
+    Ok((merged, cut))
 }
 
 /// Reads a backup file's records in turn, checking its header, each length and its end.
@@ -469,14 +478,12 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     loop {
         let next = reader.next_record()?;
         let last = next.is_none();
-        if let Some((record, size)) = next {
-            batch_bytes = batch_bytes.saturating_add(size as usize);
-            sent_bytes += size;
-            batch.push(record);
-        }
-        if !batch.is_empty()
-            && (last || batch.len() >= BATCH_RECORDS_MAX || batch_bytes >= BATCH_BYTES_MAX)
-        {
+        // A record that would take the batch past its size goes in the next one (alone, if it
+        // is that large): a batch stays within what the node takes.
+        let full = next
+            .as_ref()
+            .is_some_and(|(_, size)| batch_bytes.saturating_add(*size as usize) > BATCH_BYTES_MAX);
+        if !batch.is_empty() && (last || full || batch.len() >= BATCH_RECORDS_MAX) {
             let answer = send_batch(&http, &target, &batch).await?;
             sent += batch.len() as u64;
             restored += answer["restored"].as_u64().unwrap_or(0);
@@ -494,9 +501,10 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
                 &format!("restore: {sent}/{total} keys"),
             );
         }
-        if last {
-            break;
-        }
+        let Some((record, size)) = next else { break };
+        batch_bytes = batch_bytes.saturating_add(size as usize);
+        sent_bytes += size;
+        batch.push(record);
     }
     progress.end();
     println!(
@@ -512,22 +520,34 @@ pub async fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends one batch; a node busy with other batches (503) is asked again, with a growing
+/// pause, at most [`BATCH_TRIES`] times.
 async fn send_batch(
     http: &reqwest::Client,
     target: &str,
     batch: &[Record],
 ) -> anyhow::Result<Value> {
-    let resp = http
-        .post(target)
-        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-        .body(encode_batch(batch))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {target}"))?;
-    if !resp.status().is_success() {
-        return Err(fail(resp).await);
+    let body = Bytes::from(encode_batch(batch));
+    let mut pause = Duration::from_millis(250);
+    for tried in 1..=BATCH_TRIES {
+        let resp = http
+            .post(target)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body.clone())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {target}"))?;
+        if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && tried < BATCH_TRIES {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(4));
+            continue;
+        }
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        return resp.json().await.context("the restore answer is not JSON");
     }
-    resp.json().await.context("the restore answer is not JSON")
+    unreachable!("the last try returns")
 }
 
 pub async fn remove(a: RemoveArgs) -> anyhow::Result<()> {
@@ -579,6 +599,108 @@ mod tests {
         }
         r.check_ended()?;
         Ok(out)
+    }
+
+    /// A stored register holding `values`, each written blind by `actor`.
+    fn stored(actor: &str, values: &[&str]) -> Bytes {
+        let mut reg = driftkv_causal::Register::new();
+        for v in values {
+            reg.write(
+                ConflictMode::Siblings,
+                &driftkv_causal::Actor::new(actor, 1),
+                &driftkv_causal::VersionVector::new(),
+                Some(Bytes::from(v.to_string())),
+                driftkv_causal::Timestamp::new(1, 0),
+            )
+            .unwrap();
+        }
+        Bytes::from(driftkv_wire::encode_object(&Object::Register(reg)))
+    }
+
+    fn page(records: &[(&str, &str, Bytes)], last: &str, more: bool) -> DumpPage {
+        DumpPage {
+            records: records
+                .iter()
+                .map(|(pos, k, raw)| {
+                    (
+                        Bytes::from(pos.to_string()),
+                        Key::default_bucket(k.to_string()),
+                        raw.clone(),
+                    )
+                })
+                .collect(),
+            last: Some(Bytes::from(last.to_string())),
+            more,
+        }
+    }
+
+    fn values(merged: &Merged) -> Vec<(String, Vec<String>)> {
+        merged
+            .values()
+            .map(|(k, o)| {
+                let Object::Register(r) = o else { panic!() };
+                let mut v: Vec<String> = r
+                    .values()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect();
+                v.sort();
+                (String::from_utf8_lossy(k.key()).into_owned(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_round_is_cut_where_the_first_replica_stopped_and_copies_merge() {
+        // Replica 1 stopped at "b" with more to come; replica 2 went on to "d" and the end.
+        let one = page(
+            &[
+                ("a", "a", stored("n1", &["a1"])),
+                ("b", "b", stored("n1", &["b1"])),
+            ],
+            "b",
+            true,
+        );
+        let two = page(
+            &[
+                ("a", "a", stored("n2", &["a2"])),
+                ("c", "c", stored("n2", &["c2"])),
+                ("d", "d", stored("n2", &["d2"])),
+            ],
+            "d",
+            false,
+        );
+        let (merged, cut) = merge_round(vec![one, two]).unwrap();
+        assert_eq!(cut.as_deref(), Some(&b"b"[..]));
+        // "c" and "d" wait for the next round, where replica 1 speaks about them too.
+        assert_eq!(
+            values(&merged),
+            [
+                ("a".into(), vec!["a1".to_string(), "a2".into()]),
+                ("b".into(), vec!["b1".into()])
+            ]
+        );
+        // The next round from "b": replica 1 holds a copy of "c" that replica 2 lacks.
+        let one = page(&[("c", "c", stored("n1", &["c1"]))], "c", false);
+        let two = page(
+            &[
+                ("c", "c", stored("n2", &["c2"])),
+                ("d", "d", stored("n2", &["d2"])),
+            ],
+            "d",
+            false,
+        );
+        let (merged, cut) = merge_round(vec![one, two]).unwrap();
+        assert_eq!(cut, None, "every replica reached the end");
+        assert_eq!(
+            values(&merged),
+            [
+                ("c".into(), vec!["c1".to_string(), "c2".into()]),
+                ("d".into(), vec!["d2".into()])
+            ]
+        );
+        // A record that does not decode fails the round.
+        let bad = page(&[("a", "a", Bytes::from_static(b"\x09junk"))], "a", false);
+        assert!(merge_round(vec![bad]).is_err());
     }
 
     #[test]

@@ -56,27 +56,59 @@ impl NodeLines {
     }
 }
 
-/// An event's message and other fields, as text.
+/// An event's message and other fields (numbers and booleans kept as JSON values).
 #[derive(Default)]
 struct Fields {
     message: String,
-    others: Vec<(&'static str, String)>,
+    others: Vec<(&'static str, serde_json::Value)>,
+}
+
+/// The fields a line leaves out: where a library's `log` record came from in its source
+/// (`log.target`, `log.file`, ...), which says nothing to an operator.
+fn skipped(field: &Field) -> bool {
+    field.name().starts_with("log.")
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
+        if skipped(field) {
+            return;
+        }
         if field.name() == "message" {
             self.message = value.to_string();
         } else {
-            self.others.push((field.name(), value.to_string()));
+            self.others.push((field.name(), value.into()));
         }
     }
 
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if skipped(field) {
+            return;
+        }
+        self.others.push((field.name(), value.into()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.others.push((field.name(), value.into()));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.others.push((field.name(), value.into()));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.others.push((field.name(), value.into()));
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if skipped(field) {
+            return;
+        }
         if field.name() == "message" {
             self.message = format!("{value:?}");
         } else {
-            self.others.push((field.name(), format!("{value:?}")));
+            self.others
+                .push((field.name(), format!("{value:?}").into()));
         }
     }
 }
@@ -106,8 +138,15 @@ impl NodeLines {
         match self.format {
             Format::Text => {
                 let mut line = format!("{time} {level:>5} node={} {}", self.node, fields.message);
-                for (name, value) in &fields.others {
-                    let _ = write!(line, " {name}={value}");
+                for (name, value) in fields.others.iter().filter(|(n, _)| *n != "node") {
+                    match value {
+                        serde_json::Value::String(text) => {
+                            let _ = write!(line, " {name}={text}");
+                        }
+                        other => {
+                            let _ = write!(line, " {name}={other}");
+                        }
+                    }
                 }
                 line.push('\n');
                 line
@@ -122,7 +161,7 @@ impl NodeLines {
                     // A field named like one of the line's own keeps the line's value.
                     object
                         .entry(name.to_string())
-                        .or_insert_with(|| value.as_str().into());
+                        .or_insert_with(|| value.clone());
                 }
                 let mut line = serde_json::Value::Object(object).to_string();
                 line.push('\n');
@@ -139,7 +178,11 @@ mod tests {
     fn fields() -> Fields {
         Fields {
             message: "node started \"quoted\"\nsecond line".into(),
-            others: vec![("peer", "127.0.0.1:7070".into()), ("node", "forged".into())],
+            others: vec![
+                ("peer", "127.0.0.1:7070".into()),
+                ("node", "forged".into()),
+                ("bytes", 42u64.into()),
+            ],
         }
     }
 
@@ -155,6 +198,7 @@ mod tests {
         assert_eq!(value["ts"], "2026-12-07T00:00:00Z");
         assert_eq!(value["message"], "node started \"quoted\"\nsecond line");
         assert_eq!(value["peer"], "127.0.0.1:7070");
+        assert_eq!(value["bytes"], 42, "a number stays a number");
     }
 
     #[test]

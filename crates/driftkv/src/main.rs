@@ -213,7 +213,13 @@ async fn run_node(cfg: ServerConfig) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
     let mut running = driftkv_server::start(cfg).await?;
     let why = tokio::select! {
-        _ = &mut running.done => return Ok(()),
+        _ = &mut running.done => {
+            tracing::error!("the HTTP server stopped: stopping the node");
+            if let Err(why) = running.stop().await {
+                panicked(&why);
+            }
+            anyhow::bail!("the HTTP server stopped");
+        }
         _ = &mut running.left => return Ok(()),
         Ok(why) = &mut running.failed => panicked(&why),
         _ = terminate.recv() => "SIGTERM",

@@ -134,10 +134,14 @@ pub struct Running {
     pub failed: tokio::sync::oneshot::Receiver<String>,
     pub done: tokio::task::JoinHandle<()>,
     node: handle::NodeHandle,
+    transport: Arc<Transport>,
 }
 
 /// How long a graceful stop waits for the hints it holds for live primaries to be handed over.
 pub const STOP_HINTS_WAIT: Duration = Duration::from_secs(5);
+/// How long a graceful stop waits, once the node thread ended, for the messages it sent last
+/// to leave.
+pub const STOP_DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// How often a graceful stop looks again at what it waits for.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -158,17 +162,22 @@ impl Running {
         while node.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(STOP_POLL).await;
         }
-        let deadline = Instant::now() + STOP_HINTS_WAIT;
+        // Coordinations this node runs (a write waiting for its replicas, a read repairing)
+        // end by their deadline; hints for live primaries are handed over.
+        let deadline = Instant::now() + STOP_HINTS_WAIT.max(node.request_patience());
         loop {
-            match node
-                .query(|node: &Node, _: &FjallStore| node.hints_deliverable())
-                .await
-            {
-                Ok(0) | Err(_) => break,
-                Ok(left) if Instant::now() >= deadline => {
+            let left = node
+                .query(|node: &Node, _: &FjallStore| {
+                    (node.hints_deliverable(), node.requests_pending())
+                })
+                .await;
+            match left {
+                Ok((0, 0)) | Err(_) => break,
+                Ok((hints, pending)) if Instant::now() >= deadline => {
                     tracing::warn!(
-                        "stopping with {left} hints not yet handed to their live primaries \
-                         (kept on disk: handed over after the restart)"
+                        "stopping with {hints} hints not yet handed to their live primaries \
+                         (kept on disk: handed over after the restart) and {pending} requests \
+                         coordinated here unfinished"
                     );
                     break;
                 }
@@ -180,6 +189,12 @@ impl Running {
             Ok(why) => Err(why),
             Err(_) => Ok(()),
         };
+        // What the last batch sent (acknowledgements, forwarded answers) leaves before the
+        // process does.
+        let deadline = Instant::now() + STOP_DRAIN_WAIT;
+        while self.transport.queued() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(STOP_POLL).await;
+        }
         if outcome.is_ok() {
             tracing::info!("stopped: every write synced");
         }
@@ -236,6 +251,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         partitions: cfg.core.ring.partitions,
     };
     let transport = Transport::new(hello, cfg.tls.clone(), tokio::runtime::Handle::current());
+    let transport_handle = transport.clone();
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let loop_stats = Arc::new(runtime::LoopStats::default());
     let failed = spawn_node_thread(
@@ -282,6 +298,7 @@ pub async fn start(mut cfg: ServerConfig) -> anyhow::Result<Running> {
         failed,
         done,
         node: node_handle,
+        transport: transport_handle,
     })
 }
 

@@ -234,6 +234,8 @@ pub struct Transport {
     learned: Mutex<HashMap<NodeId, String>>,
     /// The protocol version agreed with each peer at its last handshake (for `/cluster`).
     versions: Mutex<HashMap<NodeId, u16>>,
+    /// Addresses that answered a handshake of version 4 or later.
+    spoke_newer: Mutex<std::collections::HashSet<String>>,
     /// Lab control: while set, every message in or out is dropped, as if the network were
     /// cut around this node.
     pub isolated: std::sync::atomic::AtomicBool,
@@ -249,6 +251,7 @@ impl Transport {
             tls,
             learned: Mutex::new(HashMap::new()),
             versions: Mutex::new(HashMap::new()),
+            spoke_newer: Mutex::new(std::collections::HashSet::new()),
             isolated: std::sync::atomic::AtomicBool::new(false),
             peers: Mutex::new(HashMap::new()),
             runtime,
@@ -263,6 +266,16 @@ impl Transport {
             .expect("learned addresses lock")
             .get(node)
             .cloned()
+    }
+
+    /// Messages queued for peers and not yet taken by their connections.
+    pub fn queued(&self) -> usize {
+        self.peers
+            .lock()
+            .expect("peer table lock")
+            .values()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .sum()
     }
 
     /// The protocol version agreed with `node` at its last handshake.
@@ -345,8 +358,24 @@ impl Transport {
             .handshake(addr, u16::from(HANDSHAKE_FRAME_VERSION))
             .await
         {
-            Ok(connected) => Ok(connected),
-            Err(Dialled::Silent(_)) if self.hello.protocol_version <= PROTOCOL_VERSION_OLDEST => {
+            Ok(connected) => {
+                let mut newer = self.spoke_newer.lock().expect("versions lock");
+                if newer.len() < LEARNED_MAX {
+                    newer.insert(addr.to_string());
+                }
+                Ok(connected)
+            }
+            // A peer that once answered this handshake is not taken for a node of version 3
+            // when it closes on one (a restart, a timeout): no downgrade.
+            Err(Dialled::Silent(_))
+                if self.hello.protocol_version <= PROTOCOL_VERSION_OLDEST
+                    && !self
+                        .spoke_newer
+                        .lock()
+                        .expect("versions lock")
+                        .contains(addr) =>
+            {
+                tracing::debug!(peer = %addr, "no answer to the handshake of version 4: trying version 3's");
                 match self.handshake(addr, PROTOCOL_VERSION_OLDEST).await {
                     Ok(connected) => Ok(connected),
                     Err(Dialled::Silent(why) | Dialled::Failed(why)) => Err(why),
@@ -826,5 +855,57 @@ mod tests {
         });
         let frame = driftkv_wire::encode(3, &v3);
         assert!(decode(&frame, 3..=PROTOCOL_VERSION).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_node_of_version_3_is_dialled_in_its_own_handshake_and_frames() {
+        use driftkv_wire::{EnvelopeV3, HelloV3};
+        // A node of version 3, as it behaves: a handshake under another frame byte is closed
+        // on without a word; its own is answered, and messages come under its byte.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        tokio::spawn(async move {
+            for _ in 0..8 {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
+                let Some(Ok(first)) = framed.next().await else {
+                    continue;
+                };
+                let Ok(EnvelopeV3::Hello(h)) = driftkv_wire::decode::<EnvelopeV3>(3, &first) else {
+                    continue;
+                };
+                let answer = EnvelopeV3::Hello(HelloV3 {
+                    node: "old".into(),
+                    ..h
+                });
+                let answer = Bytes::from(driftkv_wire::encode(3, &answer));
+                framed.send(answer).await.unwrap();
+                if let Some(Ok(frame)) = framed.next().await {
+                    let _ = tx.send(frame.to_vec()).await;
+                    return;
+                }
+            }
+        });
+        let t = Transport::new(Hello::new("c", "n1", 3, 64), None, Handle::current());
+        t.send(
+            &addr,
+            Message::Gossip {
+                members: Arc::from(Vec::new()),
+            },
+        );
+        let frame = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a message reaches the node of version 3")
+            .unwrap();
+        assert_eq!(frame[0], 3, "under version 3's frame byte");
+        let envelope = driftkv_wire::decode::<EnvelopeV3>(3, &frame).unwrap();
+        assert!(
+            matches!(&envelope, EnvelopeV3::Message { from, .. } if from.as_str() == "n1"),
+            "{envelope:?}"
+        );
+        assert_eq!(t.version_with(&"old".into()), Some(3));
     }
 }

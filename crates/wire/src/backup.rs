@@ -19,10 +19,12 @@ pub const BACKUP_MAGIC: &[u8] = b"DRIFTKV-BACKUP\n";
 /// A key and its stored record.
 pub type Record = (Key, Bytes);
 
-/// One page of `GET /admin/dump`: records of one partition on one node, in stored order.
+/// One page of `GET /admin/dump`: records of one partition on one node, in stored order, each
+/// with its position in the store (what the backup cuts rounds on: positions come from the
+/// node, never recomputed by a client that may be of another build).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DumpPage {
-    pub records: Vec<Record>,
+    pub records: Vec<(Bytes, Key, Bytes)>,
     /// The last record position passed (the `after` of the next page).
     pub last: Option<Bytes>,
     /// Whether the partition may hold more past `last`.
@@ -87,7 +89,7 @@ mod tests {
     fn pages_batches_and_records_round_trip_and_garbage_is_refused() {
         let record: Record = (Key::default_bucket("k"), Bytes::from_static(b"\x02abc"));
         let page = DumpPage {
-            records: vec![record.clone()],
+            records: vec![(Bytes::from_static(b"p"), record.0.clone(), record.1.clone())],
             last: Some(Bytes::from_static(b"pos")),
             more: true,
         };

@@ -51,6 +51,27 @@ pub enum WireError {
     Malformed(String),
 }
 
+/// Bytes as lower-case hexadecimal (record positions in cursors and dump requests).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Reads what [`hex`] wrote (either case); `None` for anything else.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Encodes a value behind a format version byte.
 pub fn encode<T: serde::Serialize>(version: u8, value: &T) -> Vec<u8> {
     // One buffer from the start (most frames and records fit it), the version byte first.

@@ -210,13 +210,7 @@ impl ListCursor {
     pub fn render(&self) -> String {
         match &self.after {
             None => self.partition.to_string(),
-            Some(pos) => {
-                let mut s = format!("{}-", self.partition);
-                for b in pos.iter() {
-                    s.push_str(&format!("{b:02x}"));
-                }
-                s
-            }
+            Some(pos) => format!("{}-{}", self.partition, crate::hex(pos)),
         }
     }
 
@@ -236,16 +230,8 @@ impl ListCursor {
         let partition: u32 = p.parse().map_err(|_| bad())?;
         let after = match hex {
             None => None,
-            Some(hex) => {
-                if hex.len() % 2 != 0 || hex.is_empty() {
-                    return Err(bad());
-                }
-                let bytes: Result<Vec<u8>, _> = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or(())?, 16).map_err(|_| ()))
-                    .collect();
-                Some(Bytes::from(bytes.map_err(|_| bad())?))
-            }
+            Some("") => return Err(bad()),
+            Some(hex) => Some(Bytes::from(crate::unhex(hex).ok_or_else(bad)?)),
         };
         Ok(ListCursor { partition, after })
     }

@@ -346,13 +346,19 @@ impl Membership {
         let Some(p) = self.peers.get_mut(id) else {
             return Err(format!("{id} is not a member of this cluster"));
         };
-        if p.leaving {
-            return Ok(Change::default());
-        }
         if p.state != MemberState::Down {
             return Err(format!(
                 "{id} is {}: only a member that is down can be removed (a live one leaves by itself: `driftkv leave`)",
-                p.state.name()
+                p.shown_state().name()
+            ));
+        }
+        if p.leaving {
+            return Ok(Change::default());
+        }
+        if p.heard_ms.is_none() {
+            // Every member is down to a node that just started: that is no sign it died.
+            return Err(format!(
+                "this node has not heard from {id} since it started, so it cannot tell that {id} is down: ask a member that has been up longer"
             ));
         }
         if p.generation >= GENERATION_MAX {
@@ -413,6 +419,14 @@ impl Membership {
     /// are the same: a thousand-member list is rewritten, not rebuilt with three shared strings
     /// taken (and later released) per member.
     fn gossip(&mut self) -> Message {
+        // A heartbeat of 0 while leaving is what a removal looks like (`removal`): a node
+        // restarted while leaving and answering gossip before its first round says 1.
+        if let Some(me) = self.peers.get_mut(&self.me)
+            && me.leaving
+            && me.heartbeat == 0
+        {
+            me.heartbeat = 1;
+        }
         let reused = self
             .last_gossip
             .as_mut()

@@ -490,3 +490,57 @@ fn only_a_down_member_can_be_removed_and_gossip_carries_the_removal() {
     assert!(b.owners().all(|id| *id != cid));
     assert!(b.removed(&cid));
 }
+
+#[test]
+fn a_node_that_just_started_cannot_tell_a_member_is_down_and_removes_none() {
+    let remembered = vec![Remembered {
+        id: NodeId::from("b"),
+        listen: "b:1".into(),
+        http: "b:2".into(),
+        generation: 3,
+        leaving: false,
+    }];
+    let mut a = Membership::new(
+        NodeId::from("a"),
+        "a:1".into(),
+        "a:2".into(),
+        2,
+        GossipConfig::default(),
+        Vec::new(),
+        remembered,
+    );
+    assert_eq!(a.state(&NodeId::from("b")), Some(MemberState::Down));
+    let err = a.remove(&NodeId::from("b")).unwrap_err();
+    assert!(err.contains("not heard from b since it started"), "{err}");
+}
+
+#[test]
+fn a_node_restarted_while_leaving_never_gossips_what_a_removal_looks_like() {
+    let me = Remembered {
+        id: NodeId::from("a"),
+        listen: "a:1".into(),
+        http: "a:2".into(),
+        generation: 1,
+        leaving: true,
+    };
+    let mut a = Membership::new(
+        NodeId::from("a"),
+        "a:1".into(),
+        "a:2".into(),
+        2,
+        GossipConfig::default(),
+        Vec::new(),
+        vec![me],
+    );
+    // Gossip from a stranger is answered before a's first round.
+    let mut b = member("b");
+    let (_, _, _, hello) = b.tick(0);
+    let (_, answer) = a.on_gossip(&NodeId::from("b"), &digests(&hello.unwrap()), 0);
+    let own = digests(&answer.unwrap())
+        .into_iter()
+        .find(|d| d.id.as_str() == "a")
+        .unwrap();
+    assert!(own.leaving && own.heartbeat > 0, "{own:?}");
+    b.on_gossip(&NodeId::from("a"), &digests(&a.tick(0).3.unwrap()), 0);
+    assert!(!b.removed(&NodeId::from("a")));
+}

@@ -12,8 +12,9 @@ pub const DUMP_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// One page of a partition's records on this node.
 #[derive(Debug, Default)]
 pub struct Dumped {
-    /// Each record's key and its stored value (a record: `driftkv_wire::decode_object`).
-    pub records: Vec<(Key, Vec<u8>)>,
+    /// Each record's position in the store, its key and its stored value (a record:
+    /// `driftkv_wire::decode_object`).
+    pub records: Vec<(Vec<u8>, Key, Vec<u8>)>,
     /// The last record position passed, to ask again after.
     pub last: Option<Vec<u8>>,
     /// Whether the partition may hold more records past `last`.
@@ -57,7 +58,7 @@ impl Node {
                     bytes = bytes
                         .saturating_add(raw.len())
                         .saturating_add(raw_key.len());
-                    page.records.push((key, raw.to_vec()));
+                    page.records.push((raw_key.to_vec(), key, raw.to_vec()));
                 }
             })
             .map_err(|e| format!("storage failed: {e}"))?;

@@ -225,6 +225,8 @@ pub struct Node {
     hints: BTreeMap<NodeId, Waiting>,
     /// The member table changed since it was last written (see [`Node::save_membership`]).
     membership_unsaved: bool,
+    /// The record of removed members holds some: it is written again when that changes.
+    removed_recorded: bool,
     stats: Stats,
 }
 
@@ -267,11 +269,13 @@ impl Node {
             cfg.seeds.clone(),
             remembered,
         );
+        let mut removed_recorded = false;
         if let Some(raw) = store.get(&keys::meta_key(REMOVED_RECORD))? {
             let removed: Vec<NodeId> = driftkv_wire::decode(1, &raw).map_err(|e| {
                 StoreError::Corrupt(format!("the record of removed members is unreadable: {e}"))
             })?;
             membership.mark_removed(&removed);
+            removed_recorded = !removed.is_empty();
         }
         // As `apply_membership` builds it: a node restarted while leaving owns nothing from
         // the start (and goes on handing its data off), without waiting for a member change.
@@ -311,6 +315,7 @@ impl Node {
             forwards_seen_order: VecDeque::new(),
             hints,
             membership_unsaved: false,
+            removed_recorded,
             stats: Stats::default(),
             cfg,
         })
@@ -438,18 +443,15 @@ impl Node {
         if store.put(&keys::meta_key(MEMBERS_RECORD), &record).is_err() {
             self.stats.storage_errors += 1;
         }
-        // Written only once some member was removed; a stale list is harmless (a member that
-        // came back is not leaving, and only leaving members are marked from it).
+        // Written once some member was removed, and again (maybe empty) while one was: a
+        // member that came back and later left by itself is not marked removed after a restart.
         let removed = self.membership.removed_ids();
-        if !removed.is_empty()
-            && store
-                .put(
-                    &keys::meta_key(REMOVED_RECORD),
-                    &driftkv_wire::encode(1, &removed),
-                )
-                .is_err()
-        {
-            self.stats.storage_errors += 1;
+        if !removed.is_empty() || self.removed_recorded {
+            let record = driftkv_wire::encode(1, &removed);
+            if store.put(&keys::meta_key(REMOVED_RECORD), &record).is_err() {
+                self.stats.storage_errors += 1;
+            }
+            self.removed_recorded = !removed.is_empty();
         }
     }
 

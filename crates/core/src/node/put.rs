@@ -334,6 +334,11 @@ impl Node {
                         );
                         return Err(Reply::error(ErrorKind::BadRequest, message));
                     }
+                    if let Object::Register(mine) = &*held
+                        && let Some(why) = restore_clash(mine, reg)
+                    {
+                        return Err(Reply::error(ErrorKind::BadRequest, why));
+                    }
                     self.hlc.observe(reg.timestamp_max(), now_ms);
                 }
                 held.merge(mode, &object);
@@ -553,4 +558,27 @@ fn written_kind(request: &Request) -> ObjectKind {
         Request::Restore { object, .. } => object.kind(),
         _ => ObjectKind::Set,
     }
+}
+
+/// Whether restoring `theirs` into `held` would take a newer write for one the backup saw.
+///
+/// A key's dots are counted from its record, so once a deleted key's tombstone is collected,
+/// its next writes reuse the dots of its earlier life. A backup taken before the delete names
+/// those dots in its context (or holds other values under them): merged in, it would drop the
+/// new values as already seen. A hybrid clock orders what one state saw before it: a dot the
+/// backup's context covers, held here with a later timestamp than anything the backup holds,
+/// was written after the backup, as is a dot held here and there with different values.
+fn restore_clash(held: &Register, theirs: &Register) -> Option<String> {
+    let newest = theirs.timestamp_max();
+    let clash = held.dvv().siblings().any(|(dot, mine)| {
+        match theirs.dvv().siblings().find(|(d, _)| *d == dot) {
+            Some((_, other)) => other != mine,
+            None => theirs.context().contains(dot) && mine.timestamp > newest,
+        }
+    });
+    clash.then(|| {
+        "the key was deleted and written again since the backup: restoring it would drop the \
+         newer value; read it and write what should stay"
+            .to_string()
+    })
 }

@@ -57,7 +57,7 @@ pub async fn dump(
         records: page
             .records
             .into_iter()
-            .map(|(key, raw)| (key, Bytes::from(raw)))
+            .map(|(position, key, raw)| (Bytes::from(position), key, Bytes::from(raw)))
             .collect(),
         last: page.last.map(Bytes::from),
         more: page.more,
@@ -83,7 +83,7 @@ fn dump_params(raw: &str) -> Result<(u32, Option<Vec<u8>>, usize), ApiError> {
                 if value.len() > POSITION_HEX_MAX {
                     return Err(bad("too long"));
                 }
-                after = Some(hex_decode(value).ok_or_else(|| bad("not hex"))?);
+                after = Some(driftkv_wire::unhex(value).ok_or_else(|| bad("not hex"))?);
             }
             "limit" => {
                 limit = value
@@ -98,16 +98,6 @@ fn dump_params(raw: &str) -> Result<(u32, Option<Vec<u8>>, usize), ApiError> {
     let partition =
         partition.ok_or_else(|| ApiError::BadRequest("partition is required".into()))?;
     Ok((partition, after, limit))
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// `POST /admin/restore[?w=LEVEL]`: merges a batch of backed-up records into the cluster.
