@@ -125,6 +125,54 @@ fn sigint_stops_a_lone_node_with_status_zero_and_its_data_stays() {
     assert_eq!(node.get("/kv/k").body, b"v");
 }
 
+#[test]
+fn a_second_signal_during_a_stop_exits_at_once_with_130() {
+    // n2 is cut off (a lab control), so a w=all write through n1 waits for it: the stop that
+    // SIGTERM starts waits for that write, and a second signal does not.
+    let lab = vec!["--lab".to_string(), "--n".into(), "2".into()];
+    let mut n1 = Node::new("n1", &lab);
+    n1.start();
+    let mut extra = lab.clone();
+    extra.extend(join(&n1));
+    let mut n2 = Node::new("n2", &extra);
+    n2.start();
+    let mut cluster = Cluster {
+        nodes: vec![n1, n2],
+    };
+    cluster.wait_all_up(Duration::from_secs(20));
+    let r = cluster.nodes[1].post_json("/admin/isolate", &json!({}));
+    assert_eq!(r.status, 200, "{r}");
+    let port = cluster.nodes[0].http;
+    let write = std::thread::spawn(move || request(port, "PUT", "/kv/held?w=all", &[], b"v"));
+    poll(
+        "the write to be in flight on n1",
+        Duration::from_secs(10),
+        || match support::metric(&cluster.nodes[0], "driftkv_requests_in_flight")? {
+            n if n >= 1.0 => Ok(()),
+            n => Err(format!("{n} in flight")),
+        },
+    );
+    let pid = cluster.nodes[0].pid();
+    let kill = |signal: &str| {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status();
+        assert!(sent.unwrap().success());
+    };
+    kill("TERM");
+    poll("n1 to begin its stop", Duration::from_secs(10), || {
+        if cluster.nodes[0].log().contains("stopping gracefully") {
+            Ok(())
+        } else {
+            Err(cluster.nodes[0].log_tail())
+        }
+    });
+    let status = cluster.nodes[0].signal_and_wait("INT", Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(cluster.nodes[0].log().contains("a second signal"));
+    let _ = write.join();
+}
+
 /// The values of a key holding siblings, sorted.
 fn siblings(node: &Node, key: &str) -> Vec<String> {
     let r = node.get(&format!("/kv/{key}?r=all"));

@@ -274,6 +274,12 @@ impl Node {
         status
     }
 
+    /// The process id of the running node.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("the node runs").pid()
+    }
+
     /// The data directory's path (for `--data-dir` of a node started by hand).
     #[allow(dead_code)]
     pub fn dir(&self) -> &Path {
