@@ -308,7 +308,7 @@ fn a_dead_member_is_removed_for_good_and_a_live_one_is_refused() {
     );
     let out = driftkv(&["remove", "nobody", "--node", &n1]);
     assert!(
-        !out.status.success() && text(&out).contains("not a member"),
+        !out.status.success() && text(&out).contains("404") && text(&out).contains("not a member"),
         "{}",
         text(&out)
     );

@@ -99,6 +99,21 @@ impl Change {
     }
 }
 
+/// Why a member was not removed ([`Membership::remove`], `Node::remove_member`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveError {
+    /// No member of that name.
+    #[error("{0}")]
+    Unknown(String),
+    /// The member may be alive, or this node cannot tell, or it is this node.
+    #[error("{0}")]
+    Refused(String),
+    /// Removed, but the decision could not be stored: it holds until this node restarts, and
+    /// gossip has carried it to the others.
+    #[error("{0}")]
+    Storage(String),
+}
+
 /// A member as persisted, so a restarted node knows its cluster before anyone answers.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Remembered {
@@ -337,32 +352,36 @@ impl Membership {
     /// If the removed node is started again with its data, its own gossip (a later heartbeat
     /// of that generation, not leaving) makes it a member again, and anti-entropy reconciles
     /// its data: removing is for members that will not come back.
-    pub fn remove(&mut self, id: &NodeId) -> Result<Change, String> {
+    pub fn remove(&mut self, id: &NodeId) -> Result<Change, RemoveError> {
         if *id == self.me {
-            return Err(format!(
+            return Err(RemoveError::Refused(format!(
                 "{id} is this node: a member that is up leaves by itself (`driftkv leave`)"
-            ));
+            )));
         }
         let Some(p) = self.peers.get_mut(id) else {
-            return Err(format!("{id} is not a member of this cluster"));
+            return Err(RemoveError::Unknown(format!(
+                "{id} is not a member of this cluster"
+            )));
         };
         if p.state != MemberState::Down {
-            return Err(format!(
+            return Err(RemoveError::Refused(format!(
                 "{id} is {}: only a member that is down can be removed (a live one leaves by itself: `driftkv leave`)",
                 p.shown_state().name()
-            ));
+            )));
         }
         if p.leaving {
             return Ok(Change::default());
         }
         if p.heard_ms.is_none() {
             // Every member is down to a node that just started: that is no sign it died.
-            return Err(format!(
+            return Err(RemoveError::Refused(format!(
                 "this node has not heard from {id} since it started, so it cannot tell that {id} is down: ask a member that has been up longer"
-            ));
+            )));
         }
         if p.generation >= GENERATION_MAX {
-            return Err(format!("{id}'s generation is at its limit"));
+            return Err(RemoveError::Refused(format!(
+                "{id}'s generation is at its limit"
+            )));
         }
         p.generation += 1;
         p.heartbeat = 0;

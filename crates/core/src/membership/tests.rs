@@ -448,15 +448,17 @@ fn only_a_down_member_can_be_removed_and_gossip_carries_the_removal() {
     assert!(
         a.remove(&NodeId::from("a"))
             .unwrap_err()
+            .to_string()
             .contains("this node")
     );
     assert!(
         a.remove(&NodeId::from("z"))
             .unwrap_err()
+            .to_string()
             .contains("not a member")
     );
     assert!(
-        a.remove(&cid).unwrap_err().contains("is up"),
+        a.remove(&cid).unwrap_err().to_string().contains("is up"),
         "a live member"
     );
     // c goes silent; a and b carry on and see it down.
@@ -510,7 +512,7 @@ fn a_node_that_just_started_cannot_tell_a_member_is_down_and_removes_none() {
         remembered,
     );
     assert_eq!(a.state(&NodeId::from("b")), Some(MemberState::Down));
-    let err = a.remove(&NodeId::from("b")).unwrap_err();
+    let err = a.remove(&NodeId::from("b")).unwrap_err().to_string();
     assert!(err.contains("not heard from b since it started"), "{err}");
 }
 

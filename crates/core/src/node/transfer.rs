@@ -243,7 +243,11 @@ impl Node {
     /// ([`crate::membership::Membership::remove`]). Its partitions go to the others, which
     /// anti-entropy refills; the decision is stored and synced before this returns, and gossip
     /// carries it to every member.
-    pub fn remove_member(&mut self, store: &mut dyn Store, id: &NodeId) -> Result<(), String> {
+    pub fn remove_member(
+        &mut self,
+        store: &mut dyn Store,
+        id: &NodeId,
+    ) -> Result<(), crate::membership::RemoveError> {
         let change = self.membership.remove(id)?;
         if change == Change::default() {
             return Ok(());
@@ -252,7 +256,9 @@ impl Node {
         self.save_membership(store, change);
         store.sync().map_err(|e| {
             self.stats.storage_errors += 1;
-            e.to_string()
+            crate::membership::RemoveError::Storage(format!(
+                "{id} is removed, but the decision could not be synced ({e}): gossip carries it, and this node forgets it if it restarts"
+            ))
         })
     }
 

@@ -7,6 +7,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use driftkv_core::membership::RemoveError;
+
 use crate::http::error::ApiError;
 use crate::http::guard::cross_origin;
 use crate::http::state::AppState;
@@ -28,7 +30,7 @@ pub async fn leave(State(s): State<AppState>) -> Result<Response, ApiError> {
 
 /// `POST /admin/remove/{id}`: takes the down member `id` out of the ring for good (Riak's
 /// `cluster force-remove`, Cassandra's `removenode`). Refused (409) while it is up or
-/// suspect, for this node itself and for a stranger.
+/// suspect, and for this node itself; 404 for a stranger.
 pub async fn remove(
     State(s): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -51,7 +53,9 @@ pub async fn remove(
             );
             Ok(axum::Json(json!({ "removed": id })).into_response())
         }
-        Err(why) => Err(ApiError::Conflict(why)),
+        Err(RemoveError::Unknown(why)) => Err(ApiError::NotFound(why)),
+        Err(RemoveError::Refused(why)) => Err(ApiError::Conflict(why)),
+        Err(RemoveError::Storage(why)) => Err(ApiError::Internal(why)),
     }
 }
 
