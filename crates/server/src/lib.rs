@@ -147,10 +147,13 @@ const STOP_POLL: Duration = Duration::from_millis(20);
 
 impl Running {
     /// Stops the node gracefully (SIGTERM, SIGINT): new client requests are refused (503,
-    /// `-UNAVAILABLE`), the ones taken finish or time out, hints for primaries that are up are
-    /// handed over (for at most [`STOP_HINTS_WAIT`]), then the node thread syncs what it holds
-    /// and ends. Peers' messages are served until then, so a write this node is a replica of
-    /// is still acknowledged. `Err` carries the panic's message if the node thread panicked.
+    /// `-UNAVAILABLE`), the ones taken finish or time out, the coordinations it runs for others
+    /// end and hints for primaries that are up are handed over (for at most the longer of
+    /// [`STOP_HINTS_WAIT`] and a request's patience), then the node thread syncs what it holds
+    /// and ends, and what it sent last leaves (at most [`STOP_DRAIN_WAIT`]). Peers' messages are
+    /// served until then, so a write this node is a replica of is still acknowledged. With the
+    /// default request timeout (2 s) it takes 12 s at most. `Err` carries the panic's message if
+    /// the node thread panicked.
     pub async fn stop(mut self) -> Result<(), String> {
         let node = self.node.clone();
         node.refuse_clients();
