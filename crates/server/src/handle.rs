@@ -25,7 +25,8 @@ pub const REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the node gave no answer. Each variant leaves the request's fate different: a
 /// [`HandleError::Overloaded`] request never reached the node; a [`HandleError::TimedOut`] one
-/// did, and may still take effect; a [`HandleError::Stopped`] one may have reached it.
+/// did, and may still take effect; a [`HandleError::Stopped`] one may have reached it, unless
+/// it was refused because the node is stopping gracefully (then it never did).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
     /// The node thread is gone: the node is shutting down (or its thread ended).
