@@ -30,7 +30,7 @@ use driftkv_wire::backup::{
 use driftkv_wire::{Key, Object};
 use serde_json::Value;
 
-use crate::client::{Credentials, client_waiting, fail};
+use crate::client::{Credentials, admin_post, client_waiting, fail};
 
 /// How long one request of a backup or restore may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -529,7 +529,8 @@ async fn send_batch(
 ) -> anyhow::Result<Value> {
     let body = Bytes::from(encode_batch(batch));
     let mut pause = Duration::from_millis(250);
-    for tried in 1..=BATCH_TRIES {
+    let mut tried = 1;
+    loop {
         let resp = http
             .post(target)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -540,6 +541,7 @@ async fn send_batch(
         if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && tried < BATCH_TRIES {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(4));
+            tried += 1;
             continue;
         }
         if !resp.status().is_success() {
@@ -547,25 +549,13 @@ async fn send_batch(
         }
         return resp.json().await.context("the restore answer is not JSON");
     }
-    unreachable!("the last try returns")
 }
 
 pub async fn remove(a: RemoveArgs) -> anyhow::Result<()> {
     let base = a.node.trim_end_matches('/');
     let http = client_waiting(base, &a.credentials, REQUEST_TIMEOUT)?;
-    let resp = http
-        .post(format!(
-            "{base}/admin/remove/{}",
-            driftkv_bench::http::segment(&a.id)
-        ))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body("{}")
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", a.node))?;
-    if !resp.status().is_success() {
-        return Err(fail(resp).await);
-    }
+    let path = format!("/admin/remove/{}", driftkv_bench::http::segment(&a.id));
+    admin_post(&http, base, &path).await?;
     println!(
         "{} removed: its partitions go to the other members, and anti-entropy refills them",
         a.id

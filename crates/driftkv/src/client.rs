@@ -450,19 +450,30 @@ async fn pause() {
     tokio::time::sleep(LEAVE_POLL_INTERVAL).await;
 }
 
-pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
-    let base = a.node.trim_end_matches('/');
-    let http = client(&a.node, &a.credentials)?;
+/// `POST {base}{path}` with an empty JSON body (what `/admin/*` changes take): the answer
+/// when it is a success, else the node's error.
+pub(crate) async fn admin_post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> anyhow::Result<reqwest::Response> {
     let resp = http
-        .post(format!("{base}/admin/leave"))
+        .post(format!("{base}{path}"))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body("{}")
         .send()
         .await
-        .with_context(|| format!("cannot reach {}", a.node))?;
+        .with_context(|| format!("cannot reach {base}"))?;
     if !resp.status().is_success() {
         return Err(fail(resp).await);
     }
+    Ok(resp)
+}
+
+pub async fn leave(a: LeaveArgs) -> anyhow::Result<()> {
+    let base = a.node.trim_end_matches('/');
+    let http = client(&a.node, &a.credentials)?;
+    let resp = admin_post(&http, base, "/admin/leave").await?;
     if a.json {
         println!("{}", resp.text().await?);
     } else {

@@ -590,29 +590,14 @@ fn the_sample_configuration_starts_a_secured_node_on_loopback() {
     );
     let js: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(js["node"], "db1");
-    let out = driftkv(&[
-        "put",
-        "k",
-        "v",
-        "--node",
-        &https,
-        "--ca",
-        ca_arg,
-        "--user",
-        "app:change-me-app",
-    ]);
+    let put_as = |user: &str| {
+        driftkv(&[
+            "put", "k", "v", "--node", &https, "--ca", ca_arg, "--user", user,
+        ])
+    };
+    let out = put_as("app:change-me-app");
     assert!(out.status.success(), "{}", text(&out));
-    let out = driftkv(&[
-        "put",
-        "k",
-        "v",
-        "--node",
-        &https,
-        "--ca",
-        ca_arg,
-        "--user",
-        "reader:change-me-reader",
-    ]);
+    let out = put_as("reader:change-me-reader");
     assert!(
         !out.status.success(),
         "a reader cannot write: {}",

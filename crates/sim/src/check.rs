@@ -222,6 +222,15 @@ fn dots_of(coords: &[Coordination]) -> Vec<&Dot> {
         .collect()
 }
 
+/// The indices of `ops` grouped by the key slot each names (`key`), each group in issue order.
+fn by_key<T>(ops: &[T], key: impl Fn(&T) -> usize) -> BTreeMap<usize, Vec<usize>> {
+    let mut by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        by.entry(key(op)).or_default().push(i);
+    }
+    by
+}
+
 fn text(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -14,6 +14,29 @@ fn member(id: &str) -> Membership {
     )
 }
 
+/// Node `id` started again (generation 2) remembering `remembered`: `(id, leaving)` each.
+fn restarted(id: &str, remembered: &[(&str, bool)]) -> Membership {
+    let remembered = remembered
+        .iter()
+        .map(|&(r, leaving)| Remembered {
+            id: NodeId::from(r),
+            listen: format!("{r}:1"),
+            http: format!("{r}:2"),
+            generation: 1,
+            leaving,
+        })
+        .collect();
+    Membership::new(
+        NodeId::from(id),
+        format!("{id}:1"),
+        format!("{id}:2"),
+        2,
+        GossipConfig::default(),
+        Vec::new(),
+        remembered,
+    )
+}
+
 fn digests(m: &Message) -> Vec<MemberDigest> {
     match m {
         Message::Gossip { members } => members.to_vec(),
@@ -495,22 +518,7 @@ fn only_a_down_member_can_be_removed_and_gossip_carries_the_removal() {
 
 #[test]
 fn a_node_that_just_started_cannot_tell_a_member_is_down_and_removes_none() {
-    let remembered = vec![Remembered {
-        id: NodeId::from("b"),
-        listen: "b:1".into(),
-        http: "b:2".into(),
-        generation: 3,
-        leaving: false,
-    }];
-    let mut a = Membership::new(
-        NodeId::from("a"),
-        "a:1".into(),
-        "a:2".into(),
-        2,
-        GossipConfig::default(),
-        Vec::new(),
-        remembered,
-    );
+    let mut a = restarted("a", &[("b", false)]);
     assert_eq!(a.state(&NodeId::from("b")), Some(MemberState::Down));
     let err = a.remove(&NodeId::from("b")).unwrap_err().to_string();
     assert!(err.contains("not heard from b since it started"), "{err}");
@@ -518,22 +526,7 @@ fn a_node_that_just_started_cannot_tell_a_member_is_down_and_removes_none() {
 
 #[test]
 fn a_node_restarted_while_leaving_never_gossips_what_a_removal_looks_like() {
-    let me = Remembered {
-        id: NodeId::from("a"),
-        listen: "a:1".into(),
-        http: "a:2".into(),
-        generation: 1,
-        leaving: true,
-    };
-    let mut a = Membership::new(
-        NodeId::from("a"),
-        "a:1".into(),
-        "a:2".into(),
-        2,
-        GossipConfig::default(),
-        Vec::new(),
-        vec![me],
-    );
+    let mut a = restarted("a", &[("a", true)]);
     // Gossip from a stranger is answered before a's first round.
     let mut b = member("b");
     let (_, _, _, hello) = b.tick(0);

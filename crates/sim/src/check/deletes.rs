@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use driftkv_causal::{Dot, VersionVector};
 use driftkv_wire::Object;
 
-use super::{Collector, DELETES_CHECK, DataTypeFindings, acked, held_by, text};
+use super::{Collector, DELETES_CHECK, DataTypeFindings, acked, by_key, held_by, text};
 use crate::history::{Coordination, CounterReset, History, MapOp, Outcome};
 use crate::world::Outcomes;
 
@@ -99,11 +99,7 @@ fn every_primary_empty(
 }
 
 fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, d: &mut DataTypeFindings) {
-    let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (w, rec) in h.writes.iter().enumerate() {
-        by_key.entry(rec.key).or_default().push(w);
-    }
-    for (slot, writes) in by_key {
+    for (slot, writes) in by_key(&h.writes, |rec| rec.key) {
         if !writes.iter().any(|&w| h.writes[w].delete) {
             continue;
         }
@@ -113,12 +109,10 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, d: &mut DataTyp
             .filter(|&&w| !h.writes[w].delete)
             .flat_map(|&w| landed(&h.writes[w].coordinations, &context))
             .collect();
-        let found = writes.iter().find_map(|&w| {
-            let rec = &h.writes[w];
-            let cd = complete(&rec.outcome, &rec.coordinations, &values).filter(|_| rec.delete)?;
-            Some((rec, cd))
+        let found = writes.iter().map(|&w| &h.writes[w]).find_map(|rec| {
+            complete(&rec.outcome, &rec.coordinations, &values).filter(|_| rec.delete)
         });
-        let Some((rec, cd)) = found else { continue };
+        let Some(cd) = found else { continue };
         d.complete_deletes += 1;
         let why = format!(
             "the acknowledged delete of {:?} by n{} at {} saw every value written to it, none after or concurrent",
@@ -126,7 +120,6 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, d: &mut DataTyp
             cd.node + 1,
             c.at(cd.at_us)
         );
-        let _ = rec;
         every_primary_empty(o, slot, c, &why, |object| match object {
             Object::Register(reg) => reg.values().next().is_some(),
             _ => true,
@@ -135,11 +128,7 @@ fn check_registers(h: &History, o: &Outcomes, c: &mut Collector, d: &mut DataTyp
 }
 
 fn check_sets(h: &History, o: &Outcomes, c: &mut Collector, d: &mut DataTypeFindings) {
-    let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (s, op) in h.set_ops.iter().enumerate() {
-        by_key.entry(op.key).or_default().push(s);
-    }
-    for (slot, ops) in by_key {
+    for (slot, ops) in by_key(&h.set_ops, |op| op.key) {
         let clears = || ops.iter().map(|&s| &h.set_ops[s]).filter(|op| op.clear);
         if clears().next().is_none() {
             continue;
@@ -196,11 +185,7 @@ fn check_sets(h: &History, o: &Outcomes, c: &mut Collector, d: &mut DataTypeFind
 }
 
 fn check_maps(h: &History, o: &Outcomes, c: &mut Collector, d: &mut DataTypeFindings) {
-    let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (m, op) in h.map_ops.iter().enumerate() {
-        by_key.entry(op.key).or_default().push(m);
-    }
-    for (slot, ops) in by_key {
+    for (slot, ops) in by_key(&h.map_ops, |op| op.key) {
         let ops: Vec<_> = ops.iter().map(|&m| &h.map_ops[m]).collect();
         if !ops.iter().any(|op| op.op == MapOp::Delete) {
             continue;

@@ -49,7 +49,7 @@ use driftkv_causal::Dot;
 use driftkv_causal::VersionVector;
 use driftkv_wire::{FieldValue, Key, Object};
 
-use super::{Collector, DataTypeFindings, MAPS_CHECK, acked, held_by, text};
+use super::{Collector, DataTypeFindings, MAPS_CHECK, acked, by_key, held_by, text};
 use crate::history::{Coordination, History, MapOp, MapOpRec};
 use crate::world::Outcomes;
 
@@ -61,10 +61,7 @@ type Landed<'a> = (usize, &'a Coordination, &'a Dot);
 type FinalMap = (BTreeMap<Bytes, FieldValue>, VersionVector);
 
 pub(super) fn check_maps(h: &History, o: &Outcomes, c: &mut Collector, f: &mut DataTypeFindings) {
-    let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (m, op) in h.map_ops.iter().enumerate() {
-        by_key.entry(op.key).or_default().push(m);
-    }
+    let by_key = by_key(&h.map_ops, |op| op.key);
     for (slot, ops) in &by_key {
         let key = &h.keys[*slot].key;
         let Some((fields, context)) = final_map(o, *slot, key, c) else {

@@ -4,13 +4,13 @@
 //! member it saw, as a remove of it would. Also `acknowledged_writes_survive` for set adds:
 //! each acknowledged add is in the final context.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use driftkv_causal::{Dot, VersionVector};
 use driftkv_wire::{Key, Object};
 
-use super::{Collector, dots_of, text};
+use super::{Collector, by_key, dots_of, text};
 use crate::history::{History, KeyKind, Outcome, SetOpRec};
 use crate::world::Outcomes;
 
@@ -25,10 +25,7 @@ struct SetKey<'a> {
 }
 
 pub(super) fn check_sets(h: &History, o: &Outcomes, c: &mut Collector) {
-    let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (s, op) in h.set_ops.iter().enumerate() {
-        by_key.entry(op.key).or_default().push(s);
-    }
+    let by_key = by_key(&h.set_ops, |op| op.key);
     for (slot, ops) in &by_key {
         let key = &h.keys[*slot].key;
         debug_assert_eq!(h.keys[*slot].kind, KeyKind::Set);

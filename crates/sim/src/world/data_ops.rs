@@ -262,6 +262,23 @@ impl Sim<'_> {
         Actor::new(sn.name.as_str(), sn.live_incarnation())
     }
 
+    /// Node `i`'s copy of `key` after it coordinated a delete of a `kind`: `None` when it holds
+    /// nothing (it wrote nothing), or holds another kind (an anomaly, recorded).
+    fn deleted_copy(&mut self, i: usize, key: &Key, kind: ObjectKind) -> Option<Object> {
+        let copy = self.copy(i, key)?;
+        if copy.kind() == kind {
+            return Some(copy);
+        }
+        let what = format!(
+            "n{} deleted {} {key:?} but holds a {}",
+            i + 1,
+            kind.name(),
+            copy.kind().name()
+        );
+        self.oracle.hist.anomaly("oracle", self.time.now_us, what);
+        None
+    }
+
     /// Node `i` coordinated register delete `w`: the tombstone it wrote, found by its dot (the
     /// coordinator's next), is recorded and timed. A coordinator that held nothing wrote
     /// nothing (it answered at once that nothing existed).
@@ -269,17 +286,8 @@ impl Sim<'_> {
         let now = self.time.now_us;
         let slot = self.oracle.hist.writes[w].key;
         let key = self.oracle.hist.keys[slot].key.clone();
-        let reg = match self.copy(i, &key) {
-            None => return,
-            Some(Object::Register(reg)) => reg,
-            Some(other) => {
-                let what = format!(
-                    "n{} deleted register {key:?} but holds a {}",
-                    i + 1,
-                    other.kind().name()
-                );
-                return self.oracle.hist.anomaly("oracle", now, what);
-            }
+        let Some(Object::Register(reg)) = self.deleted_copy(i, &key, ObjectKind::Register) else {
+            return;
         };
         let actor = self.actor_of(i);
         let dot = Dot::new(actor.clone(), reg.context().get(&actor));
@@ -295,17 +303,32 @@ impl Sim<'_> {
             );
             return self.oracle.hist.anomaly("oracle", now, what);
         };
+        self.record_register_write(i, w, dot, reg.context().clone(), timestamp);
+    }
+
+    /// Node `i`'s coordination of register write (or delete) `w`, which made `dot` at
+    /// `timestamp` and left its copy at `context_after`: recorded, and its version timed.
+    pub(super) fn record_register_write(
+        &mut self,
+        i: usize,
+        w: usize,
+        dot: Dot,
+        context_after: VersionVector,
+        timestamp: driftkv_causal::Timestamp,
+    ) {
+        let now = self.time.now_us;
         let coordination = Coordination {
             node: i,
             at_us: now,
             dot: Some(dot.clone()),
-            context_after: reg.context().clone(),
+            context_after,
             timestamp: Some(timestamp),
             void: false,
             version: None,
         };
         let index = self.record_coordination(HistRef::Write(w), coordination);
         let hist = &mut self.oracle.hist;
+        let slot = hist.writes[w].key;
         let v = hist.track(slot, dot, i, now);
         hist.writes[w].coordinations[index].version = Some(v);
     }
@@ -315,17 +338,8 @@ impl Sim<'_> {
         let now = self.time.now_us;
         let slot = self.oracle.hist.counter_deletes[d].key;
         let key = self.oracle.hist.keys[slot].key.clone();
-        let counter = match self.copy(i, &key) {
-            None => return,
-            Some(Object::Counter(counter)) => counter,
-            Some(other) => {
-                let what = format!(
-                    "n{} deleted counter {key:?} but holds a {}",
-                    i + 1,
-                    other.kind().name()
-                );
-                return self.oracle.hist.anomaly("oracle", now, what);
-            }
+        let Some(Object::Counter(counter)) = self.deleted_copy(i, &key, ObjectKind::Counter) else {
+            return;
         };
         let seen = counter
             .contributions()

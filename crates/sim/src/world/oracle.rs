@@ -298,20 +298,7 @@ impl Sim<'_> {
             );
             return;
         };
-        hist.writes[w].coordinations.push(Coordination {
-            node: i,
-            at_us: now,
-            dot: Some(dot.clone()),
-            context_after: reg.context().clone(),
-            timestamp: Some(timestamp),
-            void: false,
-            version: None,
-        });
-        let index = hist.writes[w].coordinations.len() - 1;
-        self.note_unsynced(i, HistRef::Write(w), index);
-        let hist = &mut self.oracle.hist;
-        let v = hist.track(slot, dot, i, now);
-        hist.writes[w].coordinations[index].version = Some(v);
+        self.record_register_write(i, w, dot, reg.context().clone(), timestamp);
     }
 
     /// Node `i` coordinated set update `s`: an add made a dot (found in its copy), which is
