@@ -22,6 +22,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Decoding interns the name (see [`intern`]): every version vector of every stored object
 /// names the same few nodes, so decoded actors share one allocation per name, and comparing two
 /// of them is mostly a pointer comparison.
+/// The incarnation bit that tells a node's direct writer from its replica actor.
+pub const DIRECT_WRITER_BIT: u32 = 1 << 31;
+
 #[derive(Clone, Serialize)]
 pub struct Actor {
     pub node: Arc<str>,
@@ -34,6 +37,23 @@ impl Actor {
             node: node.into(),
             incarnation,
         }
+    }
+
+    /// The actor under which this node's direct writes (see `Actor::direct_writer`) issue
+    /// their dots: its incarnation with the top bit flipped, so it never names one of the
+    /// node's own replica actors (incarnations are chosen below that bit: see
+    /// [`Actor::incarnation_from`]).
+    pub fn direct_writer(&self) -> Actor {
+        Actor {
+            node: Arc::clone(&self.node),
+            incarnation: self.incarnation ^ DIRECT_WRITER_BIT,
+        }
+    }
+
+    /// An incarnation made of `raw` (random bits, or the one after the last): below
+    /// [`DIRECT_WRITER_BIT`] and never 0.
+    pub fn incarnation_from(raw: u32) -> u32 {
+        (raw & !DIRECT_WRITER_BIT).max(1)
     }
 
     fn same_node(&self, other: &Actor) -> bool {

@@ -119,6 +119,20 @@ impl<V: Clone + Ord> Dvv<V> {
         Ok(dot)
     }
 
+    /// A state holding one write, `value` under `dot`, that saw nothing but its own actor's
+    /// earlier events: a write made without reading the key (its context is the dot's actor up
+    /// to the dot). Merging it into a replica's copy is how such a write is applied.
+    pub fn single(dot: Dot, value: V) -> Result<Dvv<V>, Exhausted> {
+        if dot.counter == 0 || dot.counter > crate::vv::COUNTER_MAX {
+            return Err(Exhausted);
+        }
+        let mut context = VersionVector::new();
+        context.observe(&dot.actor, dot.counter);
+        let mut siblings = SortedMap::new();
+        siblings.insert(dot, value);
+        Ok(Dvv { siblings, context })
+    }
+
     /// Keeps only the sibling `keep` (if present), as a write that saw everything would.
     pub fn retain_only(&mut self, keep: &Dot) {
         self.siblings.retain(|dot, _| dot == keep);

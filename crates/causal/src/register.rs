@@ -280,6 +280,15 @@ impl Register {
         })
     }
 
+    /// A register holding one blind write (or, with `value: None`, a delete): `sibling`
+    /// under `dot`, its context the dot's actor up to the dot. Its coordinator needs no copy
+    /// of the key: a last-write-wins write stamped by any node's clock (see `Dvv::single`).
+    pub fn single(dot: Dot, sibling: Sibling) -> Result<Register, Exhausted> {
+        Ok(Register {
+            dvv: Arc::new(Dvv::single(dot, sibling)?),
+        })
+    }
+
     /// Joins another replica's state of this key into this one.
     pub fn merge(&mut self, mode: ConflictMode, other: &Register) -> MergeOutcome {
         #[cfg(debug_assertions)]

@@ -12,10 +12,41 @@ use crate::membership::GossipConfig;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BucketProps {
     pub mode: ConflictMode,
+    /// How a register write reaches the replicas (`direct` needs `mode` lww).
+    pub write_path: WritePath,
     /// Replicas for this bucket's keys: at most the cluster's N. `None`: the cluster's.
     pub n: Option<usize>,
     pub r: Option<Quorum>,
     pub w: Option<Quorum>,
+}
+
+/// Who coordinates a register write, and so who issues its dot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WritePath {
+    /// A replica of the key (a node that is not forwards it to one): the write is applied to
+    /// that replica's copy, under its actor, then sent to the others (Dynamo's and Riak's
+    /// path). Siblings and lww alike.
+    #[default]
+    Replica,
+    /// Any node: it stamps the write with its hybrid clock under a dot of its own writer,
+    /// sends it to every target at once and answers after W acknowledgements, without
+    /// reading the key (Cassandra's path; lww only). Deletes and conditional writes still
+    /// take the replica path, since they depend on what the key holds.
+    Direct,
+}
+
+impl std::str::FromStr for WritePath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "replica" => Ok(WritePath::Replica),
+            "direct" => Ok(WritePath::Direct),
+            other => Err(format!(
+                "unknown write path {other:?} (expected \"replica\" or \"direct\")"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -17,7 +17,7 @@ pub mod quorum;
 pub mod stats;
 pub mod store;
 
-pub use config::{BucketProps, NodeConfig};
+pub use config::{BucketProps, NodeConfig, WritePath};
 /// The fixed fast hasher lives with the causality types, the crate everything builds on.
 pub use driftkv_causal::fasthash;
 pub use driver::{Driver, DriverCounts};

@@ -137,6 +137,9 @@ counters! {
     reads => "driftkv_coordinated_reads_total", "Reads this node coordinated.";
     writes => "driftkv_coordinated_writes_total", "Writes this node coordinated.";
     forwarded => "driftkv_forwarded_writes_total", "Writes handed to a replica to coordinate.";
+    /// Of `writes`, those sent straight to every replica (buckets with `write_path = direct`).
+    direct_writes => "driftkv_direct_writes_total",
+        "Last-write-wins writes this node stamped and sent to every replica itself.";
     unavailable => "driftkv_unavailable_total",
         "Requests answered unavailable: too few replicas in time.";
     /// Replicas a read found behind the merged answer.

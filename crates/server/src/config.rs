@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use driftkv_causal::ConflictMode;
-use driftkv_core::{BucketProps, Durability, NodeConfig};
+use driftkv_core::{BucketProps, Durability, NodeConfig, WritePath};
 use driftkv_ring::{NodeId, RingConfig};
 use driftkv_wire::Quorum;
 use serde::Deserialize;
@@ -76,6 +76,8 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileBucket {
     pub mode: Option<String>,
+    /// `replica` (the default) or `direct` (lww only): see `driftkv_core::WritePath`.
+    pub write_path: Option<String>,
     pub n: Option<usize>,
     pub r: Option<String>,
     pub w: Option<String>,
@@ -357,6 +359,17 @@ fn set_buckets(f: &FileConfig, core: &mut NodeConfig) -> Result<(), String> {
                 ));
             }
         };
+        let write_path = match b.write_path.as_deref() {
+            None => WritePath::Replica,
+            Some(path) => path
+                .parse::<WritePath>()
+                .map_err(|e| format!("buckets.{name}.write_path: {e}"))?,
+        };
+        if write_path == WritePath::Direct && mode != ConflictMode::Lww {
+            return Err(format!(
+                "buckets.{name}.write_path \"direct\" needs mode \"lww\": a direct write reads nothing, so it cannot replace the siblings a client saw"
+            ));
+        }
         if let Some(n) = b.n
             && (n == 0 || n > core.ring.n)
         {
@@ -372,6 +385,7 @@ fn set_buckets(f: &FileConfig, core: &mut NodeConfig) -> Result<(), String> {
         };
         let props = BucketProps {
             mode,
+            write_path,
             n: b.n,
             r: level(&b.r, "r")?,
             w: level(&b.w, "w")?,
@@ -478,6 +492,24 @@ mod tests {
         assert_eq!(c.core.w, Quorum::All);
         assert_eq!(c.core.bucket(b"carts").mode, ConflictMode::Lww);
         assert_eq!(c.core.bucket(b"carts").n, Some(2));
+        assert_eq!(c.core.bucket(b"carts").write_path, WritePath::Replica);
+    }
+
+    #[test]
+    fn a_direct_write_path_needs_an_lww_bucket_and_a_known_name() {
+        let parse = |bucket: &str| {
+            let text = format!("id = \"n1\"\ndata_dir = \"/tmp/d\"\n[buckets.b]\n{bucket}\n");
+            ServerConfig::from_file(FileConfig::parse(&text).unwrap())
+        };
+        let c = parse("mode = \"lww\"\nwrite_path = \"direct\"").unwrap();
+        assert_eq!(c.core.bucket(b"b").write_path, WritePath::Direct);
+        let err = parse("write_path = \"direct\"").unwrap_err();
+        assert!(err.contains("needs mode \"lww\""), "{err}");
+        let err = parse("mode = \"lww\"\nwrite_path = \"sideways\"").unwrap_err();
+        assert!(
+            err.contains("buckets.b.write_path") && err.contains("\"direct\""),
+            "{err}"
+        );
     }
 
     #[test]

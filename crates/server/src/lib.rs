@@ -58,7 +58,7 @@ fn incarnation(store: &mut FjallStore) -> anyhow::Result<u32> {
         })?;
         return Ok(u32::from_be_bytes(bytes));
     }
-    let fresh = random_u32().max(1);
+    let fresh = driftkv_causal::Actor::incarnation_from(random_u32());
     store.put(&key, &fresh.to_be_bytes())?;
     store.sync()?;
     Ok(fresh)

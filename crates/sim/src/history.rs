@@ -30,20 +30,21 @@ pub enum KeyKind {
     Counter,
     Set,
     Map,
-    /// A t-visibility trial's register (siblings mode, written once).
-    Probe,
+    /// A t-visibility trial's register (siblings mode, or lww when the trials measure the
+    /// direct write path).
+    Probe(ConflictMode),
 }
 
 impl KeyKind {
     pub fn mode(self) -> ConflictMode {
         match self {
-            KeyKind::Register(mode) => mode,
+            KeyKind::Register(mode) | KeyKind::Probe(mode) => mode,
             _ => ConflictMode::Siblings,
         }
     }
 
     pub fn is_register(self) -> bool {
-        matches!(self, KeyKind::Register(_) | KeyKind::Probe)
+        matches!(self, KeyKind::Register(_) | KeyKind::Probe(_))
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use driftkv_causal::ConflictMode;
-use driftkv_core::Durability;
+use driftkv_core::{Durability, WritePath};
 use driftkv_wire::Quorum;
 use serde::Deserialize;
 
@@ -477,6 +477,11 @@ pub struct Scenario {
     pub anti_entropy_interval_ms: u64,
     pub membership: MembershipMode,
     pub coordinator: CoordinatorChoice,
+    /// How the `lww` bucket's register writes reach the replicas: `replica` (forwarded to a
+    /// replica, which coordinates) or `direct` (the node the client chose stamps the write
+    /// and sends it to all N). With `direct` the visibility probes are lww writes too, in a
+    /// bucket of their own with the same path: the path the PBS model assumes.
+    pub write_path: WritePath,
     /// Timer tick period of every node (expiries, handoff, gossip rounds).
     pub tick_ms: u64,
     pub request_timeout_ms: u64,
@@ -517,6 +522,7 @@ impl Default for Scenario {
             anti_entropy_interval_ms: 2_000,
             membership: MembershipMode::Gossip,
             coordinator: CoordinatorChoice::Any,
+            write_path: WritePath::Replica,
             tick_ms: 50,
             request_timeout_ms: 2_000,
             client_timeout_ms: 6_000,

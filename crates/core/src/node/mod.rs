@@ -39,6 +39,7 @@ use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
 mod collect;
+mod direct;
 mod dispatch;
 mod dump;
 mod exchange;
@@ -57,6 +58,7 @@ mod trees;
 mod window;
 
 use self::collect::*;
+use self::direct::*;
 pub use self::dump::{DUMP_BYTES_MAX, DUMP_RECORDS_MAX, Dumped};
 use self::exchange::*;
 use self::handoff::*;
@@ -203,6 +205,8 @@ pub struct Node {
     cfg: NodeConfig,
     actor: Actor,
     hlc: Hlc,
+    /// Issues the dots of direct writes (see `direct`).
+    direct: DirectWriter,
     membership: Membership,
     /// The ring of the current owners, built when first asked for after they change (see
     /// [`Node::ring`]); never empty before the first change.
@@ -293,9 +297,12 @@ impl Node {
                 }
             }
         }
+        let actor = Actor::new(cfg.id.as_str(), cfg.incarnation);
+        let direct = DirectWriter::open(&actor, store)?;
         Ok(Node {
-            actor: Actor::new(cfg.id.as_str(), cfg.incarnation),
+            actor,
             hlc: Hlc::new(),
+            direct,
             membership,
             ring: std::cell::OnceCell::from(ring),
             objects: ObjectCache::new(cfg.object_cache_bytes_max),

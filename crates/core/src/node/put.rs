@@ -6,9 +6,9 @@ use driftkv_crdt::map::IncrementError;
 
 /// A write the coordinator applied to its copy and stored, to replicate.
 pub(super) struct Write {
-    key: Key,
-    partition: PartitionId,
-    object: Object,
+    pub(super) key: Key,
+    pub(super) partition: PartitionId,
+    pub(super) object: Object,
 }
 
 /// How far ahead of what a replica holds a client's context may claim another node's events:
@@ -92,12 +92,14 @@ impl Node {
             partition,
             object,
         };
-        self.replicate(cx, waiter, write, route, targets, reply);
+        self.replicate(cx, waiter, write, route, targets, reply, true);
     }
 
-    /// The coordinator stored the write: hints for primaries no one stands in for, the write
-    /// to every other target, and the coordination that waits for their acknowledgements.
-    fn replicate(
+    /// The coordinator stored the write (`holds`; a direct write's coordinator may be no
+    /// target): hints for primaries no one stands in for, the write to every other target,
+    /// and the coordination that waits for their acknowledgements.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn replicate(
         &mut self,
         cx: &mut Step<'_>,
         waiter: Waiter,
@@ -105,6 +107,7 @@ impl Node {
         route: Route,
         targets: Vec<(NodeId, Option<NodeId>)>,
         reply: Reply,
+        holds: bool,
     ) {
         let (store, now_ms, out) = (&mut *cx.store, cx.now_ms, &mut *cx.out);
         let Write {
@@ -143,10 +146,15 @@ impl Node {
                 message,
             });
         }
-        // The coordinator holds the write itself: it counts as the first acknowledgement.
+        // A coordinator that holds the write counts as the first acknowledgement.
+        let core = if holds {
+            PutCore::new(needed, awaiting.len() + 1)
+        } else {
+            PutCore::remote(needed, awaiting.len())
+        };
         let mut coord = WriteCoord {
             waiter,
-            core: PutCore::new(needed, awaiting.len() + 1),
+            core,
             awaiting,
             key,
             partition,

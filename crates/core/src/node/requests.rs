@@ -1,6 +1,7 @@
 //! Client requests: checked, routed (coordinated here or forwarded), and answers rendered.
 
 use super::*;
+use crate::config::WritePath;
 
 /// How far ahead of this node's own clock the hybrid clock may move the time expiry is
 /// judged against (see `Node::expiry_now`).
@@ -353,6 +354,21 @@ impl Node {
                     }
                 };
                 let targets = self.targets(partition, n);
+                let register_write =
+                    matches!(request, Request::Put { .. } | Request::Overwrite { .. });
+                if register_write
+                    && props.write_path == WritePath::Direct
+                    && props.mode == ConflictMode::Lww
+                {
+                    let route = Route {
+                        partition,
+                        n,
+                        needed,
+                        mode: props.mode,
+                    };
+                    let cx = &mut Step { store, now_ms, out };
+                    return self.coordinate_direct(cx, waiter, request, route, targets);
+                }
                 // The coordinator issues the new dot (or counter total) under its own actor,
                 // on top of its own copy. A primary keeps its copy; a fallback's is handed over
                 // and deleted later, and a fallback coordinating again from an empty copy would

@@ -202,7 +202,7 @@ impl Node {
     /// were seen: so later writes go out under a new incarnation of its identity. The record
     /// is the one the shell reads at start (`meta/incarnation`, 4 bytes big-endian).
     pub(super) fn renew_actor(&mut self, store: &mut dyn Store) -> bool {
-        let next = self.cfg.incarnation.wrapping_add(1).max(1);
+        let next = Actor::incarnation_from(self.cfg.incarnation.wrapping_add(1));
         if store
             .put(&keys::meta_key("incarnation"), &next.to_be_bytes())
             .is_err()

@@ -41,6 +41,15 @@ impl PutCore {
         }
     }
 
+    /// A write to `targets` replicas by a coordinator that is not among them (a direct write
+    /// coordinated elsewhere): every acknowledgement comes from a target.
+    pub fn remote(needed: usize, targets: usize) -> PutCore {
+        PutCore {
+            acks: 0,
+            ..PutCore::new(needed, targets)
+        }
+    }
+
     /// A target's result: it stored the write (`ok`) or refused or missed it.
     pub fn add_result(&mut self, ok: bool) {
         if ok {

@@ -190,7 +190,7 @@ fn bucket_of(kind: KeyKind) -> &'static str {
         KeyKind::Counter => "counters",
         KeyKind::Set => "sets",
         KeyKind::Map => "maps",
-        KeyKind::Probe => "probes",
+        KeyKind::Probe(_) => "probes",
     }
 }
 

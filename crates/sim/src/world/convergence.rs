@@ -58,7 +58,7 @@ impl Sim<'_> {
             let key = self.oracle.hist.keys[slot].key.clone();
             let r = Quorum::All;
             let request = match self.oracle.hist.keys[slot].kind {
-                KeyKind::Register(_) | KeyKind::Probe => Request::Get { key, r },
+                KeyKind::Register(_) | KeyKind::Probe(_) => Request::Get { key, r },
                 KeyKind::Counter => Request::CounterGet { key, r },
                 KeyKind::Set => Request::SetGet { key, r },
                 KeyKind::Map => Request::MapGet { key, r },

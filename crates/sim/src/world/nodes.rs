@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use driftkv_causal::ConflictMode;
 use driftkv_core::fasthash::FastMap;
-use driftkv_core::{BucketProps, Driver, MemStore, Node, NodeConfig, Store};
+use driftkv_core::{BucketProps, Driver, MemStore, Node, NodeConfig, Store, WritePath};
 use driftkv_ring::{NodeId, RingConfig};
 use driftkv_wire::{Key, Object, ReqId};
 
@@ -151,14 +151,26 @@ fn node_config(
     cfg.hinted_handoff = sc.hinted_handoff;
     cfg.aae.enabled = sc.anti_entropy;
     cfg.aae.interval_ms = sc.anti_entropy_interval_ms;
-    for (bucket, mode) in [
-        ("siblings", ConflictMode::Siblings),
-        ("lww", ConflictMode::Lww),
+    for (bucket, mode, write_path) in [
+        ("siblings", ConflictMode::Siblings, WritePath::Replica),
+        ("lww", ConflictMode::Lww, sc.write_path),
     ] {
         cfg.buckets.insert(
             Bytes::from_static(bucket.as_bytes()),
             BucketProps {
                 mode,
+                write_path,
+                ..Default::default()
+            },
+        );
+    }
+    if sc.write_path == WritePath::Direct {
+        // The probes measure the direct path: lww writes, as the PBS model's are.
+        cfg.buckets.insert(
+            Bytes::from_static(b"probes"),
+            BucketProps {
+                mode: ConflictMode::Lww,
+                write_path: WritePath::Direct,
                 ..Default::default()
             },
         );

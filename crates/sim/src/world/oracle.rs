@@ -266,6 +266,25 @@ impl Sim<'_> {
         let now = self.time.now_us;
         let slot = self.oracle.hist.writes[w].key;
         let key = self.oracle.hist.keys[slot].key.clone();
+        // A direct write is its own state (its coordinator may hold no copy, or one where it
+        // lost to a later write): recorded as the node made it.
+        let direct = self.nodes[i]
+            .node
+            .as_ref()
+            .and_then(|node| node.last_direct_write())
+            .filter(|(k, _)| **k == key)
+            .and_then(|(_, reg)| {
+                let (dot, s) = reg.dvv().siblings().next()?;
+                let known = self.oracle.hist.writes[w]
+                    .coordinations
+                    .iter()
+                    .any(|c| c.dot.as_ref() == Some(dot));
+                (s.value.as_ref() == Some(&self.oracle.hist.writes[w].value) && !known)
+                    .then(|| (dot.clone(), reg.context().clone(), s.timestamp))
+            });
+        if let Some((dot, context, timestamp)) = direct {
+            return self.record_register_write(i, w, dot, context, timestamp);
+        }
         let Some(Object::Register(reg)) = self.copy(i, &key) else {
             self.oracle.hist.anomaly(
                 "oracle",

@@ -3,7 +3,8 @@
 //! `t` after the measured write was acknowledged.
 
 use bytes::Bytes;
-use driftkv_causal::VersionVector;
+use driftkv_causal::{ConflictMode, VersionVector};
+use driftkv_core::WritePath;
 use driftkv_wire::{Reply, Request};
 
 use super::Sim;
@@ -48,7 +49,12 @@ impl Sim<'_> {
             self.schedule(at, Event::ProbeStart(trial + 1));
         }
         let t_len = self.sc.visibility.t_ms.len();
-        let slot = self.slot_for(KeyKind::Probe, numbered("t", trial as u64, ""));
+        // Probes are lww writes when they measure the direct path (see `Scenario::write_path`).
+        let mode = match self.sc.write_path {
+            WritePath::Direct => ConflictMode::Lww,
+            WritePath::Replica => ConflictMode::Siblings,
+        };
+        let slot = self.slot_for(KeyKind::Probe(mode), numbered("t", trial as u64, ""));
         let trials = &mut self.clients.trials;
         trials.push(Trial {
             t_index: trial % t_len,
