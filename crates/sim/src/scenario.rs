@@ -412,6 +412,11 @@ pub struct Visibility {
     /// version, as in PBS. (A fresh key would not do: replicas that lack a key answer "not
     /// found", which the core does not count towards R while another replica may have it.)
     pub setup_gap_ms: u64,
+    /// Each trial's key is one whose replicas are all in different `[regions]` (the trial's
+    /// name is drawn again until it is): with a node off the replica set in each region, a
+    /// proxy coordinator then always has exactly one replica beside it, as in the PBS paper's
+    /// WAN model.
+    pub replicas_in_distinct_regions: bool,
 }
 
 impl Default for Visibility {
@@ -420,6 +425,7 @@ impl Default for Visibility {
             t_ms: vec![0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0],
             trials: 100,
             setup_gap_ms: 1_000,
+            replicas_in_distinct_regions: false,
         }
     }
 }

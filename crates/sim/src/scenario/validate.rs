@@ -308,6 +308,14 @@ impl Scenario {
         check(
             (v.t_ms.len() as u64) * (v.trials as u64) <= TRIALS_MAX,
             &format!("visibility: at most {TRIALS_MAX} trials in all"),
+        )?;
+        let mut regions: Vec<&String> = self.regions.values().collect();
+        regions.sort();
+        regions.dedup();
+        check(
+            !v.replicas_in_distinct_regions
+                || (regions.len() >= self.n.min(self.nodes) && self.regions.len() == self.nodes),
+            "visibility.replicas_in_distinct_regions needs every node in [regions], and at least n regions",
         )
     }
 

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use driftkv_causal::{ConflictMode, VersionVector};
 use driftkv_core::WritePath;
-use driftkv_wire::{Reply, Request};
+use driftkv_wire::{Key, Reply, Request};
 
 use super::Sim;
 use super::arrivals::numbered;
@@ -13,6 +13,9 @@ use super::clients::{ClientOp, Stage};
 use super::events::Event;
 use super::time::{US_PER_MS, us};
 use crate::history::{KeyKind, Outcome};
+
+/// Names drawn for a trial's key before settling for one whose replicas share a region.
+const PROBE_KEY_DRAWS_MAX: usize = 1_000;
 
 /// One t-visibility trial: a first version of a fresh key, given time to reach every replica;
 /// then the measured write of a second version over it; then one read, exactly `t` after the
@@ -54,7 +57,7 @@ impl Sim<'_> {
             WritePath::Direct => ConflictMode::Lww,
             WritePath::Replica => ConflictMode::Siblings,
         };
-        let slot = self.slot_for(KeyKind::Probe(mode), numbered("t", trial as u64, ""));
+        let slot = self.slot_for(KeyKind::Probe(mode), self.probe_key_name(trial));
         let trials = &mut self.clients.trials;
         trials.push(Trial {
             t_index: trial % t_len,
@@ -70,6 +73,35 @@ impl Sim<'_> {
         let first = Bytes::from(numbered("p", trial as u64, "a"));
         let stage = Stage::ProbeSetup(trial);
         self.send_put(node, slot, first, VersionVector::new(), stage, None, None);
+    }
+
+    /// The key of trial `trial`: `t<trial>`, or (with `replicas_in_distinct_regions`) the
+    /// first of `t<trial>`, `t<trial>.1`, `t<trial>.2`, ... whose replicas are in as many
+    /// regions as there are replicas (validation made sure the regions allow it; the ring
+    /// spreads keys evenly, so a few draws do).
+    fn probe_key_name(&self, trial: usize) -> String {
+        let first = numbered("t", trial as u64, "");
+        if !self.sc.visibility.replicas_in_distinct_regions {
+            return first;
+        }
+        let spread = |name: &str| {
+            let key = Key::new(Bytes::from_static(b"probes"), name.to_string());
+            let primaries = self.primaries_of(&key);
+            let mut regions: Vec<Option<&String>> = primaries
+                .iter()
+                .map(|&i| self.sc.regions.get(&format!("n{}", i + 1)))
+                .collect();
+            regions.sort();
+            regions.dedup();
+            regions.len() == primaries.len()
+        };
+        (0..PROBE_KEY_DRAWS_MAX)
+            .map(|draw| match draw {
+                0 => first.clone(),
+                d => format!("{first}.{d}"),
+            })
+            .find(|name| spread(name))
+            .unwrap_or(first)
     }
 
     /// The measured write of trial `trial`, over its first version.
