@@ -1,5 +1,6 @@
 //! `driftkv sim`: runs the deterministic simulator on a scenario file and writes its report
-//! (text, JSON, SVG plots); `--seeds A..B` sweeps seeds, `--sweep` compares every R/W.
+//! (text, JSON, SVG plots); `--seeds A..B` sweeps seeds, `--sweep` compares every R/W,
+//! `--compare` compares write paths and the healing machinery.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use driftkv_sim::report::CompareRow;
 use driftkv_sim::{Progress, Report, Scenario, SweepRow};
 
 #[derive(Args)]
@@ -30,6 +32,15 @@ pub struct SimArgs {
     /// Runs every R and W from 1 to N and prints a comparison table.
     #[arg(long, conflicts_with = "seeds")]
     sweep: bool,
+    /// Runs the scenario (or every scenario of a directory) beside two variants of itself:
+    /// the other write path, and read repair, hints and anti-entropy switched the other way.
+    /// Prints a t-visibility table (with the scenario's published figures) and, with --out,
+    /// writes compare.txt, compare.json and one plot of every curve (compare.svg).
+    #[arg(long, conflicts_with_all = ["seeds", "sweep"])]
+    compare: bool,
+    /// Replaces the scenario's write path for lww writes: `replica` or `direct`.
+    #[arg(long, value_name = "PATH")]
+    write_path: Option<String>,
     /// Replaces the scenario's read quorum (one, quorum, all or a number).
     #[arg(long)]
     r: Option<String>,
@@ -134,6 +145,12 @@ fn load(path: &Path, args: &SimArgs) -> anyhow::Result<Scenario> {
     if args.no_session_tokens {
         scenario.workload.session_tokens = false;
     }
+    if let Some(path) = &args.write_path {
+        scenario.write_path = path
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("--write-path")?;
+    }
     if args.r.is_some() || args.w.is_some() {
         let r = args.r.clone().unwrap_or(scenario.r.clone());
         let w = args.w.clone().unwrap_or(scenario.w.clone());
@@ -152,6 +169,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    if args.compare {
+        return run_compare(&args, jobs);
+    }
     if args.scenario.is_dir() {
         let Some(range) = &args.seeds else {
             bail!(
@@ -222,9 +242,9 @@ fn parallel<T: Send>(count: usize, jobs: usize, work: impl Fn(usize) -> T + Sync
         .collect()
 }
 
-/// `--seeds` over every scenario file of a directory, in name order.
-fn run_seeds_of_dir(args: &SimArgs, seeds: (u64, u64), jobs: usize) -> anyhow::Result<()> {
-    let dir = &args.scenario;
+/// The scenario files of a directory (`*.toml`, not those of its subdirectories), in name
+/// order.
+fn scenario_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -234,6 +254,83 @@ fn run_seeds_of_dir(args: &SimArgs, seeds: (u64, u64), jobs: usize) -> anyhow::R
     if files.is_empty() {
         bail!("no scenario files (*.toml) in {}", dir.display());
     }
+    Ok(files)
+}
+
+/// `--compare`: every variant of every scenario given, run in parallel, then the table, and
+/// with `--out` the files.
+fn run_compare(args: &SimArgs, jobs: usize) -> anyhow::Result<()> {
+    let files = match args.scenario.is_dir() {
+        true => scenario_files(&args.scenario)?,
+        false => vec![args.scenario.clone()],
+    };
+    let mut runs = Vec::new();
+    for path in &files {
+        let scenario = load(path, args)?;
+        for (variant, s) in driftkv_sim::report::compare_variants(&scenario) {
+            runs.push((scenario.name.clone(), variant, s));
+        }
+    }
+    let done = AtomicUsize::new(0);
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let reports = parallel(runs.len(), jobs, |i| {
+        let report = driftkv_sim::run(&runs[i].2);
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if show {
+            eprint!("\r\x1b[Kcompare: {n}/{} runs done", runs.len());
+        }
+        report
+    });
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let rows: Vec<CompareRow> = runs
+        .into_iter()
+        .zip(reports)
+        .map(|((scenario, variant, _), report)| CompareRow {
+            scenario,
+            variant,
+            report,
+        })
+        .collect();
+    let table = driftkv_sim::report::compare_table(&rows);
+    print!("{table}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        std::fs::write(dir.join("compare.txt"), &table)?;
+        std::fs::write(
+            dir.join("compare.json"),
+            driftkv_sim::report::compare_json(&rows),
+        )?;
+        std::fs::write(
+            dir.join("compare.svg"),
+            driftkv_sim::report::compare_plot(&rows),
+        )?;
+        println!("comparison written to {}", dir.display());
+    }
+    eprintln!(
+        "{} runs in {:.1} s of wall time",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|row| !row.report.passed())
+        .map(|row| format!("{} ({})", row.scenario, row.variant))
+        .collect();
+    if !failed.is_empty() {
+        let _ = std::io::stdout().flush();
+        bail!("checks failed for {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `--seeds` over every scenario file of a directory, in name order.
+fn run_seeds_of_dir(args: &SimArgs, seeds: (u64, u64), jobs: usize) -> anyhow::Result<()> {
+    let dir = &args.scenario;
+    let files = scenario_files(dir)?;
     let mut failed = Vec::new();
     for path in &files {
         let scenario = load(path, args)?;

@@ -14,10 +14,12 @@ use crate::measure::Percentiles;
 use crate::world::{MessageCounts, NodeTotals, OpCounts};
 
 mod build;
+mod compare;
 mod plots;
 mod sweep;
 mod text;
 
+pub use compare::{CompareRow, compare_json, compare_plot, compare_table, compare_variants};
 pub use plots::{PALETTE, sweep_plot};
 pub use sweep::{SWEEP_T_MS, SweepRow, sweep_table};
 
@@ -40,6 +42,31 @@ pub struct Cluster {
     pub hinted_handoff: bool,
     pub membership: String,
     pub coordinator: String,
+    pub anti_entropy: bool,
+    /// How lww register writes (and, when `direct`, the visibility probes) reached the
+    /// replicas: `replica` (forwarded to a replica, which coordinates) or `direct`.
+    pub write_path: String,
+}
+
+/// k-staleness, the PBS paper's version-based measure: per grid point `t`, the chance that a
+/// read returns one of the last `k` versions, for `k` from 1 to `versions`.
+#[derive(Clone, Debug, Serialize)]
+pub struct KStaleness {
+    pub versions: u32,
+    pub points: Vec<KPoint>,
+    /// The paper's closed form for the same N, R and W, `1 - (C(N-W, R) / C(N, R))^k` per
+    /// `k`: what a read would see if a write reached only its W replicas and never the rest
+    /// (no anti-entropy of any kind), against which the measured figures show how far writes
+    /// spread by themselves.
+    pub closed_form_without_spread: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KPoint {
+    pub t_ms: f64,
+    pub reads: u64,
+    /// `within_k[k - 1]`: the share of reads that returned one of the last `k` versions.
+    pub within_k: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -132,6 +159,12 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub membership: Option<Membership>,
     pub t_visibility: Vec<TPoint>,
+    /// Figures published elsewhere for the same configuration (the scenario's), to compare.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<crate::scenario::Published>,
+    /// With `visibility.versions` above 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k_staleness: Option<KStaleness>,
     /// Per acknowledged write (register writes and set adds): from its acknowledgement until
     /// every primary holds it (0 when all had it before the client heard back).
     pub inconsistency_window_ms: Percentiles,

@@ -417,6 +417,39 @@ pub struct Visibility {
     /// proxy coordinator then always has exactly one replica beside it, as in the PBS paper's
     /// WAN model.
     pub replicas_in_distinct_regions: bool,
+    /// Measured versions each trial writes, each over the one before: with more than one the
+    /// report adds k-staleness (the chance that a read returns one of the last `k`), the
+    /// PBS paper's other measure, for every `k` up to this and every `t`.
+    pub versions: u32,
+    /// Between one measured version's acknowledgement and the next version's write.
+    pub version_gap_ms: f64,
+    /// Each trial reads once at every `t` of the grid (so `trials` reads per `t`, from as
+    /// many writes), instead of once at one `t` (`trials` writes per `t`). Without read
+    /// repair a read changes nothing, and each `t`'s share is the same either way; with it,
+    /// what an earlier read repaired shows in the later ones.
+    pub read_every_t: bool,
+    /// Published figures to show beside the measured ones (a paper's, say): `t_ms` and `p`.
+    pub published: Vec<Published>,
+}
+
+/// A published t-visibility figure: the probability `p` of a consistent read `t_ms` after the
+/// write, and where it was published.
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    pub t_ms: f64,
+    pub p: f64,
+    pub source: String,
+}
+
+impl Visibility {
+    /// Trials the run starts: `trials` per `t`, or `trials` in all with `read_every_t`.
+    pub fn trial_count(&self) -> usize {
+        match self.read_every_t {
+            true => self.trials as usize,
+            false => self.trials as usize * self.t_ms.len(),
+        }
+    }
 }
 
 impl Default for Visibility {
@@ -426,6 +459,10 @@ impl Default for Visibility {
             trials: 100,
             setup_gap_ms: 1_000,
             replicas_in_distinct_regions: false,
+            versions: 1,
+            version_gap_ms: 0.0,
+            read_every_t: false,
+            published: Vec::new(),
         }
     }
 }

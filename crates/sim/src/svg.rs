@@ -8,6 +8,8 @@ pub struct Series {
     pub name: String,
     pub color: &'static str,
     pub points: Vec<(f64, f64)>,
+    /// Drawn as hollow squares without a line (figures to compare against, not a curve).
+    pub markers_only: bool,
 }
 
 /// A chart whose x axis is `log10(1 + x)` (so 0 fits and milliseconds from 0.1 to 10 000 all
@@ -138,7 +140,17 @@ pub fn render(chart: &Chart) -> String {
     );
     // Lines and legend.
     for (i, series) in chart.series.iter().enumerate() {
-        if !series.points.is_empty() {
+        if series.markers_only {
+            for (x, y) in &series.points {
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{:.2}" y="{:.2}" width="9" height="9" fill="none" stroke="{}" stroke-width="2"/>"#,
+                    sx(*x) - 4.5,
+                    sy(*y) - 4.5,
+                    series.color
+                );
+            }
+        } else if !series.points.is_empty() {
             let path: Vec<String> = series
                 .points
                 .iter()
@@ -178,6 +190,26 @@ pub fn render(chart: &Chart) -> String {
     s
 }
 
+/// Several charts in one picture, `columns` to a row, each as [`render`] draws it.
+pub fn grid(charts: &[Chart], columns: usize) -> String {
+    let columns = columns.clamp(1, charts.len().max(1));
+    let rows = charts.len().div_ceil(columns).max(1);
+    let (width, height) = (WIDTH * columns as f64, HEIGHT * rows as f64);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">"#
+    );
+    for (i, chart) in charts.iter().enumerate() {
+        let (x, y) = (WIDTH * (i % columns) as f64, HEIGHT * (i / columns) as f64);
+        let one = render(chart);
+        let placed = one.replacen("<svg ", &format!(r#"<svg x="{x}" y="{y}" "#), 1);
+        s.push_str(&placed);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 /// An empirical CDF of `samples`, summarised to at most [`POINTS_MAX`] points.
 pub fn cdf(samples: &[f64]) -> Vec<(f64, f64)> {
     if samples.is_empty() {
@@ -211,6 +243,7 @@ mod tests {
                 name: "R=1 W=1".into(),
                 color: "#1f77b4",
                 points: vec![(0.0, 0.5), (10.0, 0.9), (100.0, 1.0)],
+                markers_only: false,
             }],
         });
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

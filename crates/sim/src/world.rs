@@ -241,7 +241,7 @@ impl<'a> Sim<'a> {
             Event::Arrival => self.on_arrival(),
             Event::ProbeStart(trial) => self.on_probe_start(trial),
             Event::ProbeWrite(trial) => self.on_probe_write(trial),
-            Event::ProbeRead(trial) => self.on_probe_read(trial),
+            Event::ProbeRead { trial, t_index } => self.on_probe_read(trial as usize, t_index),
             Event::FaultStart(f) => self.on_fault(f, true),
             Event::FaultEnd(f) => self.on_fault(f, false),
             Event::TrafficEnd => self.on_traffic_end(),

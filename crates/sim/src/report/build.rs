@@ -2,8 +2,8 @@
 //! from what it measures.
 
 use super::{
-    Cluster, Conflicts, Convergence, Membership, NodeAtEnd, Repair, Report, Samples, Sessions,
-    TPoint, TimelineEntry,
+    Cluster, Conflicts, Convergence, KPoint, KStaleness, Membership, NodeAtEnd, Repair, Report,
+    Samples, Sessions, TPoint, TimelineEntry,
 };
 use crate::check::Findings;
 use crate::measure::{Percentiles, round_ratio, round_us};
@@ -40,6 +40,8 @@ impl Report {
             cluster: cluster(sc),
             membership: membership(sc, &o),
             t_visibility: t_visibility(sc, &o),
+            published: sc.visibility.published.clone(),
+            k_staleness: k_staleness(sc, &o),
             inconsistency_window_ms: Percentiles::of(&mut windows.clone()),
             versions_never_everywhere: never,
             stale_read_ratio: ratio(o.stale_reads, o.register_reads, 0.0),
@@ -102,6 +104,8 @@ fn cluster(sc: &Scenario) -> Cluster {
         hinted_handoff: sc.hinted_handoff,
         membership: format!("{:?}", sc.membership).to_ascii_lowercase(),
         coordinator: format!("{:?}", sc.coordinator).to_ascii_lowercase(),
+        anti_entropy: sc.anti_entropy,
+        write_path: format!("{:?}", sc.write_path).to_ascii_lowercase(),
     }
 }
 
@@ -136,19 +140,16 @@ fn membership(sc: &Scenario, o: &Outcomes) -> Option<Membership> {
     })
 }
 
-/// Per grid point `t`, the share of completed trials whose read returned the write.
+/// Per grid point `t`, the share of completed reads that returned the last version written.
 fn t_visibility(sc: &Scenario, o: &Outcomes) -> Vec<TPoint> {
-    let t_len = sc.visibility.t_ms.len();
-    let mut fresh = vec![0u64; t_len];
-    let mut done = vec![0u64; t_len];
-    for trial in &o.trials {
-        if let Some(x) = trial.fresh {
-            done[trial.t_index] += 1;
-            fresh[trial.t_index] += x as u64;
-        }
+    let v = &sc.visibility;
+    let mut fresh = vec![0u64; v.t_ms.len()];
+    let mut done = vec![0u64; v.t_ms.len()];
+    for (t, returned) in answered_reads(o) {
+        done[t] += 1;
+        fresh[t] += (returned == v.versions) as u64;
     }
-    sc.visibility
-        .t_ms
+    v.t_ms
         .iter()
         .enumerate()
         .map(|(i, t)| TPoint {
@@ -157,6 +158,68 @@ fn t_visibility(sc: &Scenario, o: &Outcomes) -> Vec<TPoint> {
             trials: done[i],
         })
         .collect()
+}
+
+/// Every trial read that answered: its grid point and the version it returned.
+fn answered_reads(o: &Outcomes) -> impl Iterator<Item = (usize, u32)> + '_ {
+    o.trials.iter().flat_map(|trial| {
+        trial
+            .reads
+            .iter()
+            .filter_map(|&(t, returned)| returned.map(|r| (t as usize, r)))
+    })
+}
+
+/// Per grid point `t` and `k`, the share of reads that returned one of the last `k` versions;
+/// `None` unless trials write several.
+fn k_staleness(sc: &Scenario, o: &Outcomes) -> Option<KStaleness> {
+    let v = &sc.visibility;
+    let versions = v.versions;
+    if versions <= 1 {
+        return None;
+    }
+    let mut within = vec![vec![0u64; versions as usize]; v.t_ms.len()];
+    let mut done = vec![0u64; v.t_ms.len()];
+    for (t, returned) in answered_reads(o) {
+        done[t] += 1;
+        // Returning version `j` of `versions` is within the last `k` for `k > versions - j`.
+        for k in 1..=versions {
+            within[t][k as usize - 1] += (returned + k > versions) as u64;
+        }
+    }
+    let points = v
+        .t_ms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| KPoint {
+            t_ms: *t,
+            reads: done[i],
+            within_k: within[i]
+                .iter()
+                .map(|n| round_ratio(*n as f64 / done[i].max(1) as f64))
+                .collect(),
+        })
+        .collect();
+    let n = sc.n.min(sc.nodes);
+    let r = sc.quorum_r().resolve(n, sc.quorum_r()).unwrap_or(n);
+    let w = sc.quorum_w().resolve(n, sc.quorum_w()).unwrap_or(n);
+    // The chance that a read quorum misses every replica a write quorum reached.
+    let miss = choose(n - w.min(n), r) / choose(n, r);
+    Some(KStaleness {
+        versions,
+        points,
+        closed_form_without_spread: (1..=versions)
+            .map(|k| round_ratio(1.0 - miss.powi(k as i32)))
+            .collect(),
+    })
+}
+
+/// `C(n, k)`, as a float (n is a handful of replicas).
+fn choose(n: usize, k: usize) -> f64 {
+    if k > n {
+        return 0.0;
+    }
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
 }
 
 /// The inconsistency window of every acknowledged version that reached every primary, in ms,

@@ -1,7 +1,8 @@
 //! The report's SVG plots: t-visibility, the latency and inconsistency-window CDFs, and the
 //! t-visibility curves of an R/W sweep.
 
-use super::{Report, SweepRow, TPoint};
+use super::{KStaleness, Report, SweepRow, TPoint};
+use crate::scenario::Published;
 use crate::svg::{Chart, Series, cdf, render};
 
 /// Colours for series, in order (the matplotlib "tab10" palette).
@@ -31,14 +32,18 @@ fn t_visibility_points(t_visibility: &[TPoint]) -> Vec<(f64, f64)> {
 impl Report {
     /// `(file name, SVG)` for each plot.
     pub fn plots(&self) -> Vec<(String, String)> {
-        vec![
+        let mut plots = vec![
             ("t_visibility.svg".to_string(), self.t_visibility_plot()),
             ("latency_cdf.svg".to_string(), self.latency_plot()),
             (
                 "inconsistency_window_cdf.svg".to_string(),
                 self.window_plot(),
             ),
-        ]
+        ];
+        if let Some(k) = &self.k_staleness {
+            plots.push(("k_staleness.svg".to_string(), self.k_staleness_plot(k)));
+        }
+        plots
     }
 
     fn t_visibility_plot(&self) -> String {
@@ -48,11 +53,48 @@ impl Report {
             x_label: T_VISIBILITY_X_LABEL.into(),
             y_label: T_VISIBILITY_Y_LABEL.into(),
             y_max: PROBABILITY_MAX,
-            series: vec![Series {
-                name: format!("R={r} W={w}"),
-                color: BLUE,
-                points: t_visibility_points(&self.t_visibility),
-            }],
+            series: self.t_visibility_series(format!("R={r} W={w}"), BLUE),
+        })
+    }
+
+    /// The measured t-visibility curve, named `name`, and the published figures beside it.
+    pub fn t_visibility_series(&self, name: String, color: &'static str) -> Vec<Series> {
+        let mut series = vec![Series {
+            name,
+            color,
+            points: t_visibility_points(&self.t_visibility),
+            markers_only: false,
+        }];
+        if !self.published.is_empty() {
+            series.push(published_series(&self.published));
+        }
+        series
+    }
+
+    /// One curve per `k`: the share of reads that returned one of the last `k` versions.
+    fn k_staleness_plot(&self, k: &KStaleness) -> String {
+        let series = (0..k.versions as usize)
+            .map(|i| Series {
+                name: format!("within k={}", i + 1),
+                color: PALETTE[i % PALETTE.len()],
+                points: k
+                    .points
+                    .iter()
+                    .filter(|p| p.reads > 0)
+                    .map(|p| (p.t_ms, p.within_k[i]))
+                    .collect(),
+                markers_only: false,
+            })
+            .collect();
+        render(&Chart {
+            title: format!(
+                "<k, t>-staleness: the last {} versions, N={} R={} W={}",
+                k.versions, self.cluster.n, self.cluster.r, self.cluster.w
+            ),
+            x_label: T_VISIBILITY_X_LABEL.into(),
+            y_label: "P(read returns one of the last k versions)".into(),
+            y_max: PROBABILITY_MAX,
+            series,
         })
     }
 
@@ -67,11 +109,13 @@ impl Report {
                     name: "reads".into(),
                     color: BLUE,
                     points: cdf(&self.samples.read_latency_ms),
+                    markers_only: false,
                 },
                 Series {
                     name: "writes".into(),
                     color: RED,
                     points: cdf(&self.samples.write_latency_ms),
+                    markers_only: false,
                 },
             ],
         })
@@ -87,8 +131,19 @@ impl Report {
                 name: "writes".into(),
                 color: GREEN,
                 points: cdf(&self.samples.windows_ms),
+                markers_only: false,
             }],
         })
+    }
+}
+
+/// Published figures, as hollow squares.
+pub fn published_series(published: &[Published]) -> Series {
+    Series {
+        name: "published".into(),
+        color: "#000000",
+        points: published.iter().map(|p| (p.t_ms, p.p)).collect(),
+        markers_only: true,
     }
 }
 
@@ -101,6 +156,7 @@ pub fn sweep_plot(rows: &[SweepRow]) -> String {
             name: format!("R={} W={}", row.r, row.w),
             color: PALETTE[i % PALETTE.len()],
             points: t_visibility_points(&row.report.t_visibility),
+            markers_only: false,
         })
         .collect();
     render(&Chart {

@@ -53,7 +53,7 @@ impl Report {
         let c = &self.cluster;
         let _ = writeln!(
             s,
-            "\ncluster: {} nodes, N={} R={} W={}, durability {}, read repair {}, hinted handoff {}, membership {}, coordinator {}",
+            "\ncluster: {} nodes, N={} R={} W={}, durability {}, read repair {}, hinted handoff {}, anti-entropy {}, membership {}, coordinator {}, lww writes {}",
             c.nodes,
             c.n,
             c.r,
@@ -61,8 +61,13 @@ impl Report {
             c.durability,
             on_off(c.read_repair),
             on_off(c.hinted_handoff),
+            on_off(c.anti_entropy),
             c.membership,
-            c.coordinator
+            c.coordinator,
+            match c.write_path.as_str() {
+                "direct" => "direct (the coordinator sends each to all N)",
+                _ => "through a replica (forwarded to one, which coordinates)",
+            }
         );
         if let Some(m) = &self.membership {
             let nodes: Vec<String> = m
@@ -104,13 +109,47 @@ impl Report {
             "\nt-visibility (P[a read issued t ms after a write's acknowledgement returns it]):"
         );
         for p in &self.t_visibility {
+            let published: Vec<String> = self
+                .published
+                .iter()
+                .filter(|q| q.t_ms == p.t_ms)
+                .map(|q| format!("   published {:.4} ({})", q.p, q.source))
+                .collect();
             let _ = writeln!(
                 s,
-                "  t = {:>8} ms   {}   ({} trials)",
+                "  t = {:>8} ms   {}   ({} trials){}",
                 p.t_ms,
                 p.probability
                     .map_or("   n/a".to_string(), |v| format!("{v:.4}")),
-                p.trials
+                p.trials,
+                published.concat()
+            );
+        }
+        if let Some(k) = &self.k_staleness {
+            let _ = writeln!(
+                s,
+                "\nk-staleness (P[a read issued t ms after the last of {} versions returns one of the last k]):",
+                k.versions
+            );
+            let mut header = format!("  {:>10}", "t (ms)");
+            for i in 1..=k.versions {
+                header += &format!("{:>8}", format!("k={i}"));
+            }
+            let _ = writeln!(s, "{header}");
+            for p in &k.points {
+                let mut line = format!("  {:>10}", p.t_ms);
+                for v in &p.within_k {
+                    line += &format!("{v:>8.4}");
+                }
+                let _ = writeln!(s, "{line}   ({} reads)", p.reads);
+            }
+            let mut line = format!("  {:>10}", "no spread");
+            for v in &k.closed_form_without_spread {
+                line += &format!("{v:>8.4}");
+            }
+            let _ = writeln!(
+                s,
+                "{line}   (closed form if writes reached only W replicas)"
             );
         }
         let _ = writeln!(

@@ -15,6 +15,8 @@ use super::{
 const DRIFT_PPM_MAX: f64 = 500_000.0;
 /// Visibility trials one run may make in all (points of the grid times trials per point).
 const TRIALS_MAX: u64 = 1_000_000;
+/// Measured versions one trial may write (k-staleness up to this `k`).
+const VERSIONS_MAX: u32 = 16;
 
 /// `Ok` if `ok`, else the error `what`.
 fn check(ok: bool, what: &str) -> Result<(), String> {
@@ -308,6 +310,24 @@ impl Scenario {
         check(
             (v.t_ms.len() as u64) * (v.trials as u64) <= TRIALS_MAX,
             &format!("visibility: at most {TRIALS_MAX} trials in all"),
+        )?;
+        check(
+            (1..=VERSIONS_MAX).contains(&v.versions),
+            &format!("visibility.versions must be 1..={VERSIONS_MAX}"),
+        )?;
+        check(
+            v.version_gap_ms.is_finite() && v.version_gap_ms >= 0.0,
+            "visibility.version_gap_ms must be >= 0",
+        )?;
+        check(
+            v.t_ms.len() <= u16::MAX as usize,
+            "visibility.t_ms has too many points",
+        )?;
+        check(
+            v.published
+                .iter()
+                .all(|p| p.t_ms.is_finite() && p.t_ms >= 0.0 && (0.0..=1.0).contains(&p.p)),
+            "visibility.published: t_ms must be >= 0 and p within 0..=1",
         )?;
         let mut regions: Vec<&String> = self.regions.values().collect();
         regions.sort();

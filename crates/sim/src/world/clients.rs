@@ -56,7 +56,7 @@ pub(super) enum Stage {
     /// A t-visibility trial's first version, which the measured write then replaces.
     ProbeSetup(usize),
     ProbeWrite(usize),
-    ProbeRead(usize),
+    ProbeRead(usize, u16),
     /// The read of one client of an NX race (by index): it writes `value` if nothing was found.
     NxRead {
         race: usize,
@@ -355,7 +355,7 @@ impl Sim<'_> {
             Stage::Write(kind) => self.write_replied(kind, &op, &reply, latency_ms),
             Stage::ProbeSetup(trial) => self.probe_setup_replied(trial, &op, &reply),
             Stage::ProbeWrite(trial) => self.probe_write_replied(trial, &op, &reply),
-            Stage::ProbeRead(trial) => self.probe_read_replied(trial, &reply),
+            Stage::ProbeRead(trial, t) => self.probe_read_replied(trial, t, &reply),
             Stage::Sweep => {}
         }
     }

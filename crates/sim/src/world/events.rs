@@ -25,7 +25,11 @@ pub(super) enum Event {
     Arrival,
     ProbeStart(usize),
     ProbeWrite(usize),
-    ProbeRead(usize),
+    /// A trial's read at grid point `t_index` (`u32` and `u16`: the event stays 16 bytes).
+    ProbeRead {
+        trial: u32,
+        t_index: u16,
+    },
     FaultStart(usize),
     FaultEnd(usize),
     TrafficEnd,

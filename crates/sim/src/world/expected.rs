@@ -14,14 +14,14 @@ pub(super) struct Expected {
     pub(super) trials: usize,
 }
 
-/// Each trial writes its key twice (a first version, then the measured one).
-const WRITES_PER_TRIAL: f64 = 2.0;
+/// Each trial writes its key once, then each measured version.
+const SETUP_WRITES_PER_TRIAL: f64 = 1.0;
 
 impl Expected {
     const CAP: usize = 1 << 22;
 
     pub(super) fn of(sc: &Scenario) -> Expected {
-        let trials = sc.visibility.trials as usize * sc.visibility.t_ms.len();
+        let trials = sc.visibility.trial_count();
         let mix = &sc.workload.mix;
         let total = mix.get
             + mix.put
@@ -39,7 +39,8 @@ impl Expected {
         Expected {
             keys,
             keys_per_node: cap(keys as f64 * replicas),
-            writes: cap(ops * put_share + WRITES_PER_TRIAL * trials as f64),
+            writes: cap(ops * put_share
+                + (SETUP_WRITES_PER_TRIAL + sc.visibility.versions as f64) * trials as f64),
             trials: trials.min(Self::CAP),
         }
     }

@@ -1,6 +1,6 @@
-//! The PBS t-visibility probes: trials spread evenly over the traffic phase, each writing a
-//! first version of a fresh key, then the measured version over it, then reading it exactly
-//! `t` after the measured write was acknowledged.
+//! The PBS probes: trials spread evenly over the traffic phase, each writing a first version
+//! of a fresh key, then the measured version(s) over it, then reading it exactly `t` after the
+//! last measured write was acknowledged: t-visibility, and with several versions k-staleness.
 
 use bytes::Bytes;
 use driftkv_causal::{ConflictMode, VersionVector};
@@ -18,17 +18,21 @@ use crate::history::{KeyKind, Outcome};
 const PROBE_KEY_DRAWS_MAX: usize = 1_000;
 
 /// One t-visibility trial: a first version of a fresh key, given time to reach every replica;
-/// then the measured write of a second version over it; then one read, exactly `t` after the
-/// second write was acknowledged. Stale means the read returned the first version (or nothing).
+/// then the measured writes, each over the one before (`versions` of them, one unless the
+/// scenario measures k-staleness); then one read exactly `t` after the last was acknowledged
+/// (or, with `read_every_t`, one read at each `t` of the grid). A read is fresh when it
+/// returns the last version; within `k` when it returns one of the last `k`.
 pub struct Trial {
+    /// The `t` of its one read (unused with `read_every_t`).
     pub t_index: usize,
     pub key: usize,
-    /// The measured (second) version's value.
-    pub value: Bytes,
-    /// The context the first version's write returned: the second write replaces it.
+    /// Measured versions acknowledged so far.
+    pub written: u32,
+    /// The context the last acknowledged write returned: the next write replaces it.
     pub context: Option<VersionVector>,
-    /// `Some(true)`: the read returned the second version.
-    pub fresh: Option<bool>,
+    /// Each read that answered: its `t` (by index) and the version it returned (0: the first
+    /// version or nothing; `versions`: the last), or `None` when it failed.
+    pub reads: Vec<(u16, Option<u32>)>,
 }
 
 impl Sim<'_> {
@@ -36,7 +40,7 @@ impl Sim<'_> {
     /// that their measured write falls in the traffic phase.
     pub(super) fn probe_start_at(&self, trial: usize) -> Option<u64> {
         let v = &self.sc.visibility;
-        let total = v.t_ms.len() * v.trials as usize;
+        let total = v.trial_count();
         if trial >= total {
             return None;
         }
@@ -44,6 +48,16 @@ impl Sim<'_> {
         let span_us = (duration_us - (v.setup_gap_ms * US_PER_MS) as f64).max(duration_us / 2.0);
         let spacing = span_us / total as f64;
         Some(self.time.t0_us + (spacing * (trial as f64 + 0.5)) as u64)
+    }
+
+    /// The value of trial `trial`'s measured version `version` (1-based): `p<trial>b` when a
+    /// trial writes one, `p<trial>b<version>` when it writes several.
+    fn probe_value(&self, trial: usize, version: u32) -> Bytes {
+        let single = numbered("p", trial as u64, "b");
+        Bytes::from(match self.sc.visibility.versions {
+            1 => single,
+            _ => format!("{single}{version}"),
+        })
     }
 
     /// Trial `trial` starts (and schedules the next one's start): its first version is written.
@@ -62,9 +76,9 @@ impl Sim<'_> {
         trials.push(Trial {
             t_index: trial % t_len,
             key: slot,
-            value: Bytes::from(numbered("p", trial as u64, "b")),
+            written: 0,
             context: None,
-            fresh: None,
+            reads: Vec::new(),
         });
         debug_assert_eq!(trials.len(), trial + 1, "trials start in order");
         let Some(node) = self.choose_node(slot) else {
@@ -104,14 +118,15 @@ impl Sim<'_> {
             .unwrap_or(first)
     }
 
-    /// The measured write of trial `trial`, over its first version.
+    /// The next measured write of trial `trial`, over the version before it.
     pub(super) fn on_probe_write(&mut self, trial: usize) {
         self.clients.scheduled_work -= 1;
         let slot = self.clients.trials[trial].key;
         let Some(node) = self.choose_node(slot) else {
             return;
         };
-        let value = self.clients.trials[trial].value.clone();
+        let version = self.clients.trials[trial].written + 1;
+        let value = self.probe_value(trial, version);
         let context = self.clients.trials[trial]
             .context
             .clone()
@@ -127,20 +142,25 @@ impl Sim<'_> {
         );
     }
 
-    /// The one read of trial `trial`.
-    pub(super) fn on_probe_read(&mut self, trial: usize) {
+    /// A read of trial `trial`, `t_index` of the grid after its last write's acknowledgement.
+    pub(super) fn on_probe_read(&mut self, trial: usize, t_index: u16) {
         self.clients.scheduled_work -= 1;
         let slot = self.clients.trials[trial].key;
         let Some(node) = self.choose_node(slot) else {
             return;
         };
         let key = self.oracle.hist.keys[slot].key.clone();
-        let op = ClientOp::new(Stage::ProbeRead(trial), slot, node, self.time.now_us);
+        let op = ClientOp::new(
+            Stage::ProbeRead(trial, t_index),
+            slot,
+            node,
+            self.time.now_us,
+        );
         let r = self.clients.r;
         self.issue(node, Request::Get { key, r }, op);
     }
 
-    /// The first version's write answered: once acknowledged, the measured write follows
+    /// The first version's write answered: once acknowledged, the measured writes follow
     /// after the setup gap.
     pub(super) fn probe_setup_replied(&mut self, trial: usize, op: &ClientOp, reply: &Reply) {
         let context = match reply {
@@ -162,33 +182,59 @@ impl Sim<'_> {
         }
     }
 
-    /// The measured write answered: once acknowledged, the read follows `t` later.
+    /// A measured write answered: once acknowledged, the next version follows (after
+    /// `version_gap_ms`), or, after the last, the reads follow `t` later.
     pub(super) fn probe_write_replied(&mut self, trial: usize, op: &ClientOp, reply: &Reply) {
-        let acked = matches!(reply, Reply::Written { .. });
+        let context = match reply {
+            Reply::Written { context } => Some(context.clone()),
+            _ => None,
+        };
         if let Some(h) = op.hist {
-            let outcome = if acked {
-                Outcome::Acked
-            } else {
-                Outcome::Failed(format!("{reply:?}"))
+            let outcome = match context {
+                Some(_) => Outcome::Acked,
+                None => Outcome::Failed(format!("{reply:?}")),
             };
             self.set_outcome(h, outcome);
         }
-        if acked {
-            let t_ms = self.sc.visibility.t_ms[self.clients.trials[trial].t_index];
+        let Some(context) = context else { return };
+        let v = &self.sc.visibility;
+        let t = &mut self.clients.trials[trial];
+        t.written += 1;
+        if t.written < v.versions {
+            t.context = Some(context);
+            let at = self.time.now_us + us(v.version_gap_ms);
             self.clients.scheduled_work += 1;
-            self.schedule(self.time.now_us + us(t_ms), Event::ProbeRead(trial));
+            return self.schedule(at, Event::ProbeWrite(trial));
+        }
+        let reads: Vec<usize> = match v.read_every_t {
+            true => (0..v.t_ms.len()).collect(),
+            false => vec![t.t_index],
+        };
+        for t_index in reads {
+            let at = self.time.now_us + us(self.sc.visibility.t_ms[t_index]);
+            self.clients.scheduled_work += 1;
+            let event = Event::ProbeRead {
+                trial: trial as u32,
+                t_index: t_index as u16,
+            };
+            self.schedule(at, event);
         }
     }
 
-    /// The trial's read answered: fresh if it returned the measured version.
-    pub(super) fn probe_read_replied(&mut self, trial: usize, reply: &Reply) {
-        let fresh = match reply {
-            Reply::Values { values, .. } => {
-                Some(values.contains(&self.clients.trials[trial].value))
-            }
-            Reply::NotFound { .. } => Some(false),
+    /// A read of trial `trial` answered: which version it returned (the latest among its
+    /// values, 0 for the first version or nothing).
+    pub(super) fn probe_read_replied(&mut self, trial: usize, t_index: u16, reply: &Reply) {
+        let versions = self.sc.visibility.versions;
+        let returned = match reply {
+            Reply::Values { values, .. } => Some(
+                (1..=versions)
+                    .rev()
+                    .find(|&j| values.contains(&self.probe_value(trial, j)))
+                    .unwrap_or(0),
+            ),
+            Reply::NotFound { .. } => Some(0),
             _ => None,
         };
-        self.clients.trials[trial].fresh = fresh;
+        self.clients.trials[trial].reads.push((t_index, returned));
     }
 }
