@@ -120,7 +120,8 @@ fn cert(command: CertCommand) -> anyhow::Result<()> {
 #[derive(Args)]
 struct NodeArgs {
     /// A TOML file with any of the settings below (flags override it), and `[buckets.NAME]`
-    /// tables with `mode = "siblings"|"lww"`, `n`, `r`, `w`.
+    /// tables with `mode = "siblings"|"lww"`, `write_path = "replica"|"direct"` (lww only),
+    /// `n`, `r`, `w`.
     #[arg(long)]
     config: Option<PathBuf>,
     /// This node's name, unique in the cluster.
