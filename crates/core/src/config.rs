@@ -31,8 +31,8 @@ pub enum WritePath {
     Replica,
     /// Any node: it stamps the write with its hybrid clock under a dot of its own writer,
     /// sends it to every target at once and answers after W acknowledgements, without
-    /// reading the key (Cassandra's path; lww only). Deletes and conditional writes still
-    /// take the replica path, since they depend on what the key holds.
+    /// reading the key (Cassandra's path; lww only). Deletes still take the replica path:
+    /// their answer says whether the key held a value.
     Direct,
 }
 

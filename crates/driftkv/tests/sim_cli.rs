@@ -245,3 +245,59 @@ fn the_shipped_data_types_scenario_passes_a_few_seeds_and_reports_its_checks() {
     assert!(report["data_types"]["nx_double_success_rate"].is_number());
     assert!(text(&run.stdout).contains("set if not exists"));
 }
+
+#[test]
+fn compare_runs_each_scenario_beside_the_other_path_and_healing_and_writes_one_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = "published = [ { t_ms = 0, p = 0.5, source = \"a paper\" } ]\n";
+    let scenario = write_scenario(
+        dir.path(),
+        "small.toml",
+        &format!("{SMALL}versions = 2\n{published}"),
+    );
+    let out = dir.path().join("cmp");
+    let o = driftkv(&[
+        "sim",
+        &scenario,
+        "--compare",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    for line in [
+        "published",
+        "replica, heal",
+        "direct, heal",
+        "replica, no heal",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(line)),
+            "{line:?} missing from:\n{stdout}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let runs = json.as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    let paths: Vec<&str> = runs
+        .iter()
+        .map(|r| r["write_path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["replica", "direct", "replica"]);
+    assert_eq!(
+        runs[2]["read_repair"], false,
+        "healing switched the other way"
+    );
+    let svg = std::fs::read_to_string(out.join("compare.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("<rect"));
+
+    let o = driftkv(&["sim", &scenario, "--write-path", "sideways"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("write path"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -667,7 +667,7 @@ fn record_seeds() -> Seeds {
 
 fn scenario_seeds(root: &Path) -> Seeds {
     let mut out = Vec::new();
-    for dir in ["scenarios", "scenarios/sweeps"] {
+    for dir in ["scenarios", "scenarios/sweeps", "scenarios/pbs", "scenarios/pbs/common"] {
         let dir = root.join(dir);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
