@@ -3,6 +3,7 @@
 //! node reach every replica without a forward, later writes win, and a restarted node goes on
 //! writing above what it wrote before.
 
+#[allow(dead_code)] // shared with the other process tests, which use the parts this file does not
 mod support;
 
 use std::time::Duration;
