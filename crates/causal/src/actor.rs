@@ -12,6 +12,9 @@ use crate::fasthash::FastHasher;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// The incarnation bit that tells a node's direct writer from its replica actor.
+pub const DIRECT_WRITER_BIT: u32 = 1 << 31;
+
 /// A server node as it appears in version vectors: its name plus an incarnation.
 ///
 /// The incarnation changes when a node comes back without its data (a wiped or replaced disk).
@@ -22,9 +25,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Decoding interns the name (see [`intern`]): every version vector of every stored object
 /// names the same few nodes, so decoded actors share one allocation per name, and comparing two
 /// of them is mostly a pointer comparison.
-/// The incarnation bit that tells a node's direct writer from its replica actor.
-pub const DIRECT_WRITER_BIT: u32 = 1 << 31;
-
 #[derive(Clone, Serialize)]
 pub struct Actor {
     pub node: Arc<str>,
@@ -39,10 +39,12 @@ impl Actor {
         }
     }
 
-    /// The actor under which this node's direct writes (see `Actor::direct_writer`) issue
-    /// their dots: its incarnation with the top bit flipped, so it never names one of the
-    /// node's own replica actors (incarnations are chosen below that bit: see
-    /// [`Actor::incarnation_from`]).
+    /// The actor under which this node's direct writes (lww writes any node coordinates, see
+    /// the core's `node::direct`) issue their dots: its incarnation with the top bit flipped,
+    /// so it never names one of the node's own replica actors (incarnations of new data
+    /// directories are chosen below that bit, see [`Actor::incarnation_from`]; an older one
+    /// above it maps below, where its renewals, taken below the bit too, would need 2^31 steps
+    /// to meet it).
     pub fn direct_writer(&self) -> Actor {
         Actor {
             node: Arc::clone(&self.node),

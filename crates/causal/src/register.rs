@@ -634,6 +634,36 @@ mod tests {
             from: usize,
             to: usize,
         },
+        /// A direct write (lww only): node `by`'s writer stamps it with its own clock (which
+        /// takes in the node's) under the next of its node-wide sequence (`skip` numbers used
+        /// for other keys first), and replica `at` merges it.
+        Direct {
+            by: usize,
+            at: usize,
+            value: Option<u8>,
+            wall_ms: u64,
+            skip: u64,
+        },
+    }
+
+    fn arb_op_with_direct() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            arb_op(),
+            (
+                0..3usize,
+                0..3usize,
+                proptest::option::of(any::<u8>()),
+                0u64..50,
+                0u64..3
+            )
+                .prop_map(|(by, at, value, wall_ms, skip)| Op::Direct {
+                    by,
+                    at,
+                    value,
+                    wall_ms,
+                    skip
+                }),
+        ]
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
@@ -662,6 +692,7 @@ mod tests {
     fn play(mode: ConflictMode, ops: &[Op]) -> (Vec<Register>, Vec<Register>) {
         let mut replicas = vec![Register::new(); 3];
         let mut clocks = vec![crate::Hlc::new(); 3];
+        let mut writers = vec![(crate::Hlc::new(), 0u64); 3];
         let mut seen = Vec::new();
         for op in ops {
             match *op {
@@ -687,6 +718,29 @@ mod tests {
                     replicas[to].merge(mode, &other);
                     seen.push(replicas[to].clone());
                 }
+                Op::Direct {
+                    by,
+                    at,
+                    value,
+                    wall_ms,
+                    skip,
+                } => {
+                    let now = clocks[by].now(wall_ms);
+                    let (clock, seq) = &mut writers[by];
+                    let ts = clock.observe(now, wall_ms);
+                    clocks[by].observe(ts, wall_ms);
+                    *seq += 1 + skip;
+                    let writer = Actor::new(format!("n{by}"), 0).direct_writer();
+                    let sibling = Sibling {
+                        value: value.map(|v| Bytes::from(vec![v])),
+                        timestamp: ts,
+                        expires_ms: None,
+                    };
+                    let write = Register::single(Dot::new(writer, *seq), sibling).unwrap();
+                    seen.push(write.clone());
+                    replicas[at].merge(mode, &write);
+                    seen.push(replicas[at].clone());
+                }
             }
         }
         (seen, replicas)
@@ -710,7 +764,18 @@ mod tests {
         }
 
         #[test]
-        fn lww_picks_the_same_single_winner_on_every_replica(ops in proptest::collection::vec(arb_op(), 1..40)) {
+        fn lww_merge_stays_a_join_with_direct_writes(ops in proptest::collection::vec(arb_op_with_direct(), 1..40),
+                                                     picks in proptest::collection::vec(any::<proptest::sample::Index>(), 3)) {
+            let mode = ConflictMode::Lww;
+            let (seen, _) = play(mode, &ops);
+            let (a, b, c) = (picks[0].get(&seen), picks[1].get(&seen), picks[2].get(&seen));
+            prop_assert_eq!(merged(mode, a, b), merged(mode, b, a));
+            prop_assert_eq!(merged(mode, &merged(mode, a, b), c), merged(mode, a, &merged(mode, b, c)));
+            prop_assert_eq!(&merged(mode, a, a), a);
+        }
+
+        #[test]
+        fn lww_picks_the_same_single_winner_on_every_replica(ops in proptest::collection::vec(arb_op_with_direct(), 1..40)) {
             // Blind writes, as LWW clients make them: a write with a context replaces what it
             // saw whatever the timestamps (causality first), so "highest timestamp wins" is
             // the rule among writes that did not see each other.

@@ -31,8 +31,9 @@ pub enum WritePath {
     Replica,
     /// Any node: it stamps the write with its hybrid clock under a dot of its own writer,
     /// sends it to every target at once and answers after W acknowledgements, without
-    /// reading the key (Cassandra's path; lww only). Deletes still take the replica path:
-    /// their answer says whether the key held a value.
+    /// reading the key (Cassandra's path; lww only). Such a bucket holds registers only, and
+    /// `Request::Delete` still takes the replica path (its answer says whether the key held a
+    /// value), leaving a tombstone even where its coordinator held nothing.
     Direct,
 }
 

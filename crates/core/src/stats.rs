@@ -137,9 +137,10 @@ counters! {
     reads => "driftkv_coordinated_reads_total", "Reads this node coordinated.";
     writes => "driftkv_coordinated_writes_total", "Writes this node coordinated.";
     forwarded => "driftkv_forwarded_writes_total", "Writes handed to a replica to coordinate.";
-    /// Of `writes`, those sent straight to every replica (buckets with `write_path = direct`).
+    /// Of `writes`, those of buckets with `write_path = direct` (stamped here and sent to
+    /// every replica, unless refused first).
     direct_writes => "driftkv_direct_writes_total",
-        "Last-write-wins writes this node stamped and sent to every replica itself.";
+        "Writes of direct-path buckets this node coordinated (stamped here, sent to every replica).";
     unavailable => "driftkv_unavailable_total",
         "Requests answered unavailable: too few replicas in time.";
     /// Replicas a read found behind the merged answer.
@@ -151,7 +152,7 @@ counters! {
     conflicts => "driftkv_conflicts_total", "Merges that met concurrent writes.";
     /// Values discarded by the last-write-wins rule.
     lww_discarded => "driftkv_lww_discarded_total",
-        "Values of concurrent writes discarded by last-write-wins.";
+        "Values of concurrent writes discarded by last-write-wins (in direct-path buckets: writes that arrived after a later one).";
     /// Reads answered with more than one sibling.
     sibling_reads => "driftkv_sibling_reads_total", "Reads answered with more than one sibling.";
     /// Pages of key listings this node coordinated.

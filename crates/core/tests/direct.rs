@@ -42,6 +42,22 @@ fn replicas_and_others(h: &mut Harness, key: &str) -> (Vec<usize>, Vec<usize>) {
     (0..4).partition(|&i| !h.copies(key)[i].is_empty())
 }
 
+/// The replicas of `key` and the other nodes, found without writing it.
+fn replicas_unwritten(h: &mut Harness, key: &str) -> (Vec<usize>, Vec<usize>) {
+    let reply = h.request(
+        0,
+        Request::Inspect {
+            key: Key::default_bucket(key.to_string()),
+        },
+    );
+    let Reply::Replicas { replicas, .. } = reply else {
+        panic!("expected replicas, got {reply:?}");
+    };
+    assert!(replicas.iter().all(|r| r.object.is_none()), "never written");
+    let ids: Vec<usize> = replicas.iter().map(|r| h.index(&r.node)).collect();
+    (0..4).partition(|i| ids.contains(i))
+}
+
 /// The one sibling's dot counter and timestamp of node `i`'s copy of `key`.
 fn stamp(h: &mut Harness, i: usize, key: &str) -> (u64, u64) {
     let key = Key::default_bucket(key.to_string());
@@ -144,6 +160,66 @@ fn a_replica_coordinating_a_direct_write_counts_itself_once() {
     for &i in &replicas {
         assert_eq!(h.copies("r")[i], ["mine"]);
     }
+    // At W = all (2) with the other replica dropping what it is sent, its own copy is one.
+    h.up[replicas[1]] = false;
+    let reply = h.request(coordinator, put("r", "again", Quorum::All));
+    assert!(
+        matches!(&reply, Reply::Error { message, .. } if message.contains("1 of 2")),
+        "{reply:?}"
+    );
+}
+
+#[test]
+fn a_direct_bucket_holds_registers_only_and_its_deletes_leave_a_tombstone() {
+    let mut h = cluster();
+    let (_, others) = replicas_and_others(&mut h, "t");
+    let key = Key::default_bucket("t");
+    for request in [
+        Request::CounterAdd {
+            key: key.clone(),
+            delta: 1,
+            w: Quorum::One,
+        },
+        Request::SetUpdate {
+            key: key.clone(),
+            add: vec![Bytes::from("m")],
+            remove: vec![],
+            w: Quorum::One,
+        },
+    ] {
+        let reply = h.request(others[0], request);
+        assert!(
+            matches!(&reply, Reply::Error { message, .. } if message.contains("registers only")),
+            "{reply:?}"
+        );
+    }
+    // A delete whose coordinator has not received the write it follows still leaves a
+    // tombstone (later by its clock), so the write does not outlive it when it lands.
+    let (replicas, others) = replicas_unwritten(&mut h, "u");
+    h.step(
+        others[0],
+        Input::Request {
+            client: 1,
+            request: put("u", "v", Quorum::One),
+        },
+    );
+    let in_flight: Vec<_> = h.queue.drain(..).collect();
+    h.now_ms += 5;
+    let reply = h.request(
+        others[1],
+        Request::Delete {
+            key: Key::default_bucket("u"),
+            kind: None,
+            w: Quorum::All,
+        },
+    );
+    assert!(matches!(reply, Reply::Deleted { .. }), "{reply:?}");
+    h.queue.extend(in_flight);
+    h.deliver_all();
+    let copies = h.copies("u");
+    for &i in &replicas {
+        assert!(copies[i].is_empty(), "n{} holds {:?}", i + 1, copies[i]);
+    }
 }
 
 #[test]
@@ -206,6 +282,15 @@ fn a_restarted_node_never_issues_a_direct_dot_or_timestamp_below_its_last() {
     h.nodes[coordinator] = Node::open(cfg, &mut h.stores[coordinator]).unwrap();
     h.refresh_membership();
     h.now_ms -= 10_000;
+    // Its clock is behind where its writer was: it writes nothing directly until it catches
+    // up, rather than stamp ahead of every other node's clock.
+    let reply = h.request(coordinator, put("d", "early", Quorum::All));
+    assert!(
+        matches!(&reply, Reply::Error { message, .. } if message.contains("resume in")),
+        "{reply:?}"
+    );
+    // Back where it was, and past the lease it held then (100 ms).
+    h.now_ms += 10_200;
     let reply = h.request(coordinator, put("d", "after", Quorum::All));
     assert!(matches!(reply, Reply::Written { .. }), "{reply:?}");
     let (dot_after, ts_after) = stamp(&mut h, replicas[0], "d");

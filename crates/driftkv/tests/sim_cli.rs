@@ -291,7 +291,11 @@ fn compare_runs_each_scenario_beside_the_other_path_and_healing_and_writes_one_p
         "healing switched the other way"
     );
     let svg = std::fs::read_to_string(out.join("compare.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("<rect"));
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    assert!(
+        svg.contains(r#"width="9" height="9""#),
+        "the published figure is drawn as a square marker"
+    );
 
     let o = driftkv(&["sim", &scenario, "--write-path", "sideways"]);
     assert!(!o.status.success());

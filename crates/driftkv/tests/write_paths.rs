@@ -78,7 +78,8 @@ fn direct_writes_reach_every_replica_without_a_forward_and_survive_a_restart() {
     assert!(status.success(), "{status}");
     n3.start();
     c.wait_all_up(Duration::from_secs(20));
-    // Every write through the restarted node, each over a value it wrote before its stop.
+    // Every key again, through the restarted node: eight of them hold values it wrote, under
+    // its writer's dots, before its stop.
     for k in 0..KEYS {
         let r = c.nodes[2].put(&format!("/buckets/fast/kv/k{k}?w=all"), b"third");
         assert_eq!(r.status, 204, "PUT k{k} through n3 after its restart: {r}");

@@ -442,6 +442,17 @@ pub struct Published {
     pub source: String,
 }
 
+impl Scenario {
+    /// The conflict mode of the visibility probes' bucket (whose write path is the
+    /// scenario's): lww when they measure the direct path, whose writes are lww.
+    pub fn probe_mode(&self) -> ConflictMode {
+        match self.write_path {
+            WritePath::Direct => ConflictMode::Lww,
+            WritePath::Replica => ConflictMode::Siblings,
+        }
+    }
+}
+
 impl Visibility {
     /// Trials the run starts: `trials` per `t`, or `trials` in all with `read_every_t`.
     pub fn trial_count(&self) -> usize {

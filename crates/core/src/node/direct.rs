@@ -7,9 +7,11 @@
 //! uniqueness rests on a lease kept in the store: the writer's sequence and clock never go
 //! below what the lease record allows, and the record is raised (in the same batch, so it is
 //! synced before any message carrying a dot above the old ceiling leaves) before they pass it.
-//! A restarted node starts above both ceilings: no dot is issued twice, and a later dot of the
-//! writer always has a later timestamp, so causal order and timestamp order agree for its
-//! writes as they do for a replica's (see `Register::write`).
+//! A restarted node starts above both ceilings (and writes nothing until its wall clock has
+//! passed the clock's): no dot is issued twice, and a later dot of the writer always has a
+//! later timestamp, so causal order and timestamp order agree for its writes as they do for
+//! a replica's (see `Register::write`). A data directory put back from an older copy of
+//! itself gives all of this up, as it does for a replica's own dots.
 
 use super::put::Write;
 use super::*;
@@ -22,9 +24,11 @@ const LEASE_RECORD: &str = "direct.lease";
 /// Dots taken per raise of the sequence ceiling.
 const LEASE_DOTS: u64 = 1 << 16;
 
-/// Milliseconds of clock taken per raise of the clock ceiling: a restarted node's direct
-/// writes are stamped at least this far past its last ceiling, so it is kept short.
-const LEASE_MS: u64 = 1_000;
+/// Milliseconds of clock taken per raise of the clock ceiling. A node restarted before its
+/// wall clock passed its last ceiling refuses direct writes until it does (up to this long),
+/// so it is kept short, at the price of a small record written (and synced with its batch)
+/// up to ten times a second while the node writes.
+const LEASE_MS: u64 = 100;
 
 /// The largest millisecond a timestamp holds (the hybrid clock stops there).
 const PHYSICAL_MS_MAX: u64 = u64::MAX >> 16;
@@ -40,8 +44,12 @@ pub(super) struct DirectWriter {
     seq_ceiling: u64,
     clock: Hlc,
     clock_ceiling_ms: u64,
-    /// The last direct write made, by key: for an observer (the simulator's oracle), which
-    /// cannot find it in a copy this node may not hold.
+    /// The clock ceiling this node started under: until its wall clock passes it, a direct
+    /// write is refused (retryable) rather than stamped ahead of every other node's clock, and
+    /// a node restarted again and again within a lease never pushes its writes further ahead.
+    resume_at_ms: u64,
+    /// The last direct write made, and its key: for an observer (the simulator's oracle),
+    /// which cannot find it in a copy this node may not hold.
     last: Option<(Key, Register)>,
 }
 
@@ -66,6 +74,7 @@ impl DirectWriter {
             seq_ceiling,
             clock: Hlc::starting_after(Timestamp::new(clock_ceiling_ms, 0)),
             clock_ceiling_ms,
+            resume_at_ms: clock_ceiling_ms,
             last: None,
         })
     }
@@ -113,11 +122,13 @@ impl Node {
             Ok(register) => register,
             Err(reply) => return self.answer(waiter, reply, cx.out),
         };
-        self.direct.last = Some((key.clone(), register.clone()));
         let object = Object::Register(register);
         if let Err(e) = self.within_limits(&object) {
             self.stats.writes_refused_limits += 1;
             return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), cx.out);
+        }
+        if let Object::Register(register) = &object {
+            self.direct.last = Some((key.clone(), register.clone()));
         }
         let reply = Reply::Written {
             context: object.version_vector().cloned().unwrap_or_default(),
@@ -146,6 +157,16 @@ impl Node {
         value: Option<Bytes>,
         expires_ms: Option<u64>,
     ) -> Result<Register, Reply> {
+        if cx.now_ms < self.direct.resume_at_ms {
+            let wait_ms = self.direct.resume_at_ms - cx.now_ms;
+            return Err(Reply::unavailable(
+                format!(
+                    "this node restarted within its clock lease; its direct writes resume in {wait_ms} ms (or ask another node)"
+                ),
+                0,
+                1,
+            ));
+        }
         let now = self.hlc.now(cx.now_ms);
         let w = &mut self.direct;
         let timestamp = w.clock.observe(now, cx.now_ms);
@@ -170,6 +191,9 @@ impl Node {
         }
         w.seq = seq;
         let dot = Dot::new(w.actor.clone(), seq);
+        // The node's own clock never falls behind its writer's (which starts at the lease's
+        // ceiling after a restart): a replica-path write coordinated here next orders after.
+        self.hlc.observe(timestamp, cx.now_ms);
         let sibling = Sibling {
             value,
             timestamp,

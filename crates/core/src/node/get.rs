@@ -138,6 +138,15 @@ impl Node {
         let reply = match coord.core.response(expired) {
             None => None,
             Some(GetAnswer::Merged(merged)) => {
+                // A client that read a value of a direct-path bucket and writes the key again
+                // through this node (GETSET, EXPIRE, SET NX...) must order after what it read:
+                // this node's clock, which stamps that write, takes in the value's time.
+                if let Some(Object::Register(reg)) = merged
+                    && self.cfg.bucket(coord.request.key().bucket()).write_path
+                        == crate::config::WritePath::Direct
+                {
+                    self.hlc.observe(reg.timestamp_max(), now_ms);
+                }
                 Some(render_read(&coord.request, merged, expiry_now))
             }
             Some(GetAnswer::SessionBehind { answered, needed }) => {

@@ -2,6 +2,7 @@
 //! put core; the bounds a client's context and an object are held to.
 
 use super::*;
+use crate::config::WritePath;
 use driftkv_crdt::map::IncrementError;
 
 /// A write the coordinator applied to its copy and stored, to replicate.
@@ -67,8 +68,13 @@ impl Node {
             Err(e) => return self.answer(waiter, Reply::error(ErrorKind::Internal, e), out),
         };
         // A delete of a key this coordinator holds nothing of has nothing it could cover: a
-        // tombstone written blind would leave every value it did not see beside it.
-        if local.is_none() && matches!(request, Request::Delete { .. }) {
+        // tombstone written blind would leave every value it did not see beside it. Except in
+        // a bucket of direct writes, where a write this node has not received yet may be on
+        // its way (through another node, even the one this delete came through): there the
+        // tombstone is written anyway, and its time settles which came last.
+        let direct = self.cfg.bucket(request.key().bucket()).write_path == WritePath::Direct
+            && mode == ConflictMode::Lww;
+        if local.is_none() && matches!(request, Request::Delete { .. }) && !direct {
             return self.answer(waiter, Reply::Deleted { existed: false }, out);
         }
         let takes_away = takes_away_only(&request);
@@ -557,7 +563,7 @@ fn takes_away_only(request: &Request) -> bool {
 }
 
 /// The type of object a write request writes.
-fn written_kind(request: &Request) -> ObjectKind {
+pub(super) fn written_kind(request: &Request) -> ObjectKind {
     match request {
         Request::Put { .. } | Request::Overwrite { .. } => ObjectKind::Register,
         Request::CounterAdd { .. } => ObjectKind::Counter,

@@ -2,6 +2,7 @@
 //! hash trees kept in step with every change.
 
 use super::*;
+use crate::config::WritePath;
 
 /// What an update knows of the record it replaces, for the partition's hash tree.
 #[derive(Clone, Copy, Debug)]
@@ -312,7 +313,8 @@ impl Node {
             // So a later LWW write coordinated here orders after what it just learned.
             self.hlc.observe(r.timestamp_max(), now_ms);
         }
-        let mode = self.cfg.bucket(key.bucket()).mode;
+        let props = self.cfg.bucket(key.bucket());
+        let mode = props.mode;
         self.warm_leaf(partition, key);
         let record_key = keys::data_key(partition, key);
         let (local, prior) = self.read_record(store, partition, &record_key, key)?;
@@ -320,8 +322,15 @@ impl Node {
             None => incoming.clone(),
             Some(mut local) => {
                 let outcome = local.merge(mode, incoming);
-                self.stats.conflicts += outcome.concurrent as u64;
-                self.stats.lww_discarded += outcome.lww_discarded as u64;
+                if props.write_path == WritePath::Direct {
+                    // A direct write saw nothing, so every overwrite meets the value before it
+                    // as a concurrent one: counted, that would be every write. What is counted
+                    // is a write that arrived to find a later one here, and lost.
+                    self.stats.lww_discarded += u64::from(arrived_and_lost(incoming, &local));
+                } else {
+                    self.stats.conflicts += outcome.concurrent as u64;
+                    self.stats.lww_discarded += outcome.lww_discarded as u64;
+                }
                 self.stats.dot_clashes += outcome.dot_clashes as u64;
                 if !outcome.changed {
                     return Ok(false);
@@ -380,4 +389,15 @@ impl Node {
         let partition = self.partition_of(key);
         self.load(store, partition, key)
     }
+}
+
+/// Whether the register write `incoming` left no value of its own in `merged`: it arrived at a
+/// copy that already held a later write (by the lww rule) and was discarded.
+fn arrived_and_lost(incoming: &Object, merged: &Object) -> bool {
+    let (Object::Register(inc), Object::Register(held)) = (incoming, merged) else {
+        return false;
+    };
+    !inc.dvv()
+        .siblings()
+        .any(|(dot, _)| held.dvv().siblings().any(|(kept, _)| kept == dot))
 }

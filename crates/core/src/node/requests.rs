@@ -1,5 +1,6 @@
 //! Client requests: checked, routed (coordinated here or forwarded), and answers rendered.
 
+use super::put::written_kind;
 use super::*;
 use crate::config::WritePath;
 
@@ -354,18 +355,24 @@ impl Node {
                     }
                 };
                 let targets = self.targets(partition, n);
-                let register_write =
-                    matches!(request, Request::Put { .. } | Request::Overwrite { .. });
-                if register_write
-                    && props.write_path == WritePath::Direct
-                    && props.mode == ConflictMode::Lww
-                {
-                    let route = Route {
-                        partition,
-                        n,
-                        needed,
-                        mode: props.mode,
-                    };
+                let route = Route {
+                    partition,
+                    n,
+                    needed,
+                    mode: props.mode,
+                };
+                let direct =
+                    props.write_path == WritePath::Direct && props.mode == ConflictMode::Lww;
+                if direct && written_kind(&request) != ObjectKind::Register {
+                    // A direct write reads nothing, so it could not refuse a key of another
+                    // kind: such a bucket holds registers alone.
+                    let message = format!(
+                        "bucket {} takes direct writes and holds registers only; counters, sets and maps belong in another bucket",
+                        String::from_utf8_lossy(key.bucket())
+                    );
+                    return self.answer(waiter, Reply::error(ErrorKind::BadRequest, message), out);
+                }
+                if direct && matches!(request, Request::Put { .. } | Request::Overwrite { .. }) {
                     let cx = &mut Step { store, now_ms, out };
                     return self.coordinate_direct(cx, waiter, request, route, targets);
                 }
@@ -407,12 +414,6 @@ impl Node {
                     // A forwarded write is coordinated here even if this node's view disagrees
                     // that it is a replica, rather than bounce it around.
                     _ => {
-                        let route = Route {
-                            partition,
-                            n,
-                            needed,
-                            mode: props.mode,
-                        };
                         let cx = &mut Step { store, now_ms, out };
                         self.coordinate_write(cx, waiter, request, route, targets)
                     }

@@ -21,7 +21,8 @@ pub struct CompareRow {
 }
 
 /// The variants `--compare` runs of `sc`: as written, with the other write path, and with the
-/// healing machinery the other way (all three on when any was off in the scenario).
+/// healing machinery the other way (all three on when all were off in the scenario, all off
+/// when any was on).
 pub fn compare_variants(sc: &Scenario) -> Vec<(String, Scenario)> {
     let healing = sc.read_repair || sc.hinted_handoff || sc.anti_entropy;
     // Short names, so a chart's legend holds them; the table's foot spells them out.

@@ -164,17 +164,14 @@ fn node_config(
             },
         );
     }
-    if sc.write_path == WritePath::Direct {
-        // The probes measure the direct path: lww writes, as the PBS model's are.
-        cfg.buckets.insert(
-            Bytes::from_static(b"probes"),
-            BucketProps {
-                mode: ConflictMode::Lww,
-                write_path: WritePath::Direct,
-                ..Default::default()
-            },
-        );
-    }
+    cfg.buckets.insert(
+        Bytes::from_static(b"probes"),
+        BucketProps {
+            mode: sc.probe_mode(),
+            write_path: sc.write_path,
+            ..Default::default()
+        },
+    );
     cfg
 }
 

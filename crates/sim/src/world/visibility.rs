@@ -3,8 +3,7 @@
 //! last measured write was acknowledged: t-visibility, and with several versions k-staleness.
 
 use bytes::Bytes;
-use driftkv_causal::{ConflictMode, VersionVector};
-use driftkv_core::WritePath;
+use driftkv_causal::VersionVector;
 use driftkv_wire::{Key, Reply, Request};
 
 use super::Sim;
@@ -66,12 +65,15 @@ impl Sim<'_> {
             self.schedule(at, Event::ProbeStart(trial + 1));
         }
         let t_len = self.sc.visibility.t_ms.len();
-        // Probes are lww writes when they measure the direct path (see `Scenario::write_path`).
-        let mode = match self.sc.write_path {
-            WritePath::Direct => ConflictMode::Lww,
-            WritePath::Replica => ConflictMode::Siblings,
-        };
-        let slot = self.slot_for(KeyKind::Probe(mode), self.probe_key_name(trial));
+        let mode = self.sc.probe_mode();
+        let name = self.probe_key_name(trial).unwrap_or_else(|| {
+            let what = format!(
+                "no key name of trial {trial} in {PROBE_KEY_DRAWS_MAX} draws has its replicas in distinct regions: the trial measures another model"
+            );
+            self.oracle.hist.anomaly("visibility", self.time.now_us, what);
+            numbered("t", trial as u64, "")
+        });
+        let slot = self.slot_for(KeyKind::Probe(mode), name);
         let trials = &mut self.clients.trials;
         trials.push(Trial {
             t_index: trial % t_len,
@@ -91,12 +93,12 @@ impl Sim<'_> {
 
     /// The key of trial `trial`: `t<trial>`, or (with `replicas_in_distinct_regions`) the
     /// first of `t<trial>`, `t<trial>.1`, `t<trial>.2`, ... whose replicas are in as many
-    /// regions as there are replicas (validation made sure the regions allow it; the ring
-    /// spreads keys evenly, so a few draws do).
-    fn probe_key_name(&self, trial: usize) -> String {
+    /// regions as there are replicas (the ring spreads keys evenly, so a few draws do; `None`
+    /// when [`PROBE_KEY_DRAWS_MAX`] did not, and the run says so).
+    fn probe_key_name(&self, trial: usize) -> Option<String> {
         let first = numbered("t", trial as u64, "");
         if !self.sc.visibility.replicas_in_distinct_regions {
-            return first;
+            return Some(first);
         }
         let spread = |name: &str| {
             let key = Key::new(Bytes::from_static(b"probes"), name.to_string());
@@ -115,7 +117,6 @@ impl Sim<'_> {
                 d => format!("{first}.{d}"),
             })
             .find(|name| spread(name))
-            .unwrap_or(first)
     }
 
     /// The next measured write of trial `trial`, over the version before it.
