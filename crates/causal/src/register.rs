@@ -752,26 +752,34 @@ mod tests {
         m
     }
 
+    /// Merge is commutative, associative and idempotent on three of the `seen` states.
+    fn assert_join(
+        mode: ConflictMode,
+        seen: &[Register],
+        picks: &[proptest::sample::Index],
+    ) -> Result<(), TestCaseError> {
+        let (a, b, c) = (picks[0].get(seen), picks[1].get(seen), picks[2].get(seen));
+        prop_assert_eq!(merged(mode, a, b), merged(mode, b, a));
+        prop_assert_eq!(
+            merged(mode, &merged(mode, a, b), c),
+            merged(mode, a, &merged(mode, b, c))
+        );
+        prop_assert_eq!(&merged(mode, a, a), a);
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn register_merge_is_a_join_in_both_modes(mode in arb_mode(), ops in proptest::collection::vec(arb_op(), 1..40),
                                                    picks in proptest::collection::vec(any::<proptest::sample::Index>(), 3)) {
-            let (seen, _) = play(mode, &ops);
-            let (a, b, c) = (picks[0].get(&seen), picks[1].get(&seen), picks[2].get(&seen));
-            prop_assert_eq!(merged(mode, a, b), merged(mode, b, a));
-            prop_assert_eq!(merged(mode, &merged(mode, a, b), c), merged(mode, a, &merged(mode, b, c)));
-            prop_assert_eq!(&merged(mode, a, a), a);
+            assert_join(mode, &play(mode, &ops).0, &picks)?;
         }
 
         #[test]
         fn lww_merge_stays_a_join_with_direct_writes(ops in proptest::collection::vec(arb_op_with_direct(), 1..40),
                                                      picks in proptest::collection::vec(any::<proptest::sample::Index>(), 3)) {
             let mode = ConflictMode::Lww;
-            let (seen, _) = play(mode, &ops);
-            let (a, b, c) = (picks[0].get(&seen), picks[1].get(&seen), picks[2].get(&seen));
-            prop_assert_eq!(merged(mode, a, b), merged(mode, b, a));
-            prop_assert_eq!(merged(mode, &merged(mode, a, b), c), merged(mode, a, &merged(mode, b, c)));
-            prop_assert_eq!(&merged(mode, a, a), a);
+            assert_join(mode, &play(mode, &ops).0, &picks)?;
         }
 
         #[test]

@@ -216,6 +216,31 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `count` simulations on `jobs` threads with a `label: n/count runs done` line on a
+/// terminal; the reports come back in job order.
+fn run_all(
+    args: &SimArgs,
+    label: &str,
+    count: usize,
+    jobs: usize,
+    run: impl Fn(usize) -> Report + Sync,
+) -> Vec<Report> {
+    let done = AtomicUsize::new(0);
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let reports = parallel(count, jobs, |i| {
+        let report = run(i);
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if show {
+            eprint!("\r\x1b[K{label}: {n}/{count} runs done");
+        }
+        report
+    });
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    reports
+}
+
 /// Runs `count` jobs on `jobs` threads; results come back in job order (deterministic output).
 fn parallel<T: Send>(count: usize, jobs: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let next = AtomicUsize::new(0);
@@ -271,20 +296,10 @@ fn run_compare(args: &SimArgs, jobs: usize) -> anyhow::Result<()> {
             runs.push((scenario.name.clone(), variant, s));
         }
     }
-    let done = AtomicUsize::new(0);
-    let show = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
-    let reports = parallel(runs.len(), jobs, |i| {
-        let report = driftkv_sim::run(&runs[i].2);
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        if show {
-            eprint!("\r\x1b[Kcompare: {n}/{} runs done", runs.len());
-        }
-        report
+    let reports = run_all(args, "compare", runs.len(), jobs, |i| {
+        driftkv_sim::run(&runs[i].2)
     });
-    if show {
-        eprint!("\r\x1b[K");
-    }
     let rows: Vec<CompareRow> = runs
         .into_iter()
         .zip(reports)
@@ -430,20 +445,10 @@ fn run_seed(scenario: &Scenario, seed: u64) -> Option<String> {
 
 fn run_sweep(args: &SimArgs, scenario: &Scenario, jobs: usize) -> anyhow::Result<()> {
     let levels = driftkv_sim::sweep_levels(scenario);
-    let done = AtomicUsize::new(0);
-    let show = !args.quiet && std::io::stderr().is_terminal();
-    let reports = parallel(levels.len(), jobs, |i| {
+    let reports = run_all(args, "sweep", levels.len(), jobs, |i| {
         let (r, w) = &levels[i];
-        let report = driftkv_sim::run(&driftkv_sim::with_levels(scenario, r, w));
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        if show {
-            eprint!("\r\x1b[Ksweep: {n}/{} runs done", levels.len());
-        }
-        report
+        driftkv_sim::run(&driftkv_sim::with_levels(scenario, r, w))
     });
-    if show {
-        eprint!("\r\x1b[K");
-    }
     let rows: Vec<SweepRow> = levels
         .into_iter()
         .zip(reports)
