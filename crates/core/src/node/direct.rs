@@ -122,14 +122,12 @@ impl Node {
             Ok(register) => register,
             Err(reply) => return self.answer(waiter, reply, cx.out),
         };
-        let object = Object::Register(register);
+        let object = Object::Register(register.clone());
         if let Err(e) = self.within_limits(&object) {
             self.stats.writes_refused_limits += 1;
             return self.answer(waiter, Reply::error(ErrorKind::BadRequest, e), cx.out);
         }
-        if let Object::Register(register) = &object {
-            self.direct.last = Some((key.clone(), register.clone()));
-        }
+        self.direct.last = Some((key.clone(), register));
         let reply = Reply::Written {
             context: object.version_vector().cloned().unwrap_or_default(),
         };

@@ -66,6 +66,7 @@ impl Node {
             n,
             needed,
             mode,
+            direct,
         } = route;
         self.stats.reads += 1;
         let targets: Vec<NodeId> = self
@@ -112,6 +113,7 @@ impl Node {
             waiter,
             request,
             core: GetCore::new(mode, needed, targets, seen),
+            direct,
             deadline_ms: now_ms + self.cfg.request_timeout_ms,
         };
         if let Some((node, object)) = local {
@@ -142,8 +144,7 @@ impl Node {
                 // through this node (GETSET, EXPIRE, SET NX...) must order after what it read:
                 // this node's clock, which stamps that write, takes in the value's time.
                 if let Some(Object::Register(reg)) = merged
-                    && self.cfg.bucket(coord.request.key().bucket()).write_path
-                        == crate::config::WritePath::Direct
+                    && coord.direct
                 {
                     self.hlc.observe(reg.timestamp_max(), now_ms);
                 }

@@ -91,6 +91,8 @@ pub(super) struct Route {
     pub(super) n: usize,
     pub(super) needed: usize,
     pub(super) mode: ConflictMode,
+    /// The bucket takes direct writes (`write_path = direct`, lww): see `direct`.
+    pub(super) direct: bool,
 }
 
 /// A client connection's handle, chosen by the shell; replies name it.

@@ -68,6 +68,8 @@ pub(super) struct ReadCoord {
     pub(super) waiter: Waiter,
     pub(super) request: Request,
     pub(super) core: GetCore,
+    /// The key's bucket takes direct writes: the answer's time goes into this node's clock.
+    pub(super) direct: bool,
     pub(super) deadline_ms: u64,
 }
 

@@ -2,7 +2,6 @@
 //! put core; the bounds a client's context and an object are held to.
 
 use super::*;
-use crate::config::WritePath;
 use driftkv_crdt::map::IncrementError;
 
 /// A write the coordinator applied to its copy and stored, to replicate.
@@ -54,6 +53,7 @@ impl Node {
             partition,
             needed,
             mode,
+            direct,
             ..
         } = route;
         self.stats.writes += 1;
@@ -72,8 +72,6 @@ impl Node {
         // a bucket of direct writes, where a write this node has not received yet may be on
         // its way (through another node, even the one this delete came through): there the
         // tombstone is written anyway, and its time settles which came last.
-        let direct = self.cfg.bucket(request.key().bucket()).write_path == WritePath::Direct
-            && mode == ConflictMode::Lww;
         if local.is_none() && matches!(request, Request::Delete { .. }) && !direct {
             return self.answer(waiter, Reply::Deleted { existed: false }, out);
         }

@@ -313,6 +313,7 @@ impl Node {
         let partition = self.partition_of(&key);
         let n = self.n_for(&key);
         let props = self.cfg.bucket(key.bucket());
+        let direct = props.write_path == WritePath::Direct && props.mode == ConflictMode::Lww;
         let level = |q: Quorum, bucket: Option<Quorum>, default: Quorum| {
             q.resolve(n, bucket.unwrap_or(default))
         };
@@ -336,6 +337,7 @@ impl Node {
                         n,
                         needed,
                         mode: props.mode,
+                        direct,
                     };
                     self.start_read(&mut Step { store, now_ms, out }, waiter, request, route)
                 }
@@ -360,9 +362,8 @@ impl Node {
                     n,
                     needed,
                     mode: props.mode,
+                    direct,
                 };
-                let direct =
-                    props.write_path == WritePath::Direct && props.mode == ConflictMode::Lww;
                 if direct && written_kind(&request) != ObjectKind::Register {
                     // A direct write reads nothing, so it could not refuse a key of another
                     // kind: such a bucket holds registers alone.

@@ -161,9 +161,9 @@ impl Sim<'_> {
         self.issue(node, Request::Get { key, r }, op);
     }
 
-    /// The first version's write answered: once acknowledged, the measured writes follow
-    /// after the setup gap.
-    pub(super) fn probe_setup_replied(&mut self, trial: usize, op: &ClientOp, reply: &Reply) {
+    /// A trial's write answered: its outcome recorded in the history, and the context it
+    /// returned when it was acknowledged.
+    fn probe_write_outcome(&mut self, op: &ClientOp, reply: &Reply) -> Option<VersionVector> {
         let context = match reply {
             Reply::Written { context } => Some(context.clone()),
             _ => None,
@@ -175,7 +175,13 @@ impl Sim<'_> {
             };
             self.set_outcome(h, outcome);
         }
-        if let Some(context) = context {
+        context
+    }
+
+    /// The first version's write answered: once acknowledged, the measured writes follow
+    /// after the setup gap.
+    pub(super) fn probe_setup_replied(&mut self, trial: usize, op: &ClientOp, reply: &Reply) {
+        if let Some(context) = self.probe_write_outcome(op, reply) {
             self.clients.trials[trial].context = Some(context);
             let at = self.time.after_ms(self.sc.visibility.setup_gap_ms);
             self.clients.scheduled_work += 1;
@@ -186,18 +192,9 @@ impl Sim<'_> {
     /// A measured write answered: once acknowledged, the next version follows (after
     /// `version_gap_ms`), or, after the last, the reads follow `t` later.
     pub(super) fn probe_write_replied(&mut self, trial: usize, op: &ClientOp, reply: &Reply) {
-        let context = match reply {
-            Reply::Written { context } => Some(context.clone()),
-            _ => None,
+        let Some(context) = self.probe_write_outcome(op, reply) else {
+            return;
         };
-        if let Some(h) = op.hist {
-            let outcome = match context {
-                Some(_) => Outcome::Acked,
-                None => Outcome::Failed(format!("{reply:?}")),
-            };
-            self.set_outcome(h, outcome);
-        }
-        let Some(context) = context else { return };
         let v = &self.sc.visibility;
         let t = &mut self.clients.trials[trial];
         t.written += 1;
